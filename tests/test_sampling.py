@@ -1,0 +1,318 @@
+"""Task probabilities, largest-remainder quotas and epoch schedules, with exact expected numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mtlvsift.errors import MtlvsiftError
+from mtlvsift.sampling import (
+    BATCHINGS,
+    DYNAMIC_RULES,
+    SAMPLINGS,
+    check_choice,
+    dynamic_probabilities,
+    epoch_batch_sizes,
+    epoch_schedule,
+    largest_remainder_quotas,
+    process_slice,
+    schedule_counts,
+    size_probabilities,
+    task_probabilities,
+    uniform_probabilities,
+)
+
+GLUE_SIZES = (392702, 363846, 104743, 67349, 8551, 5749, 3668, 2490, 635)
+
+
+def _task_sequence(schedule: list[np.ndarray], task: int) -> np.ndarray:
+    """A task's example indices in schedule order."""
+    rows = np.concatenate(schedule)
+    return rows[rows[:, 0] == task, 1]
+
+
+# --------------------------------------------------------------------------- probabilities
+
+
+def test_uniform_and_size_probabilities():
+    np.testing.assert_allclose(uniform_probabilities((1, 3)), [0.5, 0.5])
+    np.testing.assert_allclose(uniform_probabilities((7, 1, 2, 9)), [0.25] * 4)
+    np.testing.assert_allclose(size_probabilities((1, 3)), [0.25, 0.75])
+    np.testing.assert_allclose(size_probabilities((2, 3, 5)), [0.2, 0.3, 0.5])
+
+
+def test_softmax_matches_the_paper_code_case():
+    p = dynamic_probabilities([0.9, 0.8, 1.0, 0.7], [0.9, 0.8, 0.0, 0.7])  # gaps 0, 0, 1, 0
+    np.testing.assert_allclose(np.round(p, 3), [0.175, 0.175, 0.475, 0.175])
+    np.testing.assert_allclose(p[2], np.e / (np.e + 3))
+
+
+def test_softmax_is_numerically_stable():
+    p = dynamic_probabilities([1000.0, 0.0], [0.0, 0.0])
+    assert np.all(np.isfinite(p))
+    np.testing.assert_allclose(p, [1.0, 0.0], atol=1e-12)
+
+
+def test_normalized_gaps():
+    p = dynamic_probabilities([0.6, 0.5, 0.9, 0.4], [0.5, 0.7, 0.6, 0.4], rule="normalized")
+    np.testing.assert_allclose(p, [0.25, 0.0, 0.75, 0.0])  # gaps 0.1, -0.2, 0.3, 0
+    # No task lags its single-task score: uniform.
+    np.testing.assert_allclose(dynamic_probabilities([0.5, 0.5], [0.6, 0.5], rule="normalized"), [0.5, 0.5])
+
+
+def test_dynamic_uses_size_first_then_gaps():
+    sizes = (1, 3)
+    np.testing.assert_allclose(task_probabilities("dynamic", sizes, 0, [0.9, 0.9], [0.1, 0.9]), [0.25, 0.75])
+    np.testing.assert_allclose(task_probabilities("dynamic", sizes, 4, [0.9, 0.9], None), [0.25, 0.75])
+    later = task_probabilities("dynamic", sizes, 1, [1.0, 0.5], [0.0, 0.5])  # gaps 1, 0
+    np.testing.assert_allclose(later, [np.e / (np.e + 1), 1 / (np.e + 1)])
+    norm = task_probabilities("dynamic", sizes, 1, [1.0, 0.5], [0.5, 0.25], rule="normalized")
+    np.testing.assert_allclose(norm, [2 / 3, 1 / 3])
+    np.testing.assert_allclose(task_probabilities("uniform", sizes, 3), [0.5, 0.5])
+    np.testing.assert_allclose(task_probabilities("size", sizes, 3, [1, 1], [0, 0]), [0.25, 0.75])
+
+
+def test_dynamic_needs_single_scores_after_the_first_epoch():
+    with pytest.raises(ValueError, match="single-task"):
+        task_probabilities("dynamic", (1, 3), 1, None, [0.5, 0.5])
+
+
+# --------------------------------------------------------------------------- names
+
+
+@pytest.mark.parametrize(
+    "call, choices",
+    [
+        (lambda: task_probabilities("temperature", (1, 2), 0), SAMPLINGS),
+        (lambda: task_probabilities("size", (1, 2), 0, rule="linear"), DYNAMIC_RULES),
+        (lambda: dynamic_probabilities([1.0], [0.0], rule="linear"), DYNAMIC_RULES),
+        (lambda: epoch_schedule((3, 4), [0.5, 0.5], 2, 0, 0, batching="mixed"), BATCHINGS),
+    ],
+)
+def test_unknown_names_list_the_choices(call, choices):
+    with pytest.raises(MtlvsiftError) as info:
+        call()
+    assert ", ".join(choices) in info.value.message
+
+
+def test_check_choice_is_case_insensitive_and_canonical():
+    assert check_choice("sampling", " Size ", SAMPLINGS) == "size"
+    with pytest.raises(MtlvsiftError, match="Unknown batching 'x'; choose one of: heterogeneous, homogeneous"):
+        check_choice("batching", "x", BATCHINGS)
+
+
+def test_user_errors():
+    with pytest.raises(MtlvsiftError, match="batch size"):
+        epoch_batch_sizes(10, 0)
+    with pytest.raises(MtlvsiftError, match="at least one training example"):
+        epoch_schedule((3, 0), [0.5, 0.5], 2, 0, 0)
+    with pytest.raises(MtlvsiftError, match="seed"):
+        epoch_schedule((3, 4), [0.5, 0.5], 2, -1, 0)
+    with pytest.raises(ValueError, match="sum to 1"):
+        largest_remainder_quotas([0.5, 0.2], 4)
+
+
+# --------------------------------------------------------------------------- quotas
+
+
+@pytest.mark.parametrize(
+    "p, batch_size, expected",
+    [
+        ((0.5, 0.3, 0.2), 7, (4, 2, 1)),  # 3.5, 2.1, 1.4: floors 3, 2, 1; the 1 left goes to .5
+        ((1 / 3, 1 / 3, 1 / 3), 4, (2, 1, 1)),  # tie broken by index
+        ((1 / 3, 1 / 3, 1 / 3), 5, (2, 2, 1)),
+        ((0.001, 0.999), 128, (1, 127)),  # 0.128, 127.872 -> 0, 128 -> the minimum of 1
+        ((0.05, 0.05, 0.9), 10, (1, 1, 8)),  # 0.5, 0.5, 9 -> 1, 0, 9 -> 1, 1, 8
+        ((0.1, 0.4, 0.1, 0.4), 2, (0, 1, 0, 1)),  # B < K: the B most probable
+        ((0.25, 0.25, 0.25, 0.25), 3, (1, 1, 1, 0)),
+        ((0.6, 0.4), 1, (1, 0)),
+        ((1.0,), 5, (5,)),
+    ],
+)
+def test_quotas_hand_computed(p, batch_size, expected):
+    quotas = largest_remainder_quotas(p, batch_size)
+    assert quotas.dtype == np.int64
+    assert quotas.tolist() == list(expected)
+
+
+def test_quotas_glue_sizes():
+    # ideal 52.92, 49.03, 14.12, 9.08, 1.15, .78, .49, .34, .09; floors sum 125, the 3 left go to
+    # tasks 0, 5, 6 (53, 49, 14, 9, 1, 1, 1, 0, 0); tasks 7 and 8 each take 1 from task 0.
+    quotas = largest_remainder_quotas(size_probabilities(GLUE_SIZES), 128)
+    assert quotas.tolist() == [51, 49, 14, 9, 1, 1, 1, 1, 1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    weights=st.lists(st.floats(0.0, 1e6, allow_nan=False), min_size=1, max_size=12).filter(lambda w: sum(w) > 0),
+    batch_size=st.integers(1, 600),
+)
+def test_quotas_properties(weights, batch_size):
+    p = np.asarray(weights) / np.sum(weights)
+    quotas = largest_remainder_quotas(p, batch_size)
+    k = len(p)
+    assert quotas.sum() == batch_size
+    assert np.all(quotas >= 0)
+    if batch_size >= k:
+        assert np.all(quotas >= 1)
+        if np.all(p * batch_size >= 1):  # the minimum never binds: plain Hamilton rounding
+            assert np.all(np.abs(quotas - p * batch_size) < 1 + 1e-9)
+    else:
+        assert set(quotas.tolist()) <= {0, 1}
+        chosen = np.flatnonzero(quotas)
+        assert p[chosen].min() >= p[quotas == 0].max()
+    # Determinism.
+    assert largest_remainder_quotas(p, batch_size).tolist() == quotas.tolist()
+
+
+# --------------------------------------------------------------------------- schedules
+
+
+def test_epoch_batch_sizes():
+    assert epoch_batch_sizes(10, 4) == [4, 4, 2]
+    assert epoch_batch_sizes(8, 4) == [4, 4]
+    assert epoch_batch_sizes(3, 128) == [3]
+    assert epoch_batch_sizes(0, 4) == []
+
+
+@pytest.mark.parametrize("batching", BATCHINGS)
+@pytest.mark.parametrize("n, batch_size", [(10, 3), (97, 8), (5, 5), (4, 16)])
+def test_single_task_is_one_permutation(batching, n, batch_size):
+    schedule = epoch_schedule((n,), [1.0], batch_size, seed=3, epoch=2, batching=batching)
+    assert [len(b) for b in schedule] == epoch_batch_sizes(n, batch_size)
+    rows = np.concatenate(schedule)
+    assert rows.dtype == np.int64 and rows.shape == (n, 2)
+    assert np.all(rows[:, 0] == 0)
+    assert sorted(rows[:, 1].tolist()) == list(range(n))
+
+
+def test_heterogeneous_counts_match_quotas():
+    sizes = (600, 300, 100)
+    p = [0.5, 0.3, 0.2]
+    batch_size = 16
+    schedule = epoch_schedule(sizes, p, batch_size, seed=0, epoch=0)
+    n_total = sum(sizes)
+    lengths = epoch_batch_sizes(n_total, batch_size)
+    assert [len(b) for b in schedule] == lengths
+    for batch, length in zip(schedule, lengths):
+        assert batch.dtype == np.int64 and batch.shape == (length, 2)
+        assert schedule_counts([batch], 3).tolist() == largest_remainder_quotas(p, length).tolist()
+    counts = schedule_counts(schedule, 3)
+    implied = sum(largest_remainder_quotas(p, length) for length in lengths)
+    assert counts.tolist() == implied.tolist()
+    # 63 batches of 16 (8, 5, 3) and one of 8 (4, 2, 2): exact, then within rounding of p * N.
+    assert counts.tolist() == [62 * 8 + 4, 62 * 5 + 2, 62 * 3 + 2]
+    assert np.all(np.abs(counts - np.asarray(p) * n_total) <= len(lengths))
+
+
+def test_heterogeneous_batches_are_shuffled():
+    schedule = epoch_schedule((600, 300, 100), [0.5, 0.3, 0.2], 16, seed=0, epoch=0)
+    assert any(np.any(np.diff(b[:, 0]) < 0) for b in schedule)
+
+
+def test_heterogeneous_streams_draw_without_replacement():
+    sizes = (50, 7, 23)
+    p = [0.2, 0.5, 0.3]  # task 1 (7 examples) wraps around its stream many times
+    schedule = epoch_schedule(sizes, p, 10, seed=1, epoch=0)
+    for task, n in enumerate(sizes):
+        seq = _task_sequence(schedule, task)
+        counts = np.bincount(seq, minlength=n)
+        assert counts.max() - counts.min() <= 1  # every pass covers every example once
+        # The task's rows in the batches that fit within its first pass are distinct.
+        cumulative = np.cumsum([schedule_counts([b], len(sizes))[task] for b in schedule])
+        first = np.concatenate([schedule[i] for i in np.flatnonzero(cumulative <= n)])
+        first = first[first[:, 0] == task, 1]
+        assert len(np.unique(first)) == len(first) > 0
+
+
+def test_homogeneous_streams_pass_by_pass():
+    sizes = (13, 40)
+    schedule = epoch_schedule(sizes, [0.9, 0.1], 4, seed=5, epoch=0, batching="homogeneous")
+    for task, n in enumerate(sizes):
+        seq = _task_sequence(schedule, task)
+        passes = [seq[i : i + n] for i in range(0, len(seq), n)]
+        for chunk in passes:
+            assert len(np.unique(chunk)) == len(chunk)
+        full = [c for c in passes if len(c) == n]
+        for chunk in full:
+            assert sorted(chunk.tolist()) == list(range(n))
+    seq = _task_sequence(schedule, 0)
+    assert len(seq) >= 26 and not np.array_equal(seq[:13], seq[13:26])  # reshuffled
+
+
+def test_homogeneous_batches_are_single_task_and_follow_p():
+    sizes = (3000, 1000)
+    p = [0.75, 0.25]
+    schedule = epoch_schedule(sizes, p, 4, seed=0, epoch=0, batching="homogeneous")
+    assert len(schedule) == 1000
+    batch_tasks = []
+    for batch in schedule:
+        assert len(np.unique(batch[:, 0])) == 1
+        batch_tasks.append(batch[0, 0])
+    freq = np.bincount(batch_tasks, minlength=2) / len(schedule)
+    np.testing.assert_allclose(freq, p, atol=0.05)  # 3.6 standard deviations
+
+
+def test_homogeneous_zero_probability_task_never_drawn():
+    schedule = epoch_schedule((10, 10), [1.0, 0.0], 3, seed=0, epoch=0, batching="homogeneous")
+    assert schedule_counts(schedule, 2).tolist() == [20, 0]
+
+
+@pytest.mark.parametrize("batching", BATCHINGS)
+def test_determinism_and_independence_of_global_state(batching):
+    args = ((30, 17, 5), [0.5, 0.3, 0.2], 8)
+    np.random.seed(0)
+    a = epoch_schedule(*args, seed=4, epoch=1, batching=batching)
+    np.random.seed(123)
+    np.random.random(10)
+    b = epoch_schedule(*args, seed=4, epoch=1, batching=batching)
+    assert len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+    for other in (
+        epoch_schedule(*args, seed=5, epoch=1, batching=batching),
+        epoch_schedule(*args, seed=4, epoch=2, batching=batching),
+    ):
+        assert not np.array_equal(np.concatenate(a), np.concatenate(other))
+
+
+@pytest.mark.parametrize("batching", BATCHINGS)
+def test_resume_skipping_batches_continues_the_sequence(batching):
+    args = ((30, 17, 5), [0.2, 0.3, 0.5], 7)
+    full = epoch_schedule(*args, seed=2, epoch=3, batching=batching)
+    done = 4
+    resumed = epoch_schedule(*args, seed=2, epoch=3, batching=batching)[done:]
+    assert len(resumed) == len(full) - done
+    assert all(np.array_equal(x, y) for x, y in zip(full[done:], resumed))
+
+
+@pytest.mark.parametrize("num_processes", [1, 2, 3, 8])
+def test_process_slices_partition_every_batch(num_processes):
+    # Batches of 10 and a last one of 5: neither divisible by 3 or 8 (some slices are empty).
+    schedule = epoch_schedule((20, 15), [0.6, 0.4], 10, seed=0, epoch=0)
+    assert [len(b) for b in schedule] == [10, 10, 10, 5]
+    for batch in schedule:
+        slices = [process_slice(batch, i, num_processes) for i in range(num_processes)]
+        assert np.array_equal(np.concatenate(slices), batch)
+        lengths = [len(s) for s in slices]
+        assert max(lengths) - min(lengths) <= 1
+    with pytest.raises(ValueError):
+        process_slice(schedule[0], num_processes, num_processes)
+
+
+def test_schedule_counts_empty():
+    assert schedule_counts([], 3).tolist() == [0, 0, 0]
+
+
+@pytest.mark.parametrize("batching", BATCHINGS)
+def test_glue_scale_epoch(batching):
+    p = size_probabilities(GLUE_SIZES)
+    schedule = epoch_schedule(GLUE_SIZES, p, 128, seed=0, epoch=1, batching=batching)
+    n_total = sum(GLUE_SIZES)
+    assert len(schedule) == -(-n_total // 128)
+    counts = schedule_counts(schedule, len(GLUE_SIZES))
+    assert counts.sum() == n_total
+    if batching == "heterogeneous":
+        implied = sum(largest_remainder_quotas(p, len(b)) for b in schedule[-2:])
+        implied += (len(schedule) - 2) * largest_remainder_quotas(p, 128)
+        assert counts.tolist() == implied.tolist()
