@@ -1,0 +1,121 @@
+"""From tokenized task datasets to the batches the loop consumes.
+
+``prepare_task_data`` loads (and caches) every task's training and dev sets and applies the
+subsampling options; ``MixedTaskDataset`` turns rows of (task, example) from the sampler's
+schedule into features in one bulk read per task; ``train_loader`` wraps one epoch's batches in
+a DataLoader so that collation runs ahead of the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import datasets
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from mtlvsift.config import TrainConfig, support_examples_needed, target_train_size
+from mtlvsift.data import load_tokenized, resolve_data_dir, split_names, subsample_indices
+from mtlvsift.errors import MtlvsiftError
+from mtlvsift.tasks import Task, get_task
+
+MODEL_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "label")
+
+
+@dataclass
+class TaskData:
+    task: Task
+    train: datasets.Dataset
+    dev: dict[str, datasets.Dataset]  # dev split name -> tokenized split
+    available: int  # training examples before subsampling
+
+
+def prepare_task_data(config: TrainConfig, tokenizer, main_process_first) -> list[TaskData]:
+    """Every task's tokenized training and dev sets, subsampled as the config asks.
+
+    ``main_process_first`` is accelerate's context manager: the main process tokenizes and fills
+    the cache, the others then read it.
+    """
+    data_dir = resolve_data_dir(config.data_dir)
+    result = []
+    target_available = 0  # the target comes first in config.tasks (MTL_All has none)
+    for name in config.tasks:
+        task = get_task(name)
+        with main_process_first():
+            splits = {split: load_tokenized(task, split, tokenizer, config.max_seq_length, data_dir)
+                      for split in split_names(task)}
+        train = splits.pop("train")
+        if task.name == config.target:
+            target_available = len(train)
+        keep = [c for c in MODEL_COLUMNS if c in train.column_names]
+        used = _subsample(config, task, train, target_available).select_columns(keep)
+        result.append(TaskData(task, used, splits, available=len(train)))
+    return result
+
+
+def _subsample(config: TrainConfig, task: Task, train: datasets.Dataset,
+               target_available: int) -> datasets.Dataset:
+    available = len(train)
+    capped = min(available, config.max_train_examples or available)
+    if task.name != config.target and config.support_ratio is not None:
+        size = support_examples_needed(config, target_available)
+        if size > capped:
+            raise MtlvsiftError(
+                f"--support-ratio {config.support_ratio:g} needs {size} {task.display} training "
+                f"examples ({config.support_ratio:g} x the target's), but only {capped} are "
+                f"available. Choose a smaller ratio or a smaller --target-fraction."
+            )
+        # The same draw as a single run with --max-train-examples <size>: its STILTs counterpart.
+        return train if size == available else train.select(
+            subsample_indices(available, size, config.data_seed))
+    indices = np.arange(available) if capped == available else \
+        subsample_indices(available, capped, config.data_seed)
+    if task.name == config.target:
+        size = target_train_size(config, available)
+        if size < capped:  # the fraction is drawn within the cap: nested subsets
+            indices = indices[subsample_indices(capped, size, config.data_seed + 1)]
+    return train if len(indices) == available else train.select(indices)
+
+
+class MixedTaskDataset(torch.utils.data.Dataset):
+    """Rows ``(task_index, example_index)`` -> feature dicts, one bulk read per task in a batch."""
+
+    def __init__(self, train_sets: list[datasets.Dataset]):
+        self.train_sets = train_sets
+
+    def __len__(self) -> int:
+        return sum(len(ds) for ds in self.train_sets)
+
+    def __getitems__(self, rows: np.ndarray) -> list[dict]:
+        features: list[dict | None] = [None] * len(rows)
+        for task_index in np.unique(rows[:, 0]):
+            positions = np.flatnonzero(rows[:, 0] == task_index)
+            columns = self.train_sets[task_index][rows[positions, 1].tolist()]
+            for j, position in enumerate(positions):
+                item = {key: values[j] for key, values in columns.items()}
+                item["task_id"] = int(task_index)
+                features[position] = item
+        return features
+
+    def __getitem__(self, row):  # DataLoader uses __getitems__; this keeps the Dataset protocol
+        return self.__getitems__(np.asarray([row]))[0]
+
+
+def micro_batch_collator(collate: Callable, micro_batches: int) -> Callable:
+    """Collate a process's share of a global batch into ``micro_batches`` padded micro-batches."""
+
+    def collate_micro(features: list[dict]) -> list[dict]:
+        chunks = np.array_split(np.arange(len(features)), micro_batches)
+        return [collate([features[i] for i in chunk]) for chunk in chunks if len(chunk)]
+
+    return collate_micro
+
+
+def train_loader(dataset: MixedTaskDataset, local_batches: list[np.ndarray], collate: Callable,
+                 num_workers: int, pin_memory: bool) -> DataLoader:
+    """A DataLoader over precomputed batches: the order is the sampler's, nothing is shuffled here."""
+    return DataLoader(dataset, batch_sampler=local_batches, collate_fn=collate,
+                      num_workers=num_workers, pin_memory=pin_memory,
+                      persistent_workers=False)

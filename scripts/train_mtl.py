@@ -1,0 +1,28 @@
+#!/usr/bin/env python
+"""Pairwise multi-task learning: the target and its supporting task(s) trained jointly.
+
+    accelerate launch scripts/train_mtl.py --target qnli --support mnli
+"""
+
+import click
+
+from mtlvsift.config import mtl_config
+from mtlvsift.options import mtl_options, restart_option, sampling_option, size_options, train_options
+from mtlvsift.train import run_training
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--target", required=True, help="The task to select the model on.")
+@click.option("--support", multiple=True, help="A supporting task (repeat for several).")
+@sampling_option("dynamic")
+@mtl_options
+@size_options
+@train_options
+@restart_option
+def main(target, support, restart, **options):
+    config = mtl_config(target, support, **options)
+    run_training(config, restart=restart)
+
+
+if __name__ == "__main__":
+    main()

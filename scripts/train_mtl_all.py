@@ -1,0 +1,28 @@
+#!/usr/bin/env python
+"""MTL_All: every task trained jointly; each task's own best dev score is recorded.
+
+    accelerate launch scripts/train_mtl_all.py                     # the nine GLUE tasks, size sampling
+    accelerate launch scripts/train_mtl_all.py --sampling dynamic
+"""
+
+import click
+
+from mtlvsift.config import mtl_all_config
+from mtlvsift.options import mtl_options, restart_option, sampling_option, train_options
+from mtlvsift.train import run_training
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--tasks", default="", help="Comma-separated tasks (default: the nine GLUE tasks).")
+@sampling_option("size")
+@mtl_options
+@train_options
+@restart_option
+def main(tasks, restart, **options):
+    names = tuple(t.strip() for t in tasks.split(",") if t.strip())
+    config = mtl_all_config(names, **options)
+    run_training(config, restart=restart)
+
+
+if __name__ == "__main__":
+    main()

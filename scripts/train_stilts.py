@@ -1,0 +1,29 @@
+#!/usr/bin/env python
+"""Single-task fine-tuning (--target T) or STILTs (--target T --support S).
+
+    accelerate launch scripts/train_stilts.py --target rte                 # method "single"
+    accelerate launch scripts/train_stilts.py --target rte --support mnli  # STILTs: MNLI first, then RTE
+"""
+
+import click
+
+from mtlvsift.config import stilts_config
+from mtlvsift.options import restart_option, size_options, train_options
+from mtlvsift.train import run_training
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--target", required=True, help="The task to fine-tune and select on.")
+@click.option("--support", default=None, help="STILTs: start from the best single run of this task.")
+@click.option("--init-from", default=None, type=click.Path(exists=True, file_okay=False),
+              help="STILTs from this saved model folder instead of the best supporting run.")
+@size_options
+@train_options
+@restart_option
+def main(target, support, init_from, restart, **options):
+    config = stilts_config(target, support, init_from, **options)
+    run_training(config, restart=restart)
+
+
+if __name__ == "__main__":
+    main()
