@@ -1,0 +1,105 @@
+"""Runs the report still lacks, and the shell commands (a loop over seeds) that would make them.
+
+A matrix cell needs a STILTs group and an MTL group with every expected seed (the seeds seen in
+the tree; the paper's five when only one seed is seen, since a t-test needs two); STILTs needs
+the single-task run of its supporting task.
+One pairwise MTL run fills two cells (the supporting task's score is recorded too), so a missing
+pair is proposed once.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from mtlvsift.stats import Analysis, Group
+
+DEFAULT_MODEL = "distilroberta-base"
+DEFAULT_OUTPUTS = Path("outputs")
+SCRIPTS = {"single": "train_stilts.py", "stilts": "train_stilts.py", "mtl": "train_mtl.py",
+           "mtl_all": "train_mtl_all.py"}
+ORDER = ("single", "stilts", "mtl", "mtl_all")  # STILTs starts from its support's single run
+
+
+@dataclass(frozen=True)
+class MissingRun:
+    method: str
+    target: str | None
+    support: str | None
+    seeds: tuple[int, ...]
+    sampling: str | None = None
+    partial: bool = False  # some seeds of this configuration exist already
+
+    def command(self, model: str = DEFAULT_MODEL, outputs: Path = DEFAULT_OUTPUTS) -> str:
+        """The shell command that trains the missing seeds, e.g. a ``for seed in ...`` loop."""
+        args = [f"scripts/{SCRIPTS[self.method]}"]
+        if self.target:
+            args += ["--target", self.target]
+        if self.support:
+            args += ["--support", self.support]
+        if self.sampling and self.sampling != "size":
+            args += ["--sampling", self.sampling]
+        if model != DEFAULT_MODEL:
+            args += ["--model", model]
+        if Path(outputs) != DEFAULT_OUTPUTS:
+            args += ["--output-dir", str(outputs)]
+        line = "accelerate launch " + " ".join(shlex.quote(a) for a in args)
+        if len(self.seeds) == 1:
+            return f"{line} --seed {self.seeds[0]}"
+        seeds = " ".join(map(str, self.seeds))
+        return f"for seed in {seeds}; do {line} --seed $seed; done"
+
+    def describe(self) -> str:
+        name = {"single": "single", "stilts": "STILTs", "mtl": "MTL", "mtl_all": "MTL_All"}
+        what = name[self.method]
+        if self.target:
+            what += f" {self.target}" + (f" <- {self.support}" if self.support else "")
+        if self.sampling and self.method == "mtl_all":
+            what += f" ({self.sampling})"
+        lacking = "seed" + ("s " if len(self.seeds) > 1 else " ") + ", ".join(map(str, self.seeds))
+        return f"{what}: {lacking}" + (" (others done)" if self.partial else "")
+
+
+def missing_runs(analysis: Analysis) -> list[MissingRun]:
+    """Every single, STILTs, MTL and MTL_All configuration the matrix and tables still lack."""
+    expected = tuple(analysis.expected_seeds)
+    found: dict[tuple, MissingRun] = {}
+
+    def want(method: str, target: str | None, support: str | None, group: Group | None,
+             seeds: set[int] | None = None, sampling: str | None = None) -> None:
+        have = set(group.seeds) if group is not None else (seeds or set())
+        lacking = tuple(s for s in expected if s not in have)
+        key = (method, target, support, sampling)
+        if lacking and key not in found:
+            found[key] = MissingRun(method, target, support, lacking, sampling, bool(have))
+
+    tasks = analysis.tasks
+    for target in tasks:
+        want("single", target, None, analysis.singles.get(target))
+    for target in tasks:
+        for support in tasks:
+            if target != support:
+                cell = analysis.cell(target, support)
+                want("stilts", target, support, cell.stilts if cell else None)
+    for target in reversed(tasks):  # a missing pair is proposed with the smaller task as target
+        for support in tasks:
+            if target == support:
+                continue
+            cell = analysis.cell(target, support)
+            group = cell.mtl if cell else None
+            if group is None and ("mtl", support, target, None) in found:
+                continue  # the run proposed for the symmetric cell fills this one too
+            if group is not None and group.symmetric:  # seeds come from runs of (support, target)
+                want("mtl", support, target, group)
+            else:
+                want("mtl", target, support, group)
+    if len(tasks) > 1:
+        if not analysis.mtl_all:
+            want("mtl_all", None, None, None)
+        for sampling, variant in analysis.mtl_all_samplings():
+            seeds = {s for g in analysis.mtl_all if (g.sampling, g.variant) == (sampling, variant)
+                     for s in g.seeds}
+            want("mtl_all", None, None, None, seeds=seeds, sampling=sampling)
+    # Whole configurations first, then the ones that only lack some seeds.
+    return sorted(found.values(), key=lambda m: (m.partial, ORDER.index(m.method)))

@@ -1,0 +1,308 @@
+"""The report folder: report.md, figure1.png, figure2.png, CSVs, summary.json and missing.sh.
+
+Every file is written atomically (a temporary file in the same folder, then a rename), so a
+reader never sees a half-written report. Numbers are in points (x100); nothing depends on the
+clock, so the same runs give the same files.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+from mtlvsift import __version__
+from mtlvsift.missing import MissingRun
+from mtlvsift.records import Discovery
+from mtlvsift.stats import PAPER_HEURISTIC, Analysis, Cell, Group, display
+from mtlvsift.tables import Table
+
+HEURISTIC_RULE = "MTL when the target's training set is smaller than the supporting one"
+
+
+def atomic_write(path: Path, data: str | bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a report is for sharing
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def fmt(value: float | None, digits: int = 1, sign: bool = False) -> str:
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+
+
+def fmt_p(p: float | None) -> str:
+    return "n/a" if p is None else (f"{p:.3f}" if p >= 0.001 else f"{p:.1e}")
+
+
+def group_text(group: Group | None) -> str:
+    """'84.2 ± 0.3 (n=5)'."""
+    if group is None:
+        return "—"
+    spread = f" ± {group.std:.1f}" if group.std is not None else ""
+    return f"{group.mean:.1f}{spread} (n={group.n})"
+
+
+def write_report_dir(report_dir: Path, analysis: Analysis, tables: list[Table],
+                     missing: list[MissingRun], found: Discovery, outputs: Path) -> list[Path]:
+    """Write every file of one model's report; returns the paths written."""
+    from mtlvsift import figures  # matplotlib only when files are written
+
+    files: dict[str, str | bytes] = {
+        "figure1.png": figures.figure1(analysis),
+        "figure2.png": figures.figure2(analysis),
+        "matrix_diff.csv": matrix_csv(analysis, lambda c: c.diff),
+        "matrix_p.csv": matrix_csv(analysis, lambda c: c.p),
+        "cells.csv": cells_csv(analysis),
+        "summary.json": json.dumps(summary(analysis, tables, missing, found, outputs), indent=1),
+        "missing.sh": missing_script(missing, analysis.model, outputs),
+    }
+    files.update({f"{t.key}.csv": table_csv(t) for t in tables})
+    files["report.md"] = markdown(analysis, tables, missing, found, outputs)
+    written = []
+    for name, data in files.items():
+        atomic_write(report_dir / name, data)
+        written.append(report_dir / name)
+    return written
+
+
+def cell_record(cell: Cell) -> dict:
+    def side(group: Group | None, key: str) -> dict:
+        return {f"{key}_mean": group.mean if group else None,
+                f"{key}_std": group.std if group else None,
+                f"n_{key}": group.n if group else 0,
+                f"{key}_seeds": sorted(group.seeds) if group else []}
+
+    return {
+        "target": cell.target, "support": cell.support,
+        **side(cell.mtl, "mtl"), **side(cell.stilts, "stilts"),
+        "diff": cell.diff, "t": _finite(cell.t), "p": cell.p,
+        "significant": cell.significant, "better": cell.better,
+        "heuristic": cell.heuristic, "heuristic_correct": cell.heuristic_correct,
+        "target_size": cell.target_size, "support_size": cell.support_size,
+        "mtl_from_symmetric_runs": bool(cell.mtl and cell.mtl.symmetric),
+    }
+
+
+def summary(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
+            found: Discovery, outputs: Path) -> dict:
+    score = analysis.heuristic
+    groups = [*analysis.singles.values(), *analysis.mtl_all, *analysis.others]
+    return {
+        "generated_by": f"mtlvsift {__version__} scripts/compare.py",
+        "model": analysis.model,
+        "units": "points (dev score x 100), mean over seeds",
+        "test": "welch" if analysis.welch else "student",
+        "alpha": analysis.alpha,
+        "tasks": analysis.tasks,
+        "heuristic": {"rule": HEURISTIC_RULE, "correct": score.correct, "total": score.total,
+                      "accuracy": score.accuracy,
+                      "paper": {"correct": PAPER_HEURISTIC[0], "total": PAPER_HEURISTIC[1],
+                                "accuracy": PAPER_HEURISTIC[0] / PAPER_HEURISTIC[1]}},
+        "cells": [cell_record(analysis.cells[key]) for key in _cell_order(analysis)],
+        "tables": {t.key: {"title": t.title, "caption": t.caption, "columns": t.columns,
+                           "rows": [{"label": r.label, "values": r.values,
+                                     "notes": r.notes} for r in t.rows]} for t in tables},
+        "groups": [_group_record(g) for g in groups],
+        "size_experiments": [dict(_group_record(g), ci90=g.ci90()) for g in analysis.size_groups],
+        "missing": [{"method": m.method, "target": m.target, "support": m.support,
+                     "seeds": list(m.seeds), "sampling": m.sampling,
+                     "command": m.command(analysis.model, outputs)} for m in missing],
+        "in_progress": [_relative(r.path, found.root) for r in found.in_progress],
+        "warnings": found.warnings + analysis.warnings,
+    }
+
+
+def matrix_csv(analysis: Analysis, value) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["target \\ support", *analysis.tasks])
+    for target in analysis.tasks:
+        row = []
+        for support in analysis.tasks:
+            cell = analysis.cell(target, support)
+            number = value(cell) if cell is not None else None
+            row.append("" if number is None else repr(round(number, 6)))
+        writer.writerow([target, *row])
+    return out.getvalue()
+
+
+def cells_csv(analysis: Analysis) -> str:
+    out = io.StringIO()
+    rows = [cell_record(analysis.cells[key]) for key in _cell_order(analysis)]
+    columns = [k for k in (rows[0] if rows else cell_record(Cell("", "", None, None, None, None)))
+               if not k.endswith("_seeds")]
+    writer = csv.DictWriter(out, columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def table_csv(table: Table) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["", *table.columns])
+    for row in table.rows:
+        writer.writerow([row.label, *("" if v is None else f"{v:.4f}" for v in row.values)])
+    return out.getvalue()
+
+
+def missing_script(missing: list[MissingRun], model: str, outputs: Path) -> str:
+    lines = ["#!/bin/sh", "# Runs the report still lacks (written by scripts/compare.py).",
+             "set -e"]
+    for run in missing:
+        lines += [f"# {run.describe()}", run.command(model, outputs)]
+    return "\n".join(lines) + "\n"
+
+
+def markdown_table(table: Table) -> str:
+    best = table.best()
+    lines = [f"| | {' | '.join(table.columns)} |", "|---" + "|---:" * len(table.columns) + "|"]
+    for i, row in enumerate(table.rows):
+        cells = []
+        for j, value in enumerate(row.values):
+            text = fmt(value)
+            if j < len(row.notes) and row.notes[j] and table.mark == "row":
+                text += f" ({row.notes[j]})"
+            cells.append(f"**{text}**" if (i, j) in best else text)
+        lines.append(f"| {row.label} | {' | '.join(cells)} |")
+    text = f"**{table.title}.** {table.caption}\n\n" + "\n".join(lines)
+    return text + (f"\n\n{table.notes_line()}" if table.notes_line() else "")
+
+
+def markdown(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
+             found: Discovery, outputs: Path) -> str:
+    from mtlvsift.report import overview_line  # shared with the terminal report
+
+    a = analysis
+    correct, total = PAPER_HEURISTIC
+    paper = f"the paper: {correct}/{total}, {correct / total:.1%}"
+    parts = [f"# MTL vs STILTs: {a.model}", overview_line(a, found, outputs),
+             "## Figure 1: pairwise MTL minus STILTs", "![Figure 1](figure1.png)",
+             f"**Size heuristic** ({HEURISTIC_RULE}): {a.heuristic.phrase()} ({paper}).",
+             _markdown_matrix(a)]
+    misses = [c for c in a.cells.values() if c.heuristic_correct is False]
+    if misses:
+        parts.append("Heuristic wrong in: " + ", ".join(
+            f"{display(c.target)} ← {display(c.support)} ({c.diff:+.1f}, "
+            f"{'MTL' if c.heuristic == 'mtl' else 'STILTs'} predicted)" for c in misses) + ".")
+    parts.append(_markdown_cells(a))
+    parts.append("## Tables")
+    parts += [markdown_table(t) for t in tables if t.rows] or ["No table rows yet."]
+    parts += ["## Figure 2: size experiments", "![Figure 2](figure2.png)"]
+    if a.size_groups:
+        rows = ["| method | target | support | F | K | mean | 90% CI | n |", "|---" * 8 + "|"]
+        for g in sorted(a.size_groups, key=lambda g: (g.target, g.support, g.target_fraction or 0,
+                                                        g.support_ratio or 0, g.method)):
+            rows.append(f"| {g.method} | {display(g.target)} | {display(g.support[0])} | "
+                        f"{g.target_fraction} | {_ratio(g.support_ratio)} | {g.mean:.1f} | "
+                        f"± {fmt(g.ci90())} | {g.n} |")
+        parts.append(_details("Size-experiment groups", "\n".join(rows)))
+    if a.others:
+        rows = ["| run | seeds | mean ± std (n) |", "|---|---|---|"]
+        rows += [f"| {g.describe()} | {', '.join(map(str, sorted(g.seeds)))} | {group_text(g)} |"
+                 for g in a.others]
+        parts += ["## Other runs (variants, several supports)", "\n".join(rows)]
+    parts.append("## Missing runs")
+    if missing:
+        shown = missing[:40]
+        parts.append(f"{len(missing)} configurations lack seeds; all commands are in "
+                     "[missing.sh](missing.sh).\n\n```sh\n"
+                     + "\n".join(m.command(a.model, outputs) for m in shown)
+                     + ("\n# ..." if len(missing) > len(shown) else "") + "\n```")
+    else:
+        parts.append("None: every cell has every expected seed "
+                     f"({', '.join(map(str, a.expected_seeds))}).")
+    if found.in_progress:
+        parts += ["## Runs in progress (config.json, no result.json yet)",
+                  "\n".join(f"- `{_relative(r.path, found.root)}`" for r in found.in_progress)]
+    warnings = found.warnings + a.warnings
+    if warnings:
+        parts += ["## Skipped files", "\n".join(f"- {w}" for w in warnings)]
+    parts.append("Files: `cells.csv` (one row per cell), `matrix_diff.csv`, `matrix_p.csv`, "
+                 "`table1.csv`, `table2.csv`, `summary.json`, `missing.sh`.")
+    return "\n\n".join(parts) + "\n"
+
+
+def _markdown_matrix(a: Analysis) -> str:
+    lines = ["| target \\ support | " + " | ".join(display(t) for t in a.tasks) + " |",
+             "|---" + "|---:" * len(a.tasks) + "|"]
+    for target in a.tasks:
+        cells = []
+        for support in a.tasks:
+            cell = a.cell(target, support)
+            if target == support:
+                cells.append("—")
+            elif cell is None or not cell.complete:
+                cells.append("·")
+            else:
+                text = f"{cell.diff:+.1f}"
+                text = f"**{text}**" if cell.significant else text
+                cells.append(text + (" ✗" if cell.heuristic_correct is False else ""))
+        lines.append(f"| **{display(target)}** | " + " | ".join(cells) + " |")
+    legend = (f"Bold: significant at p < {a.alpha:g} ({a.test_name}); positive = MTL better, "
+              "negative = STILTs better; ✗: the size heuristic predicted the other method; "
+              "·: not run yet. Groups with one seed have no test.")
+    return "\n".join(lines) + "\n\n" + legend
+
+
+def _markdown_cells(a: Analysis) -> str:
+    rows = ["| target | support | MTL | STILTs | diff | t | p | better | heuristic |",
+            "|---" * 9 + "|"]
+    for key in _cell_order(a):
+        c = a.cells[key]
+        mtl = group_text(c.mtl) + (" (sym.)" if c.mtl and c.mtl.symmetric else "")
+        rows.append(f"| {display(c.target)} | {display(c.support)} | {mtl} | "
+                    f"{group_text(c.stilts)} | {fmt(c.diff, sign=True)} | {fmt(c.t, 2)} | "
+                    f"{fmt_p(c.p)} | {c.better or '–'} | {c.heuristic or '–'} |")
+    return _details("Every cell: means ± std over seeds, t-test", "\n".join(rows))
+
+
+def _details(summary_text: str, body: str) -> str:
+    return f"<details><summary>{summary_text}</summary>\n\n{body}\n\n</details>"
+
+
+def _cell_order(a: Analysis) -> list[tuple[str, str]]:
+    rank = {t: i for i, t in enumerate(a.tasks)}
+    return sorted(a.cells, key=lambda k: (rank[k[0]], rank[k[1]]))
+
+
+def _group_record(g: Group) -> dict:
+    return {"method": g.method, "target": g.target, "support": list(g.support),
+            "variant": g.variant, "sampling": g.sampling, "target_fraction": g.target_fraction,
+            "support_ratio": g.support_ratio, "seeds": sorted(g.seeds), "n": g.n,
+            "mean": g.mean, "std": g.std}
+
+
+def _ratio(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3g}"
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is None or math.isfinite(value) else None
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)

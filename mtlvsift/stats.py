@@ -1,0 +1,306 @@
+"""Aggregation over seeds, the per-cell t-tests and the size heuristic (Weller et al., 2022).
+
+Scores stay in [0, 1] inside groups (the t-test runs on the raw seed scores); everything a report
+shows is in points (x100). The paper's tables are built from an ``Analysis`` in ``mtlvsift.tables``.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import warnings
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+from scipy import stats as scipy_stats
+
+from mtlvsift.records import RunRecord
+from mtlvsift.tasks import GLUE_TASK_NAMES, GLUE_TASKS
+
+POINTS = 100.0
+PAPER_HEURISTIC = (49, 53)  # Weller et al. (2022): significant GLUE cells the heuristic got right
+PAPER_SEEDS = (0, 1, 2, 3, 4)
+PAIRWISE = ("stilts", "mtl")
+
+
+@dataclass
+class Group:
+    """The seeds of one configuration: method, target, support, model, variant (and sampling)."""
+
+    method: str
+    target: str
+    support: tuple[str, ...]
+    model: str
+    variant: str = ""
+    sampling: str | None = None
+    target_fraction: float | None = None
+    support_ratio: float | None = None
+    symmetric: bool = False  # read from the supporting side of pairwise MTL runs (best_by_task)
+    seeds: list[int] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)  # raw, in [0, 1]
+    records: list[RunRecord] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.scores)
+
+    @property
+    def mean(self) -> float:
+        """Mean over seeds, in points."""
+        return statistics.fmean(self.scores) * POINTS
+
+    @property
+    def std(self) -> float | None:
+        """Sample standard deviation over seeds, in points; None with one seed."""
+        return statistics.stdev(self.scores) * POINTS if self.n > 1 else None
+
+    def ci90(self) -> float | None:
+        """Half-width of the 90% confidence interval of the mean (Student's t), in points."""
+        if self.n < 2:
+            return None
+        return float(scipy_stats.t.ppf(0.95, self.n - 1)) * self.std / math.sqrt(self.n)
+
+    def add(self, record: RunRecord, score: float) -> str | None:
+        """Add one seed; a second run of the same seed is kept out and reported."""
+        if record.seed in self.seeds:
+            first = self.records[self.seeds.index(record.seed)].path
+            return (f"{record.path}: seed {record.seed} of {self.describe()} was already read "
+                    f"from {first}; kept the first")
+        self.seeds.append(record.seed)
+        self.scores.append(score)
+        self.records.append(record)
+        return None
+
+    def describe(self) -> str:
+        name = "--".join((self.target, *self.support))
+        extra = f" [{self.variant}]" if self.variant else ""
+        return f"{self.method} {name}{extra} ({self.model})"
+
+
+@dataclass
+class Cell:
+    """One (target, support) cell of the MTL vs STILTs matrix."""
+
+    target: str
+    support: str
+    mtl: Group | None
+    stilts: Group | None
+    target_size: int | None
+    support_size: int | None
+    t: float | None = None
+    p: float | None = None
+    significant: bool = False
+    better: str | None = None  # "mtl" or "stilts" when significant
+    heuristic: str | None = None  # the size heuristic's pick
+
+    @property
+    def complete(self) -> bool:
+        return self.mtl is not None and self.stilts is not None
+
+    @property
+    def diff(self) -> float | None:
+        """MTL mean minus STILTs mean, in points."""
+        return self.mtl.mean - self.stilts.mean if self.complete else None
+
+    @property
+    def heuristic_correct(self) -> bool | None:
+        """Whether the heuristic named the significantly better method (None if not significant)."""
+        if not self.significant or self.heuristic is None:
+            return None
+        return self.heuristic == self.better
+
+
+@dataclass(frozen=True)
+class HeuristicScore:
+    correct: int
+    total: int
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.total if self.total else None
+
+    def phrase(self) -> str:
+        """The paper's wording: 'predicts 49/53 significant cells, 92.5%'."""
+        if not self.total:
+            return "no significant cells to predict yet"
+        return f"predicts {self.correct}/{self.total} significant cells, {self.accuracy:.1%}"
+
+
+@dataclass
+class Analysis:
+    """Everything the report shows for one model."""
+
+    model: str
+    alpha: float
+    welch: bool
+    tasks: list[str]  # matrix rows and columns, by descending training size
+    cells: dict[tuple[str, str], Cell]
+    singles: dict[str, Group]
+    mtl_all: list[Group]  # one group per (sampling, variant, task)
+    size_groups: list[Group]  # size experiments (Figure 2)
+    others: list[Group]  # variants and multi-support runs, shown as a list
+    sizes: dict[str, int | None]
+    expected_seeds: list[int]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def test_name(self) -> str:
+        return "Welch's t-test" if self.welch else "Student's t-test (equal variances)"
+
+    @property
+    def heuristic(self) -> HeuristicScore:
+        judged = [c.heuristic_correct for c in self.cells.values()]
+        judged = [j for j in judged if j is not None]
+        return HeuristicScore(sum(judged), len(judged))
+
+    @property
+    def all_tasks(self) -> list[str]:
+        """The matrix's tasks and MTL_All's, by descending training size (Table 1's columns)."""
+        return order_tasks(set(self.tasks) | {g.target for g in self.mtl_all}, self.sizes)
+
+    def cell(self, target: str, support: str) -> Cell | None:
+        return self.cells.get((target, support))
+
+    def mtl_all_samplings(self) -> list[tuple[str | None, str]]:
+        """The (sampling, variant) configurations of MTL_All present, in a stable order."""
+        configs = {(g.sampling, g.variant) for g in self.mtl_all}
+        return sorted(configs, key=lambda k: (k[1], str(k[0])))
+
+
+def display(task: str) -> str:
+    """GLUE's spelling of a task name (SST-2), or the name in capitals for a user task."""
+    return GLUE_TASKS[task].display if task in GLUE_TASKS else task.upper()
+
+
+def ttest(mtl: list[float], stilts: list[float],
+          welch: bool = False) -> tuple[float | None, float | None]:
+    """scipy's two-sample t-test; (None, None) when either side has fewer than two seeds."""
+    if len(mtl) < 2 or len(stilts) < 2:
+        return None, None
+    with warnings.catch_warnings():  # constant samples: scipy warns and returns nan
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = scipy_stats.ttest_ind(mtl, stilts, equal_var=not welch)
+    t, p = float(result.statistic), float(result.pvalue)
+    return (None, None) if math.isnan(p) else (t, p)
+
+
+def size_heuristic(target_size: int | None, support_size: int | None) -> str | None:
+    """MTL when the target's training set is smaller than the supporting one, STILTs otherwise."""
+    if target_size is None or support_size is None:
+        return None
+    return "mtl" if target_size < support_size else "stilts"
+
+
+def aggregate(records: list[RunRecord]) -> tuple[list[Group], list[str]]:
+    """Group the seeds of every configuration (MTL_All: one group per task)."""
+    groups: dict[tuple, Group] = {}
+    problems: list[str] = []
+    for rec in records:
+        if rec.method == "mtl_all":
+            items = [(task, (), score) for task, score in rec.task_scores.items()]
+        else:
+            items = [(rec.target, rec.support, rec.score)]
+        for target, support, score in items:
+            sampling = rec.sampling if rec.method == "mtl_all" else None  # MTL_All's rows
+            key = (rec.method, target, support, rec.model, rec.variant, sampling,
+                   rec.target_fraction, rec.support_ratio)
+            if key not in groups:
+                groups[key] = Group(rec.method, target, support, rec.model, rec.variant,
+                                    sampling, rec.target_fraction, rec.support_ratio)
+            group = groups[key]
+            problem = group.add(rec, score)
+            if problem and problem not in problems:
+                problems.append(problem)
+    return list(groups.values()), problems
+
+
+def symmetric_groups(records: list[RunRecord]) -> dict[tuple[str, str], Group]:
+    """The supporting task's scores of pairwise MTL runs: cell (support, target) for free."""
+    groups: dict[tuple[str, str], Group] = {}
+    for rec in records:
+        pairwise = rec.method == "mtl" and len(rec.support) == 1
+        if (not pairwise or rec.variant or rec.is_size_experiment
+                or rec.support[0] not in rec.task_scores):
+            continue
+        key = (rec.support[0], rec.target)
+        group = groups.setdefault(key, Group("mtl", key[0], (key[1],), rec.model, symmetric=True))
+        group.add(rec, rec.task_scores[key[0]])
+    return groups
+
+
+def analyze(records: list[RunRecord], model: str, alpha: float = 0.1,
+            welch: bool = False) -> Analysis:
+    """Aggregate one model's runs and test every cell of the MTL vs STILTs matrix."""
+    records = [r for r in records if r.model == model]
+    groups, problems = aggregate(records)
+    default = [g for g in groups if not g.variant and g.target_fraction is None
+               and g.support_ratio is None]
+    pairs = {(g.method, g.target, g.support[0]): g for g in default
+             if g.method in PAIRWISE and len(g.support) == 1}
+    singles = {g.target: g for g in default if g.method == "single" and not g.support}
+    mtl_all = [g for g in groups if g.method == "mtl_all"]
+    size_groups = [g for g in groups if g.method in PAIRWISE and
+                   (g.target_fraction is not None or g.support_ratio is not None)]
+    used = set(map(id, [*pairs.values(), *singles.values(), *mtl_all, *size_groups]))
+    others = [g for g in groups if id(g) not in used]
+
+    sizes = task_sizes(records)
+    symmetric = symmetric_groups(records)
+    cells: dict[tuple[str, str], Cell] = {}
+    for target, support in sorted({(t, s) for _, t, s in pairs} | set(symmetric)):
+        mtl = pairs.get(("mtl", target, support)) or symmetric.get((target, support))
+        stilts = pairs.get(("stilts", target, support))
+        t_size, s_size = _pair_sizes(target, support, mtl, stilts, sizes)
+        cell = Cell(target, support, mtl, stilts, t_size, s_size,
+                    heuristic=size_heuristic(t_size, s_size))
+        if cell.complete:
+            cell.t, cell.p = ttest(mtl.scores, stilts.scores, welch)
+            cell.significant = cell.p is not None and cell.p < alpha
+            if cell.significant:
+                cell.better = "mtl" if cell.diff > 0 else "stilts"
+        cells[(target, support)] = cell
+
+    tasks = {t for pair in cells for t in pair} | set(singles)
+    seen_seeds = {s for g in [*pairs.values(), *singles.values()] for s in g.seeds}
+    return Analysis(
+        model=model, alpha=alpha, welch=welch, tasks=order_tasks(tasks, sizes), cells=cells,
+        singles=singles, mtl_all=mtl_all, size_groups=size_groups, others=others, sizes=sizes,
+        expected_seeds=expected_seeds(seen_seeds), warnings=problems,
+    )
+
+
+def expected_seeds(seen: set[int]) -> list[int]:
+    """The seeds every group should have: those seen; the paper's five if fewer than two are."""
+    return sorted(seen) if len(seen) > 1 else sorted(seen | set(PAPER_SEEDS))
+
+
+def order_tasks(tasks: set[str] | list[str], sizes: dict[str, int | None]) -> list[str]:
+    """By descending training size (the paper's Figure 1 order), GLUE's order breaking ties."""
+    def key(task: str) -> tuple:
+        glue = GLUE_TASK_NAMES.index(task) if task in GLUE_TASKS else len(GLUE_TASKS)
+        return (-(sizes.get(task) or 0), glue, task)
+
+    return sorted(tasks, key=key)
+
+
+def task_sizes(records: list[RunRecord]) -> dict[str, int | None]:
+    """Each task's training size as used in the default runs (most common), else GLUE's."""
+    seen: dict[str, Counter] = defaultdict(Counter)
+    for rec in records:
+        if rec.variant or rec.is_size_experiment:
+            continue
+        for task, size in rec.train_sizes.items():
+            seen[task][size] += 1
+    sizes: dict[str, int | None] = {t: GLUE_TASKS[t].train_size for t in GLUE_TASKS}
+    sizes.update({task: counts.most_common(1)[0][0] for task, counts in seen.items()})
+    return sizes
+
+
+def _pair_sizes(target: str, support: str, mtl: Group | None, stilts: Group | None,
+                sizes: dict[str, int | None]) -> tuple[int | None, int | None]:
+    """The sizes an MTL run of the pair actually used, else the model-wide sizes."""
+    for group in (mtl, stilts):
+        for rec in group.records if group else []:
+            if target in rec.train_sizes and support in rec.train_sizes:
+                return rec.train_sizes[target], rec.train_sizes[support]
+    return sizes.get(target), sizes.get(support)

@@ -1,0 +1,96 @@
+"""compare.py's input side: discovery of run records, bad files, runs in progress."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from synthetic import write_in_progress, write_record
+
+from mtlvsift.errors import MtlvsiftError
+from mtlvsift.records import discover, read_record, require_records
+from mtlvsift.stats import analyze
+
+
+def test_reads_the_fields_not_the_folder_names(tmp_path):
+    path = write_record(tmp_path, "mtl", "rte", ["mnli"], seed=3, score=0.71,
+                        task_scores={"rte": 0.71, "mnli": 0.82}, folder="renamed-by-hand")
+    rec = read_record(path)
+    assert (rec.method, rec.target, rec.support, rec.seed) == ("mtl", "rte", ("mnli",), 3)
+    assert rec.score == 0.71 and rec.task_scores == {"rte": 0.71, "mnli": 0.82}
+    assert rec.train_sizes == {"rte": 2490, "mnli": 392702}
+
+
+def test_in_progress_runs_are_listed_and_model_folders_are_not_runs(tmp_path):
+    done = write_record(tmp_path, "single", "rte", seed=0).parent
+    (done / "best").mkdir()
+    (done / "best" / "config.json").write_text("{}")  # a saved model's config, not a run
+    running = write_in_progress(tmp_path, "mtl", "rte--mnli", seed=1)
+    found = discover(tmp_path)
+    assert [r.path.parent for r in found.records] == [done]
+    assert [r.path for r in found.in_progress] == [running]
+    assert found.in_progress[0].age().endswith("ago")
+    assert found.warnings == []
+
+
+@pytest.mark.parametrize("content, reason", [
+    ('{"schema": 1, "method": "single", "target": "rte", "seed"', "not valid JSON"),
+    ("\x00\x01garbage", "not valid JSON"),
+    ('{"loss": [0.1, 0.2]}', "not a mtlvsift run record"),
+    ('{"schema": 7, "method": "single"}', "schema 7"),
+    ('{"schema": 1, "method": "single", "target": "rte", "seed": 0, "model": "m", '
+     '"best": {"score": NaN}}', "best.score"),
+])
+def test_bad_result_json_gives_one_warning_naming_the_file(tmp_path, content, reason):
+    write_record(tmp_path, "single", "rte", seed=0)
+    bad = tmp_path / "single" / "rte" / "seed-1" / "result.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text(content)
+    found = discover(tmp_path)
+    assert len(found.records) == 1
+    assert len(found.warnings) == 1
+    assert str(bad) in found.warnings[0] and reason in found.warnings[0]
+
+
+def test_half_written_copy_of_a_real_record_is_skipped(tmp_path):
+    good = write_record(tmp_path, "stilts", "rte", ["mnli"], seed=0)
+    text = good.read_text()
+    half = tmp_path / "copy" / "result.json"
+    half.parent.mkdir()
+    half.write_text(text[: len(text) // 2])
+    found = discover(tmp_path)
+    assert [r.path for r in found.records] == [good]
+    assert len(found.warnings) == 1 and str(half) in found.warnings[0]
+
+
+def test_no_records_is_one_clear_error(tmp_path):
+    for root in (tmp_path / "absent", tmp_path):
+        with pytest.raises(MtlvsiftError) as err:
+            require_records(discover(root))
+        message = err.value.format_message()
+        assert str(root.resolve()) in message
+        assert "scripts/train_stilts.py" in message
+
+
+def test_only_unfinished_runs_says_so(tmp_path):
+    write_in_progress(tmp_path, "single", "rte", seed=0)
+    with pytest.raises(MtlvsiftError, match="1 run\\(s\\) have started but not finished"):
+        require_records(discover(tmp_path))
+
+
+def test_a_seed_read_twice_is_kept_once_with_a_warning(tmp_path):
+    write_record(tmp_path, "stilts", "rte", ["mnli"], seed=0, score=0.70)
+    write_record(tmp_path / "old-copy", "stilts", "rte", ["mnli"], seed=0, score=0.60)
+    found = discover(tmp_path)
+    analysis = analyze(found.records, "distilroberta-base")
+    assert analysis.cell("rte", "mnli").stilts.scores == [0.60]  # the first path in sort order
+    assert len(analysis.warnings) == 1 and "seed 0" in analysis.warnings[0]
+
+
+def test_mtl_all_reads_each_task_from_best_by_task(tmp_path):
+    path = write_record(tmp_path, "mtl_all", None, (), seed=0, score=None, sampling="size",
+                        task_scores={"rte": 0.6, "mnli": 0.8, "cola": 0.5})
+    raw = json.loads(path.read_text())
+    assert raw["best"]["score"] != 0.6  # best is by the mean; each task has its own best
+    rec = read_record(path)
+    assert rec.target is None and rec.task_scores == {"rte": 0.6, "mnli": 0.8, "cola": 0.5}

@@ -1,0 +1,224 @@
+"""scripts/compare.py end to end: terminal report, report folder, figures, models, recommend."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from matplotlib.image import imread
+from scipy.stats import ttest_ind
+from synthetic import paper_like_tree, size_experiment_tree, write_in_progress, write_record
+
+REPO = Path(__file__).resolve().parents[1]
+SUMMARY_CELL_KEYS = {"target", "support", "mtl_mean", "stilts_mean", "diff", "t", "p", "n_mtl",
+                     "n_stilts", "significant", "better", "heuristic"}
+
+
+def _load_cli():
+    spec = importlib.util.spec_from_file_location("compare_cli", REPO / "scripts" / "compare.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+main = _load_cli()
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def small_tree(tmp_path_factory) -> Path:
+    """Four tasks with every method, the size experiments, a bad file and a run in progress."""
+    root = tmp_path_factory.mktemp("small") / "outputs"
+    paper_like_tree(root, tasks=["qnli", "sst2", "mrpc", "rte"], samplings=("size", "uniform"))
+    size_experiment_tree(root, fractions=(0.1, 0.3), seeds=range(3))
+    write_record(root, "stilts", "rte", ["sst2"], 2, 0.6, variant="tf-0.5",
+                 target_fraction=0.5)  # a target fraction without a support ratio
+    bad = root / "mtl" / "rte--qnli" / "seed-9" / "result.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text('{"schema": 1, "method": "mtl", "tar')  # half-copied
+    write_in_progress(root, "stilts", "rte--sst2__tf-0.5", seed=0)
+    return root
+
+
+@pytest.fixture(scope="module")
+def small_report(small_tree, tmp_path_factory):
+    report_dir = tmp_path_factory.mktemp("report")
+    result = run("--outputs", small_tree, "--report-dir", report_dir)
+    assert result.exit_code == 0, result.output
+    return result, report_dir
+
+
+def test_terminal_report(small_report, small_tree):
+    result, _ = small_report
+    out = result.stdout
+    assert "Figure 1: MTL - STILTs" in out and "Table 1" in out and "Table 2" in out
+    assert "Size heuristic" in out and "significant cells" in out
+    assert "Runs in progress" in out and "rte--sst2__tf-0.5" in out
+    bad = small_tree / "mtl" / "rte--qnli" / "seed-9" / "result.json"
+    assert result.stderr.count(str(bad)) == 1 and "Warning" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_report_folder_and_summary(small_report, small_tree):
+    _, report_dir = small_report
+    names = {p.name for p in report_dir.iterdir()}
+    assert {"report.md", "figure1.png", "figure2.png", "matrix_diff.csv", "matrix_p.csv",
+            "cells.csv", "table1.csv", "table2.csv", "summary.json", "missing.sh"} <= names
+    assert not [n for n in names if n.endswith(".tmp")]  # atomic writes leave nothing behind
+    summary = json.loads((report_dir / "summary.json").read_text())
+    assert len(summary["cells"]) == 12
+    cells_by_key = {(c["target"], c["support"]): c for c in summary["cells"]}
+    for cell in summary["cells"]:
+        assert SUMMARY_CELL_KEYS <= set(cell)
+    rte = cells_by_key[("rte", "qnli")]
+    mtl, stilts = _seed_scores(small_tree, "mtl", "rte--qnli"), _seed_scores(small_tree, "stilts",
+                                                                              "rte--qnli")
+    expected = ttest_ind(mtl, stilts)
+    assert (rte["t"], rte["p"]) == pytest.approx((expected.statistic, expected.pvalue), rel=1e-12)
+    assert (rte["n_mtl"], rte["n_stilts"]) == (5, 5)
+    judged = [c for c in summary["cells"] if c["significant"]]
+    heuristic = summary["heuristic"]
+    assert heuristic["total"] == len(judged)
+    assert heuristic["correct"] == sum(c["better"] == c["heuristic"] for c in judged)
+    assert summary["in_progress"] == ["stilts/rte--sst2__tf-0.5/seed-0"]
+    report = (report_dir / "report.md").read_text()
+    assert "![Figure 1](figure1.png)" in report and "## Runs in progress" in report
+    assert "predicts" in report and "MTL_All (uniform)" in report
+
+
+def _seed_scores(root: Path, method: str, name: str) -> list[float]:
+    return [json.loads(p.read_text())["best"]["score"]
+            for p in sorted((root / method / name).glob("seed-[0-4]/result.json"))]
+
+
+@pytest.mark.parametrize("name, min_size", [("figure1.png", (600, 600)),
+                                            ("figure2.png", (500, 900))])
+def test_figures_render_with_content(small_report, name, min_size):
+    _, report_dir = small_report
+    path = report_dir / name
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert 10_000 < path.stat().st_size < 2_000_000
+    pixels = imread(path)[..., :3]
+    assert pixels.shape[0] >= min_size[0] and pixels.shape[1] >= min_size[1]
+    not_white = (pixels < 0.95).any(axis=-1).mean()
+    assert 0.03 < not_white < 0.9  # drawn on, not a blank or solid image
+    levels = (pixels * 15).round().astype(int).reshape(-1, 3) @ np.array([256, 16, 1])
+    assert len(np.unique(levels)) > 20
+    if name == "figure1.png":  # both significance colours appear in a paper-like tree
+        for hex_colour in ("#6baed6", "#fdae6b"):
+            rgb = np.array([int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)])
+            assert (np.abs(pixels - rgb).max(axis=-1) < 0.02).mean() > 0.005, hex_colour
+
+
+def test_missing_cells_give_seed_loop_commands(tmp_path):
+    for seed in range(5):
+        write_record(tmp_path, "single", "rte", [], seed, 0.66)
+        write_record(tmp_path, "single", "mnli", [], seed, 0.84)
+        if seed < 3:
+            write_record(tmp_path, "stilts", "rte", ["mnli"], seed, 0.70)
+    result = run("--outputs", tmp_path)
+    assert result.exit_code == 0
+    out = result.stdout
+    expected = ("for seed in 0 1 2 3 4; do accelerate launch scripts/train_mtl.py --target rte "
+                "--support mnli --seed $seed; done")
+    assert f"{expected} --output-dir {tmp_path}" not in out  # options go before --seed
+    assert out.count("scripts/train_mtl.py") == 1  # one pairwise run fills both cells
+    assert "for seed in 3 4; do accelerate launch scripts/train_stilts.py --target rte " in out
+    script = (tmp_path / "report" / "missing.sh").read_text()
+    assert script.count("train_mtl.py --target rte --support mnli --output-dir") == 1
+    assert "train_mtl_all.py" in script
+
+
+def test_missing_command_in_default_outputs_matches_the_docs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_record(Path("outputs"), "stilts", "rte", ["mnli"], 0, 0.70)
+    result = run()  # --outputs defaults to ./outputs
+    assert result.exit_code == 0
+    assert ("for seed in 0 1 2 3 4; do accelerate launch scripts/train_mtl.py --target rte "
+            "--support mnli --seed $seed; done") in result.stdout
+    assert (tmp_path / "outputs" / "report" / "summary.json").exists()
+
+
+def test_one_seed_is_not_available_not_significant(tmp_path):
+    write_record(tmp_path, "mtl", "rte", ["mnli"], 0, 0.90)
+    write_record(tmp_path, "stilts", "rte", ["mnli"], 0, 0.60)
+    result = run("--outputs", tmp_path)
+    assert result.exit_code == 0
+    cell = json.loads((tmp_path / "report" / "summary.json").read_text())["cells"][0]
+    assert (cell["t"], cell["p"], cell["significant"], cell["better"]) == (None, None, False, None)
+    assert "no significant cells" in result.stdout
+    assert "| RTE | MNLI | 90.0 (n=1) | 60.0 (n=1) | +30.0 | n/a | n/a |" in (
+        tmp_path / "report" / "report.md").read_text()
+
+
+def test_two_models_are_reported_separately_or_chosen(tmp_path):
+    for model, score in (("distilroberta-base", 0.7), ("org/bert-base", 0.6)):
+        for seed in range(2):
+            write_record(tmp_path, "mtl", "rte", ["mnli"], seed, score + seed / 100, model=model,
+                         folder=f"rte--mnli-{model.replace('/', '-')}")
+            write_record(tmp_path, "stilts", "rte", ["mnli"], seed, score, model=model,
+                         folder=f"rte--mnli-{model.replace('/', '-')}")
+    result = run("--outputs", tmp_path)
+    assert result.exit_code == 0
+    assert "each is reported separately" in result.stdout
+    assert "MTL vs STILTs · distilroberta-base" in result.stdout
+    assert "MTL vs STILTs · org/bert-base" in result.stdout
+    index = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert set(index["models"]) == {"distilroberta-base", "org/bert-base"}
+    one = json.loads((tmp_path / "report" / "org-bert-base" / "summary.json").read_text())
+    rte = next(c for c in one["cells"] if c["target"] == "rte")
+    assert one["model"] == "org/bert-base" and rte["n_mtl"] == 2
+    assert rte["mtl_mean"] == pytest.approx(60.5)
+
+    chosen = run("--outputs", tmp_path, "--model", "org/bert-base", "--report-dir", tmp_path / "r")
+    assert chosen.exit_code == 0 and "distilroberta-base ·" not in chosen.stdout
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["model"] == "org/bert-base"
+    unknown = run("--outputs", tmp_path, "--model", "nope")
+    assert unknown.exit_code == 1
+    assert "Error: No runs of model 'nope'" in unknown.output and "org/bert-base" in unknown.output
+
+
+def test_no_records_is_an_error_not_a_crash(tmp_path):
+    result = run("--outputs", tmp_path / "nothing")
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: No outputs folder at")
+    assert "train_stilts.py" in result.output and "Traceback" not in result.output
+
+
+def test_recommend_from_sizes_names_and_the_paper(tmp_path, small_tree):
+    paper = run("--outputs", tmp_path / "none", "recommend", "--target-size", "2000",
+                "--support-size", "50000")
+    assert paper.exit_code == 0
+    assert "pairwise MTL" in paper.stdout and "49/53" in paper.stdout and "92.5%" in paper.stdout
+    stilts = run("recommend", "--target", "SST-2", "--support", "rte", "--outputs", tmp_path)
+    assert stilts.exit_code == 0 and "Recommendation: STILTs" in stilts.stdout
+    at_hand = run("recommend", "--target", "rte", "--support", "qnli", "--outputs", small_tree)
+    assert at_hand.exit_code == 0
+    assert "In the runs at hand" in at_hand.stdout and "This pair was run" in at_hand.stdout
+    assert "49/53" not in at_hand.stdout
+    missing = run("recommend", "--target", "rte")
+    assert missing.exit_code == 1
+    assert "Error: Give --support-size N or --support TASK" in missing.output
+    unknown = run("recommend", "--target", "nosuchtask", "--support-size", "5")
+    assert unknown.exit_code == 1 and "Unknown task 'nosuchtask'" in unknown.output
+
+
+def test_full_9x9_tree_reports_in_under_10_seconds(tmp_path):
+    outputs = tmp_path / "outputs"
+    assert paper_like_tree(outputs) == 770  # 9 single, 72 STILTs, 72 MTL, 1 MTL_All; 5 seeds
+    start = time.perf_counter()
+    result = run("--outputs", outputs)
+    elapsed = time.perf_counter() - start
+    assert result.exit_code == 0
+    print(f"\n9x9 tree (770 run records) reported in {elapsed:.2f} s")
+    assert elapsed < 10
+    summary = json.loads((outputs / "report" / "summary.json").read_text())
+    assert len(summary["cells"]) == 72 and summary["missing"] == []
