@@ -116,6 +116,8 @@ def micro_batch_collator(collate: Callable, micro_batches: int) -> Callable:
 def train_loader(dataset: MixedTaskDataset, local_batches: list[np.ndarray], collate: Callable,
                  num_workers: int, pin_memory: bool) -> DataLoader:
     """A DataLoader over precomputed batches: the order is the sampler's, nothing is shuffled here."""
+    # Its own generator: creating a loader iterator draws a seed, and drawing it from the global
+    # RNG would shift the dropout masks of a resumed run away from those of an uninterrupted one.
     return DataLoader(dataset, batch_sampler=local_batches, collate_fn=collate,
                       num_workers=num_workers, pin_memory=pin_memory,
-                      persistent_workers=False)
+                      generator=torch.Generator().manual_seed(0))

@@ -18,7 +18,7 @@ from mtlvsift.tasks import GLUE_TASK_NAMES, get_task, get_tasks
 
 # Options that change where files go or how fast a run is, not what it computes.
 NOT_IDENTITY = {"data_dir", "output_dir", "overwrite", "compile_model", "num_workers", "log_every",
-                "eval_batch_size", "grad_accum", "single_scores_file", "init_model"}
+                "eval_batch_size", "grad_accum", "single_scores_file", "init_model", "keep_state"}
 
 
 @dataclass
@@ -57,6 +57,7 @@ class TrainConfig:
     log_every: int = 10
     num_workers: int = 0
     overwrite: bool = False
+    keep_state: bool = False
     compile_model: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 

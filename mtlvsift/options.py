@@ -48,6 +48,8 @@ train_options = _apply([
     click.option("--num-workers", default=0, show_default=True, type=click.IntRange(min=0),
                  help="DataLoader worker processes."),
     click.option("--overwrite", is_flag=True, help="Replace an existing run folder."),
+    click.option("--keep-state", is_flag=True,
+                 help="Keep the final accelerate state (state/) of a finished run; by default it is removed."),
     click.option("--compile", "compile_model", is_flag=True, help="torch.compile the model."),
 ])
 

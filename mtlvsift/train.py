@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import time
 from contextlib import nullcontext
 from typing import Any
@@ -36,6 +38,9 @@ from mtlvsift.sampling import epoch_batch_sizes, epoch_schedule, process_slice, 
 
 def run_training(config: TrainConfig, restart: bool = False) -> dict[str, Any] | None:
     """Train (or resume, or skip) the run that ``config`` describes; returns its record."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
+        # Launched by torchrun on a machine without GPUs: DDP over gloo on the CPU.
+        os.environ.setdefault("ACCELERATE_USE_CPU", "true")
     accelerator = Accelerator(dataloader_config=DataLoaderConfiguration(split_batches=True))
     main = accelerator.is_main_process
     run = RunFolder(config.run_dir)
@@ -73,8 +78,6 @@ def run_training(config: TrainConfig, restart: bool = False) -> dict[str, Any] |
 
 
 def _discard_progress(run: RunFolder) -> None:
-    import shutil
-
     for folder in (run.state_dir, run.best_dir, run.path / "state.old", run.path / "best.old"):
         if folder.exists():
             shutil.rmtree(folder)
@@ -153,9 +156,8 @@ def _train(config, accelerator, run, model, tokenizer, task_data) -> dict[str, A
     if main:
         atomic_write_json(run.result_file, record)
         fault_point("after_result")
-        import shutil
-
-        shutil.rmtree(run.state_dir, ignore_errors=True)  # a finished run resumes nothing
+        if not config.keep_state:
+            shutil.rmtree(run.state_dir, ignore_errors=True)  # a finished run resumes nothing
         display.message(f"Done: {run.result_file}  best {record['best']['metric']} "
                         f"{100 * record['best']['score']:.2f} at epoch {record['best']['epoch']:.1f}")
     accelerator.wait_for_everyone()

@@ -1,0 +1,133 @@
+"""End-to-end runs of the train scripts on a tiny random encoder and tiny GLUE files (CPU)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import REPO_ROOT, run_script
+
+
+def tiny_args(tiny_model, tiny_glue, out, *extra, epochs=2):
+    return ["--model", tiny_model, "--data-dir", tiny_glue, "--output-dir", out, "--epochs", epochs,
+            "--batch-size", 8, "--lr", 1e-3, *extra]
+
+
+def read_result(out: Path, method: str, name: str, seed: int = 0) -> dict:
+    return json.loads((out / method / name / f"seed-{seed}" / "result.json").read_text())
+
+
+def test_single_run_writes_a_complete_record(tiny_model, tiny_glue, tmp_path):
+    run_script("train_stilts", ["--target", "RTE", *tiny_args(tiny_model, tiny_glue, tmp_path)])
+    folder = tmp_path / "single" / "rte" / "seed-0"
+    record = read_result(tmp_path, "single", "rte")
+    assert record["schema"] == 1 and record["method"] == "single"
+    assert record["target"] == "rte" and record["support"] == [] and record["tasks"] == ["rte"]
+    assert record["train_sizes"] == {"rte": 48}
+    # 48 examples / batch 8 = 6 steps per epoch; evaluations at 3 and 6 steps of each epoch.
+    assert [h["step"] for h in record["history"]] == [3, 6, 9, 12]
+    assert [h["epoch"] for h in record["history"]] == [0.5, 1.0, 1.5, 2.0]
+    scores = [h["metrics"]["rte"]["accuracy"] for h in record["history"]]
+    assert record["best"]["score"] == max(scores)
+    assert record["best"]["step"] == record["history"][scores.index(max(scores))]["step"]
+    assert record["best_by_task"]["rte"]["score"] == record["best"]["score"]
+    assert record["best"]["metric"] == "accuracy"
+    assert record["config"]["lr"] == 1e-3 and record["timing"]["num_processes"] == 1
+    assert record["timing"]["examples"] == 96
+    assert (folder / "best" / "encoder" / "config.json").is_file()
+    assert not (folder / "state").exists()  # a finished run keeps no resume state
+    # Rerunning a finished run skips it and changes nothing.
+    before = (folder / "result.json").read_bytes()
+    result = run_script("train_stilts", ["--target", "rte", *tiny_args(tiny_model, tiny_glue, tmp_path)])
+    assert "already complete" in result.output
+    assert (folder / "result.json").read_bytes() == before
+
+
+def test_stilts_starts_from_the_best_supporting_seed(tiny_model, tiny_glue, tmp_path, monkeypatch):
+    for seed in (0, 1):
+        run_script("train_stilts", ["--target", "sst2", "--seed", seed,
+                                    *tiny_args(tiny_model, tiny_glue, tmp_path)])
+    records = [read_result(tmp_path, "single", "sst2", s) for s in (0, 1)]
+    best_seed = max((0, 1), key=lambda s: records[s]["best"]["score"])
+    expected = load_file(tmp_path / "single" / "sst2" / f"seed-{best_seed}" / "best" / "encoder" /
+                         "model.safetensors")
+
+    import mtlvsift.train as train
+
+    loaded = {}
+    real_load_encoder = train.load_encoder
+
+    def spy(path):
+        encoder = real_load_encoder(path)
+        loaded["path"] = path
+        loaded["weights"] = {k: v.clone() for k, v in encoder.state_dict().items()}
+        return encoder
+
+    monkeypatch.setattr(train, "load_encoder", spy)
+    run_script("train_stilts", ["--target", "rte", "--support", "sst2",
+                                *tiny_args(tiny_model, tiny_glue, tmp_path)])
+    assert Path(loaded["path"]) == tmp_path / "single" / "sst2" / f"seed-{best_seed}" / "best"
+    assert set(expected) <= set(loaded["weights"])
+    for name, tensor in expected.items():
+        assert torch.equal(loaded["weights"][name], tensor), name
+    base = load_file(Path(tiny_model) / "model.safetensors")
+    changed = [k for k in expected if k in base and not torch.equal(base[k], expected[k])]
+    assert changed, "the supporting run should have moved the encoder away from its initial weights"
+    record = read_result(tmp_path, "stilts", "rte--sst2")
+    assert record["method"] == "stilts" and record["support"] == ["sst2"]
+    assert record["init_model"].endswith(f"seed-{best_seed}/best")
+
+
+def _run_subprocess(args, fault=None):
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    if fault:
+        env["MTLVSIFT_FAULT"] = fault
+    return subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "train_stilts.py"), *map(str, args)],
+                          env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_killed_run_resumes_to_the_same_weights(tiny_model, tiny_glue, tmp_path):
+    """SIGKILL right after the first half-epoch checkpoint; the rerun ends exactly like a clean run."""
+    clean, resumed = tmp_path / "clean", tmp_path / "resumed"
+    # Both runs are killed just after writing result.json, before the final state is removed,
+    # so that the final weights can be compared.
+    done = _run_subprocess(["--target", "rte", *tiny_args(tiny_model, tiny_glue, clean)], "after_result:1")
+    assert done.returncode == -9, done.stderr
+    first = _run_subprocess(["--target", "rte", *tiny_args(tiny_model, tiny_glue, resumed)], "after_checkpoint:1")
+    assert first.returncode == -9, first.stderr
+    folder = resumed / "single" / "rte" / "seed-0"
+    progress = json.loads((folder / "state" / "progress.json").read_text())
+    assert progress["step"] == 3 and not (folder / "result.json").exists()
+    second = _run_subprocess(["--target", "rte", *tiny_args(tiny_model, tiny_glue, resumed)], "after_result:1")
+    assert second.returncode == -9, second.stderr
+    a = load_file(clean / "single" / "rte" / "seed-0" / "state" / "model.safetensors")
+    b = load_file(folder / "state" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    ra, rb = read_result(clean, "single", "rte"), read_result(resumed, "single", "rte")
+    assert ra["history"] == rb["history"] and ra["best"] == rb["best"]
+    log_steps = [json.loads(line)["step"] for line in (folder / "train_log.jsonl").read_text().splitlines()]
+    assert log_steps == sorted(set(log_steps))  # no step logged twice after the resume
+
+
+@pytest.mark.slow
+def test_minilm_learns_sst2(minilm_path, glue_dir, tmp_path):
+    """A real pre-trained encoder fine-tuned on 2,000 SST-2 examples for one epoch."""
+    import time
+
+    start = time.time()
+    run_script("train_stilts", ["--target", "sst2", "--model", "minilm", "--data-dir", glue_dir,
+                                "--output-dir", tmp_path, "--epochs", 1, "--max-train-examples", 2000,
+                                "--batch-size", 16, "--lr", 1e-4])
+    record = read_result(tmp_path, "single", "sst2__n-2000")
+    print(f"minilm SST-2: {time.time() - start:.0f} s, dev accuracy {record['best']['score']:.4f}")
+    assert record["train_sizes"] == {"sst2": 2000}
+    assert record["best"]["score"] >= 0.80
