@@ -1,0 +1,402 @@
+"""Loading GLUE (a folder in the original layout, or the hub), tokenization with an on-disk cache,
+collation and evaluation batches.
+
+Every split becomes a ``datasets.Dataset`` with ``text_a``, ``text_b`` (pair tasks only) and a
+float32 ``label`` (the class id in ``task.label_names`` order, or the STS-B score).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import uuid
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import datasets
+import numpy as np
+import torch
+
+from mtlvsift.errors import DataError, MtlvsiftError
+from mtlvsift.tasks import Task
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+HUB_DATASET = "nyu-mll/glue"
+# Bump when the tokenized format changes, so that old cache folders are not reused.
+CACHE_FORMAT_VERSION = 1
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+# Header-less GLUE files and their column count; other header-less files use their first row's.
+_HEADERLESS_WIDTH = {"cola": 4}
+_LAYOUT_HINT = (
+    "A GLUE folder holds one folder per task in the original GLUE layout, e.g. CoLA/train.tsv, "
+    "CoLA/dev.tsv, SST-2/train.tsv, MNLI/dev_matched.tsv, MNLI/dev_mismatched.tsv "
+    "(.tsv.gz accepted)."
+)
+
+
+# --------------------------------------------------------------------------- where the data is
+
+
+def resolve_data_dir(data_dir: str | Path | None) -> Path | None:
+    """The GLUE folder: ``data_dir``, else ``$MTLVSIFT_GLUE_DIR``, else None (use the hub)."""
+    source = "--data-dir"
+    if data_dir is None or str(data_dir) == "":
+        data_dir, source = os.environ.get("MTLVSIFT_GLUE_DIR") or None, "MTLVSIFT_GLUE_DIR"
+    if data_dir is None:
+        return None
+    path = Path(data_dir).expanduser()
+    if not path.is_dir():
+        raise MtlvsiftError(f"The GLUE folder {path} ({source}) does not exist. {_LAYOUT_HINT}")
+    return path
+
+
+def split_names(task: Task) -> list[str]:
+    """``train`` and the dev splits, named after their files: dev, dev_matched, dev_mismatched."""
+    return ["train"] + [Path(split.file).stem for split in task.dev_splits]
+
+
+def _split_file(task: Task, split: str) -> str:
+    if split == "train":
+        return task.train_file
+    for dev in task.dev_splits:
+        if Path(dev.file).stem == split:
+            return dev.file
+    raise MtlvsiftError(
+        f"{task.display} has no split '{split}'; its splits are {', '.join(split_names(task))}."
+    )
+
+
+def _hub_split(task: Task, split: str) -> str:
+    _split_file(task, split)  # validates the name
+    return next((d.hub_split for d in task.dev_splits if Path(d.file).stem == split), "train")
+
+
+def _tsv_path(task: Task, split: str, data_dir: Path) -> Path:
+    """The split's file (``.tsv``, else ``.tsv.gz``); a missing one says where it should be."""
+    name = _split_file(task, split)
+    folder = data_dir / task.folder
+    if not folder.is_dir():
+        raise MtlvsiftError(
+            f"No {task.display} folder in the GLUE folder {data_dir}: expected {folder / name}. "
+            f"Put the task's files there, or leave out --data-dir to use the hub. {_LAYOUT_HINT}"
+        )
+    for path in (folder / name, folder / (name + ".gz")):
+        if path.is_file():
+            return path
+    raise MtlvsiftError(
+        f"Missing {task.display} {split} file: expected {folder / name} (or {name}.gz). "
+        f"Add it in the original GLUE format, or leave out --data-dir to use the hub."
+    )
+
+
+# --------------------------------------------------------------------------- GLUE TSV files
+
+
+def _decoded_lines(path: Path) -> Iterator[str]:
+    """The file's lines as text, checked for UTF-8 one line at a time so errors get a line."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            for lineno, raw in enumerate(f, start=1):
+                try:
+                    # utf-8-sig on the first line only: MRPC headers begin with a BOM.
+                    yield raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+                except UnicodeDecodeError as exc:
+                    raise DataError(
+                        f"byte 0x{raw[exc.start]:02x} at column {exc.start + 1} is not UTF-8; "
+                        "save the file as UTF-8.", path, lineno,
+                    ) from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        message = f"is not a valid gzip file ({exc}); recompress it or unzip it."
+        raise DataError(message, path) from None
+
+
+def _column_index(
+    task: Task, header: list[str] | None, column: str | int, path: Path, line: int
+) -> int:
+    if header is None:
+        return int(column)
+    if column not in header:
+        raise DataError(
+            f"the header lacks the column '{column}' that {task.display} needs "
+            f"(found: {', '.join(header)}).", path, line,
+        )
+    return header.index(str(column))
+
+
+def _parse_label(task: Task, value: str, path: Path, line: int) -> float:
+    if not task.is_regression:
+        if value not in task.label_names:
+            raise DataError(
+                f"label {value!r} is not a {task.display} label; valid labels: "
+                f"{', '.join(task.label_names)}.", path, line,
+            )
+        return float(task.label_names.index(value))
+    try:
+        score = float(value)
+    except ValueError:
+        message = f"score {value!r} is not a number (scores are 0 to 5)."
+        raise DataError(message, path, line) from None
+    if not 0.0 <= score <= 5.0:  # also rejects nan
+        raise DataError(f"score {value!r} is outside the range 0 to 5.", path, line)
+    return score
+
+
+def _read_tsv(task: Task, path: Path) -> dict[str, list]:
+    """Columns text_a, [text_b], label of a GLUE TSV file, validating every row."""
+    # QUOTE_NONE: GLUE files contain stray quotes that belong to the text.
+    reader = csv.reader(_decoded_lines(path), delimiter="\t", quoting=csv.QUOTE_NONE)
+    columns: dict[str, list] = {"text_a": [], "text_b": [], "label": []}
+    header: list[str] | None = None
+    width = _HEADERLESS_WIDTH.get(task.name)
+    text_idx: list[int] = []
+    label_idx = -1
+    seen_rows = False
+    try:
+        for row in reader:
+            if not row:  # blank line (e.g. at EOF): not a data row
+                continue
+            line = reader.line_num
+            if not seen_rows:
+                seen_rows = True
+                if task.has_header:
+                    header, width = row, len(row)
+                text_idx = [_column_index(task, header, c, path, line) for c in task.text_columns]
+                label_idx = _column_index(task, header, task.label_column, path, line)
+                width = width or max(len(row), *(i + 1 for i in [*text_idx, label_idx]))
+                if header is not None:
+                    continue
+            if len(row) != width:
+                what = "the header's" if header is not None else f"{task.display}'s"
+                raise DataError(
+                    f"expected {width} tab-separated columns ({what} count), found {len(row)}.",
+                    path, line,
+                )
+            columns["label"].append(_parse_label(task, row[label_idx], path, line))
+            for name, idx in zip(("text_a", "text_b"), text_idx):
+                columns[name].append(row[idx])
+    except csv.Error as exc:
+        raise DataError(f"is not a valid TSV line ({exc}).", path, reader.line_num) from None
+    if not seen_rows:
+        raise DataError(f"is empty; expected the {task.display} data in GLUE's TSV format.", path)
+    if not columns["label"]:
+        raise DataError("has a header but no data rows.", path)
+    if not task.is_pair:
+        del columns["text_b"]
+    return columns
+
+
+# --------------------------------------------------------------------------- splits
+
+
+def _features(task: Task) -> datasets.Features:
+    texts = ["text_a", "text_b"][: len(task.text_columns)]
+    return datasets.Features(
+        {**{t: datasets.Value("string") for t in texts}, "label": datasets.Value("float32")}
+    )
+
+
+def _hub_dataset(task: Task, split: str) -> datasets.Dataset:
+    """The raw split of nyu-mll/glue; any failure becomes one message that says what to do."""
+    hub_split = _hub_split(task, split)
+    try:
+        return datasets.load_dataset(HUB_DATASET, task.hub_config, split=hub_split)
+    except Exception as exc:  # offline, no network, hub down, bad cache: the same advice
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        reason = f"{type(exc).__name__}: {first_line}"
+        raise MtlvsiftError(
+            f"Could not load {task.display} from the Hugging Face hub ({HUB_DATASET}): "
+            f"{reason[:300]}. Offline, pass a GLUE folder in the original layout: --data-dir DIR "
+            "(or set MTLVSIFT_GLUE_DIR)."
+        ) from exc
+
+
+def _from_hub(task: Task, raw: datasets.Dataset) -> datasets.Dataset:
+    names = ["text_a", "text_b"][: len(task.hub_text_columns)]
+    ds = raw.select_columns([*task.hub_text_columns, "label"])
+    ds = ds.rename_columns(dict(zip(task.hub_text_columns, names)))
+    return ds.cast_column("label", datasets.Value("float32"))
+
+
+def load_split(task: Task, split: str, data_dir: Path | None) -> datasets.Dataset:
+    """One split as text_a, [text_b], label (float32): from ``data_dir`` if given, else the hub."""
+    if data_dir is None:
+        return _from_hub(task, _hub_dataset(task, split))
+    path = _tsv_path(task, split, Path(data_dir))
+    return datasets.Dataset.from_dict(_read_tsv(task, path), features=_features(task))
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def data_fingerprint(task: Task, split: str, data_dir: Path | None) -> str:
+    """sha256 of the TSV file's bytes, or the hub dataset's fingerprint."""
+    if data_dir is None:
+        return _hub_dataset(task, split)._fingerprint
+    return _file_sha256(_tsv_path(task, split, Path(data_dir)))
+
+
+# --------------------------------------------------------------------------- tokenization
+
+
+def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
+    """Class name + sha256 of the fast tokenizer's full JSON (else name_or_path + vocabulary)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and hasattr(backend, "to_str"):
+        spec = json.loads(backend.to_str())
+        # Calling the tokenizer stores its last truncation/padding in the backend: not identity.
+        spec.pop("truncation", None)
+        spec.pop("padding", None)
+        content = json.dumps(spec, sort_keys=True)
+    else:
+        content = json.dumps([tokenizer.name_or_path, sorted(tokenizer.get_vocab().items())])
+    # These settings change the output but live outside the backend's JSON.
+    content += json.dumps([list(tokenizer.model_input_names), tokenizer.truncation_side])
+    return f"{type(tokenizer).__name__}-{hashlib.sha256(content.encode()).hexdigest()}"
+
+
+def cache_root(cache_dir: Path | None = None) -> Path:
+    """``cache_dir``, else ``$MTLVSIFT_CACHE_DIR``, else ``~/.cache/mtlvsift``."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    env = os.environ.get("MTLVSIFT_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "mtlvsift"
+
+
+def tokenized_cache_key(
+    task: Task, split: str, tokenizer: PreTrainedTokenizerBase, max_seq_length: int, data_fp: str
+) -> str:
+    parts = [CACHE_FORMAT_VERSION, tokenizer_fingerprint(tokenizer), max_seq_length, task.name,
+             split, data_fp]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+def _tokenize(
+    ds: datasets.Dataset,
+    task: Task,
+    split: str,
+    tokenizer: PreTrainedTokenizerBase,
+    max_seq_length: int,
+    key: str,
+) -> datasets.Dataset:
+    inputs = [k for k in MODEL_INPUTS if k in tokenizer.model_input_names]
+    small = {"input_ids": "int32", "attention_mask": "int8", "token_type_ids": "int8"}
+    features = datasets.Features(
+        {
+            **{k: datasets.Sequence(datasets.Value(small[k])) for k in inputs},
+            "label": datasets.Value("float32"),
+            "length": datasets.Value("int32"),
+        }
+    )
+
+    def encode(batch: dict[str, list]) -> dict[str, list]:
+        enc = tokenizer(
+            batch["text_a"], batch.get("text_b"), truncation="longest_first",
+            max_length=max_seq_length, return_length=True,
+        )
+        return {**{k: enc[k] for k in inputs}, "length": enc["length"]}
+
+    return ds.map(
+        encode, batched=True, remove_columns=[c for c in ds.column_names if c != "label"],
+        features=features, keep_in_memory=True, new_fingerprint=key,  # no hashing of the tokenizer
+        desc=f"Tokenizing {task.display} {split}",
+    )
+
+
+def load_tokenized(
+    task: Task,
+    split: str,
+    tokenizer: PreTrainedTokenizerBase,
+    max_seq_length: int,
+    data_dir: Path | None,
+    cache_dir: Path | None = None,
+) -> datasets.Dataset:
+    """input_ids, attention_mask, [token_type_ids], label, length; truncated, not padded.
+
+    Cached in ``<cache root>/tokenized/<key>``; the key covers the tokenizer, the length, the task,
+    the split and the data's fingerprint, so a changed file is tokenized again.
+    """
+    raw = _hub_dataset(task, split) if data_dir is None else None
+    data_fp = raw._fingerprint if raw is not None else data_fingerprint(task, split, data_dir)
+    key = tokenized_cache_key(task, split, tokenizer, max_seq_length, data_fp)
+    final = cache_root(cache_dir) / "tokenized" / key
+    if not final.is_dir():
+        ds = _from_hub(task, raw) if raw is not None else load_split(task, split, data_dir)
+        tokenized = _tokenize(ds, task, split, tokenizer, max_seq_length, key)
+        # Write beside, then rename: a reader never sees a half-written folder, and of several
+        # processes racing here (accelerate), the first rename wins and the others drop theirs.
+        tmp = final.with_name(f".{key}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        tokenized.save_to_disk(str(tmp))
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not final.is_dir():
+                raise
+    try:
+        return datasets.load_from_disk(str(final))
+    except Exception as exc:
+        raise MtlvsiftError(
+            f"The tokenization cache {final} is unreadable ({exc}); delete that folder and rerun."
+        ) from exc
+
+
+# --------------------------------------------------------------------------- sampling, batches
+
+
+def subsample_indices(n: int, k: int, data_seed: int) -> np.ndarray:
+    """``k`` distinct sorted indices of range(n), drawn from their own generator (``data_seed``)."""
+    if not 0 <= k <= n:
+        raise MtlvsiftError(
+            f"Cannot draw {k} examples from a training set of {n}; ask for at most {n}."
+        )
+    rng = np.random.default_rng(data_seed)
+    return np.sort(rng.choice(n, size=k, replace=False))
+
+
+class _Collator:
+    """Pads model inputs with the tokenizer; a class, not a closure, so DataLoader workers can
+    pickle it."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, pad_to_multiple_of: int | None):
+        self.tokenizer = tokenizer
+        self.pad_to_multiple_of = pad_to_multiple_of
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        inputs = [k for k in MODEL_INPUTS if k in features[0]]
+        batch = self.tokenizer.pad(
+            [{k: f[k] for k in inputs} for f in features], padding="longest",
+            pad_to_multiple_of=self.pad_to_multiple_of, return_tensors="pt",
+        )
+        out = {k: batch[k] for k in inputs}
+        out["labels"] = torch.tensor([f["label"] for f in features], dtype=torch.float32)
+        out["task_ids"] = torch.tensor([f["task_id"] for f in features], dtype=torch.long)
+        return out
+
+
+def make_collator(
+    tokenizer: PreTrainedTokenizerBase, pad_to_multiple_of: int | None
+) -> Callable[[list[dict]], dict[str, torch.Tensor]]:
+    """Batches features into padded tensors plus float32 ``labels`` and long ``task_ids``."""
+    return _Collator(tokenizer, pad_to_multiple_of)
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
+    """Evaluation batches of indices, longest first, so each batch pads little."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
+    return np.array_split(order, range(batch_size, len(order), batch_size)) if len(order) else []

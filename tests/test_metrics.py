@@ -1,0 +1,124 @@
+"""GLUE metrics against values computed by hand from their textbook formulas."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import evaluate
+import numpy as np
+import pytest
+
+from mtlvsift.metrics import (
+    GLUE_METRIC_PATH,
+    compute_task_metrics,
+    load_glue_metric,
+    logits_to_predictions,
+    main_score,
+)
+from mtlvsift.tasks import GLUE_TASKS, get_task
+
+# refs/preds with tp=3, fn=1, tn=2, fp=2
+REFS = [1, 1, 1, 0, 0, 0, 1, 0]
+PREDS = [1, 0, 1, 0, 1, 0, 1, 1]
+TP, FN, TN, FP = 3, 1, 2, 2
+
+
+def pearson_by_hand(x: list[float], y: list[float]) -> float:
+    mx, my = sum(x) / len(x), sum(y) / len(y)
+    cov = sum((a - mx) * (b - my) for a, b in zip(x, y))
+    return cov / math.sqrt(sum((a - mx) ** 2 for a in x) * sum((b - my) ** 2 for b in y))
+
+
+def test_mcc_from_confusion_matrix():
+    expected = (TP * TN - FP * FN) / math.sqrt((TP + FP) * (TP + FN) * (TN + FP) * (TN + FN))
+    got = compute_task_metrics(get_task("cola"), {"dev": (np.array(PREDS), np.array(REFS))})
+    assert got == {"mcc": pytest.approx(expected)}
+    assert expected == pytest.approx(4 / math.sqrt(240))
+
+
+@pytest.mark.parametrize("name", ["mrpc", "qqp"])
+def test_accuracy_f1_and_mean(name):
+    precision, recall = TP / (TP + FP), TP / (TP + FN)
+    f1 = 2 * precision * recall / (precision + recall)
+    accuracy = (TP + TN) / len(REFS)
+    got = compute_task_metrics(get_task(name), {"dev": (np.array(PREDS), np.array(REFS))})
+    assert got == {"accuracy": pytest.approx(accuracy), "f1": pytest.approx(f1),
+                   "acc_f1_mean": pytest.approx((accuracy + f1) / 2)}
+    assert main_score(get_task(name), got) == pytest.approx((5 / 8 + 2 / 3) / 2)
+
+
+@pytest.mark.parametrize("name", ["sst2", "qnli", "rte", "wnli"])
+def test_accuracy_with_float_references(name):
+    # The datasets store labels as float32; the metric must still compare class ids.
+    refs = np.array(REFS, dtype=np.float32)
+    got = compute_task_metrics(get_task(name), {"dev": (np.array(PREDS), refs)})
+    assert got == {"accuracy": pytest.approx(5 / 8)}
+
+
+def test_pearson_and_spearman_with_ties():
+    preds = [1.0, 2.0, 2.0, 4.0, 3.5]
+    refs = [0.5, 1.0, 3.0, 3.0, 5.0]
+    # Average ranks, ties sharing the mean of their positions.
+    pred_ranks = [1, 2.5, 2.5, 5, 4]
+    ref_ranks = [1, 2, 3.5, 3.5, 5]
+    got = compute_task_metrics(get_task("stsb"), {"dev": (np.array(preds), np.array(refs))})
+    assert got == {"pearson": pytest.approx(pearson_by_hand(preds, refs), rel=1e-5),
+                   "spearman": pytest.approx(pearson_by_hand(pred_ranks, ref_ranks), rel=1e-5)}
+    assert main_score(get_task("stsb"), got) == got["spearman"]
+
+
+def test_mnli_mismatched_gets_prefix():
+    mnli = get_task("mnli")
+    got = compute_task_metrics(mnli, {
+        "dev_matched": (np.array([0, 1, 2, 2]), np.array([0, 1, 2, 0])),
+        "dev_mismatched": (np.array([0, 1]), np.array([1, 1])),
+    })
+    assert got == {"accuracy": 0.75, "mm_accuracy": 0.5}
+    assert main_score(mnli, got) == 0.75
+    with pytest.raises(ValueError, match="no dev split"):
+        compute_task_metrics(mnli, {"dev": (np.array([0]), np.array([0]))})
+
+
+def test_constant_predictions_score_zero_not_nan():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no ConstantInputWarning leaks out either
+        refs = np.array([0, 1, 0, 1])
+        stsb = compute_task_metrics(get_task("stsb"), {"dev": (np.full(4, 2.5), refs * 2.5)})
+        cola = compute_task_metrics(get_task("cola"), {"dev": (np.ones(4), refs)})
+        mrpc = compute_task_metrics(get_task("mrpc"), {"dev": (np.zeros(4), refs)})
+    assert stsb == {"pearson": 0.0, "spearman": 0.0}
+    assert cola == {"mcc": 0.0}
+    assert mrpc == {"accuracy": 0.5, "f1": 0.0, "acc_f1_mean": 0.25}
+
+
+@pytest.mark.parametrize("name", list(GLUE_TASKS))
+def test_every_task_returns_its_metric_names_as_floats(name):
+    task = get_task(name)
+    dtype = float if task.is_regression else int
+    outputs = {
+        split: (np.array([0, 1, 1, 0], dtype=dtype), np.array([0, 1, 0, 1], dtype=dtype))
+        for split in ["dev"] if len(task.dev_splits) == 1
+    } or {"dev_matched": (np.array([0, 1]), np.array([0, 1])),
+          "dev_mismatched": (np.array([0, 1]), np.array([0, 1]))}
+    got = compute_task_metrics(task, outputs)
+    expected = set(task.metrics) | {"mm_" + m for m in task.metrics if len(task.dev_splits) == 2}
+    assert set(got) == expected
+    assert all(type(v) is float and -1.0 <= v <= 1.0 for v in got.values())
+    assert task.main_metric in got
+
+
+def test_metric_module_is_cached_and_local():
+    task = get_task("rte")
+    assert load_glue_metric(task) is load_glue_metric(task)
+    assert load_glue_metric(task).config_name == "rte"
+    assert GLUE_METRIC_PATH.is_file()
+    with pytest.raises(KeyError, match="Unknown GLUE metric config"):
+        evaluate.load(str(GLUE_METRIC_PATH), config_name="squad", keep_in_memory=True)
+
+
+def test_logits_to_predictions():
+    logits = np.array([[0.1, 2.0, -1.0], [3.0, 0.0, 0.5]])
+    assert logits_to_predictions(get_task("mnli"), logits).tolist() == [1, 0]
+    scores = logits_to_predictions(get_task("stsb"), np.array([[1.5], [4.25]]))
+    assert scores.shape == (2,) and scores.tolist() == [1.5, 4.25]
