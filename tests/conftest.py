@@ -17,6 +17,19 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_GLUE = Path(os.environ.get("MTLVSIFT_TEST_GLUE_DIR", REPO_ROOT.parent / "shared" / "glue"))
 
 
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", help="also run the tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Every test gets its own tokenization cache and no GLUE folder from the environment."""

@@ -126,7 +126,8 @@ def test_minilm_learns_sst2(minilm_path, glue_dir, tmp_path):
     start = time.time()
     run_script("train_stilts", ["--target", "sst2", "--model", "minilm", "--data-dir", glue_dir,
                                 "--output-dir", tmp_path, "--epochs", 1, "--max-train-examples", 2000,
-                                "--batch-size", 16, "--lr", 1e-4])
+                                "--batch-size", 16, "--lr", 1.5e-4, "--warmup-ratio", 0.1,
+                                "--max-seq-length", 64])
     record = read_result(tmp_path, "single", "sst2__n-2000")
     print(f"minilm SST-2: {time.time() - start:.0f} s, dev accuracy {record['best']['score']:.4f}")
     assert record["train_sizes"] == {"sst2": 2000}
