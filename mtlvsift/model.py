@@ -149,6 +149,28 @@ class MultiTaskModel(nn.Module):
         return model, tokenizer
 
 
+def model_folder_problem(folder: str | os.PathLike) -> str | None:
+    """Why a saved model folder cannot be loaded (reading every tensor), or None when it is whole."""
+    from safetensors import safe_open
+
+    folder = Path(folder)
+    try:
+        json.loads((folder / HEADS_CONFIG).read_text())
+        torch.load(folder / HEADS_FILE, map_location="cpu", weights_only=True)
+        AutoConfig.from_pretrained(folder / ENCODER_DIR)
+        weights = sorted((folder / ENCODER_DIR).glob("*.safetensors"))
+        if not weights:
+            return f"no weights in {folder / ENCODER_DIR}"
+        for file in weights:
+            with safe_open(str(file), framework="pt") as handle:
+                for key in handle.keys():
+                    handle.get_tensor(key)
+    except Exception as exc:  # truncated or corrupt files of any kind
+        text = str(exc).strip().splitlines()
+        return f"{type(exc).__name__}: {text[0] if text else ''}"
+    return None
+
+
 def is_model_folder(folder: str | os.PathLike) -> bool:
     folder = Path(folder)
     return (folder / HEADS_CONFIG).is_file() and (folder / ENCODER_DIR / "config.json").is_file()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mtlvsift.errors import MtlvsiftError
+from mtlvsift.faults import fault_point
 
 SCHEMA = 1
 RESULT_FILE = "result.json"
@@ -33,6 +34,7 @@ def atomic_write_text(path: Path, text: str) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        fault_point("mid_write")
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -130,6 +132,18 @@ class RunFolder:
                 )
             return "complete" if self.is_complete() else "resume"
         return "new"
+
+    def recover(self) -> None:
+        """Undo what a kill can leave: a swap cut between its two renames, temporary copies."""
+        for final in (self.state_dir, self.best_dir):
+            old = final.with_name(final.name + ".old")
+            if old.is_dir() and not final.exists():
+                os.replace(old, final)
+            tmp = final.with_name(final.name + ".tmp")
+            if tmp.exists():
+                shutil.rmtree(tmp)
+        for leftover in self.path.glob(".*.tmp-*"):
+            leftover.unlink(missing_ok=True)
 
     def write_config(self, identity: dict[str, Any]) -> None:
         self.path.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ import math
 import os
 import shutil
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -30,7 +30,8 @@ from mtlvsift.display import TrainDisplay
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.evaluation import build_eval_batches, evaluate
 from mtlvsift.faults import fault_point
-from mtlvsift.model import MultiTaskModel, load_encoder, load_tokenizer
+from mtlvsift.model import MultiTaskModel, is_model_folder, load_encoder, load_tokenizer, \
+    model_folder_problem
 from mtlvsift.record import build_record, selection_entry
 from mtlvsift.runs import RunFolder, RunLock, atomic_write_json
 from mtlvsift.sampling import epoch_batch_sizes, epoch_schedule, process_slice, task_probabilities
@@ -59,6 +60,12 @@ def run_training(config: TrainConfig, restart: bool = False) -> dict[str, Any] |
     config.init_model = config.init_from
     if config.method == "stilts" and config.init_from is None:
         config.init_model = str(supporting_model(config, task_data[0].available))
+    if config.init_model and is_model_folder(config.init_model):
+        problem = model_folder_problem(config.init_model)
+        if problem:
+            raise MtlvsiftError(
+                f"The model to start from, {config.init_model}, is damaged ({problem}). Train that "
+                f"run again (its command with --overwrite) or pass --init-from another model folder.")
     encoder = load_encoder(config.init_model or config.model)
     model = MultiTaskModel(encoder, [d.task.name for d in task_data],
                            [d.task.num_labels for d in task_data])
@@ -66,9 +73,15 @@ def run_training(config: TrainConfig, restart: bool = False) -> dict[str, Any] |
     lock = RunLock(run.path)
     if main:
         lock.acquire()
-        run.write_config(config.identity())
+        try:
+            run.write_config(config.identity())
+        except OSError as exc:
+            lock.release()
+            raise MtlvsiftError(f"Could not write the run config in {run.path}: {exc}. "
+                                f"Check the disk and permissions, then rerun.") from exc
         if restart:
             _discard_progress(run)
+        run.recover()
     accelerator.wait_for_everyone()
     try:
         return _train(config, accelerator, run, model, tokenizer, task_data)
@@ -110,6 +123,9 @@ def _train(config, accelerator, run, model, tokenizer, task_data) -> dict[str, A
         model = torch.compile(model, dynamic=True)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     progress = load_checkpoint(accelerator, run) or Progress()
+    if progress.best is not None and (problem := model_folder_problem(run.best_dir)):
+        raise MtlvsiftError(f"The best model saved so far, {run.best_dir}, is damaged ({problem}). "
+                            f"Rerun the same command with --restart to train this run from scratch.")
     if main:
         _trim_log(run, progress.step)
 
@@ -140,6 +156,7 @@ def _train(config, accelerator, run, model, tokenizer, task_data) -> dict[str, A
                 progress.batch_in_epoch = batch_index + 1
                 progress.examples += global_size
                 display.advance()
+                fault_point("step")
                 at_eval = progress.batch_in_epoch in eval_points
                 if progress.step % config.log_every == 0 or at_eval:
                     elapsed = time.perf_counter() - tick
@@ -154,7 +171,8 @@ def _train(config, accelerator, run, model, tokenizer, task_data) -> dict[str, A
 
     record = build_record(config, progress, task_data, accelerator)
     if main:
-        atomic_write_json(run.result_file, record)
+        with _saving(run, "the run record"):
+            atomic_write_json(run.result_file, record)
         fault_point("after_result")
         if not config.keep_state:
             shutil.rmtree(run.state_dir, ignore_errors=True)  # a finished run resumes nothing
@@ -282,6 +300,22 @@ def _evaluate_and_checkpoint(config, accelerator, run, model, tokenizer, task_da
     candidate = selection_entry(entry, config.target)
     if progress.best is None or candidate["score"] > progress.best["score"]:
         progress.best = candidate
-        save_best_model(accelerator, run, model, tokenizer)
+        with _saving(run, "the best model"):
+            save_best_model(accelerator, run, model, tokenizer)
     display.evaluation(progress.step, epoch, metrics, improved_tasks)
-    save_checkpoint(accelerator, run, progress)
+    with _saving(run, "the checkpoint"):
+        save_checkpoint(accelerator, run, progress)
+
+
+@contextmanager
+def _saving(run: RunFolder, what: str):
+    """A failed write (full disk, lost permissions) names what failed; the last good copies stay."""
+    try:
+        yield
+    except OSError as exc:
+        for tmp in (run.path / "state.tmp", run.path / "best.tmp"):
+            shutil.rmtree(tmp, ignore_errors=True)  # give back the space of the partial copy
+        raise MtlvsiftError(
+            f"Could not write {what} in {run.path}: {exc}. The previous checkpoint and best model "
+            f"are intact; free space or fix permissions, then rerun the same command to resume."
+        ) from exc
