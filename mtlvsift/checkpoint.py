@@ -83,7 +83,7 @@ def save_best_model(accelerator: Accelerator, run: RunFolder, model, tokenizer) 
         tmp = run.path / "best.tmp"
         if tmp.exists():
             shutil.rmtree(tmp)
-        accelerator.unwrap_model(model, keep_torch_compile=False).save(tmp, tokenizer)
+        accelerator.unwrap_model(model).save(tmp, tokenizer)
         fault_point("mid_best")
         replace_folder(tmp, run.best_dir)
     accelerator.wait_for_everyone()

@@ -120,7 +120,8 @@ def _train(config, accelerator, run, model, tokenizer, task_data) -> dict[str, A
     total_steps = steps_per_epoch * config.epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, round(config.warmup_ratio * total_steps), total_steps)
     if config.compile_model:
-        model = torch.compile(model, dynamic=True)
+        # Module.compile keeps the parameter names, so compiled and eager runs share checkpoints.
+        model.compile(dynamic=True)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     progress = load_checkpoint(accelerator, run) or Progress()
     if progress.best is not None and (problem := model_folder_problem(run.best_dir)):
