@@ -132,3 +132,18 @@ def test_minilm_learns_sst2(minilm_path, glue_dir, tmp_path):
     print(f"minilm SST-2: {time.time() - start:.0f} s, dev accuracy {record['best']['score']:.4f}")
     assert record["train_sizes"] == {"sst2": 2000}
     assert record["best"]["score"] >= 0.80
+
+
+@pytest.mark.slow
+def test_compile_gives_the_same_dev_scores(tiny_model_no_dropout, tiny_glue, tmp_path):
+    """--compile (torch.compile through Module.compile) changes speed, not results."""
+    for name, extra in (("eager", []), ("compiled", ["--compile"])):
+        run_script("train_stilts", ["--target", "rte", *extra,
+                                    *tiny_args(tiny_model_no_dropout, tiny_glue, tmp_path / name, epochs=1)])
+    eager, compiled = (read_result(tmp_path / n, "single", "rte") for n in ("eager", "compiled"))
+    for a, b in zip(eager["history"], compiled["history"]):
+        assert a["metrics"]["rte"]["accuracy"] == pytest.approx(b["metrics"]["rte"]["accuracy"], abs=1e-9)
+    losses = [[json.loads(line)["loss"] for line in (tmp_path / n / "single" / "rte" / "seed-0" /
+                                                      "train_log.jsonl").read_text().splitlines()]
+              for n in ("eager", "compiled")]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)
