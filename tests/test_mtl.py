@@ -136,3 +136,32 @@ def test_two_processes_match_one(tiny_model_no_dropout, tiny_glue, tmp_path):
     a, b = (load_file(runs[k] / "state" / "model.safetensors") for k in (1, 2))
     for name in a:
         torch.testing.assert_close(b[name], a[name], rtol=0, atol=1e-4)
+
+
+def test_interrupted_dynamic_mtl_resumes_the_same_batches(tiny_model, tiny_glue, tmp_path, monkeypatch):
+    """Stopped after its third checkpoint (mid-epoch 2), a dynamic MTL run resumes with the saved
+    probabilities and sampler position and ends exactly like an uninterrupted run."""
+    import mtlvsift.faults as faults
+
+    scores = tmp_path / "scores.json"
+    scores.write_text(json.dumps({"rte": 0.9, "sst2": 0.8}))
+
+    def command(out):
+        return ["--target", "rte", "--support", "sst2", "--single-scores", scores, "--log-every", 1,
+                *tiny_args(tiny_model, tiny_glue, out, epochs=3)]
+
+    run_script("train_mtl", command(tmp_path / "clean"))
+    faults._hits.clear()
+    monkeypatch.setenv("MTLVSIFT_FAULT", "after_checkpoint:oserror:3")
+    fails("train_mtl", command(tmp_path / "resumed"), "Could not write the checkpoint")
+    monkeypatch.delenv("MTLVSIFT_FAULT")
+    faults._hits.clear()
+    run_script("train_mtl", command(tmp_path / "resumed"))
+    clean, resumed = (read_result(tmp_path / n, "mtl", "rte--sst2") for n in ("clean", "resumed"))
+    assert clean["probabilities"] == resumed["probabilities"]
+    assert clean["probabilities"]["1"] != [0.5, 0.5]  # the gaps moved p after epoch 0
+    assert clean["history"] == resumed["history"] and clean["best_by_task"] == resumed["best_by_task"]
+    logs = [[json.loads(line)["loss"] for line in (tmp_path / n / "mtl" / "rte--sst2" / "seed-0" /
+                                                    "train_log.jsonl").read_text().splitlines()]
+            for n in ("clean", "resumed")]
+    assert logs[0] == logs[1] and len(logs[0]) == 36
