@@ -15,12 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mtlvsift.errors import MtlvsiftError
+from mtlvsift.runs import CONFIG_FILE, RESULT_FILE, SCHEMA  # the writer's names, defined once
 from mtlvsift.tasks import normalize_task_name
 
-SCHEMA = 1
 METHODS = ("single", "stilts", "mtl", "mtl_all")
-RESULT_FILE = "result.json"
-CONFIG_FILE = "config.json"  # written when a run starts
 
 
 @dataclass(frozen=True)
