@@ -8,7 +8,7 @@ supporting model to start from.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,6 @@ class TrainConfig:
     overwrite: bool = False
     keep_state: bool = False
     compile_model: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def run_dir(self) -> Path:
@@ -82,7 +81,7 @@ def _cap_variant(options: dict[str, Any]) -> dict[str, Any]:
             "ds": options.get("data_seed") or None}
 
 
-def _check_size_options(target_fraction, support_ratio, has_support: bool) -> None:
+def _check_size_options(support_ratio: float | None, has_support: bool) -> None:
     if support_ratio is not None and not has_support:
         raise MtlvsiftError("--support-ratio needs a supporting task (--support).")
 
@@ -95,7 +94,7 @@ def stilts_config(target: str, support: str | None, init_from: str | None,
     support_task = get_task(support) if support else None
     if support_task and support_task.name == target_task.name:
         raise MtlvsiftError(f"--support must differ from --target (both are {target_task.display}).")
-    _check_size_options(target_fraction, support_ratio, support_task is not None)
+    _check_size_options(support_ratio, support_task is not None)
     if support_task is None and init_from is None and target_fraction is not None:
         raise MtlvsiftError("--target-fraction is for size experiments with --support.")
     method = "stilts" if (support_task or init_from) else "single"
@@ -148,7 +147,7 @@ def mtl_config(target: str, support: tuple[str, ...], sampling: str, batching: s
     if not support:
         raise MtlvsiftError("train_mtl.py needs at least one --support task.")
     tasks = get_tasks([target, *support])
-    _check_size_options(target_fraction, support_ratio, True)
+    _check_size_options(support_ratio, True)
     variant = variant_suffix({
         "sampling": sampling if sampling != "dynamic" else None,
         "rule": dynamic_rule if sampling == "dynamic" and dynamic_rule != "softmax" else None,

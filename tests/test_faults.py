@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 import mtlvsift.faults as faults
-from conftest import REPO_ROOT, run_script
+from conftest import run_script
 from test_cli_errors import fails
 from test_train import _run_subprocess, read_result, tiny_args
 
