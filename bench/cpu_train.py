@@ -24,6 +24,8 @@ import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402  (sets the offline environment before transformers is imported)
+import report  # noqa: E402
+from mtlvsift.runs import atomic_write_json  # noqa: E402
 
 CASES = {"sst2": ("sst2",), "rte": ("rte",), "mtl-rte+sst2": ("rte", "sst2")}
 
@@ -86,20 +88,21 @@ def main(models, cases, steps, batch_size, max_rows, max_dev_rows, data_dir, thr
                 results.append({**result, "model_name": model_name, "model": description,
                                 "nonembedding_params": params})
     command = " ".join(["python bench/cpu_train.py", *sys.argv[1:]])
-    data = {"meta": common.meta(command, steps=steps, batch_size=batch_size, max_rows=max_rows,
+    data = {"meta": report.meta(command, steps=steps, batch_size=batch_size, max_rows=max_rows,
                                 max_dev_rows=max_dev_rows,
                                 load_average_before=load, load_average_after=os.getloadavg()[0],
                                 torch_threads=torch.get_num_threads()),
             "cases": results}
-    common.write_json(out, data)
-    console = common.console()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out, data)
+    console = report.console()
     for model_name in dict.fromkeys(r["model_name"] for r in results):
         group = [r for r in results if r["model_name"] == model_name]
         title = f"{model_name}: {group[0]['model']}, N = {group[0]['nonembedding_params']:,}"
-        console.print(common.rich_table(title, *common.table_rows(group, gpu=False)))
+        console.print(report.rich_table(title, *report.table_rows(group, gpu=False)))
     print(f"{data['meta']['machine']}, {data['meta']['date']}, load average {load:.2f} before, "
           f"{data['meta']['load_average_after']:.2f} after; torch threads {data['meta']['torch_threads']}")
-    print(common.markdown(*common.table_rows(results, gpu=False)))
+    print(report.markdown(*report.table_rows(results, gpu=False)))
     print(f"Results: {out}")
 
 

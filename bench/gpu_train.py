@@ -44,6 +44,8 @@ import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402  (sets the offline environment before transformers is imported)
+import report  # noqa: E402
+from mtlvsift.runs import atomic_write_json  # noqa: E402
 
 ISSUE_TARGETS = {"train": 2.5, "eval": 6.0, "mtl": 0.9}  # issue 6, "Must show" 1
 
@@ -287,10 +289,10 @@ def summarize(cases: list[dict[str, Any]]) -> dict[str, Any]:
 def print_report(result: dict[str, Any], cuda: bool) -> None:
     from rich.table import Table
 
-    console = common.console()
+    console = report.console()
     good = [c for c in result["cases"] if "error" not in c]
     meta = result["meta"]
-    console.print(common.rich_table(f"{meta['machine']} — {meta['date']}", *common.table_rows(good, cuda)))
+    console.print(report.rich_table(f"{meta['machine']} — {meta['date']}", *report.table_rows(good, cuda)))
     for bad in (c for c in result["cases"] if "error" in c):
         console.print(f"[red]{bad['name']} failed ({bad['error']}):[/red]\n{bad.get('log_tail', '')}")
     checks = Table("comparison", "measured", "target", title="issue 6, Must show 1"
@@ -303,7 +305,7 @@ def print_report(result: dict[str, Any], cuda: bool) -> None:
                              ("same, --compile", "mtl_vs_single_compile", "mtl")):
         value = s.get(key)
         mark = "" if value is None else (" ✓" if value >= target[goal] else " ✗")
-        checks.add_row(label, common.fmt(value, 2) + ("x" if value else "") + mark, f">= {target[goal]}x")
+        checks.add_row(label, report.fmt(value, 2) + ("x" if value else "") + mark, f">= {target[goal]}x")
     console.print(checks)
     if "compile_dev_score_max_abs_diff" in s:
         console.print(f"Same seed, with and without --compile: QNLI dev accuracy differs by at most "
@@ -375,9 +377,9 @@ def main(device, tiny, steps, batch_size, precision, compile_, cases, num_worker
         chosen = [c for c in known if c.name in names]
     if padding_only:
         head, rows = padding_report(chosen, s)
-        common.console().print(common.rich_table(f"Padding of the loop's batches (batch {s.batch_size}, "
+        report.console().print(report.rich_table(f"Padding of the loop's batches (batch {s.batch_size}, "
                                                  f"precision {s.precision})", head, rows))
-        print(common.markdown(head, rows))
+        print(report.markdown(head, rows))
         if temporary is not None:
             temporary.cleanup()
         return
@@ -389,7 +391,7 @@ def main(device, tiny, steps, batch_size, precision, compile_, cases, num_worker
     argv += ["--eval-every", str(eval_every)] if eval_every else []
     argv += (["--tiny"] if tiny else []) + (["--threads", str(threads)] if threads else [])
     shape = "tiny RoBERTa (2 layers, hidden 64)" if tiny else "DistilRoBERTa-base shape, random weights"
-    meta = common.meta(" ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), device=device,
+    meta = report.meta(" ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), device=device,
                        steps=s.steps, batch_size=s.batch_size, loop_precision=s.precision,
                        loop_num_workers=num_workers, eval_every=s.eval_every,
                        torch_threads=torch.get_num_threads(), nonembedding_params=params,
@@ -397,6 +399,7 @@ def main(device, tiny, steps, batch_size, precision, compile_, cases, num_worker
                        data="SST-2, RTE train/dev; QNLI dev as QNLI train and dev",
                        peak_tflops=common.PEAK_TFLOPS, settings={k: str(v) for k, v in asdict(s).items()})
     out = out or common.REPO_ROOT / "outputs" / "bench" / f"gpu_train-{device}{'-tiny' if tiny else ''}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
     for case in chosen:
         if not quiet:
@@ -404,10 +407,10 @@ def main(device, tiny, steps, batch_size, precision, compile_, cases, num_worker
         results.append(run_isolated(case, s, argv) if isolate else run_case(case, s, params))
         results[-1]["model_name"] = "tiny" if tiny else "DistilRoBERTa shape"
         result = {"meta": meta, "cases": results, "summary": summarize(results)}
-        common.write_json(out, result)  # after every case: a run cut short keeps what it measured
+        atomic_write_json(out, result)  # after every case: a run cut short keeps what it measured
     if not quiet:
         print_report(result, cuda)
-        print(common.markdown(*common.table_rows(results, gpu=cuda)))
+        print(report.markdown(*report.table_rows(results, gpu=cuda)))
         print(f"Results: {out}")
     if temporary is not None:
         temporary.cleanup()
