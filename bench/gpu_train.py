@@ -45,7 +45,7 @@ import click
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402  (sets the offline environment before transformers is imported)
 import report  # noqa: E402
-from mtlvsift.runs import atomic_write_json  # noqa: E402
+from mtlvsift.run_folder import atomic_write_json  # noqa: E402
 
 ISSUE_TARGETS = {"train": 2.5, "eval": 6.0, "mtl": 0.9}  # issue 6, "Must show" 1
 
@@ -118,8 +118,8 @@ def run_trainer(case: Case, s: Settings, params: int) -> dict[str, Any]:
     from transformers import (AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer,
                               TrainerCallback, TrainingArguments, set_seed)
 
-    from mtlvsift.batches import prepare_task_data
-    from mtlvsift.model import load_tokenizer
+    from mtlvsift.train.batches import prepare_task_data
+    from mtlvsift.train.model import load_tokenizer
 
     common.reset_accelerate()
     cuda = s.device == "cuda"
@@ -207,8 +207,8 @@ def run_trainer(case: Case, s: Settings, params: int) -> dict[str, Any]:
 
 def padding_report(cases: list[Case], s: Settings) -> tuple[list[str], list[list[str]]]:
     """Real and padded tokens per example of each loop configuration's batches, no training."""
-    from mtlvsift.batches import prepare_task_data
-    from mtlvsift.model import load_tokenizer
+    from mtlvsift.train.batches import prepare_task_data
+    from mtlvsift.train.model import load_tokenizer
 
     head = ["configuration", "train sizes", "real tokens/ex", "padded/ex as run",
             "2 sorted micro-batches", "4 sorted micro-batches"]

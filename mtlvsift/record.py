@@ -11,7 +11,7 @@ import statistics
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from mtlvsift.runs import SCHEMA
+from mtlvsift.run_folder import SCHEMA
 from mtlvsift.tasks import get_task
 
 MEAN_MAIN = "mean_main"  # MTL_All selects its single best model by the mean main score

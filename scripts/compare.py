@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from mtlvsift.report import compare, recommend
+from mtlvsift.report.compare import compare, recommend
 
 FOLDER = click.Path(path_type=Path, file_okay=False)
 

@@ -6,9 +6,9 @@
 
 import click
 
-from mtlvsift.config import mtl_config
-from mtlvsift.options import mtl_options, restart_option, sampling_option, size_options, train_options
-from mtlvsift.train import run_training
+from mtlvsift.train.config import mtl_config
+from mtlvsift.train.options import mtl_options, restart_option, sampling_option, size_options, train_options
+from mtlvsift.train.loop import run_training
 
 
 @click.command(context_settings={"show_default": True})

@@ -7,9 +7,9 @@
 
 import click
 
-from mtlvsift.config import mtl_all_config
-from mtlvsift.options import mtl_options, restart_option, sampling_option, train_options
-from mtlvsift.train import run_training
+from mtlvsift.train.config import mtl_all_config
+from mtlvsift.train.options import mtl_options, restart_option, sampling_option, train_options
+from mtlvsift.train.loop import run_training
 
 
 @click.command(context_settings={"show_default": True})

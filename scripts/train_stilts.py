@@ -7,9 +7,9 @@
 
 import click
 
-from mtlvsift.config import stilts_config
-from mtlvsift.options import restart_option, size_options, train_options
-from mtlvsift.train import run_training
+from mtlvsift.train.config import stilts_config
+from mtlvsift.train.options import restart_option, size_options, train_options
+from mtlvsift.train.loop import run_training
 
 
 @click.command(context_settings={"show_default": True})

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 BENCH = REPO_ROOT / "bench"
 

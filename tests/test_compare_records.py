@@ -8,8 +8,8 @@ import pytest
 from synthetic import write_in_progress, write_record
 
 from mtlvsift.errors import MtlvsiftError
-from mtlvsift.records import discover, read_record, require_records
-from mtlvsift.stats import analyze
+from mtlvsift.run_record import discover, read_record, require_records
+from mtlvsift.report.stats import analyze
 
 
 def test_reads_the_fields_not_the_folder_names(tmp_path):

@@ -1,4 +1,4 @@
-"""The numbers of the report, each recomputed here independently of mtlvsift.stats."""
+"""The numbers of the report, each recomputed here independently of mtlvsift.report.stats."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from scipy.stats import ttest_ind
 from synthetic import paper_like_tree, write_record
 
-from mtlvsift.records import RunRecord, discover
-from mtlvsift.stats import analyze
-from mtlvsift.tables import table1, table2
+from mtlvsift.run_record import RunRecord, discover
+from mtlvsift.report.stats import analyze
+from mtlvsift.report.tables import table1, table2
 from mtlvsift.tasks import GLUE_TASKS
 
 MODEL = "distilroberta-base"
@@ -227,7 +227,7 @@ def test_any_cell_matches_scipy_and_the_rule(mtl, stilts, sizes, alpha, welch):
 
 
 def test_expected_seeds_are_those_seen_or_the_papers_five():
-    from mtlvsift.stats import expected_seeds
+    from mtlvsift.report.stats import expected_seeds
 
     assert expected_seeds({0, 1, 2}) == [0, 1, 2]
     assert expected_seeds({7}) == [0, 1, 2, 3, 4, 7]  # one seed cannot be tested

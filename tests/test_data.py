@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from mtlvsift import data
-from mtlvsift.data import (
+from mtlvsift.train import data
+from mtlvsift.train.data import (
     data_fingerprint,
     length_sorted_batches,
     load_split,

@@ -6,8 +6,7 @@ import json
 
 from scipy import stats
 
-from conftest import run_script
-from test_train import read_result, tiny_args
+from helpers import read_result, run_script, tiny_args
 
 
 def test_train_then_compare(tiny_model, tiny_glue, tmp_path):

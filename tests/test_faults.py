@@ -12,9 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 import mtlvsift.faults as faults
-from conftest import run_script
-from test_cli_errors import fails
-from test_train import _run_subprocess, read_result, tiny_args
+from helpers import fails, read_result, run_script, run_subprocess, tiny_args
 
 
 @pytest.fixture(autouse=True)
@@ -44,20 +42,20 @@ def test_kill_at_ten_random_moments(tiny_model, tiny_glue, tmp_path):
     """SIGKILL at 10 random moments (mid-step, mid-checkpoint, mid-write of a file or the best
     model); rerunning the command each time ends exactly like an uninterrupted run."""
     args = ["--target", "rte", "--keep-state", *tiny_args(tiny_model, tiny_glue, tmp_path / "clean", epochs=3)]
-    assert _run_subprocess(args).returncode == 0
+    assert run_subprocess(args).returncode == 0
     points = ["step", "mid_checkpoint", "after_checkpoint", "mid_best", "mid_write"]
     rng = random.Random(1234)
     resumed_args = [a if a != tmp_path / "clean" else tmp_path / "killed" for a in args]
     kills = 0
     for attempt in range(10):
         fault = f"{rng.choice(points)}:{rng.randint(1, 4)}"
-        done = _run_subprocess(resumed_args, fault)
+        done = run_subprocess(resumed_args, fault)
         assert done.returncode in (0, -9), done.stderr[-2000:]
         kills += done.returncode == -9
         if done.returncode == 0:
             break
     assert kills >= 5
-    assert _run_subprocess(resumed_args).returncode == 0
+    assert run_subprocess(resumed_args).returncode == 0
     clean, killed = folder_of(tmp_path / "clean"), folder_of(tmp_path / "killed")
     a, b = load_file(clean / "state" / "model.safetensors"), load_file(killed / "state" / "model.safetensors")
     for name in a:
@@ -102,7 +100,7 @@ def test_damaged_supporting_model_is_named(tiny_model, tiny_glue, tmp_path):
 
 
 def test_non_finite_loss_stops_with_step_and_task(tiny_model, tiny_glue, tmp_path, monkeypatch):
-    from mtlvsift.model import MultiTaskModel
+    from mtlvsift.train.model import MultiTaskModel
 
     real_forward = MultiTaskModel.forward
     calls = {"n": 0}

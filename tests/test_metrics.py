@@ -9,7 +9,7 @@ import evaluate
 import numpy as np
 import pytest
 
-from mtlvsift.metrics import (
+from mtlvsift.train.metrics import (
     GLUE_METRIC_PATH,
     compute_task_metrics,
     load_glue_metric,

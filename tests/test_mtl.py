@@ -12,9 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import REPO_ROOT, run_script
-from test_cli_errors import fails
-from test_train import read_result, tiny_args
+from helpers import REPO_ROOT, fails, read_result, run_script, tiny_args
 
 
 def test_dynamic_mtl_after_single_runs(tiny_model, tiny_glue, tmp_path):

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mtlvsift.errors import MtlvsiftError
-from mtlvsift.sampling import (
+from mtlvsift.train.sampling import (
     BATCHINGS,
     DYNAMIC_RULES,
     SAMPLINGS,

@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import REPO_ROOT, run_script
-
-
-def tiny_args(tiny_model, tiny_glue, out, *extra, epochs=2):
-    return ["--model", tiny_model, "--data-dir", tiny_glue, "--output-dir", out, "--epochs", epochs,
-            "--batch-size", 8, "--lr", 1e-3, *extra]
-
-
-def read_result(out: Path, method: str, name: str, seed: int = 0) -> dict:
-    return json.loads((out / method / name / f"seed-{seed}" / "result.json").read_text())
+from helpers import read_result, run_script, run_subprocess, tiny_args
 
 
 def test_single_run_writes_a_complete_record(tiny_model, tiny_glue, tmp_path):
@@ -59,7 +47,7 @@ def test_stilts_starts_from_the_best_supporting_seed(tiny_model, tiny_glue, tmp_
     expected = load_file(tmp_path / "single" / "sst2" / f"seed-{best_seed}" / "best" / "encoder" /
                          "model.safetensors")
 
-    import mtlvsift.train as train
+    import mtlvsift.train.loop as train
 
     loaded = {}
     real_load_encoder = train.load_encoder
@@ -85,27 +73,19 @@ def test_stilts_starts_from_the_best_supporting_seed(tiny_model, tiny_glue, tmp_
     assert record["init_model"].endswith(f"seed-{best_seed}/best")
 
 
-def _run_subprocess(args, fault=None):
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    if fault:
-        env["MTLVSIFT_FAULT"] = fault
-    return subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "train_stilts.py"), *map(str, args)],
-                          env=env, capture_output=True, text=True, timeout=600)
-
-
 def test_killed_run_resumes_to_the_same_weights(tiny_model, tiny_glue, tmp_path):
     """SIGKILL right after the first half-epoch checkpoint; the rerun ends exactly like a clean run."""
     clean, resumed = tmp_path / "clean", tmp_path / "resumed"
     # Both runs are killed just after writing result.json, before the final state is removed,
     # so that the final weights can be compared.
-    done = _run_subprocess(["--target", "rte", *tiny_args(tiny_model, tiny_glue, clean)], "after_result:1")
+    done = run_subprocess(["--target", "rte", *tiny_args(tiny_model, tiny_glue, clean)], "after_result:1")
     assert done.returncode == -9, done.stderr
-    first = _run_subprocess(["--target", "rte", *tiny_args(tiny_model, tiny_glue, resumed)], "after_checkpoint:1")
+    first = run_subprocess(["--target", "rte", *tiny_args(tiny_model, tiny_glue, resumed)], "after_checkpoint:1")
     assert first.returncode == -9, first.stderr
     folder = resumed / "single" / "rte" / "seed-0"
     progress = json.loads((folder / "state" / "progress.json").read_text())
     assert progress["step"] == 3 and not (folder / "result.json").exists()
-    second = _run_subprocess(["--target", "rte", *tiny_args(tiny_model, tiny_glue, resumed)], "after_result:1")
+    second = run_subprocess(["--target", "rte", *tiny_args(tiny_model, tiny_glue, resumed)], "after_result:1")
     assert second.returncode == -9, second.stderr
     a = load_file(clean / "single" / "rte" / "seed-0" / "state" / "model.safetensors")
     b = load_file(folder / "state" / "model.safetensors")

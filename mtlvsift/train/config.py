@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mtlvsift.errors import MtlvsiftError
-from mtlvsift.runs import best_single_run, mean_single_scores, run_folder, run_name, variant_suffix
+from mtlvsift.run_folder import best_single_run, mean_single_scores, run_folder, run_name, variant_suffix
 from mtlvsift.tasks import GLUE_TASK_NAMES, get_task, get_tasks
 
 # Options that change where files go or how fast a run is, not what it computes.

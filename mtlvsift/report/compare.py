@@ -16,13 +16,13 @@ from rich.table import Table as RichTable
 from rich.text import Text
 
 from mtlvsift.errors import MtlvsiftError
-from mtlvsift.missing import MissingRun, missing_runs
-from mtlvsift.records import Discovery, discover, require_records
-from mtlvsift.report_files import (HEURISTIC_RULE, atomic_write, fmt, group_text,
+from mtlvsift.report.missing import MissingRun, missing_runs
+from mtlvsift.run_record import Discovery, discover, require_records
+from mtlvsift.report.files import (HEURISTIC_RULE, atomic_write, fmt, group_text,
                                    write_report_dir)
-from mtlvsift.stats import (PAPER_HEURISTIC, Analysis, analyze, display, size_heuristic,
+from mtlvsift.report.stats import (PAPER_HEURISTIC, Analysis, analyze, display, size_heuristic,
                             task_sizes)
-from mtlvsift.tables import Table, table1, table2
+from mtlvsift.report.tables import Table, table1, table2
 from mtlvsift.tasks import get_task, normalize_task_name
 
 MTL_STYLE = "black on light_sky_blue1"

@@ -6,7 +6,7 @@ from typing import Callable
 
 import click
 
-from mtlvsift.sampling import BATCHINGS, DYNAMIC_RULES, SAMPLINGS
+from mtlvsift.train.sampling import BATCHINGS, DYNAMIC_RULES, SAMPLINGS
 
 
 def _apply(options: list[Callable]) -> Callable:

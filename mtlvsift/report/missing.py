@@ -13,7 +13,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from mtlvsift.stats import Analysis, Group
+from mtlvsift.report.stats import Analysis, Group
 
 DEFAULT_MODEL = "distilroberta-base"
 DEFAULT_OUTPUTS = Path("outputs")

@@ -15,9 +15,9 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list, gather_object
 
-from mtlvsift.batches import TaskData
-from mtlvsift.data import length_sorted_batches
-from mtlvsift.metrics import compute_task_metrics, logits_to_predictions
+from mtlvsift.train.batches import TaskData
+from mtlvsift.train.data import length_sorted_batches
+from mtlvsift.train.metrics import compute_task_metrics, logits_to_predictions
 
 
 @dataclass

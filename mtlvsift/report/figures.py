@@ -14,7 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
-from mtlvsift.stats import Analysis, Group, display
+from mtlvsift.report.stats import Analysis, Group, display
 
 MTL_COLOR = "#6baed6"  # MTL significantly better
 STILTS_COLOR = "#fdae6b"  # STILTs significantly better

@@ -22,19 +22,19 @@ from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, set_seed
 from transformers import get_linear_schedule_with_warmup
 
-from mtlvsift.batches import MixedTaskDataset, micro_batch_collator, prepare_task_data, train_loader
-from mtlvsift.checkpoint import Progress, load_checkpoint, save_best_model, save_checkpoint
-from mtlvsift.config import TrainConfig, supporting_model
-from mtlvsift.data import make_collator
-from mtlvsift.display import TrainDisplay
+from mtlvsift.train.batches import MixedTaskDataset, micro_batch_collator, prepare_task_data, train_loader
+from mtlvsift.train.checkpoint import Progress, load_checkpoint, save_best_model, save_checkpoint
+from mtlvsift.train.config import TrainConfig, supporting_model
+from mtlvsift.train.data import make_collator
+from mtlvsift.train.progress_bar import TrainDisplay
 from mtlvsift.errors import MtlvsiftError
-from mtlvsift.evaluation import build_eval_batches, evaluate
+from mtlvsift.train.evaluation import build_eval_batches, evaluate
 from mtlvsift.faults import fault_point
-from mtlvsift.model import MultiTaskModel, is_model_folder, load_encoder, load_tokenizer, \
+from mtlvsift.train.model import MultiTaskModel, is_model_folder, load_encoder, load_tokenizer, \
     model_folder_problem
 from mtlvsift.record import build_record, selection_entry
-from mtlvsift.runs import RunFolder, RunLock, atomic_write_json
-from mtlvsift.sampling import epoch_batch_sizes, epoch_schedule, process_slice, task_probabilities
+from mtlvsift.run_folder import RunFolder, RunLock, atomic_write_json
+from mtlvsift.train.sampling import epoch_batch_sizes, epoch_schedule, process_slice, task_probabilities
 
 
 def run_training(config: TrainConfig, restart: bool = False) -> dict[str, Any] | None:

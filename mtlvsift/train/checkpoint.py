@@ -17,7 +17,7 @@ from accelerate import Accelerator
 
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.faults import fault_point
-from mtlvsift.runs import RunFolder, atomic_write_json, existing_folder, replace_folder
+from mtlvsift.run_folder import RunFolder, atomic_write_json, existing_folder, replace_folder
 
 PROGRESS_FILE = "progress.json"
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mtlvsift.errors import MtlvsiftError
-from mtlvsift.runs import CONFIG_FILE, RESULT_FILE, SCHEMA  # the writer's names, defined once
+from mtlvsift.run_folder import CONFIG_FILE, RESULT_FILE, SCHEMA  # the writer's names, defined once
 from mtlvsift.tasks import normalize_task_name
 
 METHODS = ("single", "stilts", "mtl", "mtl_all")

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from mtlvsift.config import TrainConfig, support_examples_needed, target_train_size
-from mtlvsift.data import load_tokenized, resolve_data_dir, split_names, subsample_indices
+from mtlvsift.train.config import TrainConfig, support_examples_needed, target_train_size
+from mtlvsift.train.data import load_tokenized, resolve_data_dir, split_names, subsample_indices
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.tasks import Task, get_task
 

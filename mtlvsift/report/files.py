@@ -16,10 +16,10 @@ import tempfile
 from pathlib import Path
 
 from mtlvsift import __version__
-from mtlvsift.missing import MissingRun
-from mtlvsift.records import Discovery
-from mtlvsift.stats import PAPER_HEURISTIC, Analysis, Cell, Group, display
-from mtlvsift.tables import Table
+from mtlvsift.report.missing import MissingRun
+from mtlvsift.run_record import Discovery
+from mtlvsift.report.stats import PAPER_HEURISTIC, Analysis, Cell, Group, display
+from mtlvsift.report.tables import Table
 
 HEURISTIC_RULE = "MTL when the target's training set is smaller than the supporting one"
 
@@ -65,7 +65,7 @@ def group_text(group: Group | None) -> str:
 def write_report_dir(report_dir: Path, analysis: Analysis, tables: list[Table],
                      missing: list[MissingRun], found: Discovery, outputs: Path) -> list[Path]:
     """Write every file of one model's report; returns the paths written."""
-    from mtlvsift import figures  # matplotlib only when files are written
+    from mtlvsift.report import figures  # matplotlib only when files are written
 
     files: dict[str, str | bytes] = {
         "figure1.png": figures.figure1(analysis),
@@ -191,7 +191,7 @@ def markdown_table(table: Table) -> str:
 
 def markdown(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
              found: Discovery, outputs: Path) -> str:
-    from mtlvsift.report import overview_line  # shared with the terminal report
+    from mtlvsift.report.compare import overview_line  # shared with the terminal report
 
     a = analysis
     correct, total = PAPER_HEURISTIC

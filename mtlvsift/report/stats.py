@@ -1,7 +1,7 @@
 """Aggregation over seeds, the per-cell t-tests and the size heuristic (Weller et al., 2022).
 
 Scores stay in [0, 1] inside groups (the t-test runs on the raw seed scores); everything a report
-shows is in points (x100). The paper's tables are built from an ``Analysis`` in ``mtlvsift.tables``.
+shows is in points (x100). The paper's tables are built from an ``Analysis`` in ``mtlvsift.report.tables``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from scipy import stats as scipy_stats
 
-from mtlvsift.records import RunRecord
+from mtlvsift.run_record import RunRecord
 from mtlvsift.tasks import GLUE_TASK_NAMES, GLUE_TASKS
 
 POINTS = 100.0

@@ -12,7 +12,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
-from mtlvsift.stats import Analysis, Cell, display
+from mtlvsift.report.stats import Analysis, Cell, display
 
 
 @dataclass
