@@ -1,8 +1,11 @@
-"""Run folders: naming, the stored config, atomic writes, a lock, and finding finished runs.
+"""Run folders: naming, the stored config (the run's identity), atomic writes, a lock.
 
 ``outputs/<method>/<name>/seed-<k>/`` holds ``config.json`` (written when the run starts),
 ``result.json`` (the run record, written atomically once the run completes), ``best/`` (the best
 model), ``state/`` (the latest accelerate state, for resuming) and ``train_log.jsonl``.
+What ``result.json`` holds is ``mtlvsift.run_record``'s business; this module only names it.
+The one atomic writer of the project lives here: every file another program may read while it is
+being written (records, configs, reports) goes through ``atomic_write``.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ import errno
 import json
 import os
 import shutil
-import statistics
+from contextlib import contextmanager
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,19 +23,20 @@ from typing import Any
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.faults import fault_point
 
-SCHEMA = 1
 RESULT_FILE = "result.json"
 CONFIG_FILE = "config.json"
 LOCK_FILE = "run.lock"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def atomic_write(path: str | Path, data: str | bytes) -> None:
     """Write to a temporary sibling, flush to disk, then rename: readers never see half a file."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with open(tmp, "wb") as handle:
+            handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())
         fault_point("mid_write")
@@ -41,8 +46,8 @@ def atomic_write_text(path: Path, text: str) -> None:
             tmp.unlink()
 
 
-def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=False) + "\n")
+def atomic_write_json(path: str | Path, data: Any) -> None:
+    atomic_write(path, json.dumps(data, indent=1, sort_keys=False) + "\n")
 
 
 def replace_folder(tmp: Path, final: Path) -> None:
@@ -149,6 +154,39 @@ class RunFolder:
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.config_file, identity)
 
+    def discard_progress(self) -> None:
+        """--restart: forget the saved state, best model and log of an unfinished run."""
+        for folder in (self.state_dir, self.best_dir, self.path / "state.old", self.path / "best.old"):
+            if folder.exists():
+                shutil.rmtree(folder)
+        self.log_file.unlink(missing_ok=True)
+
+    def trim_log(self, step: int) -> None:
+        """On resume, forget log lines written after the checkpoint (they will be written again)."""
+        if not self.log_file.exists():
+            return
+        lines = [line for line in self.log_file.read_text().splitlines()
+                 if line.strip() and json.loads(line)["step"] <= step]
+        self.log_file.write_text("".join(line + "\n" for line in lines))
+
+    def append_log(self, entry: dict[str, Any]) -> None:
+        with open(self.log_file, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry) + "\n")
+
+    @contextmanager
+    def saving(self, what: str) -> Iterator[None]:
+        """A failed write (full disk, lost permissions) names what failed; the last good copies stay."""
+        try:
+            yield
+        except OSError as exc:
+            for tmp in (self.path / "state.tmp", self.path / "best.tmp"):
+                shutil.rmtree(tmp, ignore_errors=True)  # give back the space of the partial copy
+            raise MtlvsiftError(
+                f"Could not write {what} in {self.path}: {exc}. The previous checkpoint and best "
+                f"model are intact; free space or fix permissions, then rerun the same command to "
+                f"resume."
+            ) from exc
+
 
 class RunLock:
     """A lock file holding the owner's process id; a lock left by a dead process is taken over."""
@@ -192,45 +230,3 @@ def _process_alive(pid: int) -> bool:
     except OSError as exc:
         return exc.errno == errno.EPERM
     return True
-
-
-# --- finding finished runs -------------------------------------------------------------------
-
-
-def read_records(folder: Path, model: str) -> list[dict[str, Any]]:
-    """The complete run records ``<folder>/seed-*/result.json`` of one model (unreadable ones skipped)."""
-    records = []
-    for result in sorted(Path(folder).glob(f"seed-*/{RESULT_FILE}")):
-        try:
-            record = json.loads(result.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if record.get("model") == model:
-            record["_path"] = str(result.parent)
-            records.append(record)
-    return records
-
-
-def best_single_run(output_dir: str | Path, task: str, name: str, model: str, hint: str) -> Path:
-    """The ``best/`` folder of the best seed (by dev score) of the single runs of ``task``."""
-    records = read_records(Path(output_dir) / "single" / name, model)
-    if not records:
-        raise MtlvsiftError(
-            f"STILTs needs a finished single-task run of {task} with model {model} in "
-            f"{Path(output_dir) / 'single' / name}, and there is none. Make it first:\n  {hint}\n"
-            f"or pass --init-from PATH (a saved model folder)."
-        )
-    best = max(records, key=lambda r: r["best"]["score"])
-    return Path(best["_path"]) / "best"
-
-
-def mean_single_scores(output_dir: str | Path, names: dict[str, str], model: str) -> tuple[dict, list]:
-    """Mean best dev score of the single runs of each task; also the tasks that have none."""
-    scores, missing = {}, []
-    for task, name in names.items():
-        records = read_records(Path(output_dir) / "single" / name, model)
-        if records:
-            scores[task] = statistics.fmean(r["best"]["score"] for r in records)
-        else:
-            missing.append(task)
-    return scores, missing

@@ -1,4 +1,9 @@
-"""Discovery and reading of run records (``result.json``) under an outputs folder.
+"""The run record (``result.json``): the one contract between the trainer and the report.
+
+Written once, atomically, when a run completes (``build_record`` + ``write_record``); read and
+validated by ``read_record``, the only reader: the report (``discover``), STILTs (the best
+supporting seed) and dynamic sampling (mean single-task scores) all go through it. Bump
+``SCHEMA`` on any change a reader must know about. Imports neither torch nor transformers.
 
 ``compare.py`` reads nothing else, so it works on results copied from a cluster. Folder names are
 never parsed: every fact comes from the record's fields. A folder holding ``config.json`` but no
@@ -10,15 +15,96 @@ from __future__ import annotations
 import json
 import math
 import os
+import platform
+import statistics
 import time
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 from mtlvsift.errors import MtlvsiftError
-from mtlvsift.run_folder import CONFIG_FILE, RESULT_FILE, SCHEMA  # the writer's names, defined once
-from mtlvsift.tasks import normalize_task_name
+from mtlvsift.run_folder import CONFIG_FILE, RESULT_FILE, atomic_write_json
+from mtlvsift.tasks import get_task, normalize_task_name
 
+SCHEMA = 1
 METHODS = ("single", "stilts", "mtl", "mtl_all")
+MEAN_MAIN = "mean_main"  # MTL_All selects its single best model by the mean main score
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def selection_entry(entry: dict[str, Any], task: str | None) -> dict[str, Any]:
+    """One evaluation seen as a candidate best: by ``task``'s main metric, or by the mean over
+    every task's main metric when ``task`` is None (MTL_All)."""
+    metrics = entry["metrics"]
+    if task is None:
+        score = statistics.fmean(get_task(t).main_score(metrics[t]) for t in metrics)
+        metric = MEAN_MAIN
+    else:
+        metric = get_task(task).main_metric
+        score = get_task(task).main_score(metrics[task])
+    return {"step": entry["step"], "epoch": entry["epoch"], "task": task, "metric": metric,
+            "score": score, "metrics": metrics}
+
+
+def _versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for package in ("mtlvsift", "torch", "transformers", "accelerate", "datasets", "evaluate"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = "unknown"
+    return versions
+
+
+def build_record(config, progress, train_sizes: dict[str, int], available: dict[str, int],
+                 device: dict[str, Any]) -> dict[str, Any]:
+    """The record of a completed run: ``config`` a TrainConfig, ``progress`` its final Progress,
+    ``device`` the accelerator's facts (device, num_processes, mixed_precision)."""
+    seconds = progress.train_seconds
+    return {
+        "schema": SCHEMA,
+        "method": config.method,
+        "name": config.name,
+        "variant": config.variant,
+        "target": config.target,
+        "support": config.support,
+        "tasks": config.tasks,
+        "seed": config.seed,
+        "model": config.model,
+        "sampling": config.sampling,
+        "batching": config.batching,
+        "train_sizes": train_sizes,
+        "available_train_sizes": available,
+        "size_experiment": {"target_fraction": config.target_fraction,
+                            "support_ratio": config.support_ratio, "data_seed": config.data_seed},
+        "init_model": config.init_model,
+        "single_scores": config.single_scores,
+        "config": config.as_dict(),
+        "best": progress.best,
+        "best_by_task": progress.best_by_task,
+        "history": progress.history,
+        "probabilities": progress.probabilities,
+        "timing": {
+            "train_seconds": seconds,
+            "eval_seconds": progress.eval_seconds,
+            "save_seconds": progress.save_seconds,
+            "examples": progress.examples,
+            "examples_per_second": progress.examples / seconds if seconds > 0 else None,
+            "steps": progress.step,
+            **device,
+        },
+        "versions": _versions(),
+    }
+
+
+def write_record(path: Path, record: dict[str, Any]) -> None:
+    atomic_write_json(path, record)
+
+
+# --------------------------------------------------------------------------- reading
 
 
 @dataclass(frozen=True)
@@ -40,6 +126,11 @@ class RunRecord:
     support_ratio: float | None
     score: float | None  # best.score: the target's main metric at the selected step
     task_scores: dict[str, float]  # best_by_task[task].score, each task at its own best step
+
+    @property
+    def folder(self) -> Path:
+        """The run folder (``best/`` of the run lies there)."""
+        return self.path.parent
 
     @property
     def is_size_experiment(self) -> bool:
@@ -72,7 +163,7 @@ class Discovery:
         return sorted({r.model for r in self.records})
 
 
-class _Invalid(Exception):
+class InvalidRecord(Exception):
     """A result.json that is not a readable run record; the message says why."""
 
 
@@ -87,7 +178,7 @@ def discover(root: str | Path) -> Discovery:
         if RESULT_FILE in filenames:
             try:
                 found.records.append(read_record(here / RESULT_FILE))
-            except _Invalid as err:
+            except InvalidRecord as err:
                 found.warnings.append(f"skipped {here / RESULT_FILE}: {err}")
             dirnames[:] = []  # a run folder's best/ and state/ hold model files, not runs
         elif CONFIG_FILE in filenames:
@@ -119,21 +210,21 @@ def require_records(found: Discovery) -> None:
 
 
 def read_record(path: Path) -> RunRecord:
-    """Parse and check one result.json; a file that is not a valid record raises ``_Invalid``."""
+    """Parse and check one result.json; a file that is not a valid record raises ``InvalidRecord``."""
     try:
         with open(path, encoding="utf-8") as fh:
             raw = json.load(fh)
     except (OSError, UnicodeDecodeError) as err:
-        raise _Invalid(f"cannot be read ({err})") from None
+        raise InvalidRecord(f"cannot be read ({err})") from None
     except json.JSONDecodeError as err:
-        raise _Invalid(f"not valid JSON, corrupt or half-written ({err})") from None
+        raise InvalidRecord(f"not valid JSON, corrupt or half-written ({err})") from None
     if not isinstance(raw, dict) or "schema" not in raw or "method" not in raw:
-        raise _Invalid("not a mtlvsift run record (no 'schema' and 'method' fields)")
+        raise InvalidRecord("not a mtlvsift run record (no 'schema' and 'method' fields)")
     if raw["schema"] != SCHEMA:
-        raise _Invalid(f"schema {raw['schema']!r} is not supported (this version reads {SCHEMA})")
+        raise InvalidRecord(f"schema {raw['schema']!r} is not supported (this version reads {SCHEMA})")
     method = raw["method"]
     if method not in METHODS:
-        raise _Invalid(f"unknown method {method!r} (expected one of {', '.join(METHODS)})")
+        raise InvalidRecord(f"unknown method {method!r} (expected one of {', '.join(METHODS)})")
 
     target = _task_or_none(raw.get("target"))
     support = tuple(normalize_task_name(str(s)) for s in _list(raw, "support"))
@@ -141,9 +232,9 @@ def read_record(path: Path) -> RunRecord:
     seed = raw.get("seed")
     model = raw.get("model")
     if not isinstance(seed, int) or isinstance(seed, bool):
-        raise _Invalid("'seed' is missing or not an integer")
+        raise InvalidRecord("'seed' is missing or not an integer")
     if not isinstance(model, str) or not model:
-        raise _Invalid("'model' is missing")
+        raise InvalidRecord("'model' is missing")
 
     task_scores: dict[str, float] = {}
     for task, best in _dict(raw, "best_by_task").items():
@@ -156,17 +247,17 @@ def read_record(path: Path) -> RunRecord:
         if not tasks:
             tasks = tuple(task_scores)
         if not task_scores:
-            raise _Invalid("an mtl_all record without 'best_by_task' scores")
+            raise InvalidRecord("an mtl_all record without 'best_by_task' scores")
     else:
         if target is None:
-            raise _Invalid(f"a {method} record without 'target'")
+            raise InvalidRecord(f"a {method} record without 'target'")
         best = raw.get("best")
         score = best.get("score") if isinstance(best, dict) else None
         if not _is_number(score):
-            raise _Invalid("'best.score' is missing or not a finite number")
+            raise InvalidRecord("'best.score' is missing or not a finite number")
         score = float(score)
         if method != "single" and not support:
-            raise _Invalid(f"a {method} record without 'support'")
+            raise InvalidRecord(f"a {method} record without 'support'")
 
     size_exp = _dict(raw, "size_experiment")
     sizes = _dict(raw, "train_sizes")
@@ -216,12 +307,28 @@ def _task_or_none(value: object) -> str | None:
 def _dict(raw: dict, key: str) -> dict:
     value = raw.get(key) or {}
     if not isinstance(value, dict):
-        raise _Invalid(f"'{key}' is not an object")
+        raise InvalidRecord(f"'{key}' is not an object")
     return value
 
 
 def _list(raw: dict, key: str) -> list:
     value = raw.get(key) or []
     if not isinstance(value, list):
-        raise _Invalid(f"'{key}' is not a list")
+        raise InvalidRecord(f"'{key}' is not a list")
     return value
+
+
+# --------------------------------------------------------------------------- finding runs
+
+
+def finished_runs(folder: str | Path, model: str) -> list[RunRecord]:
+    """The valid records ``<folder>/seed-*/result.json`` of one model (invalid ones skipped)."""
+    records = []
+    for result in sorted(Path(folder).glob(f"seed-*/{RESULT_FILE}")):
+        try:
+            record = read_record(result)
+        except InvalidRecord:
+            continue
+        if record.model == model:
+            records.append(record)
+    return records

@@ -55,6 +55,10 @@ class Task:
     def train_file(self) -> str:
         return "train.tsv"
 
+    def main_score(self, metrics: dict[str, float]) -> float:
+        """The model-selection score among this task's metrics (MCC for CoLA, ...)."""
+        return float(metrics[self.main_metric])
+
 
 _BINARY = ("0", "1")
 
@@ -130,6 +134,11 @@ GLUE_TASK_NAMES: tuple[str, ...] = tuple(GLUE_TASKS)
 def normalize_task_name(name: str) -> str:
     """``SST-2``, ``sst_2`` and ``Sst2`` all become ``sst2``."""
     return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def display_name(name: str) -> str:
+    """GLUE's spelling of a canonical task name (SST-2), or the name in capitals for a user task."""
+    return GLUE_TASKS[name].display if name in GLUE_TASKS else name.upper()
 
 
 def get_task(name: str) -> Task:

@@ -14,7 +14,6 @@ from mtlvsift.train.metrics import (
     compute_task_metrics,
     load_glue_metric,
     logits_to_predictions,
-    main_score,
 )
 from mtlvsift.tasks import GLUE_TASKS, get_task
 
@@ -45,7 +44,7 @@ def test_accuracy_f1_and_mean(name):
     got = compute_task_metrics(get_task(name), {"dev": (np.array(PREDS), np.array(REFS))})
     assert got == {"accuracy": pytest.approx(accuracy), "f1": pytest.approx(f1),
                    "acc_f1_mean": pytest.approx((accuracy + f1) / 2)}
-    assert main_score(get_task(name), got) == pytest.approx((5 / 8 + 2 / 3) / 2)
+    assert get_task(name).main_score(got) == pytest.approx((5 / 8 + 2 / 3) / 2)
 
 
 @pytest.mark.parametrize("name", ["sst2", "qnli", "rte", "wnli"])
@@ -65,7 +64,7 @@ def test_pearson_and_spearman_with_ties():
     got = compute_task_metrics(get_task("stsb"), {"dev": (np.array(preds), np.array(refs))})
     assert got == {"pearson": pytest.approx(pearson_by_hand(preds, refs), rel=1e-5),
                    "spearman": pytest.approx(pearson_by_hand(pred_ranks, ref_ranks), rel=1e-5)}
-    assert main_score(get_task("stsb"), got) == got["spearman"]
+    assert get_task("stsb").main_score(got) == got["spearman"]
 
 
 def test_mnli_mismatched_gets_prefix():
@@ -75,7 +74,7 @@ def test_mnli_mismatched_gets_prefix():
         "dev_mismatched": (np.array([0, 1]), np.array([1, 1])),
     })
     assert got == {"accuracy": 0.75, "mm_accuracy": 0.5}
-    assert main_score(mnli, got) == 0.75
+    assert mnli.main_score(got) == 0.75
     with pytest.raises(ValueError, match="no dev split"):
         compute_task_metrics(mnli, {"dev": (np.array([0]), np.array([0]))})
 

@@ -14,7 +14,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
-from mtlvsift.report.stats import Analysis, Group, display
+from mtlvsift.report.stats import Analysis, Group
+from mtlvsift.tasks import display_name
 
 MTL_COLOR = "#6baed6"  # MTL significantly better
 STILTS_COLOR = "#fdae6b"  # STILTs significantly better
@@ -72,8 +73,8 @@ def figure1(analysis: Analysis) -> bytes:
     ax.set_xlim(-0.5, n - 0.5)
     ax.set_ylim(n - 0.5, -0.5)
     ax.set_aspect("equal")
-    ax.set_xticks(range(n), [display(t) for t in tasks], rotation=45, ha="left")
-    ax.set_yticks(range(n), [display(t) for t in tasks])
+    ax.set_xticks(range(n), [display_name(t) for t in tasks], rotation=45, ha="left")
+    ax.set_yticks(range(n), [display_name(t) for t in tasks])
     ax.xaxis.tick_top()
     ax.xaxis.set_label_position("top")
     ax.set_xlabel("Supporting task")
@@ -118,11 +119,11 @@ def figure2(analysis: Analysis) -> bytes:
                          if rec.train_sizes.get(target)), None)
             share = "all" if fraction is None else f"F = {fraction:g}"
             size = f", {used:,} examples" if used else ""
-            ax.set_title(f"{display(target)} ({share}{size}), support {display(support)}",
+            ax.set_title(f"{display_name(target)} ({share}{size}), support {display_name(support)}",
                          fontsize=9)
             ax.set_xlabel("supporting / target training size (K)", fontsize=8)
             if c == 0:
-                ax.set_ylabel(f"{display(target)} dev score (points)", fontsize=8)
+                ax.set_ylabel(f"{display_name(target)} dev score (points)", fontsize=8)
     axes[0][0].legend(fontsize=8, loc="best")
     fig.suptitle(f"Size experiments: mean over seeds with 90% CI ({analysis.model})", fontsize=10)
     return png_bytes(fig)

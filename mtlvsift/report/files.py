@@ -1,7 +1,7 @@
 """The report folder: report.md, figure1.png, figure2.png, CSVs, summary.json and missing.sh.
 
-Every file is written atomically (a temporary file in the same folder, then a rename), so a
-reader never sees a half-written report. Numbers are in points (x100); nothing depends on the
+Every file is written atomically (``run_folder.atomic_write``: a temporary file in the same
+folder, then a rename), so a reader never sees a half-written report. Numbers are in points (x100); nothing depends on the
 clock, so the same runs give the same files.
 """
 
@@ -11,55 +11,17 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 from mtlvsift import __version__
 from mtlvsift.report.missing import MissingRun
-from mtlvsift.run_record import Discovery
-from mtlvsift.report.stats import PAPER_HEURISTIC, Analysis, Cell, Group, display
+from mtlvsift.report.stats import PAPER_HEURISTIC, Analysis, Cell, Group
 from mtlvsift.report.tables import Table
+from mtlvsift.report.text import HEURISTIC_RULE, fmt, fmt_p, group_text, overview_line
+from mtlvsift.run_folder import atomic_write
+from mtlvsift.run_record import Discovery
+from mtlvsift.tasks import display_name
 
-HEURISTIC_RULE = "MTL when the target's training set is smaller than the supporting one"
-
-
-def atomic_write(path: Path, data: str | bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a report is for sharing
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def fmt(value: float | None, digits: int = 1, sign: bool = False) -> str:
-    if value is None or not math.isfinite(value):
-        return "n/a"
-    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
-
-
-def fmt_p(p: float | None) -> str:
-    return "n/a" if p is None else (f"{p:.3f}" if p >= 0.001 else f"{p:.1e}")
-
-
-def group_text(group: Group | None) -> str:
-    """'84.2 ± 0.3 (n=5)'."""
-    if group is None:
-        return "—"
-    spread = f" ± {group.std:.1f}" if group.std is not None else ""
-    return f"{group.mean:.1f}{spread} (n={group.n})"
 
 
 def write_report_dir(report_dir: Path, analysis: Analysis, tables: list[Table],
@@ -191,8 +153,6 @@ def markdown_table(table: Table) -> str:
 
 def markdown(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
              found: Discovery, outputs: Path) -> str:
-    from mtlvsift.report.compare import overview_line  # shared with the terminal report
-
     a = analysis
     correct, total = PAPER_HEURISTIC
     paper = f"the paper: {correct}/{total}, {correct / total:.1%}"
@@ -203,7 +163,7 @@ def markdown(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
     misses = [c for c in a.cells.values() if c.heuristic_correct is False]
     if misses:
         parts.append("Heuristic wrong in: " + ", ".join(
-            f"{display(c.target)} ← {display(c.support)} ({c.diff:+.1f}, "
+            f"{display_name(c.target)} ← {display_name(c.support)} ({c.diff:+.1f}, "
             f"{'MTL' if c.heuristic == 'mtl' else 'STILTs'} predicted)" for c in misses) + ".")
     parts.append(_markdown_cells(a))
     parts.append("## Tables")
@@ -213,7 +173,7 @@ def markdown(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
         rows = ["| method | target | support | F | K | mean | 90% CI | n |", "|---" * 8 + "|"]
         for g in sorted(a.size_groups, key=lambda g: (g.target, g.support, g.target_fraction or 0,
                                                         g.support_ratio or 0, g.method)):
-            rows.append(f"| {g.method} | {display(g.target)} | {display(g.support[0])} | "
+            rows.append(f"| {g.method} | {display_name(g.target)} | {display_name(g.support[0])} | "
                         f"{g.target_fraction} | {_ratio(g.support_ratio)} | {g.mean:.1f} | "
                         f"± {fmt(g.ci90())} | {g.n} |")
         parts.append(_details("Size-experiment groups", "\n".join(rows)))
@@ -244,7 +204,7 @@ def markdown(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
 
 
 def _markdown_matrix(a: Analysis) -> str:
-    lines = ["| target \\ support | " + " | ".join(display(t) for t in a.tasks) + " |",
+    lines = ["| target \\ support | " + " | ".join(display_name(t) for t in a.tasks) + " |",
              "|---" + "|---:" * len(a.tasks) + "|"]
     for target in a.tasks:
         cells = []
@@ -258,7 +218,7 @@ def _markdown_matrix(a: Analysis) -> str:
                 text = f"{cell.diff:+.1f}"
                 text = f"**{text}**" if cell.significant else text
                 cells.append(text + (" ✗" if cell.heuristic_correct is False else ""))
-        lines.append(f"| **{display(target)}** | " + " | ".join(cells) + " |")
+        lines.append(f"| **{display_name(target)}** | " + " | ".join(cells) + " |")
     legend = (f"Bold: significant at p < {a.alpha:g} ({a.test_name}); positive = MTL better, "
               "negative = STILTs better; ✗: the size heuristic predicted the other method; "
               "·: not run yet. Groups with one seed have no test.")
@@ -271,7 +231,7 @@ def _markdown_cells(a: Analysis) -> str:
     for key in _cell_order(a):
         c = a.cells[key]
         mtl = group_text(c.mtl) + (" (sym.)" if c.mtl and c.mtl.symmetric else "")
-        rows.append(f"| {display(c.target)} | {display(c.support)} | {mtl} | "
+        rows.append(f"| {display_name(c.target)} | {display_name(c.support)} | {mtl} | "
                     f"{group_text(c.stilts)} | {fmt(c.diff, sign=True)} | {fmt(c.t, 2)} | "
                     f"{fmt_p(c.p)} | {c.better or '–'} | {c.heuristic or '–'} |")
     return _details("Every cell: means ± std over seeds, t-test", "\n".join(rows))

@@ -9,16 +9,12 @@ pair is proposed once.
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from mtlvsift.commands import DEFAULT_MODEL, DEFAULT_OUTPUTS, train_command
 from mtlvsift.report.stats import Analysis, Group
 
-DEFAULT_MODEL = "distilroberta-base"
-DEFAULT_OUTPUTS = Path("outputs")
-SCRIPTS = {"single": "train_stilts.py", "stilts": "train_stilts.py", "mtl": "train_mtl.py",
-           "mtl_all": "train_mtl_all.py"}
 ORDER = ("single", "stilts", "mtl", "mtl_all")  # STILTs starts from its support's single run
 
 
@@ -31,24 +27,13 @@ class MissingRun:
     sampling: str | None = None
     partial: bool = False  # some seeds of this configuration exist already
 
-    def command(self, model: str = DEFAULT_MODEL, outputs: Path = DEFAULT_OUTPUTS) -> str:
+    def command(self, model: str = DEFAULT_MODEL, outputs: Path = Path(DEFAULT_OUTPUTS)) -> str:
         """The shell command that trains the missing seeds, e.g. a ``for seed in ...`` loop."""
-        args = [f"scripts/{SCRIPTS[self.method]}"]
-        if self.target:
-            args += ["--target", self.target]
-        if self.support:
-            args += ["--support", self.support]
-        if self.sampling and self.sampling != "size":
-            args += ["--sampling", self.sampling]
-        if model != DEFAULT_MODEL:
-            args += ["--model", model]
-        if Path(outputs) != DEFAULT_OUTPUTS:
-            args += ["--output-dir", str(outputs)]
-        line = "accelerate launch " + " ".join(shlex.quote(a) for a in args)
-        if len(self.seeds) == 1:
-            return f"{line} --seed {self.seeds[0]}"
-        seeds = " ".join(map(str, self.seeds))
-        return f"for seed in {seeds}; do {line} --seed $seed; done"
+        options = {"sampling": self.sampling if self.sampling != "size" else None,
+                   "model": model if model != DEFAULT_MODEL else None,
+                   "output_dir": outputs if Path(outputs) != Path(DEFAULT_OUTPUTS) else None}
+        return train_command(self.method, self.target, [self.support] if self.support else [],
+                             options, self.seeds)
 
     def describe(self) -> str:
         name = {"single": "single", "stilts": "STILTs", "mtl": "MTL", "mtl_all": "MTL_All"}

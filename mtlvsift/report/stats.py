@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 
 from scipy import stats as scipy_stats
 
+from mtlvsift.commands import DEFAULT_SEEDS
 from mtlvsift.run_record import RunRecord
 from mtlvsift.tasks import GLUE_TASK_NAMES, GLUE_TASKS
 
 POINTS = 100.0
 PAPER_HEURISTIC = (49, 53)  # Weller et al. (2022): significant GLUE cells the heuristic got right
-PAPER_SEEDS = (0, 1, 2, 3, 4)
 PAIRWISE = ("stilts", "mtl")
 
 
@@ -167,11 +167,6 @@ class Analysis:
         return sorted(configs, key=lambda k: (k[1], str(k[0])))
 
 
-def display(task: str) -> str:
-    """GLUE's spelling of a task name (SST-2), or the name in capitals for a user task."""
-    return GLUE_TASKS[task].display if task in GLUE_TASKS else task.upper()
-
-
 def ttest(mtl: list[float], stilts: list[float],
           welch: bool = False) -> tuple[float | None, float | None]:
     """scipy's two-sample t-test; (None, None) when either side has fewer than two seeds."""
@@ -271,7 +266,7 @@ def analyze(records: list[RunRecord], model: str, alpha: float = 0.1,
 
 def expected_seeds(seen: set[int]) -> list[int]:
     """The seeds every group should have: those seen; the paper's five if fewer than two are."""
-    return sorted(seen) if len(seen) > 1 else sorted(seen | set(PAPER_SEEDS))
+    return sorted(seen) if len(seen) > 1 else sorted(seen | set(DEFAULT_SEEDS))
 
 
 def order_tasks(tasks: set[str] | list[str], sizes: dict[str, int | None]) -> list[str]:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
-from mtlvsift.report.stats import Analysis, Cell, display
+from mtlvsift.report.stats import Analysis, Cell
+from mtlvsift.tasks import display_name
 
 
 @dataclass
@@ -83,9 +84,9 @@ def pairwise_summary(analysis: Analysis, target: str) -> PairwiseSummary | None:
         avg_mtl=statistics.fmean(c.mtl.mean for c in cells),
         heuristic=statistics.fmean(picked) if picked else None,
         oracle=max(best_mtl.mtl.mean, best_stilts.stilts.mean),
-        oracle_choice=f"{'MTL' if use_mtl else 'STILTs'} + {display(best_cell.support)}",
-        best_stilts=(best_stilts.stilts.mean, display(best_stilts.support)),
-        best_mtl=(best_mtl.mtl.mean, display(best_mtl.support)),
+        oracle_choice=f"{'MTL' if use_mtl else 'STILTs'} + {display_name(best_cell.support)}",
+        best_stilts=(best_stilts.stilts.mean, display_name(best_stilts.support)),
+        best_mtl=(best_mtl.mtl.mean, display_name(best_mtl.support)),
     )
 
 
@@ -115,7 +116,7 @@ def table1(analysis: Analysis) -> Table:
     caption = ("Dev scores in points, mean over seeds; pairwise rows average over the supporting "
                "tasks where both STILTs and MTL ran. Best of each column in bold.")
     if common != targets:
-        caption += (f" Mean over {', '.join(map(display, common))} (the targets every row has)."
+        caption += (f" Mean over {', '.join(map(display_name, common))} (the targets every row has)."
                     if common else " No target has every row, so no mean.")
     table_rows = []
     for label, values, notes in rows:
@@ -123,7 +124,7 @@ def table1(analysis: Analysis) -> Table:
         table_rows.append(TableRow(label, [values.get(t) for t in targets] + [mean],
                                    [notes.get(t) for t in targets] + [None]))
     return Table("table1", "Table 1: transfer methods per target", caption,
-                 [display(t) for t in targets] + ["Mean"], table_rows, mark="column")
+                 [display_name(t) for t in targets] + ["Mean"], table_rows, mark="column")
 
 
 def table2(analysis: Analysis) -> Table:
@@ -135,7 +136,7 @@ def table2(analysis: Analysis) -> Table:
             continue
         single = analysis.singles.get(target)
         values = [single.mean if single else None, summary.best_stilts[0], summary.best_mtl[0]]
-        rows.append(TableRow(display(target), values,
+        rows.append(TableRow(display_name(target), values,
                              [None, summary.best_stilts[1], summary.best_mtl[1]]))
         if single:
             means.append(values)

@@ -34,6 +34,8 @@ class Progress:
     history: list[dict[str, Any]] = field(default_factory=list)
     best: dict[str, Any] | None = None
     best_by_task: dict[str, dict[str, Any]] = field(default_factory=dict)
+    eval_seconds: list[float] = field(default_factory=list)  # per evaluation
+    save_seconds: list[float] = field(default_factory=list)  # per evaluation: checkpoint + best model
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,19 +1,20 @@
 """One run's resolved configuration, and how each method (single, STILTs, MTL, MTL_All) fills it.
 
 The scripts parse options and call ``stilts_config`` / ``mtl_config`` / ``mtl_all_config``; the
-result says everything the training loop needs, including the run folder and, for STILTs, the
-supporting model to start from.
+result says what the run computes and where its folder is. What a run needs from other runs (the
+STILTs start model, the single-task scores of dynamic sampling) is resolved from the config by
+``mtlvsift.train.prerequisites`` before training starts.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from mtlvsift.errors import MtlvsiftError
-from mtlvsift.run_folder import best_single_run, mean_single_scores, run_folder, run_name, variant_suffix
+from mtlvsift.commands import DEFAULT_MODEL
+from mtlvsift.run_folder import run_folder, run_name, variant_suffix
 from mtlvsift.tasks import GLUE_TASK_NAMES, get_task, get_tasks
 
 # Options that change where files go or how fast a run is, not what it computes.
@@ -29,7 +30,7 @@ class TrainConfig:
     support: list[str]
     name: str  # run folder name: target, target--support, all; with a variant suffix
     variant: str
-    model: str = "distilroberta-base"
+    model: str = DEFAULT_MODEL
     seed: int = 0
     epochs: int = 10
     lr: float = 2e-5
@@ -112,22 +113,6 @@ def stilts_config(target: str, support: str | None, init_from: str | None,
     return config
 
 
-def supporting_model(config: TrainConfig, target_available: int) -> Path:
-    """STILTs: the best seed's ``best/`` of the supporting task's single runs (size experiments:
-    the runs on the same subsample of the supporting task that MTL draws)."""
-    support = config.support[0]
-    cap = config.max_train_examples
-    if config.support_ratio is not None:
-        cap = support_examples_needed(config, target_available)
-    variant = variant_suffix({"n": cap, "ds": config.data_seed or None})
-    name = run_name(support, variant)
-    hint = (f"accelerate launch scripts/train_stilts.py --target {support} --model {config.model}"
-            + (f" --max-train-examples {cap}" if cap else "")
-            + (f" --data-seed {config.data_seed}" if config.data_seed else ""))
-    return best_single_run(config.output_dir, support, name, config.model,
-                           f"for seed in 0 1 2 3 4; do {hint} --seed $seed; done")
-
-
 def support_examples_needed(config: TrainConfig, target_available: int) -> int:
     """Size experiments: K x the target's used training size."""
     return max(1, round(config.support_ratio * target_train_size(config, target_available)))
@@ -162,7 +147,7 @@ def mtl_config(target: str, support: tuple[str, ...], sampling: str, batching: s
         dynamic_rule=dynamic_rule if sampling == "dynamic" else None,
         target_fraction=target_fraction, support_ratio=support_ratio, **_common(options),
     )
-    _resolve_single_scores(config, single_scores)
+    config.single_scores_file = single_scores
     return config
 
 
@@ -186,38 +171,5 @@ def mtl_all_config(tasks: tuple[str, ...], sampling: str, batching: str, dynamic
         variant=variant, sampling=sampling, batching=batching,
         dynamic_rule=dynamic_rule if sampling == "dynamic" else None, **_common(options),
     )
-    _resolve_single_scores(config, single_scores)
+    config.single_scores_file = single_scores
     return config
-
-
-def _resolve_single_scores(config: TrainConfig, path: str | None) -> None:
-    """Dynamic sampling needs each task's single-task dev score: from a file, or the single runs."""
-    if config.sampling != "dynamic":
-        return
-    if path:
-        config.single_scores_file = path
-        try:
-            scores = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise MtlvsiftError(f"--single-scores {path}: cannot read it as JSON ({exc}).") from exc
-        scores = {get_task(k).name: float(v) for k, v in scores.items()}
-        missing = [t for t in config.tasks if t not in scores]
-        if missing:
-            raise MtlvsiftError(f"--single-scores {path} has no score for: {', '.join(missing)}.")
-        config.single_scores = {t: scores[t] for t in config.tasks}
-        return
-    variant = variant_suffix(_cap_variant(config.as_dict()))
-    names = {t: run_name(t, variant) for t in config.tasks}
-    scores, missing = mean_single_scores(config.output_dir, names, config.model)
-    if missing:
-        extra = (f" --max-train-examples {config.max_train_examples}" if config.max_train_examples else "")
-        extra += f" --data-seed {config.data_seed}" if config.data_seed else ""
-        commands = "\n".join(
-            f"  for seed in 0 1 2 3 4; do accelerate launch scripts/train_stilts.py --target {t} "
-            f"--model {config.model}{extra} --seed $seed; done" for t in missing)
-        raise MtlvsiftError(
-            f"Dynamic sampling needs single-task dev scores, and {config.output_dir}/single has no "
-            f"finished run of {', '.join(missing)} with model {config.model}. Make them with:\n"
-            f"{commands}\nor pass --single-scores FILE (JSON {{task: score}}), or use --sampling size."
-        )
-    config.single_scores = {t: scores[t] for t in config.tasks}

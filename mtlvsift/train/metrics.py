@@ -65,8 +65,3 @@ def compute_task_metrics(
         )
         results.update({prefixes[split] + name: float(value) for name, value in scores.items()})
     return results
-
-
-def main_score(task: Task, metrics: dict[str, float]) -> float:
-    """The task's model-selection score (e.g. MCC for CoLA, matched accuracy for MNLI)."""
-    return float(metrics[task.main_metric])

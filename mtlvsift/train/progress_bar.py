@@ -52,6 +52,6 @@ class TrainDisplay:
         for task_name, values in metrics.items():
             task = get_task(task_name)
             star = " *" if task_name in best_marker else ""
-            table.add_row(task.display, f"{100 * values[task.main_metric]:.2f}{star}",
+            table.add_row(task.display, f"{100 * task.main_score(values):.2f}{star}",
                           "  ".join(f"{k} {100 * v:.2f}" for k, v in values.items()))
         self.console.print(table)

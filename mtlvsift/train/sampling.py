@@ -6,7 +6,7 @@ score and its current multi-task dev score; ``DYNAMIC_RULES``: ``softmax`` as in
 code, or ``normalized`` as in Gottumukkala et al. 2020).
 
 Schedules (``BATCHINGS``): an epoch is ``sum(sizes)`` examples cut into ``ceil(N / B)`` global
-batches. ``heterogeneous`` batches mix tasks with largest-remainder quotas of ``p * b`` (every task
+batches (a last batch smaller than the process count is merged into the one before). ``heterogeneous`` batches mix tasks with largest-remainder quotas of ``p * b`` (every task
 at least one row); ``homogeneous`` batches come from one task drawn with probability ``p``. Each
 task draws without replacement from its own shuffled stream and reshuffles when it runs out.
 
@@ -170,12 +170,18 @@ def largest_remainder_quotas(probabilities, batch_size: int) -> np.ndarray:
     return quotas
 
 
-def epoch_batch_sizes(total_examples: int, batch_size: int) -> list[int]:
-    """``ceil(N / B)`` batch sizes, all B except a last one holding the remainder."""
+def epoch_batch_sizes(total_examples: int, batch_size: int, num_processes: int = 1) -> list[int]:
+    """``ceil(N / B)`` batch sizes, all B except a last one holding the remainder.
+
+    A remainder smaller than ``num_processes`` would leave a process without rows: it is merged
+    into the batch before it (one batch fewer, the last one B + remainder).
+    """
     b = _check_batch_size(batch_size)
     if total_examples < 0:
         raise ValueError(f"The number of examples cannot be negative, got {total_examples}.")
     full, rest = divmod(int(total_examples), b)
+    if 0 < rest < num_processes and full > 0:
+        return [b] * (full - 1) + [b + rest]
     return [b] * full + ([rest] if rest else [])
 
 
@@ -199,8 +205,12 @@ def epoch_schedule(
     seed: int,
     epoch: int,
     batching: str = "heterogeneous",
+    num_processes: int = 1,
 ) -> list[np.ndarray]:
-    """The global batches of one epoch, each an int64 array of rows (task_index, example_index)."""
+    """The global batches of one epoch, each an int64 array of rows (task_index, example_index).
+
+    Their sizes are ``epoch_batch_sizes(sum(sizes), batch_size, num_processes)``.
+    """
     n = _check_sizes(sizes)
     k = n.size
     p = _check_probabilities(probabilities, k)
@@ -211,7 +221,7 @@ def epoch_schedule(
     if int(epoch) != epoch or epoch < 0:
         raise ValueError(f"The epoch must be a non-negative integer, got {epoch}.")
 
-    batch_sizes = np.asarray(epoch_batch_sizes(int(n.sum()), b), dtype=np.int64)
+    batch_sizes = np.asarray(epoch_batch_sizes(int(n.sum()), b, num_processes), dtype=np.int64)
     num_batches = batch_sizes.size
     # One generator per task stream and one for batch-level draws, from (seed, epoch) alone.
     *task_rngs, batch_rng = [

@@ -1,0 +1,132 @@
+"""The compare report in the terminal (rich): the matrix, the heuristic, tables, missing runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table as RichTable
+from rich.text import Text
+
+from mtlvsift.report.missing import MissingRun
+from mtlvsift.report.stats import Analysis
+from mtlvsift.report.tables import Table
+from mtlvsift.report.text import HEURISTIC_RULE, PAPER_PHRASE, fmt, group_text, overview_line
+from mtlvsift.run_record import Discovery
+from mtlvsift.tasks import display_name
+
+MTL_STYLE = "black on light_sky_blue1"
+STILTS_STYLE = "black on navajo_white1"
+MISS_STYLE = "bold red3"
+SHOWN_COMMANDS = 12
+
+
+def render(console: Console, a: Analysis, tables: list[Table], missing: list[MissingRun],
+           found: Discovery, outputs: Path) -> None:
+    console.rule(f"[bold]MTL vs STILTs · {escape(a.model)}")
+    console.print(escape(overview_line(a, found, outputs).replace("`", "")), highlight=False)
+    if any(c.complete for c in a.cells.values()):
+        console.print(_matrix(a))
+        legend = Text("Legend: ")
+        legend.append(" MTL better ", MTL_STYLE).append("  ")
+        legend.append(" STILTs better ", STILTS_STYLE).append("  ")
+        legend.append("plain: no significant difference  ")
+        legend.append("red, !", MISS_STYLE).append(": size heuristic wrong  ")
+        legend.append(f"*: p < {a.alpha:g}  ·: not run yet  (one seed: no test)")
+        console.print(legend)
+    else:
+        console.print("No cell has both an MTL and a STILTs run yet.")
+    line = Text("Size heuristic", style="bold")
+    line.append(f" ({HEURISTIC_RULE}): ", style="")
+    line.append(a.heuristic.phrase(), style="bold")
+    line.append(f" (paper: {PAPER_PHRASE})")
+    console.print(line)
+    misses = [c for c in a.cells.values() if c.heuristic_correct is False]
+    if misses:
+        console.print("  wrong in: " + ", ".join(
+            f"{display_name(c.target)} <- {display_name(c.support)} ({c.diff:+.1f})" for c in misses),
+            highlight=False)
+    for table in tables:
+        if table.rows:
+            console.print(_rich_table(table))
+    if a.size_groups:
+        console.print(f"Size experiments: {len(a.size_groups)} groups (Figure 2).")
+    if a.others:
+        other = RichTable(title="Other runs (variants, several supports)", box=box.SIMPLE,
+                          title_justify="left")
+        other.add_column("run")
+        other.add_column("mean ± std (n)", justify="right")
+        for g in a.others:
+            other.add_row(escape(g.describe()), group_text(g))
+        console.print(other)
+    _render_missing(console, a, missing, outputs)
+
+
+def _matrix(a: Analysis) -> RichTable:
+    grid = RichTable(title="Figure 1: MTL - STILTs (points); rows: target, columns: support",
+                     box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
+    grid.add_column("target", style="bold")
+    for support in a.tasks:
+        grid.add_column(display_name(support), justify="right")
+    for target in a.tasks:
+        row: list[Text | str] = [display_name(target)]
+        for support in a.tasks:
+            cell = a.cell(target, support)
+            if target == support:
+                row.append(Text("—", style="dim"))
+            elif cell is None or not cell.complete:
+                row.append(Text("·", style="dim"))
+            else:
+                miss = cell.heuristic_correct is False
+                text = f"{cell.diff:+.1f}" + ("*" if cell.significant else " ")
+                text += "!" if miss else ""
+                style = {"mtl": MTL_STYLE, "stilts": STILTS_STYLE}.get(cell.better, "")
+                row.append(Text(text, style=f"{style} {MISS_STYLE}" if miss else style))
+        grid.add_row(*row)
+    return grid
+
+
+def _rich_table(table: Table) -> RichTable:
+    caption = f"{table.caption} {table.notes_line()}".strip()
+    out = RichTable(title=table.title, caption=escape(caption), box=box.SIMPLE_HEAD,
+                    title_justify="left", caption_justify="left")
+    out.add_column("", no_wrap=True)
+    for column in table.columns:
+        out.add_column(column, justify="right")
+    best = table.best()
+    for i, row in enumerate(table.rows):
+        cells = []
+        for j, value in enumerate(row.values):
+            text = fmt(value)
+            if table.mark == "row" and j < len(row.notes) and row.notes[j]:
+                text += f" ({row.notes[j]})"
+            cells.append(Text(text, style="bold green" if (i, j) in best else ""))
+        out.add_row(row.label, *cells)
+    return out
+
+
+def _render_missing(console: Console, a: Analysis, missing: list[MissingRun],
+                    outputs: Path) -> None:
+    if not missing:
+        console.print("Missing runs: none.")
+        return
+    console.print(f"[bold]Missing runs[/]: {len(missing)} configurations lack seeds; "
+                  "commands that would fill them:")
+    for run in missing[:SHOWN_COMMANDS]:
+        console.print(f"  [dim]# {escape(run.describe())}[/]", highlight=False)
+        console.print("  " + escape(run.command(a.model, outputs)), highlight=False,
+                      soft_wrap=True)
+    if len(missing) > SHOWN_COMMANDS:
+        console.print(f"  ... and {len(missing) - SHOWN_COMMANDS} more in missing.sh "
+                      "of the report folder.")
+
+
+def render_in_progress(console: Console, found: Discovery) -> None:
+    if not found.in_progress:
+        return
+    console.print(f"[bold]Runs in progress[/] (config.json, no result.json yet): "
+                  f"{len(found.in_progress)}")
+    for run in found.in_progress:
+        console.print(f"  {escape(str(run.path))}  (last written {run.age()})", highlight=False)
