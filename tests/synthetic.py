@@ -16,13 +16,17 @@ import argparse
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Iterable
 
 import numpy as np
 
+from mtlvsift import run_folder
+from mtlvsift.commands import DEFAULT_MODEL
+from mtlvsift import run_record
 from mtlvsift.tasks import GLUE_TASK_NAMES, GLUE_TASKS
+from mtlvsift.train.config import TrainConfig
 
-DEFAULT_MODEL = "distilroberta-base"
 # Rough DistilRoBERTa dev scores, in [0, 1] (main metric of each task).
 BASE_SCORES = {"mnli": 0.84, "qqp": 0.885, "qnli": 0.905, "sst2": 0.925, "cola": 0.57,
                "stsb": 0.875, "mrpc": 0.87, "rte": 0.67, "wnli": 0.56}
@@ -30,8 +34,7 @@ SIZE_RATIOS = (1 / 3, 1 / 2, 1.0, 2.0, 3.0)
 
 
 def run_name(method: str, target: str | None, support: Iterable[str], variant: str) -> str:
-    name = "all" if method == "mtl_all" else "--".join([target, *support])
-    return f"{name}__{variant}" if variant else name
+    return run_folder.run_name("all" if method == "mtl_all" else "--".join([target, *support]), variant)
 
 
 def write_record(root: Path, method: str, target: str | None = None, support: Iterable[str] = (),
@@ -65,26 +68,22 @@ def write_record(root: Path, method: str, target: str | None = None, support: It
         main = best(tasks[0], float(np.mean(list(task_scores.values()))))
     else:
         main = best(target, score)
-    record = {
-        "schema": 1, "method": method, "name": name, "variant": variant, "target": target,
-        "support": support, "tasks": tasks, "seed": seed, "model": model,
-        "sampling": sampling, "batching": "heterogeneous" if sampling else None,
-        "train_sizes": train_sizes,
-        "size_experiment": {"target_fraction": target_fraction, "support_ratio": support_ratio,
-                            "data_seed": 0},
-        "config": {"model": model, "seed": seed, "lr": 2e-5, "batch_size": 128},
-        "best": main,
-        "best_by_task": {t: best(t, v) for t, v in task_scores.items()},
-        "history": [{"step": 60, "epoch": 0.5,
-                     "metrics": {t: {"accuracy": v - 0.02} for t, v in task_scores.items()},
-                     "probabilities": {t: 1 / len(tasks) for t in tasks}, "train_loss": 0.5}],
-        "timing": {"train_seconds": 100.0, "examples_per_second": 900.0, "device": "cuda",
-                   "num_processes": 1, "mixed_precision": "bf16"},
-        "versions": {"mtlvsift": "0.1.0", "torch": "2.4.0"},
-    }
-    (run_dir / "config.json").write_text(json.dumps(record["config"]))
+    config = TrainConfig(method=method, tasks=tasks, target=target, support=support, name=name,
+                         variant=variant, model=model, seed=seed, sampling=sampling,
+                         batching="heterogeneous" if sampling else None,
+                         target_fraction=target_fraction, support_ratio=support_ratio)
+    progress = SimpleNamespace(
+        train_seconds=100.0, eval_seconds=[1.0], save_seconds=[2.0], examples=90000, step=700,
+        best=main, best_by_task={t: best(t, v) for t, v in task_scores.items()},
+        history=[{"step": 60, "epoch": 0.5,
+                  "metrics": {t: {"accuracy": v - 0.02} for t, v in task_scores.items()},
+                  "probabilities": {t: 1 / len(tasks) for t in tasks}}],
+        probabilities={"0": [1 / len(tasks)] * len(tasks)})
+    device = {"device": "cuda", "num_processes": 1, "mixed_precision": "bf16"}
+    record = run_record.build_record(config, progress, train_sizes, train_sizes, device)
+    (run_dir / "config.json").write_text(json.dumps(config.identity()))
     path = run_dir / "result.json"
-    path.write_text(json.dumps(record))
+    run_record.write_record(path, record)
     return path
 
 
