@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import time
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -12,21 +11,14 @@ import pytest
 from click.testing import CliRunner
 from matplotlib.image import imread
 from scipy.stats import ttest_ind
+from helpers import load_script
 from synthetic import paper_like_tree, size_experiment_tree, write_in_progress, write_record
 
-REPO = Path(__file__).resolve().parents[1]
 SUMMARY_CELL_KEYS = {"target", "support", "mtl_mean", "stilts_mean", "diff", "t", "p", "n_mtl",
                      "n_stilts", "significant", "better", "heuristic"}
 
 
-def _load_cli():
-    spec = importlib.util.spec_from_file_location("compare_cli", REPO / "scripts" / "compare.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
-
-
-main = _load_cli()
+main = load_script("compare").main
 
 
 def run(*args: str):
@@ -81,10 +73,12 @@ def test_report_folder_and_summary(small_report, small_tree):
     rte = cells_by_key[("rte", "qnli")]
     mtl, stilts = _seed_scores(small_tree, "mtl", "rte--qnli"), _seed_scores(small_tree, "stilts",
                                                                               "rte--qnli")
+    assert len(mtl) == len(stilts) == 5
     expected = ttest_ind(mtl, stilts)
     assert (rte["t"], rte["p"]) == pytest.approx((expected.statistic, expected.pvalue), rel=1e-12)
     assert (rte["n_mtl"], rte["n_stilts"]) == (5, 5)
     judged = [c for c in summary["cells"] if c["significant"]]
+    assert judged  # a paper-like tree has significant cells: the checks below are not vacuous
     heuristic = summary["heuristic"]
     assert heuristic["total"] == len(judged)
     assert heuristic["correct"] == sum(c["better"] == c["heuristic"] for c in judged)
@@ -127,13 +121,18 @@ def test_missing_cells_give_seed_loop_commands(tmp_path):
     result = run("--outputs", tmp_path)
     assert result.exit_code == 0
     out = result.stdout
-    expected = ("for seed in 0 1 2 3 4; do accelerate launch scripts/train_mtl.py --target rte "
-                "--support mnli --seed $seed; done")
-    assert f"{expected} --output-dir {tmp_path}" not in out  # options go before --seed
+    output_dir = shlex.quote(str(tmp_path))
+    # Options (here --output-dir, since the outputs are not ./outputs) go before --seed.
+    mtl = ("for seed in 0 1 2 3 4; do accelerate launch scripts/train_mtl.py --target rte "
+           f"--support mnli --output-dir {output_dir} --seed $seed; done")
+    stilts = ("for seed in 3 4; do accelerate launch scripts/train_stilts.py --target rte "
+              f"--support mnli --output-dir {output_dir} --seed $seed; done")
+    lines = out.splitlines()
+    assert f"  {mtl}" in lines, out
+    assert f"  {stilts}" in lines, out
     assert out.count("scripts/train_mtl.py") == 1  # one pairwise run fills both cells
-    assert "for seed in 3 4; do accelerate launch scripts/train_stilts.py --target rte " in out
     script = (tmp_path / "report" / "missing.sh").read_text()
-    assert script.count("train_mtl.py --target rte --support mnli --output-dir") == 1
+    assert script.splitlines().count(mtl) == 1 and script.splitlines().count(stilts) == 1
     assert "train_mtl_all.py" in script
 
 
@@ -211,14 +210,11 @@ def test_recommend_from_sizes_names_and_the_paper(tmp_path, small_tree):
     assert unknown.exit_code == 1 and "Unknown task 'nosuchtask'" in unknown.output
 
 
-def test_full_9x9_tree_reports_in_under_10_seconds(tmp_path):
+def test_full_9x9_tree_reports_every_cell(tmp_path):
+    # Its timing is a benchmark's (bench/), not a unit test's.
     outputs = tmp_path / "outputs"
     assert paper_like_tree(outputs) == 770  # 9 single, 72 STILTs, 72 MTL, 1 MTL_All; 5 seeds
-    start = time.perf_counter()
     result = run("--outputs", outputs)
-    elapsed = time.perf_counter() - start
     assert result.exit_code == 0
-    print(f"\n9x9 tree (770 run records) reported in {elapsed:.2f} s")
-    assert elapsed < 10
     summary = json.loads((outputs / "report" / "summary.json").read_text())
     assert len(summary["cells"]) == 72 and summary["missing"] == []

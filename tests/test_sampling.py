@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import REPO_ROOT
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.train.sampling import (
     BATCHINGS,
@@ -129,6 +135,17 @@ def test_user_errors():
         ((0.25, 0.25, 0.25, 0.25), 3, (1, 1, 1, 0)),
         ((0.6, 0.4), 1, (1, 0)),
         ((1.0,), 5, (5,)),
+        ((0.5, 0.5), 2, (1, 1)),  # the batches of the pinned (3, 2) schedule below
+        ((0.5, 0.5), 1, (1, 0)),  # its last batch: B < K, tie broken by index
+        ((0.5, 0.3, 0.2), 4, (2, 1, 1)),  # 2, 1.2, 0.8: floors 2, 1, 0; the 1 left goes to .8
+        ((0.5, 0.3, 0.2), 1, (1, 0, 0)),
+        ((0.2, 0.3, 0.5), 7, (1, 2, 4)),  # 1.4, 2.1, 3.5: floors 1, 2, 3; the 1 left goes to .5
+        ((0.45, 0.45, 0.1), 4, (1, 2, 1)),  # 1.8, 1.8, .4 -> 2, 2, 0; task 2 takes from task 0
+        ((0.35, 0.35, 0.3), 3, (1, 1, 1)),  # 1.05, 1.05, .9 -> floors 1, 1, 0; the 1 left to .9
+        # 1.4, 4.2, 22.4: the fractions .4 and .4 differ by float noise (1e-16 vs 2e-15) and still
+        # tie, so the 1 left goes to the lower index (task 0), not to task 2.
+        ((0.05, 0.15, 0.8), 28, (2, 4, 22)),
+        ((0.05, 0.3, 0.65), 28, (2, 8, 18)),  # 1.4, 8.4, 18.2: noisy tie of .4 and .4 -> task 0
     ],
 )
 def test_quotas_hand_computed(p, batch_size, expected):
@@ -276,14 +293,106 @@ def test_determinism_and_independence_of_global_state(batching):
         assert not np.array_equal(np.concatenate(a), np.concatenate(other))
 
 
+# sizes (3, 2), p (0.5, 0.5), batch size 2: N = 5 examples in batches of 2, 2 and 1.
+# heterogeneous: quotas (1, 1), (1, 1), (1, 0), so task 0 draws 3 rows (one pass over its 3
+# examples) and task 1 draws 2 (one pass); rows are shuffled within each batch.
+# homogeneous: batch tasks drawn with p; task 1 draws 3 rows from 2 examples and wraps around.
+# The permutations are those of numpy's PCG64 streams spawned from SeedSequence([seed, epoch]).
+PINNED_SCHEDULES = [
+    ((3, 2), (0.5, 0.5), 2, 0, 0, "heterogeneous", [[[1, 0], [0, 0]], [[0, 1], [1, 1]], [[0, 2]]]),
+    ((3, 2), (0.5, 0.5), 2, 0, 1, "heterogeneous", [[[0, 2], [1, 0]], [[0, 0], [1, 1]], [[0, 1]]]),
+    ((3, 2), (0.5, 0.5), 2, 1, 0, "heterogeneous", [[[0, 1], [1, 1]], [[1, 0], [0, 0]], [[0, 2]]]),
+    ((3, 2), (0.5, 0.5), 2, 0, 0, "homogeneous", [[[1, 0], [1, 1]], [[0, 0], [0, 1]], [[1, 0]]]),
+    ((3, 2), (0.5, 0.5), 2, 0, 1, "homogeneous", [[[1, 0], [1, 1]], [[0, 2], [0, 0]], [[0, 1]]]),
+    ((3, 2), (0.5, 0.5), 2, 1, 0, "homogeneous", [[[0, 1], [0, 0]], [[0, 2], [0, 0]], [[0, 1]]]),
+    ((3, 2), (0.8, 0.2), 2, 0, 0, "homogeneous", [[[1, 0], [1, 1]], [[0, 0], [0, 1]], [[0, 2]]]),
+    # Quotas (2, 1, 1), (2, 1, 1), (1, 0, 0): task 0 draws 5 rows from 4 examples, so its second
+    # pass starts in the last batch (example 0 again).
+    ((4, 3, 2), (0.5, 0.3, 0.2), 4, 0, 0, "heterogeneous",
+     [[[0, 1], [1, 0], [2, 1], [0, 0]], [[1, 2], [2, 0], [0, 3], [0, 2]], [[0, 0]]]),
+    ((4, 3, 2), (0.5, 0.3, 0.2), 4, 0, 0, "homogeneous",
+     [[[0, 1], [0, 0], [0, 3], [0, 2]], [[1, 0], [1, 2], [1, 1], [1, 1]], [[0, 0]]]),
+]
+
+
+@pytest.mark.parametrize("sizes, p, batch_size, seed, epoch, batching, expected", PINNED_SCHEDULES)
+def test_pinned_small_schedules(sizes, p, batch_size, seed, epoch, batching, expected):
+    """Exact arrays: any change to the quotas, the streams or the use of the generators shows."""
+    schedule = epoch_schedule(sizes, p, batch_size, seed=seed, epoch=epoch, batching=batching)
+    assert len(schedule) == len(expected)
+    for batch, rows in zip(schedule, expected):
+        assert batch.dtype == np.int64
+        np.testing.assert_array_equal(batch, np.array(rows, dtype=np.int64))
+    if batching == "heterogeneous":
+        lengths = epoch_batch_sizes(sum(sizes), batch_size)
+        assert [schedule_counts([b], len(sizes)).tolist() for b in schedule] == [
+            largest_remainder_quotas(p, n).tolist() for n in lengths]
+
+
+def _streams_continue(batches: list[np.ndarray], sizes) -> bool:
+    """Whether, at every batch boundary, each task has used every example equally often, give or
+    take one: no example comes back before its pass (a permutation of the task) is complete."""
+    counts = np.zeros((len(sizes), max(sizes)), dtype=np.int64)
+    for batch in batches:
+        np.add.at(counts, (batch[:, 0], batch[:, 1]), 1)
+        for task, n in enumerate(sizes):
+            if counts[task, :n].max() - counts[task, :n].min() > 1:
+                return False
+    return True
+
+
+_RESUME_SCRIPT = """
+import json, sys
+import numpy as np
+np.random.seed(987)  # the global state of a fresh process differs: it must not matter
+from mtlvsift.train.sampling import epoch_schedule
+sizes, p, batch_size, seed, epoch, batching, done = json.loads(sys.argv[1])
+tail = epoch_schedule(sizes, p, batch_size, seed, epoch, batching=batching)[done:]
+print(json.dumps([b.tolist() for b in tail]))
+"""
+
+
 @pytest.mark.parametrize("batching", BATCHINGS)
-def test_resume_skipping_batches_continues_the_sequence(batching):
-    args = ((30, 17, 5), [0.2, 0.3, 0.5], 7)
-    full = epoch_schedule(*args, seed=2, epoch=3, batching=batching)
-    done = 4
-    resumed = epoch_schedule(*args, seed=2, epoch=3, batching=batching)[done:]
-    assert len(resumed) == len(full) - done
-    assert all(np.array_equal(x, y) for x, y in zip(full[done:], resumed))
+def test_resume_in_a_new_process_continues_the_epoch(batching):
+    """What the training loop does on resume: a new process regenerates the epoch's schedule
+    from (seed, epoch, p of the run history) and skips the batches already done."""
+    sizes, p, batch_size, seed, epoch, done = (30, 17, 5), [0.2, 0.3, 0.5], 7, 2, 3, 4
+    full = epoch_schedule(sizes, p, batch_size, seed=seed, epoch=epoch, batching=batching)
+    assert len(full) == 8  # 52 examples: 7 batches of 7 and one of 3
+    env = dict(os.environ, PYTHONHASHSEED="12345")
+    result = subprocess.run(
+        [sys.executable, "-c", _RESUME_SCRIPT, json.dumps([sizes, p, batch_size, seed, epoch, batching, done])],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    resumed = [np.asarray(b, dtype=np.int64).reshape(-1, 2) for b in json.loads(result.stdout)]
+    assert len(resumed) == len(full) - done == 4
+    for original, again in zip(full[done:], resumed):
+        np.testing.assert_array_equal(original, again)
+
+    # The skipped batches and the resumed ones form one draw without replacement per pass: each
+    # task's stream continues where the interrupted process left it.
+    stitched = full[:done] + resumed
+    assert _streams_continue(stitched, sizes)
+    # Tasks whose rows this epoch all lie in their first pass: the resumed batches draw none of
+    # the examples the skipped ones drew (heterogeneous: tasks 0 and 1; homogeneous: task 1).
+    done_counts, rest_counts = schedule_counts(full[:done], 3), schedule_counts(resumed, 3)
+    one_pass = [t for t in range(3) if done_counts[t] > 0 and done_counts[t] + rest_counts[t] <= sizes[t]]
+    assert one_pass
+    for task in one_pass:
+        before, after = (np.concatenate(part) for part in (full[:done], resumed))
+        before, after = before[before[:, 0] == task, 1], after[after[:, 0] == task, 1]
+        assert len(set(before.tolist())) == len(before) and len(set(after.tolist())) == len(after)
+        assert not set(before.tolist()) & set(after.tolist()), task
+    # The check is not vacuous: restarting the streams at the skip would repeat examples.
+    restarted = epoch_schedule(sizes, p, batch_size, seed=seed, epoch=epoch, batching=batching)
+    assert not _streams_continue(full[:done] + restarted[: len(full) - done], sizes)
+
+    # The schedule depends on p, seed and epoch: resuming with any other one would change it.
+    for changed in ({"probabilities": [0.5, 0.3, 0.2]}, {"seed": seed + 1}, {"epoch": epoch + 1}):
+        args = {"sizes": sizes, "probabilities": p, "batch_size": batch_size, "seed": seed,
+                "epoch": epoch, "batching": batching, **changed}
+        other = epoch_schedule(**args)[done:]
+        assert not np.array_equal(np.concatenate(other), np.concatenate(resumed)), changed
 
 
 @pytest.mark.parametrize("num_processes", [1, 2, 3, 8])
