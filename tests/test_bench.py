@@ -1,28 +1,24 @@
-"""The benchmark scripts of bench/: paper_cost's arithmetic against hand-computed numbers, the
-measurement helpers, and gpu_train.py / cpu_train.py finishing on the CPU in a tiny configuration."""
+"""The benchmarks of the bench package: paper_cost's arithmetic against hand-computed numbers,
+the measurement helpers, the loop runner reading a run record, and bench.gpu_train /
+bench.cpu_train / bench.compare_report finishing on the CPU in a small configuration.
+
+bench/ is imported as a package from the repository root (setup.cfg: ``pythonpath = .``)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from bench import compare_report, cpu_train, gpu_train, loop_runner, measure, paper_cost
+from bench import fixtures as bench_fixtures
 from helpers import REPO_ROOT
-
-BENCH = REPO_ROOT / "bench"
-
-
-def load_bench(name: str):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def invoke(module, args: list) -> str:
@@ -35,11 +31,42 @@ def invoke(module, args: list) -> str:
     return result.output
 
 
+# --------------------------------------------------------------------------- the package
+
+
+def test_bench_is_a_package_that_changes_nothing_on_import():
+    """Importing the benchmarks edits neither sys.path nor the environment and loads neither
+    transformers nor datasets (each script's main() sets the offline variables first)."""
+    code = (
+        "import json, os, sys\n"
+        "path, env = list(sys.path), dict(os.environ)\n"
+        "import bench.gpu_train, bench.cpu_train, bench.paper_cost, bench.compare_report\n"
+        "print(json.dumps({'path': sys.path == path, 'env': dict(os.environ) == env,\n"
+        "                  'heavy': sorted(m for m in ('transformers', 'datasets') if m in sys.modules)}))\n")
+    env = {k: v for k, v in os.environ.items() if k not in bench_fixtures.OFFLINE}
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True,
+                          text=True, check=True)
+    assert json.loads(done.stdout.splitlines()[-1]) == {"path": True, "env": True, "heavy": []}
+    for source in (REPO_ROOT / "bench").glob("*.py"):  # the loop is measured, never patched
+        text = source.read_text()
+        assert "sys.path" not in text and "mock" not in text, source
+
+
+def test_scripts_run_as_modules_from_the_repository_root():
+    for name in ("gpu_train", "cpu_train", "paper_cost", "compare_report"):
+        done = subprocess.run([sys.executable, "-m", f"bench.{name}", "--help"], cwd=REPO_ROOT,
+                              capture_output=True, text=True)
+        assert done.returncode == 0 and "Usage:" in done.stdout, (name, done.stderr)
+    done = subprocess.run([sys.executable, "-m", "bench.paper_cost", "--train-rate", "2959",
+                           "--eval-rate", "4853"], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert done.returncode == 0 and "87.4 GPU-hours" in done.stdout, done.stderr
+
+
 # --------------------------------------------------------------------------- paper_cost
 
 
 def test_paper_projection_matches_hand_arithmetic():
-    cost = load_bench("paper_cost")
+    cost = paper_cost
     rates = cost.Rates({"*": 2959.0}, {"*": 4853.0})
     totals = cost.project(cost.paper_runs(), rates)
     # 45 single + 360 STILTs + 180 MTL + 5 MTL_All
@@ -64,10 +91,10 @@ def test_paper_projection_matches_hand_arithmetic():
 
 
 def test_paper_cost_cli_and_json_rates(tmp_path):
-    cost = load_bench("paper_cost")
+    cost = paper_cost
     out = invoke(cost, ["--train-rate", 2959, "--eval-rate", 4853])
     assert "87.4 GPU-hours" in out and "Assumptions" in out
-    # A gpu_train.py result with three measured lengths: tasks take the nearest one.
+    # A bench.gpu_train result with three measured lengths: tasks take the nearest one.
     cases = [{"name": f"loop-{t}", "kind": "loop", "tasks": [t], "compile": False,
               "train_examples_per_s": r, "eval_examples_per_s": 10 * r, "train_tokens_per_example": n,
               "checkpoint_seconds_per_eval": 2.0} for t, r, n in (("sst2", 9000, 14.0), ("qnli", 5000, 53.0),
@@ -93,36 +120,63 @@ def test_paper_cost_cli_and_json_rates(tmp_path):
 
 
 def test_plan_size_and_steady_rates(tmp_path):
-    sys.path.insert(0, str(BENCH))
-    import common
     from transformers import RobertaConfig
 
-    assert common.plan_size([5463], 200 * 128) == (None, 5)  # 25,600 / 5,463 -> 5 epochs
-    assert common.plan_size([67349], 25600) == (25600, 1)
-    cap, epochs = common.plan_size([2490, 67349], 25600)
+    plan_size = loop_runner.plan_size
+    assert plan_size([5463], 200 * 128) == (None, 5)  # 25,600 / 5,463 -> 5 epochs
+    assert plan_size([67349], 25600) == (25600, 1)
+    cap, epochs = plan_size([2490, 67349], 25600)
     assert epochs == 1 and 2490 + cap == 25600
     # Two epochs of 10 + 10 + 5 examples, batch 10; logged every 2 steps at rates 10 then 20.
     sizes = [10, 10, 5]
     log = [{"step": 2, "examples_per_second": 10.0}, {"step": 4, "examples_per_second": 20.0},
            {"step": 6, "examples_per_second": 30.0}]
     # Intervals after the first: steps 3-4 = 5 + 10 examples in 0.75 s, 5-6 = 10 + 5 in 0.5 s.
-    assert common.steady_train_rate(log, sizes) == pytest.approx(30 / 1.25)
-    assert common.steady_eval_seconds([9.0, 1.0, 3.0, 2.0]) == 2.0
+    assert measure.steady_train_rate(log, sizes) == pytest.approx(30 / 1.25)
+    assert measure.steady_eval_seconds([9.0, 1.0, 3.0, 2.0]) == 2.0
     # Padding: task 0 has rows of 3 and 10 tokens, task 1 one of 5; one mixed batch of all three.
     import numpy as np
 
     lengths, batch = [np.array([3, 10]), np.array([5])], np.array([[0, 0], [1, 0], [0, 1]])
-    assert common.padded_tokens(lengths, [batch], None) == 10  # all padded to 10
-    assert common.padded_tokens(lengths, [batch], 8) == 16
-    assert common.padded_tokens(lengths, [batch], None, split=2) == pytest.approx((5 + 5 + 10) / 3)
-    assert common.padded_tokens(lengths, [batch], 8, split=2) == pytest.approx((8 + 8 + 16) / 3)
+    assert measure.padded_tokens(lengths, [batch], None) == 10  # all padded to 10
+    assert measure.padded_tokens(lengths, [batch], 8) == 16
+    assert measure.padded_tokens(lengths, [batch], None, split=2) == pytest.approx((5 + 5 + 10) / 3)
+    assert measure.padded_tokens(lengths, [batch], 8, split=2) == pytest.approx((8 + 8 + 16) / 3)
+    assert measure.collator_multiple("bf16") == measure.collator_multiple("fp16") == 8
+    assert measure.collator_multiple("no") is None
     # DistilRoBERTa-base's shape: 6 layers x (4 x (768^2 + 768) + 2 x 768 x 3072 + 3072 + 768
     # + 2 x 2 x 768) = 42,527,232 parameters outside the embeddings; at issue 6's 2,959 ex/s and
     # 51 tokens per example that is the issue's "39 useful TFLOP/s".
-    RobertaConfig(**common.DISTILROBERTA_SHAPE).save_pretrained(tmp_path)
-    n = common.nonembedding_params(tmp_path)
+    RobertaConfig(**bench_fixtures.DISTILROBERTA_SHAPE).save_pretrained(tmp_path)
+    n = measure.nonembedding_params(tmp_path)
     assert n == 42_527_232
-    assert common.tflops(6, n, 51, 2959) == pytest.approx(38.5, abs=0.05)
+    assert measure.tflops(6, n, 51, 2959) == pytest.approx(38.5, abs=0.05)
+
+
+def test_loop_runner_reads_the_run_record(tmp_path):
+    timing = {"train_seconds": 2.0, "eval_seconds": [0.5, 0.25], "save_seconds": [0.1, 0.3],
+              "examples": 64, "examples_per_second": 32.0, "steps": 4, "device": "cpu",
+              "num_processes": 1, "mixed_precision": "no"}
+    (tmp_path / "result.json").write_text(json.dumps({"timing": timing}))
+    (tmp_path / "train_log.jsonl").write_text('{"step": 2, "examples_per_second": 30.0}\n\n'
+                                              '{"step": 4, "examples_per_second": 34.0}\n')
+    record, log = loop_runner.read_run(tmp_path)
+    assert record["timing"] == timing and [e["step"] for e in log] == [2, 4]
+    del timing["eval_seconds"], timing["save_seconds"]
+    (tmp_path / "result.json").write_text(json.dumps({"timing": timing}))
+    with pytest.raises(KeyError, match="lacks eval_seconds, save_seconds"):
+        loop_runner.read_run(tmp_path)
+
+
+def test_accelerate_environment_is_restored(monkeypatch):
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")
+    monkeypatch.delenv("ACCELERATE_USE_CPU", raising=False)
+    with loop_runner.accelerate_environment("cpu", "no"):
+        assert os.environ["ACCELERATE_MIXED_PRECISION"] == "no"
+        assert os.environ["ACCELERATE_USE_CPU"] == "true"
+    assert os.environ["ACCELERATE_MIXED_PRECISION"] == "fp16" and "ACCELERATE_USE_CPU" not in os.environ
+    with loop_runner.accelerate_environment("cuda", "bf16"):
+        assert "ACCELERATE_USE_CPU" not in os.environ
 
 
 # --------------------------------------------------------------------------- tiny runs
@@ -152,7 +206,7 @@ def bench_glue(tiny_glue, tmp_path) -> Path:
 
 
 def test_gpu_train_tiny_on_cpu(bench_glue, minilm_path, tmp_path, one_thread):
-    gpu = load_bench("gpu_train")
+    gpu = gpu_train
     out = tmp_path / "gpu.json"
     output = invoke(gpu, ["--device", "cpu", "--tiny", "--steps", 4, "--batch-size", 8,
                           "--cases", "loop-qnli,loop-mtl-rte+sst2,trainer-paper-qnli",
@@ -166,15 +220,29 @@ def test_gpu_train_tiny_on_cpu(bench_glue, minilm_path, tmp_path, one_thread):
         assert case["train_examples_per_s"] > 0 and case["eval_examples_per_s"] > 0, case
         assert case["train_tflops"] > 0 and case["precision"] == "no"
     assert result["cases"][1]["train_sizes"] == {"rte": 16, "sst2": 16}  # 4 steps x 8, capped evenly
+    for case in result["cases"][:2]:  # the loop's own timings, from its run record
+        assert case["evaluations"] >= 1 and len(case["eval_seconds"]) == case["evaluations"]
+        assert len(case["save_seconds"]) == case["evaluations"] and case["checkpoint_seconds_per_eval"] > 0
+        assert case["loop_device"] == "cpu" and case["dev_scores"]
     assert result["meta"]["nonembedding_params"] > 0
     assert result["summary"]["train_loop_vs_trainer_paper"] > 0
 
 
 def test_cpu_train_tiny(bench_glue, tmp_path, one_thread):
-    cpu = load_bench("cpu_train")
+    cpu = cpu_train
     out = tmp_path / "cpu.json"
     output = invoke(cpu, ["--models", "tiny", "--cases", "rte", "--steps", 3, "--batch-size", 8,
                           "--data-dir", bench_glue, "--out", out])
     assert "| tiny | rte |" in output
     (case,) = json.loads(out.read_text())["cases"]
     assert case["train_examples_per_s"] > 0 and case["steps"] == 3
+
+
+def test_compare_report_benchmark_smoke(tmp_path):
+    out = tmp_path / "compare.json"
+    output = invoke(compare_report, ["--repeats", 1, "--tree", tmp_path / "tree", "--out", out])
+    assert "770 run records" in output and "median" in output
+    result = json.loads(out.read_text())
+    assert result["run_records"] == 770 and len(result["seconds"]) == 1 and result["median_seconds"] > 0
+    summary = json.loads((tmp_path / "tree" / "report" / "summary.json").read_text())
+    assert len(summary["cells"]) == 72 and summary["missing"] == []

@@ -258,14 +258,15 @@ class Trainer:
             if current is None or candidate["score"] > current["score"]:
                 progress.best_by_task[name] = candidate
                 improved.add(name)
-        start = time.perf_counter()
         candidate = selection_entry(entry, self.config.target)
-        if progress.best is None or candidate["score"] > progress.best["score"]:
+        is_best = progress.best is None or candidate["score"] > progress.best["score"]
+        self.display.evaluation(progress.step, epoch, metrics, improved)
+        start = time.perf_counter()
+        if is_best:
             progress.best = candidate
             with run.saving("the best model"):
                 save_best_model(self.accelerator, run, self.model, self.tokenizer)
-        self.display.evaluation(progress.step, epoch, metrics, improved)
-        # The time is recorded before the checkpoint that stores it: the last one is an estimate.
+        # The checkpoint stores the time before its own write; the record gets the whole time.
         progress.save_seconds.append(time.perf_counter() - start)
         with run.saving("the checkpoint"):
             save_checkpoint(self.accelerator, run, progress)
