@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import measure
+from mtlvsift import run_record
+from mtlvsift.run_folder import RESULT_FILE
 
 BATCH_SIZE = 128  # the paper's
 MAX_SEQ_LENGTH = 128
@@ -100,7 +102,7 @@ def accelerate_environment(device: str, precision: str) -> Iterator[None]:
 
 def read_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The run record (result.json) and the training log (train_log.jsonl) of a finished run."""
-    record = json.loads((run_dir / "result.json").read_text())
+    record = run_record.load(run_dir / RESULT_FILE)
     missing = [key for key in TIMING_KEYS if key not in record.get("timing", {})]
     if missing:
         raise KeyError(f"{run_dir / 'result.json'}: record['timing'] lacks {', '.join(missing)}; "

@@ -209,8 +209,8 @@ def require_records(found: Discovery) -> None:
     )
 
 
-def read_record(path: Path) -> RunRecord:
-    """Parse and check one result.json; a file that is not a valid record raises ``InvalidRecord``."""
+def load(path: str | Path) -> dict[str, Any]:
+    """The raw fields of one result.json of this schema; anything else raises ``InvalidRecord``."""
     try:
         with open(path, encoding="utf-8") as fh:
             raw = json.load(fh)
@@ -222,6 +222,12 @@ def read_record(path: Path) -> RunRecord:
         raise InvalidRecord("not a mtlvsift run record (no 'schema' and 'method' fields)")
     if raw["schema"] != SCHEMA:
         raise InvalidRecord(f"schema {raw['schema']!r} is not supported (this version reads {SCHEMA})")
+    return raw
+
+
+def read_record(path: Path) -> RunRecord:
+    """Parse and check one result.json; a file that is not a valid record raises ``InvalidRecord``."""
+    raw = load(path)
     method = raw["method"]
     if method not in METHODS:
         raise InvalidRecord(f"unknown method {method!r} (expected one of {', '.join(METHODS)})")

@@ -157,13 +157,13 @@ def test_loop_runner_reads_the_run_record(tmp_path):
     timing = {"train_seconds": 2.0, "eval_seconds": [0.5, 0.25], "save_seconds": [0.1, 0.3],
               "examples": 64, "examples_per_second": 32.0, "steps": 4, "device": "cpu",
               "num_processes": 1, "mixed_precision": "no"}
-    (tmp_path / "result.json").write_text(json.dumps({"timing": timing}))
+    (tmp_path / "result.json").write_text(json.dumps({"schema": 1, "method": "single", "timing": timing}))
     (tmp_path / "train_log.jsonl").write_text('{"step": 2, "examples_per_second": 30.0}\n\n'
                                               '{"step": 4, "examples_per_second": 34.0}\n')
     record, log = loop_runner.read_run(tmp_path)
     assert record["timing"] == timing and [e["step"] for e in log] == [2, 4]
     del timing["eval_seconds"], timing["save_seconds"]
-    (tmp_path / "result.json").write_text(json.dumps({"timing": timing}))
+    (tmp_path / "result.json").write_text(json.dumps({"schema": 1, "method": "single", "timing": timing}))
     with pytest.raises(KeyError, match="lacks eval_seconds, save_seconds"):
         loop_runner.read_run(tmp_path)
 

@@ -11,7 +11,6 @@ resumes from the checkpoint; a completed run writes ``result.json``.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -27,6 +26,7 @@ from transformers import get_linear_schedule_with_warmup
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.faults import fault_point
 from mtlvsift.run_folder import RunFolder, RunLock
+from mtlvsift import run_record
 from mtlvsift.run_record import build_record, selection_entry, write_record
 from mtlvsift.train.batches import MixedTaskDataset, micro_batch_collator, prepare_task_data, train_loader
 from mtlvsift.train.checkpoint import Progress, load_checkpoint, save_best_model, save_checkpoint
@@ -55,7 +55,11 @@ def run_training(config: TrainConfig, restart: bool = False) -> dict[str, Any]:
     if run.prepare(config.identity(), overwrite=False) == "complete":
         if main:
             print(f"{run.path} is already complete (pass --overwrite to train it again).")
-        return json.loads(run.result_file.read_text())
+        try:
+            return run_record.load(run.result_file)
+        except run_record.InvalidRecord as exc:
+            raise MtlvsiftError(f"{run.result_file} is {exc}. Pass --overwrite to train the run "
+                                f"again.") from None
 
     set_seed(config.seed)
     tokenizer = load_tokenizer(config.init_from or config.model)
