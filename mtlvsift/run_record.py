@@ -86,6 +86,7 @@ def build_record(config, progress, train_sizes: dict[str, int], available: dict[
                             "support_ratio": config.support_ratio, "data_seed": config.data_seed},
         "init_model": config.init_model,
         "single_scores": config.single_scores,
+        "data_fingerprints": config.data_fingerprints,  # task -> split -> sha256 of the file
         "config": config.as_dict(),
         "best": progress.best,
         "best_by_task": progress.best_by_task,

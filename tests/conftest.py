@@ -98,7 +98,7 @@ def read_only_dir(tmp_path) -> Path:
 
 @pytest.fixture
 def small_disk(tmp_path) -> Path:
-    """A 24 MB disk of its own (a tmpfs; root only, else the test is skipped), to fill up."""
+    """A 64 MB disk of its own (a tmpfs; root only, else the test is skipped), to fill up."""
     folder = tmp_path / "small-disk"
     folder.mkdir()
-    yield from _mount_tmpfs(folder, "size=24m")
+    yield from _mount_tmpfs(folder, "size=64m")
