@@ -1,4 +1,5 @@
-"""Run folders: naming, the stored config (the run's identity), atomic writes, a lock.
+"""Run folders: naming, the stored config (the run's identity), claiming (with the lock of
+run_lock.py), atomic writes.
 
 ``outputs/<method>/<name>/seed-<k>/`` holds ``config.json`` (written when the run starts),
 ``result.json`` (the run record, written atomically once the run completes), ``best/`` (the best
@@ -10,7 +11,6 @@ being written (records, configs, reports) goes through ``atomic_write``.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
@@ -22,10 +22,10 @@ from typing import Any
 
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.faults import fault_point
+from mtlvsift.run_lock import RunLock
 
 RESULT_FILE = "result.json"
 CONFIG_FILE = "config.json"
-LOCK_FILE = "run.lock"
 
 
 def atomic_write(path: str | Path, data: str | bytes) -> None:
@@ -152,7 +152,7 @@ class RunFolder:
         return "complete" if self.is_complete() else "resume"
 
     def claim(self, identity: dict[str, Any], overwrite: bool = False,
-              restart: bool = False) -> "RunLock":
+              restart: bool = False) -> RunLock:
         """Take the folder for this run: the lock, then (--overwrite) an empty folder, the config.
 
         A live owner is refused before anything is touched. Leftovers of a killed run are removed
@@ -160,7 +160,11 @@ class RunFolder:
         """
         lock = RunLock(self.path)
         lock.check_free()
-        self.recover()
+        try:
+            self.recover()
+        except OSError as exc:
+            raise MtlvsiftError(f"Could not remove what an interrupted run left in {self.path}: "
+                                f"{exc}. Check the permissions, then rerun.") from exc
         lock.acquire()
         try:
             if overwrite:
@@ -190,10 +194,13 @@ class RunFolder:
         lock = RunLock(self.path)
         if lock.holder() is not None:
             return
-        self.recover()
-        if not keep_state:
-            shutil.rmtree(self.state_dir, ignore_errors=True)
-        lock.file.unlink(missing_ok=True)
+        try:
+            self.recover()
+            if not keep_state:
+                shutil.rmtree(self.state_dir, ignore_errors=True)
+            lock.file.unlink(missing_ok=True)
+        except OSError:  # best effort: the run itself is complete (the folder may be read-only)
+            pass
 
     def recover(self) -> None:
         """Undo what a kill can leave: a swap cut between its two renames, temporary copies."""
@@ -243,7 +250,7 @@ class RunFolder:
             needed = _space_needed(self.path, folder)
             for tmp in (self.path / "state.tmp", self.path / "best.tmp"):
                 shutil.rmtree(tmp, ignore_errors=True)  # give back the space of the partial copy
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
             raise MtlvsiftError(
                 f"Could not write {what} in {self.path}: {reason}.{needed} The previous "
                 f"checkpoint and best model are intact; free space or fix permissions, then rerun "
@@ -296,99 +303,3 @@ def _space_needed(where: Path, folder: Path | None) -> str:
     if partial:
         return f" It needs more than {partial / 1e6:.1f} MB (written before the failure){free}."
     return ""
-
-
-class RunLock:
-    """A lock file holding the owner's process id and start time; a lock left by a dead process,
-    or whose process id now belongs to another process (after a reboot), is taken over."""
-
-    def __init__(self, folder: Path):
-        self.file = Path(folder) / LOCK_FILE
-
-    def acquire(self) -> None:
-        try:
-            self.file.parent.mkdir(parents=True, exist_ok=True)
-            for _ in range(2):
-                try:
-                    fd = os.open(self.file, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-                except FileExistsError:
-                    self.check_free()
-                    self.file.unlink(missing_ok=True)  # stale: its owner is gone
-                    continue
-                try:
-                    with os.fdopen(fd, "w") as handle:
-                        handle.write(json.dumps({"pid": os.getpid(), "started": _started(os.getpid())}))
-                except OSError:
-                    self.file.unlink(missing_ok=True)  # an empty lock would say nothing
-                    raise
-                return
-        except OSError as exc:
-            raise MtlvsiftError(
-                f"Could not create the lock file {self.file}: {exc}. Check that the output folder "
-                f"is writable and its disk has free space, then rerun.") from exc
-        raise MtlvsiftError(f"Could not take the lock {self.file}; another process keeps taking it.")
-
-    def check_free(self) -> None:
-        """Refuse, naming the owner, while a live process holds the lock."""
-        owner = self.holder()
-        if owner is not None:
-            raise MtlvsiftError(
-                f"{self.file.parent} is in use by process {owner} (lock file {self.file}). "
-                f"Wait for it to finish, or stop it first."
-            )
-
-    def holder(self) -> int | None:
-        """The process id of the live owner, None when there is no lock or a stale one."""
-        owner = self._owner()
-        if owner is None or not _process_alive(owner[0]):
-            return None
-        pid, started = owner
-        now = _started(pid)
-        if started is not None and now is not None and started != now:
-            return None  # the process id was reused by an unrelated process
-        return pid
-
-    def release(self) -> None:
-        owner = self._owner()
-        if owner is not None and owner[0] == os.getpid():
-            self.file.unlink(missing_ok=True)
-
-    def _owner(self) -> tuple[int, str | None] | None:
-        """(pid, start time) from the lock file; the older format holds the pid alone."""
-        try:
-            data = json.loads(self.file.read_text() or "null")
-        except (OSError, ValueError, RecursionError):
-            return None
-        if isinstance(data, int):
-            data = {"pid": data}
-        pid = data.get("pid") if isinstance(data, dict) else None
-        if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
-            return None
-        started = data.get("started")
-        return pid, started if isinstance(started, str) else None
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError as exc:
-        return exc.errno == errno.EPERM
-    except OverflowError:  # not a process id at all
-        return False
-    return True
-
-
-def _started(pid: int) -> str | None:
-    """When process ``pid`` started, as '<clock ticks after boot>@<boot id>' (/proc/<pid>/stat,
-    field 22), or psutil's create time where there is no /proc; None when unknown."""
-    try:
-        ticks = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[19]
-        return f"{ticks}@{Path('/proc/sys/kernel/random/boot_id').read_text().strip()}"
-    except (OSError, IndexError):
-        pass
-    try:
-        import psutil  # not a dependency: used where it is installed
-
-        return repr(psutil.Process(pid).create_time())
-    except Exception:  # not installed, no such process, access denied
-        return None

@@ -232,7 +232,8 @@ def read_record(path: Path) -> RunRecord:
     if not isinstance(raw, dict) or "schema" not in raw or "method" not in raw:
         raise InvalidRecord("not a mtlvsift run record (no 'schema' and 'method' fields)")
     if raw["schema"] != SCHEMA:
-        raise InvalidRecord(f"schema {_shown(raw['schema'])} is not supported (this version reads {SCHEMA})")
+        raise InvalidRecord(f"schema {_shown(raw['schema'])} is not supported (this version "
+                            f"reads {SCHEMA})")
     method = raw["method"]
     if method not in METHODS:
         raise InvalidRecord(f"unknown method {_shown(method)} (expected one of {', '.join(METHODS)})")
@@ -255,12 +256,12 @@ def read_record(path: Path) -> RunRecord:
         raise InvalidRecord(f"'variant' {_shown(variant)} is not a run folder suffix")
 
     task_scores: dict[str, float] = {}
-    for task, best in _dict(raw, "best_by_task").items():
-        value = best.get("score") if isinstance(best, dict) else None
-        if not is_score(value):
-            raise InvalidRecord(f"the score of task {_shown(task)} in 'best_by_task' is "
-                                f"{_shown(value)}, not a score in [0, 1]")
-        task_scores[_task(task)] = float(value)
+    for key, best in _dict(raw, "best_by_task").items():
+        task, value = _task(key), best.get("score") if isinstance(best, dict) else None
+        if not is_score(value, task):
+            raise InvalidRecord(f"{task}'s score in 'best_by_task' is {_shown(value)}, "
+                                f"{_range(task)}")
+        task_scores[task] = float(value)
 
     score = None
     if method == "mtl_all":
@@ -273,8 +274,8 @@ def read_record(path: Path) -> RunRecord:
             raise InvalidRecord(f"a {method} record without 'target'")
         best = raw.get("best")
         score = best.get("score") if isinstance(best, dict) else None
-        if not is_score(score):
-            raise InvalidRecord(f"'best.score' is {_shown(score)}, not a score in [0, 1]")
+        if not is_score(score, target):
+            raise InvalidRecord(f"'best.score' is {_shown(score)}, {_range(target)}")
         score = float(score)
         if method != "single" and not support:
             raise InvalidRecord(f"a {method} record without 'support'")
@@ -317,9 +318,14 @@ def _is_number(value: object) -> bool:
     )
 
 
-def is_score(value: object) -> bool:
-    """A dev score as the trainer records it: a finite number in [0, 1] (not points)."""
-    return _is_number(value) and 0 <= value <= 1
+def is_score(value: object, task: str) -> bool:
+    """A main dev score of ``task`` as the trainer records it: a finite number in [0, 1] (not
+    points), or in [-1, 1] for a correlation."""
+    return _is_number(value) and get_task(task).lowest_score <= value <= 1
+
+
+def _range(task: str) -> str:
+    return f"not a {task} score in [{get_task(task).lowest_score:g}, 1] (points are not scores)"
 
 
 def _shown(value: object) -> str:

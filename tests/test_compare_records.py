@@ -118,9 +118,10 @@ def _edited(path, **fields):
     ("model", "org/model\n# hidden", "'model'"),
     ("variant", "tf-0.5`touch x`", "'variant'"),
     ("seed", -1, "'seed'"),
-    ("best.score", -5, "'best.score' is -5, not a score in [0, 1]"),
+    ("best.score", -5, "'best.score' is -5, not a rte score in [0, 1]"),
     ("best.score", 67, "'best.score' is 67"),
-    ("best_by_task.mnli.score", 82.0, "82.0, not a score in [0, 1]"),
+    ("best.score", float("nan"), "'best.score' is nan"),
+    ("best_by_task.mnli.score", 82.0, "mnli's score in 'best_by_task' is 82.0, not a mnli score"),
 ])
 def test_a_field_outside_its_allowed_values_skips_the_record(tmp_path, field, value, reason):
     good = write_record(tmp_path, "mtl", "rte", ["mnli"], seed=0, task_scores={"rte": 0.7, "mnli": 0.8})
@@ -162,3 +163,13 @@ def test_runs_are_found_only_in_method_name_seed_folders(tmp_path):
     assert [r.path for r in found.records] == runs
     assert [r.path for r in found.in_progress] == [running]
     assert found.warnings == [] and stray.exists()
+
+
+def test_a_negative_correlation_is_a_score(tmp_path):
+    """CoLA's MCC and STS-B's Spearman lie in [-1, 1]: a poor run's negative score is valid."""
+    cola = write_record(tmp_path, "single", "cola", seed=0, score=-0.05)
+    stsb = write_record(tmp_path, "mtl", "stsb", ["cola"], seed=0, task_scores={"stsb": -0.2, "cola": -1.0})
+    _edited(write_record(tmp_path, "single", "cola", seed=1), **{"best.score": -1.5})
+    found = discover(tmp_path)
+    assert [r.path for r in found.records] == [stsb, cola]  # sorted by path
+    assert len(found.warnings) == 1 and "not a cola score in [-1, 1]" in found.warnings[0]

@@ -200,7 +200,7 @@ def test_overwrite_refuses_while_a_live_process_holds_the_lock(tiny_model, tiny_
     run_script("train_stilts", ["--target", "rte", *tiny_args(tiny_model, tiny_glue, tmp_path, epochs=1)])
     folder = folder_of(tmp_path)
     before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
-    take_lock = ("import sys, time; from mtlvsift.run_folder import RunLock; "
+    take_lock = ("import sys, time; from mtlvsift.run_lock import RunLock; "
                  "RunLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(60)")
     owner = subprocess.Popen([sys.executable, "-c", take_lock, str(folder)], stdout=subprocess.PIPE, text=True)
     try:
@@ -350,12 +350,12 @@ def test_a_non_finite_loss_before_any_checkpoint_says_none_was_kept(tiny_model, 
 
 
 def test_the_lock_holds_the_start_time_so_a_reused_pid_is_stale(tmp_path):
-    from mtlvsift.run_folder import RunLock, _started
+    from mtlvsift.run_lock import RunLock, process_start_time
 
     lock = RunLock(tmp_path)
     lock.acquire()
     content = json.loads(lock.file.read_text())
-    assert content == {"pid": os.getpid(), "started": _started(os.getpid())} and content["started"]
+    assert content == {"pid": os.getpid(), "started": process_start_time(os.getpid())} and content["started"]
     with pytest.raises(MtlvsiftError, match=f"in use by process {os.getpid()}"):
         RunLock(tmp_path).acquire()
     # After a reboot, PID 1 (alive) is not the process that wrote this lock.

@@ -25,7 +25,8 @@ from transformers import get_linear_schedule_with_warmup
 
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.faults import fault_point
-from mtlvsift.run_folder import RunFolder, RunLock, existing_folder
+from mtlvsift.run_folder import RunFolder, existing_folder
+from mtlvsift.run_lock import RunLock
 from mtlvsift.run_record import build_record, selection_entry, write_record
 from mtlvsift.train.batches import MixedTaskDataset, micro_batch_collator, prepare_task_data, train_loader
 from mtlvsift.train.checkpoint import Progress, load_checkpoint, save_best_model, save_checkpoint
@@ -55,10 +56,13 @@ def run_training(config: TrainConfig, restart: bool = False) -> dict[str, Any]:
     else:
         check_same_data(run.stored_identity(), config)
         if run.prepare(config.identity()) == "complete":
-            if main:
-                run.tidy_complete(config.keep_state)
+            record = run.stored_result()
+            if main:  # a kill right after result.json was written may have cut the clean-up
+                stored = record.get("config")
+                kept = isinstance(stored, dict) and stored.get("keep_state") is True
+                run.tidy_complete(keep_state=config.keep_state or kept)
                 print(f"{run.path} is already complete (pass --overwrite to train it again).")
-            return run.stored_result()
+            return record
 
     set_seed(config.seed)
     check_max_seq_length(config.init_from or config.model, config.max_seq_length)

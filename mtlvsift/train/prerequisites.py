@@ -19,7 +19,7 @@ from mtlvsift.commands import train_command
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.run_folder import json_kind, run_name, variant_suffix
 from mtlvsift.run_record import RunRecord, finished_runs, is_score
-from mtlvsift.tasks import normalize_task_name
+from mtlvsift.tasks import get_task, normalize_task_name
 from mtlvsift.train.config import TrainConfig, support_examples_needed
 
 
@@ -88,7 +88,8 @@ def _scores_file(config: TrainConfig) -> dict[str, float]:
 
     def invalid(problem: str) -> MtlvsiftError:
         return MtlvsiftError(f"--single-scores {path}: {problem}. It must hold a JSON object of "
-                             f"each task's single-task dev score in [0, 1], e.g. {example}.")
+                             f"each task's single-task dev score in [0, 1] ([-1, 1] for MCC and "
+                             f"Spearman), e.g. {example}.")
 
     if not isinstance(raw, dict):
         raise invalid(f"it holds {json_kind(raw)}, not an object")
@@ -99,11 +100,12 @@ def _scores_file(config: TrainConfig) -> dict[str, float]:
             raise invalid(f"'{key}' is not a task of this run (its tasks: {', '.join(config.tasks)})")
         if name in scores:
             raise invalid(f"{name} is named twice")
-        if not is_score(value):
-            raise invalid(f"the score of {key} is {json.dumps(value)[:40]}, not a number in [0, 1] "
-                          f"(66 points is 0.66)")
+        if not is_score(value, name):
+            low = get_task(name).lowest_score
+            raise invalid(f"the score of {key} is {json.dumps(value)[:40]}, not a number in "
+                          f"[{low:g}, 1] (66 points is 0.66)")
         scores[name] = float(value)
     missing = [t for t in config.tasks if t not in scores]
     if missing:
-        raise invalid(f"it has no score for {', '.join(missing)}")
+        raise invalid(f"it has no score for: {', '.join(missing)}")
     return {t: scores[t] for t in config.tasks}
