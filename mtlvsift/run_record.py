@@ -185,15 +185,17 @@ def discover(root: str | Path) -> Discovery:
         return found
     for method in METHODS:
         for folder in root.glob(f"{method}/*/seed-*"):
-            if not folder.is_dir() or not _SEED_FOLDER.fullmatch(folder.name):
+            if not _SEED_FOLDER.fullmatch(folder.name):
                 continue
-            if (folder / RESULT_FILE).is_file():
-                try:
+            try:
+                if (folder / RESULT_FILE).is_file():
                     found.records.append(read_record(folder / RESULT_FILE))
-                except InvalidRecord as err:
-                    found.warnings.append(f"skipped {folder / RESULT_FILE}: {err}")
-            elif (folder / CONFIG_FILE).is_file():
-                found.in_progress.append(InProgressRun(folder, _newest_mtime(folder)))
+                elif (folder / CONFIG_FILE).is_file():
+                    found.in_progress.append(InProgressRun(folder, _newest_mtime(folder)))
+            except InvalidRecord as err:
+                found.warnings.append(f"skipped {folder / RESULT_FILE}: {err}")
+            except OSError as err:  # a folder we may not read
+                found.warnings.append(f"skipped {folder}: cannot be read ({err})")
     found.records.sort(key=lambda r: str(r.path))
     found.in_progress.sort(key=lambda r: str(r.path))
     found.warnings.sort()
