@@ -55,6 +55,11 @@ class Task:
     def train_file(self) -> str:
         return "train.tsv"
 
+    @property
+    def lowest_score(self) -> float:
+        """The main metric's lower bound: -1 for a correlation (CoLA's MCC, STS-B's Spearman)."""
+        return -1.0 if self.main_metric in ("mcc", "spearman") else 0.0
+
     def main_score(self, metrics: dict[str, float]) -> float:
         """The model-selection score among this task's metrics (MCC for CoLA, ...)."""
         return float(metrics[self.main_metric])

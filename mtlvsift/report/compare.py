@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -54,14 +55,24 @@ def compare(outputs: Path, report_dir: Path | None = None, alpha: float = 0.1,
         missing = missing_runs(analysis)
         render(console, analysis, tables, missing, found, outputs)
         folder = report_dir / model_slug(name) if several else report_dir
-        write_report_dir(folder, analysis, tables, missing, found, outputs)
+        _write(folder, lambda: write_report_dir(folder, analysis, tables, missing, found, outputs))
         console.print(f"Report written to {folder}/ (report.md, figure1.png, figure2.png, "
                       "CSVs, summary.json, missing.sh)", highlight=False)
         analyses.append(analysis)
     if several:
-        _write_index(report_dir, analyses)
+        _write(report_dir, lambda: _write_index(report_dir, analyses))
     render_in_progress(console, found)
     return analyses
+
+
+def _write(folder: Path, write: Callable[[], object]) -> None:
+    """Run ``write``; a report folder that cannot be written (a file in its place, a full or
+    read-only disk) is one clear error."""
+    try:
+        write()
+    except OSError as exc:
+        raise MtlvsiftError(f"Could not write the report in {folder}: {exc}. Choose another "
+                            f"--report-dir, or free space there.") from exc
 
 
 def _console() -> Console:
@@ -116,7 +127,7 @@ def recommend(outputs: Path, target: str | None = None, support: str | None = No
         held = sum(c.better == pick for c in alike)
         if not score.total:
             continue
-        console.print(f"In the runs at hand ({name}, {a.test_name}, alpha {alpha:g}): the "
+        console.print(f"In the runs at hand ({escape(name)}, {a.test_name}, alpha {alpha:g}): the "
                       f"heuristic {score.phrase()}; where it picks {METHOD_NAMES[pick]}, it "
                       f"held in {held}/{len(alike)}.", highlight=False)
         entry = {"model": name, "correct": score.correct, "total": score.total,

@@ -8,6 +8,7 @@ clock, so the same runs give the same files.
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import math
@@ -132,7 +133,8 @@ def missing_script(missing: list[MissingRun], model: str, outputs: Path) -> str:
     lines = ["#!/bin/sh", "# Runs the report still lacks (written by scripts/compare.py).",
              "set -e"]
     for run in missing:
-        lines += [f"# {run.describe()}", run.command(model, outputs)]
+        # One comment line, whatever the text holds: a line break would start a command.
+        lines += ["# " + " ".join(run.describe().split()), run.command(model, outputs)]
     return "\n".join(lines) + "\n"
 
 
@@ -156,7 +158,7 @@ def markdown(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
     a = analysis
     correct, total = PAPER_HEURISTIC
     paper = f"the paper: {correct}/{total}, {correct / total:.1%}"
-    parts = [f"# MTL vs STILTs: {a.model}", overview_line(a, found, outputs),
+    parts = [f"# MTL vs STILTs: {_md(a.model)}", _md(overview_line(a, found, outputs)),
              "## Figure 1: pairwise MTL minus STILTs", "![Figure 1](figure1.png)",
              f"**Size heuristic** ({HEURISTIC_RULE}): {a.heuristic.phrase()} ({paper}).",
              _markdown_matrix(a)]
@@ -179,7 +181,7 @@ def markdown(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
         parts.append(_details("Size-experiment groups", "\n".join(rows)))
     if a.others:
         rows = ["| run | seeds | mean ± std (n) |", "|---|---|---|"]
-        rows += [f"| {g.describe()} | {', '.join(map(str, sorted(g.seeds)))} | {group_text(g)} |"
+        rows += [f"| {_md(g.describe())} | {', '.join(map(str, sorted(g.seeds)))} | {group_text(g)} |"
                  for g in a.others]
         parts += ["## Other runs (variants, several supports)", "\n".join(rows)]
     parts.append("## Missing runs")
@@ -194,10 +196,10 @@ def markdown(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
                      f"({', '.join(map(str, a.expected_seeds))}).")
     if found.in_progress:
         parts += ["## Runs in progress (config.json, no result.json yet)",
-                  "\n".join(f"- `{_relative(r.path, found.root)}`" for r in found.in_progress)]
+                  "\n".join(f"- `{_md(_relative(r.path, found.root))}`" for r in found.in_progress)]
     warnings = found.warnings + a.warnings
     if warnings:
-        parts += ["## Skipped files", "\n".join(f"- {w}" for w in warnings)]
+        parts += ["## Skipped files", "\n".join(f"- {_md(w)}" for w in warnings)]
     parts.append("Files: `cells.csv` (one row per cell), `matrix_diff.csv`, `matrix_p.csv`, "
                  "`table1.csv`, `table2.csv`, `summary.json`, `missing.sh`.")
     return "\n\n".join(parts) + "\n"
@@ -235,6 +237,12 @@ def _markdown_cells(a: Analysis) -> str:
                     f"{group_text(c.stilts)} | {fmt(c.diff, sign=True)} | {fmt(c.t, 2)} | "
                     f"{fmt_p(c.p)} | {c.better or '–'} | {c.heuristic or '–'} |")
     return _details("Every cell: means ± std over seeds, t-test", "\n".join(rows))
+
+
+def _md(text: str) -> str:
+    """Text from the records or the file system, shown as text in markdown: no raw HTML, and one
+    line (a model name or a folder name is untrusted)."""
+    return html.escape(" ".join(str(text).split()), quote=False).replace("|", "\\|")
 
 
 def _details(summary_text: str, body: str) -> str:

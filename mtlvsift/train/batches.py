@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 
 from mtlvsift.train.config import TrainConfig, support_examples_needed, target_train_size
 from mtlvsift.train.data import load_tokenized, resolve_data_dir, split_names, subsample_indices
+from mtlvsift.train.data_identity import data_source
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.tasks import Task, get_task
 
@@ -44,9 +45,16 @@ def prepare_task_data(config: TrainConfig, tokenizer, main_process_first) -> lis
     for name in config.tasks:
         task = get_task(name)
         with main_process_first():
-            splits = {split: load_tokenized(task, split, tokenizer, config.max_seq_length, data_dir)
+            known = (config.data_fingerprints or {}).get(task.name, {})  # hashed once, reused
+            splits = {split: load_tokenized(task, split, tokenizer, config.max_seq_length, data_dir,
+                                            data_fp=known.get(split))
                       for split in split_names(task)}
         train = splits.pop("train")
+        for split, dev in splits.items():
+            if task.is_regression and len(dev) < 2:  # a correlation needs two points
+                raise MtlvsiftError(
+                    f"{data_source(task, split, data_dir)}: the {task.display} {split} set has "
+                    f"{len(dev)} example; its Pearson and Spearman correlations need at least 2.")
         if task.name == config.target:
             target_available = len(train)
         keep = [c for c in MODEL_COLUMNS if c in train.column_names]

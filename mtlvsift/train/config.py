@@ -51,6 +51,7 @@ class TrainConfig:
     dynamic_rule: str | None = None
     single_scores: dict[str, float] | None = None
     single_scores_file: str | None = None
+    data_fingerprints: dict[str, dict[str, str]] | None = None  # task -> split -> file sha256
     init_from: str | None = None  # --init-from as given
     init_model: str | None = None  # the encoder actually loaded first (STILTs: the supporting run's)
     data_dir: str | None = None

