@@ -23,6 +23,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from mtlvsift.commands import DEFAULT_PROTOCOL
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.run_folder import CONFIG_FILE, RESULT_FILE, atomic_write_json
 from mtlvsift.tasks import get_task, normalize_task_name
@@ -74,6 +75,7 @@ def build_record(config, progress, train_sizes: dict[str, int], available: dict[
         "tasks": config.tasks,
         "seed": config.seed,
         "model": config.model,
+        "protocol": config.protocol,
         "sampling": config.sampling,
         "batching": config.batching,
         "train_sizes": train_sizes,
@@ -81,12 +83,15 @@ def build_record(config, progress, train_sizes: dict[str, int], available: dict[
         "size_experiment": {"target_fraction": config.target_fraction,
                             "support_ratio": config.support_ratio, "data_seed": config.data_seed},
         "init_model": config.init_model,
+        "start_model": config.start_model,
         "single_scores": config.single_scores,
+        "single_scores_from": config.single_scores_from,
         "config": config.as_dict(),
         "best": progress.best,
         "best_by_task": progress.best_by_task,
         "history": progress.history,
         "probabilities": progress.probabilities,
+        "batches_per_epoch": [progress.epoch_batches[e] for e in sorted(progress.epoch_batches, key=int)],
         "timing": {
             "train_seconds": seconds,
             "eval_seconds": progress.eval_seconds,
@@ -121,6 +126,9 @@ class RunRecord:
     seed: int
     model: str
     sampling: str | None
+    protocol: str
+    start_model: tuple | None  # STILTs: (run, seed, score) of the supporting run started from
+    single_scores: tuple | None  # dynamic sampling: ((task, score), ...) read by the run
     train_sizes: dict[str, int]
     target_fraction: float | None
     support_ratio: float | None
@@ -272,12 +280,22 @@ def read_record(path: Path) -> RunRecord:
         seed=seed,
         model=model,
         sampling=raw.get("sampling") or None,
+        protocol=str(raw.get("protocol") or DEFAULT_PROTOCOL),
+        start_model=_start_model(raw.get("start_model")),
+        single_scores=tuple(sorted(_dict(raw, "single_scores").items())) or None,
         train_sizes={normalize_task_name(k): int(v) for k, v in sizes.items() if _is_number(v)},
         target_fraction=_number_or_none(size_exp.get("target_fraction")),
         support_ratio=_number_or_none(size_exp.get("support_ratio")),
         score=score,
         task_scores=task_scores,
     )
+
+
+def _start_model(value: object) -> tuple | None:
+    """What identifies a start model across seeds: its run folder, seed and dev score."""
+    if not isinstance(value, dict):
+        return None
+    return (str(value.get("run")), value.get("seed"), value.get("score"))
 
 
 def _newest_mtime(folder: Path, filenames: list[str]) -> float:
