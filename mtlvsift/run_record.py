@@ -126,14 +126,14 @@ class RunRecord:
     seed: int
     model: str
     sampling: str | None
-    protocol: str
-    start_model: tuple | None  # STILTs: (run, seed, score) of the supporting run started from
-    single_scores: tuple | None  # dynamic sampling: ((task, score), ...) read by the run
     train_sizes: dict[str, int]
     target_fraction: float | None
     support_ratio: float | None
     score: float | None  # best.score: the target's main metric at the selected step
     task_scores: dict[str, float]  # best_by_task[task].score, each task at its own best step
+    protocol: str = DEFAULT_PROTOCOL  # records from before the protocol option: standard
+    start_model: tuple | None = None  # STILTs: (run, seed, score) of the supporting run started from
+    single_scores: tuple | None = None  # dynamic sampling: ((task, score), ...) read by the run
 
     @property
     def folder(self) -> Path:

@@ -62,6 +62,7 @@ def cell_record(cell: Cell) -> dict:
         "heuristic": cell.heuristic, "heuristic_correct": cell.heuristic_correct,
         "target_size": cell.target_size, "support_size": cell.support_size,
         "mtl_from_symmetric_runs": bool(cell.mtl and cell.mtl.symmetric),
+        "refused": cell.refused,
     }
 
 
@@ -72,6 +73,7 @@ def summary(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
     return {
         "generated_by": f"mtlvsift {__version__} scripts/compare.py",
         "model": analysis.model,
+        "protocol": analysis.protocol,
         "units": "points (dev score x 100), mean over seeds",
         "test": "welch" if analysis.welch else "student",
         "alpha": analysis.alpha,
@@ -212,6 +214,8 @@ def _markdown_matrix(a: Analysis) -> str:
             cell = a.cell(target, support)
             if target == support:
                 cells.append("—")
+            elif cell is not None and cell.refused:
+                cells.append("≠")
             elif cell is None or not cell.complete:
                 cells.append("·")
             else:
@@ -221,7 +225,8 @@ def _markdown_matrix(a: Analysis) -> str:
         lines.append(f"| **{display_name(target)}** | " + " | ".join(cells) + " |")
     legend = (f"Bold: significant at p < {a.alpha:g} ({a.test_name}); positive = MTL better, "
               "negative = STILTs better; ✗: the size heuristic predicted the other method; "
-              "·: not run yet. Groups with one seed have no test.")
+              "·: not run yet; ≠: seeds not pooled (see the warnings). Groups with one seed have "
+              "no test.")
     return "\n".join(lines) + "\n\n" + legend
 
 

@@ -135,7 +135,13 @@ def format_plan(plan: dict[str, Any]) -> str:
         shown = ["?" if v is None else (f"{v:.{digits}f}" if digits else f"{v:,}") for v in values]
         return ", ".join(shown)
 
-    batches = plan["batches_per_epoch"]
+    batches, runs = plan["batches_per_epoch"], []  # runs of equal values: "498, ? x 9"
+    for value in batches:
+        if runs and runs[-1][0] == value:
+            runs[-1][1] += 1
+        else:
+            runs.append([value, 1])
+    per_epoch = ", ".join(numbers([v]) + (f" x {n}" if n > 1 else "") for v, n in runs)
     lines = [
         f"Plan of {plan['method']} {plan['name']} seed {plan['seed']} (protocol {plan['protocol']}; "
         f"dry run: nothing trained or written) -> {plan['run_dir']}",
@@ -144,7 +150,7 @@ def format_plan(plan: dict[str, Any]) -> str:
         f"{plan['sizes_from']})",
         f"  epoch 1:         p {numbers(plan['probabilities'], 4)}; rows per batch "
         f"{'(one task per batch)' if plan['quotas'] is None else numbers(plan['quotas'])}",
-        f"  batches/epoch:   {numbers(batches)}" + (" (?: set by the dev scores)" if None in batches else ""),
+        f"  batches/epoch:   {per_epoch}" + (" (?: set by the dev scores)" if None in batches else ""),
         f"  LR schedule:     {plan['lr_schedule_steps']:,} steps, batch {plan['batch_size']}, "
         f"{plan['num_processes']} process(es); evaluations: {plan['evaluations'] or '?'}",
     ]
