@@ -114,10 +114,13 @@ def test_gradient_accumulation_matches_one_big_batch(tiny_model_no_dropout, tiny
 
 
 @pytest.mark.slow
-def test_two_processes_match_one(tiny_model_no_dropout, tiny_glue, tmp_path):
-    """accelerate launch with 2 CPU processes == one process, same seed and global batch."""
+@pytest.mark.parametrize("protocol", ["standard", "original"])
+def test_two_processes_match_one(tiny_model_no_dropout, tiny_glue, tmp_path, protocol):
+    """accelerate launch with 2 CPU processes == one process, same seed and global batch (the
+    original protocol: each task's mean over the global batch, whatever the process's share)."""
     common = ["--target", "rte", "--support", "sst2", "--sampling", "size", "--log-every", 1, "--keep-state",
-              *tiny_args(tiny_model_no_dropout, tiny_glue, "OUT", epochs=1)]
+              "--protocol", protocol, *tiny_args(tiny_model_no_dropout, tiny_glue, "OUT", epochs=1)]
+    name = "rte--sst2__sampling-size" if protocol == "standard" else "rte--sst2__protocol-original_sampling-size"
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     runs = {}
     for processes in (1, 2):
@@ -128,8 +131,8 @@ def test_two_processes_match_one(tiny_model_no_dropout, tiny_glue, tmp_path):
                    str(processes), str(REPO_ROOT / "scripts" / "train_mtl.py"), *args]
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
-        runs[processes] = out / "mtl" / "rte--sst2__sampling-size" / "seed-0"
-    assert read_result(runs[2].parents[2], "mtl", "rte--sst2__sampling-size")["timing"]["num_processes"] == 2
+        runs[processes] = out / "mtl" / name / "seed-0"
+    assert read_result(runs[2].parents[2], "mtl", name)["timing"]["num_processes"] == 2
     losses = {k: [json.loads(line)["loss"] for line in (v / "train_log.jsonl").read_text().splitlines()]
               for k, v in runs.items()}
     assert len(losses[1]) == len(losses[2]) == 12
