@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 
 from mtlvsift import __version__
+from mtlvsift.commands import DEFAULT_PROTOCOL
 from mtlvsift.report.missing import MissingRun
 from mtlvsift.report.stats import PAPER_HEURISTIC, Analysis, Cell, Group
 from mtlvsift.report.tables import Table
@@ -158,7 +159,8 @@ def markdown(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
     a = analysis
     correct, total = PAPER_HEURISTIC
     paper = f"the paper: {correct}/{total}, {correct / total:.1%}"
-    parts = [f"# MTL vs STILTs: {a.model}", overview_line(a, found, outputs),
+    protocol = f" (protocol {a.protocol})" if a.protocol != DEFAULT_PROTOCOL else ""
+    parts = [f"# MTL vs STILTs: {a.model}{protocol}", overview_line(a, found, outputs),
              "## Figure 1: pairwise MTL minus STILTs", "![Figure 1](figure1.png)",
              f"**Size heuristic** ({HEURISTIC_RULE}): {a.heuristic.phrase()} ({paper}).",
              _markdown_matrix(a)]

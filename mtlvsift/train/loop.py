@@ -2,9 +2,10 @@
 
 ``run_training`` sets a run up: the accelerator, what the run needs from other runs
 (``prerequisites``), the run folder (skip a finished run, refuse a changed config), the data, the
-model, then the folder's lock. Epoch settings, LR steps and evaluation points come from ``plan``. ``Trainer`` holds the wired-up pieces and trains: per epoch, task
+model, then the folder's lock. ``Trainer`` holds the wired-up pieces and trains: per epoch, task
 probabilities p (dynamic sampling reads the last dev scores), the sampler's global batches for
-(seed, epoch, p), each process training on its slice. Every ``eval_every`` of an epoch: evaluate
+(seed, epoch, p, protocol), each process training on its slice; the epoch settings, the LR
+schedule's length and the evaluation points come from ``plan``, as a dry run shows them. Every ``eval_every`` of an epoch: evaluate
 every task, keep the best model by the selection score, checkpoint. A rerun of the same command
 resumes from the checkpoint; a completed run writes ``result.json``.
 """

@@ -145,8 +145,9 @@ class MultiTaskModel(nn.Module):
         self.head_of_task = head_of_task(self.num_labels, share_heads)
         config = encoder.config
         dropout = getattr(config, "hidden_dropout_prob", 0.1)
-        head_labels = list(dict.fromkeys(self.num_labels)) if share_heads else self.num_labels
-        self.heads = nn.ModuleList(TaskHead(config.hidden_size, n, dropout) for n in head_labels)
+        first_task = [self.head_of_task.index(h) for h in range(max(self.head_of_task) + 1)]
+        self.heads = nn.ModuleList(TaskHead(config.hidden_size, self.num_labels[t], dropout)
+                                   for t in first_task)
 
     def encode(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
         extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}

@@ -167,10 +167,12 @@ def format_plan(plan: dict[str, Any]) -> str:
 
 
 def show_plan(config: TrainConfig, plan_json: str | None = None) -> dict[str, Any]:
-    """--dry-run: print the plan; --plan-json FILE: write it as JSON too."""
+    """--dry-run: print the plan; --plan-json FILE: write it as JSON too (the main process only,
+    under ``accelerate launch``)."""
     plan = make_plan(config)
-    click.echo(format_plan(plan))
-    if plan_json:
-        atomic_write_json(plan_json, plan)
-        click.echo(f"Plan written to {plan_json}")
+    if int(os.environ.get("RANK", "0")) == 0:
+        click.echo(format_plan(plan))
+        if plan_json:
+            atomic_write_json(plan_json, plan)
+            click.echo(f"Plan written to {plan_json}")
     return plan

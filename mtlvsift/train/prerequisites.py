@@ -17,12 +17,16 @@ import json
 import statistics
 from pathlib import Path
 
-from mtlvsift.commands import DEFAULT_PROTOCOL, train_command
+from mtlvsift.commands import DEFAULT_OUTPUTS, DEFAULT_PROTOCOL, DEFAULT_SEEDS, train_command
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.run_folder import variant_suffix
 from mtlvsift.run_record import RunRecord, finished_runs
 from mtlvsift.tasks import get_task
 from mtlvsift.train.config import TrainConfig, folder_name, support_examples_needed
+
+
+def _support_seeds(config: TrainConfig) -> list[int]:
+    return list(config.support_seeds or DEFAULT_SEEDS)
 
 
 def _single_runs(config: TrainConfig, task: str,
@@ -32,20 +36,22 @@ def _single_runs(config: TrainConfig, task: str,
     loop that makes them."""
     variant = variant_suffix({"n": cap, "ds": config.data_seed or None})
     folder = Path(config.output_dir) / "single" / folder_name(task, variant, config.protocol)
-    seeds = list(config.support_seeds)
+    seeds = _support_seeds(config)
     by_seed = {r.seed: r for r in finished_runs(folder, config.model) if r.seed in seeds}
     missing = [s for s in seeds if s not in by_seed]
     options = {"model": config.model, "max_train_examples": cap,
                "data_seed": config.data_seed or None,
-               "protocol": config.protocol if config.protocol != DEFAULT_PROTOCOL else None}
+               "protocol": config.protocol if config.protocol != DEFAULT_PROTOCOL else None,
+               "output_dir": config.output_dir if config.output_dir != DEFAULT_OUTPUTS else None}
     command = train_command("single", task, options=options, seeds=missing) if missing else None
-    return [by_seed[s] for s in seeds if s in by_seed], str(folder.relative_to(config.output_dir)), command
+    found = [by_seed[s] for s in seeds if s in by_seed]
+    return found, str(folder.relative_to(config.output_dir)), command
 
 
 def _missing_runs_error(config: TrainConfig, need: str, runs: dict[str, tuple[list, str]],
                         alternative: str) -> MtlvsiftError:
     """One error for the tasks whose single runs lack seeds, with the loops that make the rest."""
-    seeds = " ".join(map(str, config.support_seeds))
+    seeds = " ".join(map(str, _support_seeds(config)))
     lines = [f"{need} needs the single-task runs of every supporting seed ({seeds}; "
              f"--support-seeds) with model {config.model} in {Path(config.output_dir) / 'single'}:"]
     commands = []
@@ -94,7 +100,7 @@ def with_single_scores(config: TrainConfig) -> TrainConfig:
         raise _missing_runs_error(config, "Dynamic sampling", lacking,
                                   "or pass --single-scores FILE (JSON {task: score}), or use "
                                   "--sampling size.")
-    source = {"runs": runs, "seeds": list(config.support_seeds)}
+    source = {"runs": runs, "seeds": _support_seeds(config)}
     return dataclasses.replace(config, single_scores=scores, single_scores_from=source)
 
 
