@@ -160,3 +160,11 @@ def test_compare_refuses_to_pool_seeds_of_different_start_models_or_scores(tmp_p
         assert cells[key]["refused"] and cells[key]["t"] is None and cells[key]["diff"] is None
     assert cells[("mnli", "rte")]["refused"] is None and cells[("mnli", "rte")]["t"] is not None
     assert "≠" in result.output
+
+
+def test_an_epoch_the_original_protocol_cannot_form_fails_before_writing(tiny_model, tiny_glue, tmp_path):
+    out = tmp_path / "out"
+    args = ["--target", "rte", "--protocol", "original", *tiny_args(tiny_model, tiny_glue, out)]
+    fails("train_stilts", [*args, "--batch-size", 64], "drops incomplete batches",
+          "a task with 48 training examples", "Lower --batch-size")
+    assert not out.exists()

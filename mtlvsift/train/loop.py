@@ -65,6 +65,8 @@ def run_training(config: TrainConfig, restart: bool = False) -> dict[str, Any]:
     if original:
         tokenizer = lowercase_tokenizer(tokenizer)
     task_data = prepare_task_data(config, tokenizer, accelerator.main_process_first)
+    # An epoch the protocol cannot form (original: a task smaller than its quota) fails here.
+    lr_schedule_steps(config, [len(d.train) for d in task_data], accelerator.num_processes)
     if config.init_model and is_model_folder(config.init_model):
         problem = model_folder_problem(config.init_model)
         if problem:

@@ -250,9 +250,9 @@ def epoch_layout(sizes: Sequence[int], probabilities, batch_size: int,
     if per_task == 0:
         short = int(np.argmin(n // quotas))
         raise MtlvsiftError(
-            f"--protocol original drops incomplete batches, and task {short} has {n[short]} "
-            f"training examples for {quotas[short]} rows per batch: not one batch. Lower "
-            f"--batch-size or use --protocol standard.")
+            f"--protocol original drops incomplete batches, and a task with {n[short]} training "
+            f"examples (task {short + 1} of {n.size}) fills not one batch at {quotas[short]} rows "
+            f"per batch. Lower --batch-size or use --protocol standard.")
     rows = per_task * quotas
     if batching == "homogeneous":
         full = rows // b
