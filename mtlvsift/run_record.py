@@ -23,6 +23,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from mtlvsift.commands import DEFAULT_PROTOCOL, PROTOCOLS
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.params import MAX_SEED
 from mtlvsift.run_folder import CONFIG_FILE, RESULT_FILE, atomic_write_json, json_kind
@@ -78,6 +79,7 @@ def build_record(config, progress, train_sizes: dict[str, int], available: dict[
         "tasks": config.tasks,
         "seed": config.seed,
         "model": config.model,
+        "protocol": config.protocol,
         "sampling": config.sampling,
         "batching": config.batching,
         "train_sizes": train_sizes,
@@ -85,13 +87,16 @@ def build_record(config, progress, train_sizes: dict[str, int], available: dict[
         "size_experiment": {"target_fraction": config.target_fraction,
                             "support_ratio": config.support_ratio, "data_seed": config.data_seed},
         "init_model": config.init_model,
+        "start_model": config.start_model,
         "single_scores": config.single_scores,
         "data_fingerprints": config.data_fingerprints,  # task -> split -> sha256 of the file
+        "single_scores_from": config.single_scores_from,
         "config": config.as_dict(),
         "best": progress.best,
         "best_by_task": progress.best_by_task,
         "history": progress.history,
         "probabilities": progress.probabilities,
+        "batches_per_epoch": [progress.epoch_batches[e] for e in sorted(progress.epoch_batches, key=int)],
         "timing": {
             "train_seconds": seconds,
             "eval_seconds": progress.eval_seconds,
@@ -131,6 +136,9 @@ class RunRecord:
     support_ratio: float | None
     score: float | None  # best.score: the target's main metric at the selected step
     task_scores: dict[str, float]  # best_by_task[task].score, each task at its own best step
+    protocol: str = DEFAULT_PROTOCOL  # records from before the protocol option: standard
+    start_model: tuple | None = None  # STILTs: (run, seed, score) of the supporting run started from
+    single_scores: tuple | None = None  # dynamic sampling: ((task, score), ...) read by the run
 
     @property
     def folder(self) -> Path:
@@ -301,6 +309,9 @@ def read_record(path: Path) -> RunRecord:
         seed=seed,
         model=model,
         sampling=sampling,
+        protocol=_choice(raw, "protocol", PROTOCOLS) or DEFAULT_PROTOCOL,
+        start_model=_start_model(raw.get("start_model")),
+        single_scores=tuple(sorted(_dict(raw, "single_scores").items())) or None,
         train_sizes={_task(k): v for k, v in sizes.items()
                      if isinstance(v, int) and not isinstance(v, bool) and v > 0},
         target_fraction=_number_or_none(size_exp.get("target_fraction")),
@@ -308,6 +319,13 @@ def read_record(path: Path) -> RunRecord:
         score=score,
         task_scores=task_scores,
     )
+
+
+def _start_model(value: object) -> tuple | None:
+    """What identifies a start model across seeds: its run folder, seed and dev score."""
+    if not isinstance(value, dict):
+        return None
+    return (str(value.get("run")), value.get("seed"), value.get("score"))
 
 
 def _newest_mtime(folder: Path) -> float:

@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 
 from mtlvsift import __version__
+from mtlvsift.commands import DEFAULT_PROTOCOL
 from mtlvsift.report.missing import MissingRun
 from mtlvsift.report.stats import PAPER_HEURISTIC, Analysis, Cell, Group
 from mtlvsift.report.tables import Table
@@ -63,6 +64,7 @@ def cell_record(cell: Cell) -> dict:
         "heuristic": cell.heuristic, "heuristic_correct": cell.heuristic_correct,
         "target_size": cell.target_size, "support_size": cell.support_size,
         "mtl_from_symmetric_runs": bool(cell.mtl and cell.mtl.symmetric),
+        "refused": cell.refused,
     }
 
 
@@ -73,6 +75,7 @@ def summary(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
     return {
         "generated_by": f"mtlvsift {__version__} scripts/compare.py",
         "model": analysis.model,
+        "protocol": analysis.protocol,
         "units": "points (dev score x 100), mean over seeds",
         "test": "welch" if analysis.welch else "student",
         "alpha": analysis.alpha,
@@ -158,7 +161,8 @@ def markdown(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
     a = analysis
     correct, total = PAPER_HEURISTIC
     paper = f"the paper: {correct}/{total}, {correct / total:.1%}"
-    parts = [f"# MTL vs STILTs: {_md(a.model)}", _md(overview_line(a, found, outputs)),
+    protocol = f" (protocol {a.protocol})" if a.protocol != DEFAULT_PROTOCOL else ""
+    parts = [f"# MTL vs STILTs: {_md(a.model)}{protocol}", _md(overview_line(a, found, outputs)),
              "## Figure 1: pairwise MTL minus STILTs", "![Figure 1](figure1.png)",
              f"**Size heuristic** ({HEURISTIC_RULE}): {a.heuristic.phrase()} ({paper}).",
              _markdown_matrix(a)]
@@ -214,6 +218,8 @@ def _markdown_matrix(a: Analysis) -> str:
             cell = a.cell(target, support)
             if target == support:
                 cells.append("—")
+            elif cell is not None and cell.refused:
+                cells.append("≠")
             elif cell is None or not cell.complete:
                 cells.append("·")
             else:
@@ -223,7 +229,8 @@ def _markdown_matrix(a: Analysis) -> str:
         lines.append(f"| **{display_name(target)}** | " + " | ".join(cells) + " |")
     legend = (f"Bold: significant at p < {a.alpha:g} ({a.test_name}); positive = MTL better, "
               "negative = STILTs better; ✗: the size heuristic predicted the other method; "
-              "·: not run yet. Groups with one seed have no test.")
+              "·: not run yet; ≠: seeds not pooled (see the warnings). Groups with one seed have "
+              "no test.")
     return "\n".join(lines) + "\n\n" + legend
 
 

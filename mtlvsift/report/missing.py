@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mtlvsift.commands import DEFAULT_MODEL, DEFAULT_OUTPUTS, train_command
+from mtlvsift.commands import DEFAULT_MODEL, DEFAULT_OUTPUTS, DEFAULT_PROTOCOL, train_command
 from mtlvsift.report.stats import Analysis, Group
 
 ORDER = ("single", "stilts", "mtl", "mtl_all")  # STILTs starts from its support's single run
@@ -26,12 +26,14 @@ class MissingRun:
     seeds: tuple[int, ...]
     sampling: str | None = None
     partial: bool = False  # some seeds of this configuration exist already
+    protocol: str = DEFAULT_PROTOCOL
 
     def command(self, model: str = DEFAULT_MODEL, outputs: Path = Path(DEFAULT_OUTPUTS)) -> str:
         """The shell command that trains the missing seeds, e.g. a ``for seed in ...`` loop."""
         options = {"sampling": self.sampling if self.sampling != "size" else None,
                    "model": model if model != DEFAULT_MODEL else None,
-                   "output_dir": outputs if Path(outputs) != Path(DEFAULT_OUTPUTS) else None}
+                   "output_dir": outputs if Path(outputs) != Path(DEFAULT_OUTPUTS) else None,
+                   "protocol": self.protocol if self.protocol != DEFAULT_PROTOCOL else None}
         return train_command(self.method, self.target, [self.support] if self.support else [],
                              options, self.seeds)
 
@@ -57,7 +59,8 @@ def missing_runs(analysis: Analysis) -> list[MissingRun]:
         lacking = tuple(s for s in expected if s not in have)
         key = (method, target, support, sampling)
         if lacking and key not in found:
-            found[key] = MissingRun(method, target, support, lacking, sampling, bool(have))
+            found[key] = MissingRun(method, target, support, lacking, sampling, bool(have),
+                                    analysis.protocol)
 
     tasks = analysis.tasks
     for target in tasks:

@@ -1,10 +1,11 @@
 """The one training loop of all three scripts (single/STILTs, pairwise MTL, MTL_All).
 
-``run_training`` sets a run up: the accelerator, the run folder (skip a finished run, refuse a
-changed config), the data, what the run needs from other runs (``prerequisites``), the model,
-then the folder's lock. ``Trainer`` holds the wired-up pieces and trains: per epoch, task
+``run_training`` sets a run up: the accelerator, what the run needs from other runs
+(``prerequisites``), the run folder (skip a finished run, refuse a changed config), the data, the
+model, then the folder's lock. ``Trainer`` holds the wired-up pieces and trains: per epoch, task
 probabilities p (dynamic sampling reads the last dev scores), the sampler's global batches for
-(seed, epoch, p), each process training on its slice. Every ``eval_every`` of an epoch: evaluate
+(seed, epoch, p, protocol), each process training on its slice; the epoch settings, the LR
+schedule's length and the evaluation points come from ``plan``, as a dry run shows them. Every ``eval_every`` of an epoch: evaluate
 every task, keep the best model by the selection score, checkpoint. A rerun of the same command
 resumes from the checkpoint; a completed run writes ``result.json``.
 """
@@ -18,6 +19,7 @@ import time
 from contextlib import nullcontext
 from typing import Any
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, set_seed
@@ -36,10 +38,11 @@ from mtlvsift.train.data import make_collator
 from mtlvsift.train.evaluation import build_eval_batches, evaluate
 from mtlvsift.train.data_identity import check_same_data, with_data_fingerprints
 from mtlvsift.train.model import MultiTaskModel, check_max_seq_length, is_model_folder, load_encoder, \
-    load_tokenizer, model_folder_problem
-from mtlvsift.train.prerequisites import with_single_scores, with_start_model
+    load_tokenizer, loss_weights, lowercase_tokenizer, model_folder_problem, reuse_heads
+from mtlvsift.train.plan import (epoch_settings, eval_points, first_epoch_layout, lr_schedule_steps,
+                                 with_prerequisites)
 from mtlvsift.train.progress_bar import TrainDisplay
-from mtlvsift.train.sampling import epoch_batch_sizes, epoch_schedule, process_slice, task_probabilities
+from mtlvsift.train.sampling import epoch_schedule, process_slice, task_probabilities
 
 
 def run_training(config: TrainConfig, restart: bool = False) -> dict[str, Any]:
@@ -49,7 +52,7 @@ def run_training(config: TrainConfig, restart: bool = False) -> dict[str, Any]:
         os.environ.setdefault("ACCELERATE_USE_CPU", "true")
     accelerator = Accelerator(dataloader_config=DataLoaderConfiguration(split_batches=True))
     main = accelerator.is_main_process
-    config = with_single_scores(config)  # part of the run's identity
+    config = with_prerequisites(config)  # the single scores are part of the run's identity
     config = with_data_fingerprints(config)  # and so is the data
     run = RunFolder(config.run_dir)
     if config.overwrite:
@@ -71,10 +74,13 @@ def run_training(config: TrainConfig, restart: bool = False) -> dict[str, Any]:
 
     set_seed(config.seed)
     check_max_seq_length(config.init_from or config.model, config.max_seq_length)
+    original = config.protocol == "original"
     tokenizer = load_tokenizer(config.init_from or config.model)
+    if original:
+        tokenizer = lowercase_tokenizer(tokenizer)
     task_data = prepare_task_data(config, tokenizer, accelerator.main_process_first)
+    # An epoch the protocol cannot form (original: a task smaller than its quota) fails here.
     check_batch_options(config, task_data, accelerator.num_processes)
-    config = with_start_model(config, task_data[0].available)
     # A supporting run's best/ must be whole; --init-from may also be a plain Hugging Face folder.
     if config.init_model and (config.init_from is None or is_model_folder(config.init_model)):
         problem = model_folder_problem(config.init_model)
@@ -85,7 +91,9 @@ def run_training(config: TrainConfig, restart: bool = False) -> dict[str, Any]:
                 f"model folder.")
     encoder = load_encoder(config.init_model or config.model)
     model = MultiTaskModel(encoder, [d.task.name for d in task_data],
-                           [d.task.num_labels for d in task_data])
+                           [d.task.num_labels for d in task_data], share_heads=original)
+    if original and config.init_model and is_model_folder(config.init_model):
+        reuse_heads(model, config.init_model)
     # Everything that can fail on the user's input has been checked: now the folder is claimed.
     lock = run.claim(config.identity(), config.overwrite, restart) if main else None
     accelerator.wait_for_everyone()
@@ -96,13 +104,10 @@ def run_training(config: TrainConfig, restart: bool = False) -> dict[str, Any]:
             lock.release()
 
 
-def steps_per_epoch(task_data: list, batch_size: int, num_processes: int) -> int:
-    return len(epoch_batch_sizes(sum(len(d.train) for d in task_data), batch_size, num_processes))
-
-
 def check_batch_options(config: TrainConfig, task_data: list, num_processes: int) -> None:
     """Options that need the data's size, checked before the folder is claimed."""
-    steps = steps_per_epoch(task_data, config.batch_size, num_processes)
+    sizes = [len(d.train) for d in task_data]
+    steps = len(first_epoch_layout(config, sizes, num_processes).batch_sizes)
     if config.eval_every * steps < 1 - 1e-9:
         least = math.ceil(1e4 / steps) / 1e4
         raise MtlvsiftError(
@@ -114,14 +119,6 @@ def check_batch_options(config: TrainConfig, task_data: list, num_processes: int
         raise MtlvsiftError(
             f"--grad-accum {config.grad_accum} asks for more micro-batches than the {rows} rows "
             f"each process gets of a batch of {config.batch_size}; use at most {rows}.")
-
-
-def eval_points(steps_per_epoch: int, eval_every: float) -> set[int]:
-    """Batch counts within an epoch after which to evaluate: every ``eval_every`` and the end."""
-    count = math.ceil(1 / eval_every - 1e-9)
-    points = {min(steps_per_epoch, max(1, math.ceil(k * eval_every * steps_per_epoch - 1e-9)))
-              for k in range(1, count + 1)}
-    return points | {steps_per_epoch}
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.device):
@@ -147,9 +144,8 @@ class Trainer:
             torch.backends.cudnn.allow_tf32 = True
         self.names = [d.task.name for d in task_data]
         self.sizes = [len(d.train) for d in task_data]
-        self.steps_per_epoch = steps_per_epoch(task_data, config.batch_size, accelerator.num_processes)
-        self.eval_points = eval_points(self.steps_per_epoch, config.eval_every)
-        total_steps = self.steps_per_epoch * config.epochs
+        self.epoch_length = 0  # batches in the epoch under way (the original's vary by epoch)
+        total_steps = lr_schedule_steps(config, self.sizes, accelerator.num_processes)
         optimizer = make_optimizer(model, config, device)
         scheduler = get_linear_schedule_with_warmup(
             optimizer, round(config.warmup_ratio * total_steps), total_steps)
@@ -185,20 +181,23 @@ class Trainer:
         world, rank = self.accelerator.num_processes, self.accelerator.process_index
         p = self.epoch_probabilities(epoch)
         schedule = epoch_schedule(self.sizes, list(p.values()), config.batch_size, config.seed,
-                                  epoch, config.batching or "heterogeneous", world)
+                                  epoch, num_processes=world, **epoch_settings(config))
+        self.epoch_length = len(schedule)
+        progress.epoch_batches[str(epoch)] = len(schedule)
+        points = eval_points(len(schedule), config.eval_every)
         local = [process_slice(b, rank, world) for b in schedule[progress.batch_in_epoch:]]
         loader = train_loader(self.dataset, local, micro_batch_collator(self.collate, config.grad_accum),
                               config.num_workers, pin_memory=self.accelerator.device.type == "cuda")
         tick = time.perf_counter()
         for batch_index, micro_batches in enumerate(loader, start=progress.batch_in_epoch):
             global_size = len(schedule[batch_index])
-            self.step(micro_batches, global_size)
+            self.step(micro_batches, np.bincount(schedule[batch_index][:, 0], minlength=len(self.names)))
             progress.step += 1
             progress.batch_in_epoch = batch_index + 1
             progress.examples += global_size
             self.display.advance()
             fault_point("step")
-            at_eval = progress.batch_in_epoch in self.eval_points
+            at_eval = progress.batch_in_epoch in points
             if progress.step % config.log_every == 0 or at_eval:
                 elapsed = time.perf_counter() - tick
                 progress.train_seconds += elapsed
@@ -223,23 +222,26 @@ class Trainer:
             progress.probabilities[key] = [float(x) for x in p]
         return dict(zip(self.names, progress.probabilities[key]))
 
-    def step(self, micro_batches: list[dict], global_size: int) -> None:
-        """One optimizer step on this process's slice of a global batch of ``global_size`` rows.
+    def step(self, micro_batches: list[dict], task_rows: np.ndarray) -> None:
+        """One optimizer step on this process's slice of a global batch (``task_rows`` per task).
 
-        Each micro-batch's summed loss is scaled by W / global_size: DDP averages the W
-        processes' gradients, so the step follows the mean loss over the whole global batch.
+        Each micro-batch's per-task summed losses are weighted by ``loss_weights`` (scaled by W:
+        DDP averages the W processes' gradients), so the step follows the objective over the
+        whole global batch: its mean loss, or (original protocol) the sum of the task means.
         """
         accelerator, model = self.accelerator, self.model
         model.train()
-        scale = accelerator.num_processes / global_size
+        weights = torch.tensor(loss_weights(task_rows.tolist(), accelerator.num_processes,
+                                            per_task_mean=self.config.protocol == "original"),
+                               device=accelerator.device)
         for i, batch in enumerate(micro_batches):
             batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}
             last = i == len(micro_batches) - 1
             with nullcontext() if last else accelerator.no_sync(model):
                 loss, task_losses = model(**batch)
-                accelerator.backward(loss * scale)
+                accelerator.backward((task_losses * weights).sum())
             self.running.add(loss.detach(), task_losses.detach())
-        self.running.count(global_size)
+        self.running.count(int(task_rows.sum()))
         if self.config.max_grad_norm:
             accelerator.clip_grad_norm_(model.parameters(), self.config.max_grad_norm)
         self.optimizer.step()
@@ -272,7 +274,7 @@ class Trainer:
         start = time.perf_counter()
         metrics = evaluate(self.model, self.accelerator, self.task_data, self.eval_batches)
         progress.eval_seconds.append(time.perf_counter() - start)
-        epoch = progress.epoch + progress.batch_in_epoch / self.steps_per_epoch
+        epoch = progress.epoch + progress.batch_in_epoch / self.epoch_length
         entry = {"step": progress.step, "epoch": round(epoch, 6), "metrics": metrics, "probabilities": p}
         progress.history.append(entry)
         progress.last_scores = {n: selection_entry(entry, n)["score"] for n in self.names}

@@ -7,7 +7,21 @@ from typing import Callable
 import click
 
 from mtlvsift.params import SEED, FiniteFloatRange, count
+from mtlvsift.commands import DEFAULT_PROTOCOL, DEFAULT_SEEDS, PROTOCOLS
 from mtlvsift.train.sampling import BATCHINGS, DYNAMIC_RULES, SAMPLINGS
+
+
+def _seed_list(ctx, param, value: str | None) -> tuple[int, ...] | None:
+    """``0 1 2`` or ``0,1,2`` -> (0, 1, 2)."""
+    if value is None:
+        return None
+    try:
+        seeds = tuple(int(s) for s in value.replace(",", " ").split())
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a list of seeds such as '0 1 2 3 4'.") from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise click.BadParameter(f"{value!r}: give distinct non-negative seeds, e.g. '0 1 2 3 4'.")
+    return seeds
 
 
 def _apply(options: list[Callable]) -> Callable:
@@ -52,6 +66,23 @@ train_options = _apply([
     click.option("--keep-state", is_flag=True,
                  help="Keep the final accelerate state (state/) of a finished run; by default it is removed."),
     click.option("--compile", "compile_model", is_flag=True, help="torch.compile the model."),
+    click.option("--protocol", default=DEFAULT_PROTOCOL, show_default=True,
+                 type=click.Choice(PROTOCOLS, case_sensitive=False),
+                 help="standard: this project's; original: the authors' code (epoch until the "
+                      "first task runs out, sum of task means, heads shared by label count, ...; "
+                      "docs/fidelity.md)."),
+    click.option("--support-seeds", default=" ".join(map(str, DEFAULT_SEEDS)), show_default=True,
+                 callback=_seed_list,
+                 help="Seeds of the single runs that STILTs (best of them) and dynamic sampling "
+                      "(their mean) read; all must be finished."),
+])
+
+plan_options = _apply([
+    click.option("--dry-run", is_flag=True,
+                 help="Resolve and print the run's plan (sizes, quotas, batches, steps, start "
+                      "model); train nothing, write nothing."),
+    click.option("--plan-json", default=None, type=click.Path(dir_okay=False),
+                 help="Write the plan as JSON to this file (implies --dry-run)."),
 ])
 
 size_options = _apply([
