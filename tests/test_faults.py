@@ -328,7 +328,7 @@ def test_a_cut_last_log_line_is_dropped_on_resume(tmp_path):
 def test_a_deleted_supporting_model_is_not_blamed_on_model(tiny_model, tiny_glue, tmp_path):
     run_script("train_stilts", ["--target", "sst2", *tiny_args(tiny_model, tiny_glue, tmp_path, epochs=1)])
     shutil.rmtree(folder_of(tmp_path, name="sst2") / "best")
-    output = fails("train_stilts", ["--target", "rte", "--support", "sst2",
+    output = fails("train_stilts", ["--target", "rte", "--support", "sst2", "--support-seeds", "0",
                                     *tiny_args(tiny_model, tiny_glue, tmp_path)],
                    "The model to start from", "sst2/seed-0/best", "is damaged or missing", "--init-from")
     assert "--model" not in output and not (tmp_path / "stilts").exists()
