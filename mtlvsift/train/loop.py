@@ -31,10 +31,10 @@ from mtlvsift.run_record import build_record, selection_entry, write_record
 from mtlvsift.train.batches import MixedTaskDataset, micro_batch_collator, prepare_task_data, train_loader
 from mtlvsift.train.checkpoint import Progress, load_checkpoint, save_best_model, save_checkpoint
 from mtlvsift.train.config import TrainConfig
-from mtlvsift.train.data import make_collator
 from mtlvsift.train.evaluation import build_eval_batches, evaluate
 from mtlvsift.train.model import MultiTaskModel, is_model_folder, load_encoder, load_tokenizer, \
     model_folder_problem
+from mtlvsift.train.packing import batch_collator, check_packing_options
 from mtlvsift.train.prerequisites import with_single_scores, with_start_model
 from mtlvsift.train.progress_bar import TrainDisplay
 from mtlvsift.train.sampling import epoch_batch_sizes, epoch_schedule, process_slice, task_probabilities
@@ -70,6 +70,7 @@ def run_training(config: TrainConfig, restart: bool = False) -> dict[str, Any]:
     encoder = load_encoder(config.init_model or config.model)
     model = MultiTaskModel(encoder, [d.task.name for d in task_data],
                            [d.task.num_labels for d in task_data])
+    check_packing_options(config, accelerator.device, accelerator.mixed_precision)
     # Everything that can fail on the user's input has been checked: now the folder is claimed.
     lock = RunLock(run.path)
     if main:
@@ -129,11 +130,15 @@ class Trainer:
         optimizer = make_optimizer(model, config, device)
         scheduler = get_linear_schedule_with_warmup(
             optimizer, round(config.warmup_ratio * total_steps), total_steps)
+        mixed = accelerator.mixed_precision in ("fp16", "bf16")
+        self.collate, notice = batch_collator(config, model, tokenizer, 8 if mixed else None)
+        if notice and self.main:
+            print(notice)
         if config.compile_model:
             # The encoder is where the time goes; the heads pick rows by a data-dependent mask,
             # which would break the graph. Module.compile keeps the parameter names, so compiled
-            # and eager runs share checkpoints.
-            model.encoder.compile(dynamic=True)
+            # and eager runs share checkpoints. Packed batches mark their own dynamic dimensions.
+            model.encoder.compile(dynamic=None if model.budgeted_shapes else True)
         self.model, self.optimizer, self.scheduler = accelerator.prepare(model, optimizer, scheduler)
         self.progress = load_checkpoint(accelerator, run) or Progress()
         if self.progress.best is not None and (problem := model_folder_problem(run.best_dir)):
@@ -141,8 +146,6 @@ class Trainer:
                                 f"Rerun the same command with --restart to train this run from scratch.")
         if self.main:
             run.trim_log(self.progress.step)
-        mixed = accelerator.mixed_precision in ("fp16", "bf16")
-        self.collate = make_collator(tokenizer, pad_to_multiple_of=8 if mixed else None)
         self.eval_batches = build_eval_batches(task_data, self.collate, config.eval_batch_size,
                                                accelerator.process_index, accelerator.num_processes)
         self.dataset = MixedTaskDataset([d.train for d in task_data])

@@ -51,6 +51,12 @@ train_options = _apply([
     click.option("--keep-state", is_flag=True,
                  help="Keep the final accelerate state (state/) of a finished run; by default it is removed."),
     click.option("--compile", "compile_model", is_flag=True, help="torch.compile the model."),
+    click.option("--packing/--no-packing", default=True, show_default=True,
+                 help="Pack each batch's rows into one sequence of real tokens (BERT/RoBERTa-family "
+                      "encoders; others are padded). Changes speed, not results."),
+    click.option("--varlen-attention", is_flag=True,
+                 help="Packed attention by torch's varlen flash kernel (CUDA, bf16/fp16); it has no "
+                      "dropout, so attention-probability dropout is off."),
 ])
 
 size_options = _apply([
