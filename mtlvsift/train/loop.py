@@ -29,7 +29,8 @@ from mtlvsift.faults import fault_point
 from mtlvsift.run_folder import RunFolder, RunLock
 from mtlvsift.run_record import build_record, selection_entry, write_record
 from mtlvsift.train.batches import MixedTaskDataset, micro_batch_collator, prepare_task_data, train_loader
-from mtlvsift.train.checkpoint import Progress, load_checkpoint, save_best_model, save_checkpoint
+from mtlvsift.train.checkpoint import Progress, load_checkpoint
+from mtlvsift.train.checkpoint_writer import CheckpointWriter
 from mtlvsift.train.config import TrainConfig
 from mtlvsift.train.evaluation import build_eval_batches, evaluate
 from mtlvsift.train.model import MultiTaskModel, is_model_folder, load_encoder, load_tokenizer, \
@@ -140,7 +141,10 @@ class Trainer:
             # and eager runs share checkpoints. Packed batches mark their own dynamic dimensions.
             model.encoder.compile(dynamic=None if model.budgeted_shapes else True)
         self.model, self.optimizer, self.scheduler = accelerator.prepare(model, optimizer, scheduler)
-        self.progress = load_checkpoint(accelerator, run) or Progress()
+        self.progress = load_checkpoint(accelerator, run, self.model, self.optimizer, self.scheduler) \
+            or Progress()
+        self.checkpoints = CheckpointWriter(accelerator, run, self.model, self.optimizer, self.scheduler,
+                                            tokenizer)
         if self.progress.best is not None and (problem := model_folder_problem(run.best_dir)):
             raise MtlvsiftError(f"The best model saved so far, {run.best_dir}, is damaged ({problem}). "
                                 f"Rerun the same command with --restart to train this run from scratch.")
@@ -154,10 +158,13 @@ class Trainer:
         self.display = TrainDisplay(self.main, title, total_steps, self.progress.step)
 
     def train(self) -> dict[str, Any]:
-        with self.display:
-            for epoch in range(self.progress.epoch, self.config.epochs):
-                self.train_epoch(epoch)
-        return self.finish()
+        try:
+            with self.display:
+                for epoch in range(self.progress.epoch, self.config.epochs):
+                    self.train_epoch(epoch)
+            return self.finish()
+        finally:
+            self.checkpoints.close()  # a run stopped by an error still completes the write under way
 
     def train_epoch(self, epoch: int) -> None:
         config, progress = self.config, self.progress
@@ -246,7 +253,7 @@ class Trainer:
                                  "examples_per_second": speed})
 
     def evaluate_and_checkpoint(self, p: dict[str, float]) -> None:
-        progress, run = self.progress, self.run
+        progress = self.progress
         start = time.perf_counter()
         metrics = evaluate(self.model, self.accelerator, self.task_data, self.eval_batches)
         progress.eval_seconds.append(time.perf_counter() - start)
@@ -264,20 +271,19 @@ class Trainer:
         candidate = selection_entry(entry, self.config.target)
         is_best = progress.best is None or candidate["score"] > progress.best["score"]
         self.display.evaluation(progress.step, epoch, metrics, improved)
-        start = time.perf_counter()
         if is_best:
             progress.best = candidate
-            with run.saving("the best model"):
-                save_best_model(self.accelerator, run, self.model, self.tokenizer)
-        # The checkpoint stores the time before its own write; the record gets the whole time.
-        progress.save_seconds.append(time.perf_counter() - start)
-        with run.saving("the checkpoint"):
-            save_checkpoint(self.accelerator, run, progress)
-        progress.save_seconds[-1] = time.perf_counter() - start
+        self.checkpoints.checkpoint(progress, best=is_best)
+        previous = f"; the previous write took {progress.save_seconds[-2]:.2f} s" \
+            if len(progress.save_seconds) > 1 else ""
+        self.display.message(f"Checkpoint at step {progress.step}: the loop waited "
+                             f"{progress.checkpoint_blocked_seconds[-1]:.2f} s, the write goes on in "
+                             f"the background{previous}.")
 
     def finish(self) -> dict[str, Any]:
         """Write the run record; a finished run keeps no resume state (unless --keep-state)."""
         accelerator, run = self.accelerator, self.run
+        self.checkpoints.finish(self.progress)
         device = {"device": str(accelerator.device), "num_processes": accelerator.num_processes,
                   "mixed_precision": accelerator.mixed_precision}
         record = build_record(self.config, self.progress,
