@@ -133,6 +133,7 @@ class Trainer:
             optimizer, round(config.warmup_ratio * total_steps), total_steps)
         mixed = accelerator.mixed_precision in ("fp16", "bf16")
         self.collate, notice = batch_collator(config, model, tokenizer, 8 if mixed else None)
+        self.packed = config.packing and notice is None
         if notice and self.main:
             print(notice)
         if config.compile_model:
@@ -285,7 +286,7 @@ class Trainer:
         accelerator, run = self.accelerator, self.run
         self.checkpoints.finish(self.progress)
         device = {"device": str(accelerator.device), "num_processes": accelerator.num_processes,
-                  "mixed_precision": accelerator.mixed_precision}
+                  "mixed_precision": accelerator.mixed_precision, "packed_batches": self.packed}
         record = build_record(self.config, self.progress,
                               {d.task.name: len(d.train) for d in self.task_data},
                               {d.task.name: d.available for d in self.task_data}, device)

@@ -1,0 +1,88 @@
+"""Checkpoints written in the background: host copies, a slow write, a failed last write, DDP.
+
+The kill-and-resume and full-disk tests of test_faults.py and test_train.py cover the rest."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import mtlvsift.faults as faults
+import mtlvsift.train.checkpoint_writer as checkpoint_writer
+from helpers import REPO_ROOT, fails, read_result, run_script, tiny_args
+from mtlvsift.train.checkpoint_writer import HostCopy
+
+
+@pytest.fixture(autouse=True)
+def _fresh_fault_counts():
+    faults._hits.clear()
+    yield
+    faults._hits.clear()
+
+
+def test_host_copy_reuses_its_buffers_and_owns_its_values():
+    weights = torch.arange(6.0).reshape(2, 3)
+    state = {"model": {"w": weights}, "optimizer": {"state": {0: {"step": torch.tensor(3.0)}},
+                                                    "param_groups": [{"lr": 0.1, "params": [0]}]}}
+    copy = HostCopy(pin=False)
+    first = copy(state)
+    weights += 100  # training goes on after the copy
+    assert first["model"]["w"].tolist() == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
+    assert first["optimizer"]["param_groups"] == [{"lr": 0.1, "params": [0]}]
+    second = copy(state)
+    assert second["model"]["w"] is first["model"]["w"]  # the same buffer: no new allocation
+    assert second["model"]["w"][0, 0] == 100.0 and second["optimizer"]["state"][0]["step"] == 3.0
+
+
+def test_a_slow_write_is_waited_for_before_the_record(tiny_model, tiny_glue, tmp_path, monkeypatch):
+    """Each write sleeps 0.3 s in the background: the run still ends with the last checkpoint on
+    disk before result.json, and the record holds each write's time and the loop's waits."""
+    real_write = checkpoint_writer.write_state
+
+    def slow_write(*args, **kwargs):
+        time.sleep(0.3)
+        real_write(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoint_writer, "write_state", slow_write)
+    run_script("train_stilts", ["--target", "rte", "--keep-state", *tiny_args(tiny_model, tiny_glue, tmp_path)])
+    folder = tmp_path / "single" / "rte" / "seed-0"
+    assert json.loads((folder / "state" / "progress.json").read_text())["step"] == 12
+    timing = read_result(tmp_path, "single", "rte")["timing"]
+    assert len(timing["save_seconds"]) == len(timing["checkpoint_blocked_seconds"]) == 4
+    assert all(seconds >= 0.3 for seconds in timing["save_seconds"])
+    assert not list(folder.glob("*.tmp"))
+
+
+def test_a_failed_last_write_stops_the_run_before_its_record(tiny_model, tiny_glue, tmp_path, monkeypatch):
+    monkeypatch.setenv("MTLVSIFT_FAULT", "mid_checkpoint:oserror:4")  # the fourth and last checkpoint
+    fails("train_stilts", ["--target", "rte", *tiny_args(tiny_model, tiny_glue, tmp_path)],
+          "Could not write the checkpoint", "No space left on device", "rerun the same command")
+    folder = tmp_path / "single" / "rte" / "seed-0"
+    assert not (folder / "result.json").exists() and not (folder / "state.tmp").exists()
+    assert json.loads((folder / "state" / "progress.json").read_text())["step"] == 9
+    monkeypatch.delenv("MTLVSIFT_FAULT")
+    faults._hits.clear()
+    run_script("train_stilts", ["--target", "rte", *tiny_args(tiny_model, tiny_glue, tmp_path)])
+    assert len(read_result(tmp_path, "single", "rte")["history"]) == 4
+
+
+@pytest.mark.slow
+def test_a_failed_write_stops_every_process(tiny_model, tiny_glue, tmp_path):
+    """Under DDP only the main process writes; its failure stops both processes with the error."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", MTLVSIFT_FAULT="mid_checkpoint:oserror:1")
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+               str(REPO_ROOT / "launch_configs" / "cpu_multi_process.yaml"), "--num_processes", "2",
+               str(REPO_ROOT / "scripts" / "train_stilts.py"), "--target", "rte",
+               *map(str, tiny_args(tiny_model, tiny_glue, tmp_path))]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0
+    output = " ".join((done.stdout + done.stderr).split())
+    assert output.count("Could not write the checkpoint") >= 2, output[-3000:]  # both processes
+    folder = tmp_path / "single" / "rte" / "seed-0"
+    assert not (folder / "state").exists() and not (folder / "result.json").exists()
