@@ -12,10 +12,11 @@ import time
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 import mtlvsift.faults as faults
 import mtlvsift.train.checkpoint_writer as checkpoint_writer
-from helpers import REPO_ROOT, fails, read_result, run_script, tiny_args
+from helpers import REPO_ROOT, fails, read_log, read_result, run_script, tiny_args
 from mtlvsift.train.checkpoint_writer import HostCopy
 
 
@@ -40,23 +41,54 @@ def test_host_copy_reuses_its_buffers_and_owns_its_values():
     assert second["model"]["w"][0, 0] == 100.0 and second["optimizer"]["state"][0]["step"] == 3.0
 
 
-def test_a_slow_write_is_waited_for_before_the_record(tiny_model, tiny_glue, tmp_path, monkeypatch):
-    """Each write sleeps 0.3 s in the background: the run still ends with the last checkpoint on
-    disk before result.json, and the record holds each write's time and the loop's waits."""
-    real_write = checkpoint_writer.write_state
+@pytest.fixture
+def slow_background(monkeypatch):
+    """The background copy and the write each take 0.3 s longer: the loop trains on meanwhile."""
+    real_copy, real_write = checkpoint_writer.CheckpointWriter._copy, checkpoint_writer.write_state
 
-    def slow_write(*args, **kwargs):
+    def slow_copy(self, *args):
         time.sleep(0.3)
-        real_write(*args, **kwargs)
+        real_copy(self, *args)
 
+    def slow_write(*args):
+        time.sleep(0.3)
+        real_write(*args)
+
+    monkeypatch.setattr(checkpoint_writer.CheckpointWriter, "_copy", slow_copy)
     monkeypatch.setattr(checkpoint_writer, "write_state", slow_write)
+
+
+def test_a_slow_write_is_waited_for_before_the_record(tiny_model, tiny_glue, tmp_path, slow_background):
+    """The run still ends with the last checkpoint on disk before result.json, and the record
+    holds each write's time and the loop's waits."""
     run_script("train_stilts", ["--target", "rte", "--keep-state", *tiny_args(tiny_model, tiny_glue, tmp_path)])
     folder = tmp_path / "single" / "rte" / "seed-0"
     assert json.loads((folder / "state" / "progress.json").read_text())["step"] == 12
     timing = read_result(tmp_path, "single", "rte")["timing"]
     assert len(timing["save_seconds"]) == len(timing["checkpoint_blocked_seconds"]) == 4
-    assert all(seconds >= 0.3 for seconds in timing["save_seconds"])
+    assert all(seconds >= 0.6 for seconds in timing["save_seconds"])
     assert not list(folder.glob("*.tmp"))
+
+
+def test_a_slow_copy_still_holds_the_checkpoint_step(tiny_model, tiny_glue, tmp_path, monkeypatch,
+                                                     slow_background):
+    """The copy runs while the next step computes: the optimizer waits for it, so a run resumed
+    from the first checkpoint (step 3) ends exactly like an uninterrupted one."""
+    def command(out):
+        return ["--target", "rte", "--keep-state", "--log-every", 1, *tiny_args(tiny_model, tiny_glue, out)]
+
+    run_script("train_stilts", command(tmp_path / "clean"))
+    faults._hits.clear()
+    monkeypatch.setenv("MTLVSIFT_FAULT", "after_checkpoint:oserror:1")
+    fails("train_stilts", command(tmp_path / "resumed"), "Could not write the checkpoint")
+    monkeypatch.delenv("MTLVSIFT_FAULT")
+    faults._hits.clear()
+    run_script("train_stilts", command(tmp_path / "resumed"))
+    clean, resumed = (tmp_path / n / "single" / "rte" / "seed-0" for n in ("clean", "resumed"))
+    a, b = (load_file(folder / "state" / "model.safetensors") for folder in (clean, resumed))
+    assert all(torch.equal(a[name], b[name]) for name in a)
+    assert read_log(clean) == [e | {"examples_per_second": c["examples_per_second"]}
+                               for e, c in zip(read_log(resumed), read_log(clean))]
 
 
 def test_a_failed_last_write_stops_the_run_before_its_record(tiny_model, tiny_glue, tmp_path, monkeypatch):

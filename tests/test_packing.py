@@ -41,8 +41,9 @@ def test_collator_lays_rows_end_to_end():
     assert layout.max_length == 20 and batch["labels"].tolist() == [0.0, 1.0, 0.0]
     # Rows of 3 and 5 tokens share the block of rows up to 16 tokens; the 20-token row has its own.
     short, long_ = layout.blocks
-    assert short.tolist() == [[0, 1, 2, 28, 28], [23, 24, 25, 26, 27]]  # 28: the zero token
-    assert long_.tolist() == [list(range(3, 23))]
+    assert short.tolist() == [[0, 1, 2, 0, 0], [23, 24, 25, 26, 27]]
+    assert layout.inside[0].tolist() == [[True] * 3 + [False] * 2, [True] * 5]  # the key mask
+    assert long_.tolist() == [list(range(3, 23))] and layout.inside[1].all()
     flat = torch.cat([short.flatten(), long_.flatten()])
     assert torch.equal(flat[layout.slots], torch.arange(28))  # each token's place holds it
 

@@ -1,20 +1,23 @@
-"""Checkpoints off the critical path: the loop copies the state to host memory, a thread writes it.
+"""Checkpoints off the critical path: a thread copies the state to host memory and writes it.
 
 At every evaluation the loop calls ``CheckpointWriter.checkpoint``, which
 
 1. waits for the previous write (normally long finished) and, if it failed, raises its error on
    every process: a failed write surfaces at the next checkpoint, or at ``finish``;
-2. copies the model, optimizer, scheduler and gradient scaler states into host buffers (reused
-   from one checkpoint to the next; pinned on a GPU) and gathers every process's RNG states;
-3. hands the copy to a thread that writes ``best/`` (when the model improved) and then ``state/``,
-   each into a ``.tmp`` folder swapped in by ``replace_folder``, as the synchronous code did.
+2. takes what changes before the next optimizer step (every process's RNG states, gathered; the
+   scheduler, scaler and progress) and starts a thread on the main process that
+3. copies the model and optimizer states into host buffers (reused from one checkpoint to the
+   next; pinned, on a side stream, on a GPU), then writes ``best/`` (when the model improved) and
+   ``state/``, each into a ``.tmp`` folder swapped in by ``replace_folder``, as before.
 
-The loop is blocked for steps 1 and 2 only; that time is recorded per checkpoint
-(``checkpoint_blocked_seconds``), the write's own time in ``save_seconds``. A kill at any moment
-leaves the last complete ``state/`` (a rerun resumes from it and replays the same batches).
-Only the main process writes: DDP keeps weights and optimizer states identical on every process.
-``finish`` waits for the last write before the run record is written; ``close`` waits without
-raising, for a run that stops on another error.
+The next step's forward and backward passes read the weights but change neither them nor the
+optimizer state: only ``optimizer.step()`` does, so the loop calls ``before_optimizer_step``
+first, which waits until the copy is done. The loop's blocked time per checkpoint (steps 1-2 and
+that wait) is recorded as ``checkpoint_blocked_seconds``, the write's own time as
+``save_seconds``. A kill at any moment leaves the last complete ``state/`` (a rerun resumes from
+it and replays the same batches). Only the main process writes: DDP keeps weights and optimizer
+states identical on every process. ``finish`` waits for the last write before the run record is
+written; ``close`` waits without raising, for a run that stops on another error.
 """
 
 from __future__ import annotations
@@ -76,38 +79,62 @@ class CheckpointWriter:
                  tokenizer) -> None:
         self.accelerator, self.run = accelerator, run
         self.model, self.optimizer, self.scheduler, self.tokenizer = model, optimizer, scheduler, tokenizer
-        self.host = HostCopy(pin=accelerator.device.type == "cuda")
+        cuda = accelerator.device.type == "cuda"
+        self.host = HostCopy(pin=cuda)
+        self.stream = torch.cuda.Stream(accelerator.device) if cuda else None
         self.thread: threading.Thread | None = None
+        self.copied: threading.Event | None = None  # set once the state is in host memory
         self.error: BaseException | None = None
         self.seconds = 0.0  # the last write's duration
         self.index = -1  # the evaluation the running write belongs to
 
     def checkpoint(self, progress: Progress, best: bool) -> None:
-        """Wait for the previous write, copy the state to host memory, write it in the background."""
+        """Wait for the previous write; start copying and writing this checkpoint in the background."""
         start = time.perf_counter()
         self._collect(progress)
         accelerator = self.accelerator
         rng = rng_state()
         rng = gather_object([rng]) if accelerator.num_processes > 1 else [rng]
-        snapshot = self._snapshot(rng, best) if accelerator.is_main_process else None
-        # progress.json stores the time written so far; the record gets the whole write.
+        # progress.json stores the times known when it is taken; the record gets the whole.
         progress.save_seconds.append(0.0)
         progress.checkpoint_blocked_seconds.append(time.perf_counter() - start)
         self.index = len(progress.save_seconds) - 1
-        if snapshot is not None:
-            snapshot.progress = copy.deepcopy(progress.to_dict())
-            self.thread = threading.Thread(target=self._write, args=(snapshot,), name="checkpoint-writer")
+        if accelerator.is_main_process:
+            scaler = accelerator.scaler
+            snapshot = Snapshot(accelerator.unwrap_model(self.model).state_dict(), self.optimizer.state_dict(),
+                                copy.deepcopy(self.scheduler.state_dict()),
+                                None if scaler is None else copy.deepcopy(scaler.state_dict()), rng,
+                                copy.deepcopy(progress.to_dict()), best)
+            ready = None
+            if self.stream is not None:  # the side stream copies what the loop's stream computed
+                ready = torch.cuda.Event()
+                ready.record()
+            self.copied = threading.Event()
+            self.thread = threading.Thread(target=self._copy_and_write, args=(snapshot, ready),
+                                           name="checkpoint-writer")
             self.thread.start()
+        progress.checkpoint_blocked_seconds[-1] = time.perf_counter() - start
 
-    def _snapshot(self, rng: list[dict], best: bool) -> Snapshot:
-        scaler = self.accelerator.scaler
-        snapshot = Snapshot(self.host(self.accelerator.unwrap_model(self.model).state_dict(), "model"),
-                            self.host(self.optimizer.state_dict(), "optimizer"),
-                            copy.deepcopy(self.scheduler.state_dict()),
-                            None if scaler is None else copy.deepcopy(scaler.state_dict()), rng, {}, best)
-        if self.host.pin:
-            torch.cuda.synchronize()  # the copies are asynchronous: done before the thread reads them
-        return snapshot
+    def before_optimizer_step(self, progress: Progress) -> None:
+        """The copy must be done before the optimizer changes weights and moments."""
+        if self.copied is None:
+            return
+        start = time.perf_counter()
+        self.copied.wait()
+        self.copied = None
+        progress.checkpoint_blocked_seconds[self.index] += time.perf_counter() - start
+
+    def _copy(self, snapshot: Snapshot, ready) -> None:
+        """Replace the snapshot's live model and optimizer tensors by host copies."""
+        if self.stream is None:
+            snapshot.model = self.host(snapshot.model, "model")
+            snapshot.optimizer = self.host(snapshot.optimizer, "optimizer")
+            return
+        with torch.cuda.stream(self.stream):
+            self.stream.wait_event(ready)
+            snapshot.model = self.host(snapshot.model, "model")
+            snapshot.optimizer = self.host(snapshot.optimizer, "optimizer")
+        self.stream.synchronize()
 
     def finish(self, progress: Progress) -> None:
         """Wait for the last write (the run's record comes after it); raise if it failed."""
@@ -118,12 +145,14 @@ class CheckpointWriter:
         if self.thread is not None:
             self.thread.join()
             self.thread = None
+            self.copied = None
 
     def _collect(self, progress: Progress) -> None:
         message = None
         if self.thread is not None:
             self.thread.join()
             self.thread = None
+            self.copied = None
             progress.save_seconds[self.index] = self.seconds
             if self.error is not None:
                 message = str(self.error) or type(self.error).__name__
@@ -136,11 +165,16 @@ class CheckpointWriter:
             raise error  # a bug, not a full disk: keep its traceback
         raise MtlvsiftError(message) from error
 
-    def _write(self, snapshot: Snapshot) -> None:
-        """best/ (when improved), then state/: each written beside and swapped in whole."""
+    def _copy_and_write(self, snapshot: Snapshot, ready) -> None:
+        """The host copy (then the loop may step again), best/ when improved, then state/: each
+        folder written beside and swapped in whole."""
         start = time.perf_counter()
         run = self.run
         try:
+            try:
+                self._copy(snapshot, ready)
+            finally:
+                self.copied.set()
             if snapshot.best:
                 with run.saving("the best model"):
                     tmp = run.path / "best.tmp"

@@ -229,6 +229,7 @@ class Trainer:
         self.running.count(global_size)
         if self.config.max_grad_norm:
             accelerator.clip_grad_norm_(model.parameters(), self.config.max_grad_norm)
+        self.checkpoints.before_optimizer_step(self.progress)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)

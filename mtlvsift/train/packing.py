@@ -10,8 +10,8 @@ and where each token sits in the attention layout.
 Linear layers, layer norms and embeddings act on each token alone, so only attention must know
 the rows. The attention function registered here (``PACKED_SDPA``) gathers q/k/v into padded
 (rows, length) blocks, one block per length group (rows up to 16, 32, 64 tokens, longer), runs
-SDPA with the key mask and the model's attention dropout, and scatters the result back: attention
-pads a little, the expensive layers not at all. ``PACKED_VARLEN`` runs torch's varlen kernel on the
+SDPA with the key mask and the model's attention dropout, and gathers each token's output back:
+attention pads a little, the expensive layers not at all. ``PACKED_VARLEN`` runs torch's varlen kernel on the
 packed sequence instead (CUDA, bf16/fp16); that kernel has no dropout, so attention-probability
 dropout is off there. Stock sdpa/eager/flex attention with packed position ids would let rows
 attend to each other in an encoder: never rely on them.
@@ -52,18 +52,21 @@ class PackedLayout:
     max_length: int  # the longest segment (the varlen kernel's bound)
     slots: torch.Tensor  # (T,) each token's place in the concatenated attention blocks; filler: last
     blocks: list[torch.Tensor] = field(default_factory=list)  # (rows_b, length_b): the token in each
-    # place, T (a zero token, masked as a key) where a row is shorter than its block
+    # place; where a row is shorter than its block, token 0 (masked as a key, its output unused)
+    inside: list[torch.Tensor] = field(default_factory=list)  # (rows_b, length_b): the place holds
+    # a token of the row (the key mask)
 
     def to(self, device, non_blocking: bool = False) -> "PackedLayout":
         def move(tensor: torch.Tensor) -> torch.Tensor:
             return tensor.to(device, non_blocking=non_blocking)
 
         return PackedLayout(move(self.first_token), move(self.cu_seqlens), self.max_length,
-                            move(self.slots), [move(b) for b in self.blocks])
+                            move(self.slots), [move(b) for b in self.blocks], [move(m) for m in self.inside])
 
     def pin_memory(self) -> "PackedLayout":  # DataLoader(pin_memory=True) calls it
-        return PackedLayout(self.first_token.pin_memory(), self.cu_seqlens.pin_memory(),
-                            self.max_length, self.slots.pin_memory(), [b.pin_memory() for b in self.blocks])
+        return PackedLayout(self.first_token.pin_memory(), self.cu_seqlens.pin_memory(), self.max_length,
+                            self.slots.pin_memory(), [b.pin_memory() for b in self.blocks],
+                            [m.pin_memory() for m in self.inside])
 
 
 def token_budget(tokens: int) -> int:
@@ -109,29 +112,31 @@ class PackedCollator:
         pieces = list(range(real + bound, total, bound)) + ([total] if total > real else [])
         groups = np.zeros(len(lengths), dtype=np.int64) if self.budgeted else \
             np.searchsorted(LENGTH_GROUPS, lengths)
-        slots, blocks = self._blocks(lengths, starts, groups, total)
+        slots, blocks, inside = self._blocks(lengths, starts, groups, total)
         batch["packed_layout"] = PackedLayout(
             first_token=torch.from_numpy(starts[:-1].copy()),
             cu_seqlens=torch.tensor(starts.tolist() + pieces, dtype=torch.int32),
-            max_length=bound, slots=slots, blocks=blocks)
+            max_length=bound, slots=slots, blocks=blocks, inside=inside)
         return batch | label_and_task_tensors(features)
 
     @staticmethod
     def _blocks(lengths: np.ndarray, starts: np.ndarray, groups: np.ndarray,
-                total: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """One (rows, longest) block of token indices per length group, and each token's place."""
+                total: int) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """Per length group, a (rows, longest) block of token indices and its key mask; each
+        token's place in the blocks laid end to end."""
         slots = np.empty(total, dtype=np.int64)
-        blocks, offset = [], 0
+        blocks, masks, offset = [], [], 0
         for group in np.unique(groups):
             members = np.flatnonzero(groups == group)
             column = np.arange(lengths[members].max())
             inside = column < lengths[members, None]
-            places = np.where(inside, starts[members, None] + column, total)
+            places = np.where(inside, starts[members, None] + column, 0)
             slots[places[inside]] = offset + np.flatnonzero(inside.ravel())
             offset += places.size
             blocks.append(torch.from_numpy(places))
+            masks.append(torch.from_numpy(inside))
         slots[int(starts[-1]):] = offset  # the filler's place: one zero output after all blocks
-        return torch.from_numpy(slots), blocks
+        return torch.from_numpy(slots), blocks, masks
 
 
 # --------------------------------------------------------------------------- attention
@@ -146,18 +151,14 @@ def packed_sdpa_attention(module: torch.nn.Module, query: torch.Tensor, key: tor
     if packed_layout is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, **kwargs)
-    _, heads, tokens, dim = query.shape
-    zero = query.new_zeros(1, heads, dim)
-    # (T + 1, H, D): every token, then the zero token that fills the short rows' places.
-    q, k, v = (torch.cat([x[0].transpose(0, 1), zero]) for x in (query, key, value))
+    q, k, v = (x[0].transpose(0, 1) for x in (query, key, value))  # (T, H, D)
     outputs = []
-    for places in packed_layout.blocks:
-        keys_inside = (places < tokens)[:, None, None, :]
+    for places, inside in zip(packed_layout.blocks, packed_layout.inside):
         out = F.scaled_dot_product_attention(
             q[places].transpose(1, 2), k[places].transpose(1, 2), v[places].transpose(1, 2),
-            attn_mask=keys_inside, dropout_p=dropout, scale=scaling)
+            attn_mask=inside[:, None, None, :], dropout_p=dropout, scale=scaling)
         outputs.append(out.transpose(1, 2).flatten(0, 1))
-    outputs.append(zero)  # the filler's output
+    outputs.append(q.new_zeros(1, *q.shape[1:]))  # the filler's output
     return torch.cat(outputs)[packed_layout.slots].unsqueeze(0), None
 
 
@@ -191,7 +192,7 @@ def mark_budgeted_shapes(inputs: dict[str, torch.Tensor], layout: PackedLayout) 
     for tensor in inputs.values():
         torch._dynamo.mark_static(tensor, 1)
     torch._dynamo.mark_static(layout.slots, 0)
-    for block in layout.blocks:
+    for block in layout.blocks + layout.inside:
         torch._dynamo.maybe_mark_dynamic(block, 0)
         torch._dynamo.maybe_mark_dynamic(block, 1)
     torch._dynamo.maybe_mark_dynamic(layout.cu_seqlens, 0)
