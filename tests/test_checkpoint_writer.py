@@ -104,6 +104,18 @@ def test_a_failed_last_write_stops_the_run_before_its_record(tiny_model, tiny_gl
     assert len(read_result(tmp_path, "single", "rte")["history"]) == 4
 
 
+def test_resuming_with_another_process_count_is_refused(tiny_model, tiny_glue, tmp_path, monkeypatch):
+    monkeypatch.setenv("MTLVSIFT_FAULT", "after_checkpoint:oserror:1")
+    fails("train_stilts", ["--target", "rte", *tiny_args(tiny_model, tiny_glue, tmp_path)],
+          "Could not write the checkpoint")
+    monkeypatch.delenv("MTLVSIFT_FAULT")
+    training = tmp_path / "single" / "rte" / "seed-0" / "state" / "training.pt"
+    state = torch.load(training, weights_only=False)
+    torch.save(state | {"rng": state["rng"] * 2}, training)  # as two processes write it
+    fails("train_stilts", ["--target", "rte", *tiny_args(tiny_model, tiny_glue, tmp_path)],
+          "was written by 2 process(es)", "--restart")
+
+
 @pytest.mark.slow
 def test_a_failed_write_stops_every_process(tiny_model, tiny_glue, tmp_path):
     """Under DDP only the main process writes; its failure stops both processes with the error."""
