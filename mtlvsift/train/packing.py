@@ -212,7 +212,11 @@ def unsupported_reason(encoder: torch.nn.Module) -> str | None:
     model_type = getattr(encoder.config, "model_type", "?")
     if model_type not in PACKABLE_MODEL_TYPES:
         return f"model type {model_type} has no packed path here (only {', '.join(PACKABLE_MODEL_TYPES)})"
-    if not rows_stay_apart(encoder):
+    try:
+        apart = rows_stay_apart(encoder)
+    except Exception as exc:  # an API this transformers version lacks
+        return f"packed attention could not run here ({type(exc).__name__}: {str(exc)[:120]})"
+    if not apart:
         return "the packed forward pass of this transformers version does not match row by row"
     return None
 
