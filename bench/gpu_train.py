@@ -6,7 +6,9 @@ and peak GPU memory:
 
   loop-qnli, loop-sst2, loop-rte   mtlvsift.train.loop.run_training, single-task (the scripts' code path)
   loop-mtl-rte+sst2                the same loop, pairwise MTL, size sampling, heterogeneous batches
+  loop-*-padded                    the same with --no-packing (padded batches), side by side
   loop-*-compile                   the same with --compile (on CUDA, or with --compile)
+  loop-*-varlen                    packed attention by torch's varlen kernel (opt-in: --cases)
   trainer-paper-qnli               transformers.Trainer, the paper's settings: fp16, padded to 128
   trainer-best-qnli                Trainer's best flags: bf16, dynamic padding, fused AdamW, 4 workers
 
@@ -48,6 +50,7 @@ from bench.hf_trainer import run_trainer
 from bench.loop_runner import BATCH_SIZE, loop_config, run_loop
 
 ISSUE_TARGETS = {"train": 2.5, "eval": 6.0, "mtl": 0.9}  # issue 6, "Must show" 1
+RATE_TARGETS = {"qnli": 20_000, "mtl": 25_000, "eval": 45_000}  # issue 11: examples/s on an H100
 
 
 @dataclass(frozen=True)
@@ -57,20 +60,28 @@ class Case:
     tasks: tuple[str, ...]
     compile: bool = False
     trainer: str | None = None  # paper | best
+    packing: bool = True  # the loop's default; False: --no-packing
+    varlen: bool = False  # --varlen-attention
 
 
 CASES = [
     Case("loop-qnli", "loop", ("qnli",)),
+    Case("loop-qnli-padded", "loop", ("qnli",), packing=False),
     Case("loop-sst2", "loop", ("sst2",)),
     Case("loop-rte", "loop", ("rte",)),
     Case("loop-mtl-rte+sst2", "loop", ("rte", "sst2")),
+    Case("loop-mtl-rte+sst2-padded", "loop", ("rte", "sst2"), packing=False),
     Case("trainer-paper-qnli", "trainer", ("qnli",), trainer="paper"),
     Case("trainer-best-qnli", "trainer", ("qnli",), trainer="best"),
     Case("loop-qnli-compile", "loop", ("qnli",), compile=True),
     Case("loop-mtl-rte+sst2-compile", "loop", ("rte", "sst2"), compile=True),
 ]
 OPT_IN = [Case("loop-sst2-compile", "loop", ("sst2",), compile=True),  # only with --cases
-          Case("loop-rte-compile", "loop", ("rte",), compile=True)]
+          Case("loop-rte-compile", "loop", ("rte",), compile=True),
+          Case("loop-sst2-padded", "loop", ("sst2",), packing=False),
+          Case("loop-rte-padded", "loop", ("rte",), packing=False),
+          Case("loop-qnli-varlen", "loop", ("qnli",), varlen=True),
+          Case("loop-mtl-rte+sst2-varlen", "loop", ("rte", "sst2"), varlen=True)]
 
 
 @dataclass
@@ -111,16 +122,16 @@ def padding_report(cases: list[Case], s: Settings) -> tuple[list[str], list[list
     from mtlvsift.train.model import load_tokenizer
 
     head = ["configuration", "train sizes", "real tokens/ex", "padded/ex as run",
-            "2 sorted micro-batches", "4 sorted micro-batches"]
+            "2 sorted micro-batches", "4 sorted micro-batches", "packed", "packed, compile budgets"]
     rows = []
-    for case in (c for c in cases if c.kind == "loop" and not c.compile):
+    for case in (c for c in cases if c.kind == "loop" and not c.compile and c.packing and not c.varlen):
         config = loop_config(case.tasks, s.model_dir, s.data_dir, s.work_dir / "out", s.examples,
                              s.batch_size)
         data = prepare_task_data(config, load_tokenizer(str(s.model_dir)), nullcontext)
         pad = measure.loop_padding(config, data, measure.collator_multiple(s.precision))
         sizes = " + ".join(f"{d.task.display} {len(d.train):,}" for d in data)
         rows.append([case.name, sizes, f"{measure.mean_tokens([d.train for d in data]):.1f}",
-                     *(f"{pad[k]:.1f}" for k in ("1", "2", "4"))])
+                     *(f"{pad[k]:.1f}" for k in ("1", "2", "4", "packed", "budgeted"))])
     return head, rows
 
 
@@ -132,7 +143,7 @@ def run_case(case: Case, s: Settings, params: int) -> dict[str, Any]:
         return run_trainer(case, s, params)
     config = loop_config(case.tasks, s.model_dir, s.data_dir, s.work_dir / "out" / case.name,
                          s.examples, s.batch_size, case.compile, s.eval_every, s.log_every,
-                         s.num_workers)
+                         s.num_workers, packing=case.packing, varlen_attention=case.varlen)
     result = run_loop(case.name, config, s.device, s.precision, params)
     shutil.rmtree(config.run_dir, ignore_errors=True)  # a best model of 330 MB per case adds up
     if case.compile:
@@ -179,6 +190,10 @@ def summarize(cases: list[dict[str, Any]]) -> dict[str, Any]:
             alone = sum(n.values()) / (n["rte"] / rte["train_examples_per_s"]
                                        + n["sst2"] / sst2["train_examples_per_s"])
             summary[f"mtl_vs_single{suffix.replace('-', '_')}"] = mtl["train_examples_per_s"] / alone
+    for name in ("qnli", "mtl-rte+sst2"):  # issue 11: packed against padded, same examples
+        for key in ("train", "eval"):
+            summary[f"packed_vs_padded_{name}_{key}"] = ratio(f"loop-{name}", f"loop-{name}-padded",
+                                                             f"{key}_examples_per_s")
     plain, compiled = by.get("loop-qnli"), by.get("loop-qnli-compile")
     if plain and compiled and plain["dev_scores"] and len(plain["dev_scores"]) == len(compiled["dev_scores"]):
         summary["compile_dev_score_max_abs_diff"] = max(
@@ -192,7 +207,8 @@ def print_report(result: dict[str, Any], cuda: bool) -> None:
     console = report.console()
     good = [c for c in result["cases"] if "error" not in c]
     meta = result["meta"]
-    console.print(report.rich_table(f"{meta['machine']} — {meta['date']}", *report.table_rows(good, cuda)))
+    console.print(report.rich_table(f"{meta['machine']} — {meta['date']}", *report.table_rows(good, cuda),
+                                    left=3))
     for bad in (c for c in result["cases"] if "error" in c):
         console.print(f"[red]{bad['name']} failed ({bad['error']}):[/red]\n{bad.get('log_tail', '')}")
     checks = Table("comparison", "measured", "target", title="issue 6, Must show 1"
@@ -207,6 +223,22 @@ def print_report(result: dict[str, Any], cuda: bool) -> None:
         mark = "" if value is None else (" ✓" if value >= target[goal] else " ✗")
         checks.add_row(label, report.fmt(value, 2) + ("x" if value else "") + mark, f">= {target[goal]}x")
     console.print(checks)
+    rates = Table("configuration", "measured ex/s", "target", title="issue 11: packed batches on the GPU"
+                  + ("" if cuda else " (CPU: not a test of the GPU targets)"))
+    by = {c["name"]: c for c in good}
+    for name, key, goal in (("loop-qnli", "train_examples_per_s", "qnli"),
+                            ("loop-qnli-compile", "train_examples_per_s", "qnli"),
+                            ("loop-mtl-rte+sst2", "train_examples_per_s", "mtl"),
+                            ("loop-mtl-rte+sst2-compile", "train_examples_per_s", "mtl"),
+                            ("loop-qnli", "eval_examples_per_s", "eval")):
+        value = by.get(name, {}).get(key)
+        mark = "" if value is None else (" ✓" if value >= RATE_TARGETS[goal] else " ✗")
+        rates.add_row(f"{name} {key.split('_')[0]}", report.fmt(value) + mark, f">= {RATE_TARGETS[goal]:,}")
+    for name in ("qnli", "mtl-rte+sst2"):
+        for key in ("train", "eval"):
+            value = s.get(f"packed_vs_padded_{name}_{key}")
+            rates.add_row(f"loop-{name} packed / padded, {key}", report.fmt(value, 2) + ("x" if value else ""), "")
+    console.print(rates)
     if "compile_dev_score_max_abs_diff" in s:
         console.print(f"Same seed, with and without --compile: QNLI dev accuracy differs by at most "
                       f"{s['compile_dev_score_max_abs_diff']:.4f} (issue 6, Must show 3).")
@@ -313,7 +345,7 @@ def main(device, tiny, steps, batch_size, precision, compile_, cases, num_worker
         report.save_json(out, result)  # after every case: a run cut short keeps what it measured
     if not quiet:
         print_report(result, cuda)
-        print(report.markdown(*report.table_rows(results, gpu=cuda)))
+        print(report.markdown(*report.table_rows(results, gpu=cuda), left=3))
         print(f"Results: {out}")
     if temporary is not None:
         temporary.cleanup()

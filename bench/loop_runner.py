@@ -2,8 +2,10 @@
 path) for a benchmark configuration, measured from what the loop itself writes to its run folder:
 
 - ``result.json``'s ``timing``: ``train_seconds``, ``eval_seconds`` (one per evaluation),
-  ``save_seconds`` (one per evaluation: checkpoint + best model), ``examples``,
-  ``examples_per_second``, ``steps``, ``device``, ``num_processes``, ``mixed_precision``;
+  ``save_seconds`` (one per evaluation: writing checkpoint + best model, in the background),
+  ``checkpoint_blocked_seconds`` (one per evaluation: the loop's wait for it), ``examples``,
+  ``examples_per_second``, ``steps``, ``device``, ``num_processes``, ``mixed_precision``,
+  ``packed_batches``;
 - ``train_log.jsonl``: per log interval ``step`` and ``examples_per_second`` (time between log
   points, evaluation and saving left out).
 
@@ -28,8 +30,9 @@ from mtlvsift.run_folder import RESULT_FILE
 
 BATCH_SIZE = 128  # the paper's
 MAX_SEQ_LENGTH = 128
-TIMING_KEYS = ("train_seconds", "eval_seconds", "save_seconds", "examples", "examples_per_second",
-               "steps", "device", "num_processes", "mixed_precision")
+TIMING_KEYS = ("train_seconds", "eval_seconds", "save_seconds", "checkpoint_blocked_seconds", "examples",
+               "examples_per_second", "steps", "device", "num_processes", "mixed_precision",
+               "packed_batches")
 
 
 def plan_size(sizes: Sequence[int], examples: int) -> tuple[int | None, int]:
@@ -51,7 +54,7 @@ def plan_size(sizes: Sequence[int], examples: int) -> tuple[int | None, int]:
 def loop_config(tasks: Sequence[str], model_dir: Path, data_dir: Path, output_dir: Path,
                 examples: int, batch_size: int = BATCH_SIZE, compile_model: bool = False,
                 eval_every: float | None = None, log_every: int = 10, num_workers: int = 0,
-                seed: int = 0):
+                seed: int = 0, packing: bool = True, varlen_attention: bool = False):
     """The TrainConfig a train script would build: single-task for one task, else pairwise MTL
     (size sampling, heterogeneous batches: no single runs needed). By default two evaluations in
     a one-epoch run, else one per epoch (each evaluation also writes a checkpoint)."""
@@ -65,7 +68,8 @@ def loop_config(tasks: Sequence[str], model_dir: Path, data_dir: Path, output_di
                    grad_accum=1, max_seq_length=MAX_SEQ_LENGTH, eval_every=eval_every,
                    eval_batch_size=256, data_dir=str(data_dir), output_dir=str(output_dir),
                    max_train_examples=cap, data_seed=0, log_every=log_every,
-                   num_workers=num_workers, overwrite=True, compile_model=compile_model)
+                   num_workers=num_workers, overwrite=True, compile_model=compile_model,
+                   packing=packing, varlen_attention=varlen_attention)
     if len(tasks) == 1:
         return stilts_config(tasks[0], support=None, init_from=None, target_fraction=None,
                              support_ratio=None, **options)
@@ -135,17 +139,20 @@ def run_loop(name: str, config, device: str, precision: str, params: int) -> dic
     timing = record["timing"]
     precision = timing["mixed_precision"]  # what the loop ran under
     eval_seconds, save_seconds = timing["eval_seconds"], timing["save_seconds"]
+    blocked = timing["checkpoint_blocked_seconds"]
     target = config.target
     metric = get_task(target).main_metric
     result = {
         "name": name, "kind": "loop", "tasks": list(config.tasks), "compile": config.compile_model,
         "precision": precision, "device": device, "loop_device": timing["device"],
+        "packing": timing["packed_batches"], "varlen_attention": config.varlen_attention,
         "batch_size": config.batch_size, "train_sizes": record["train_sizes"], "epochs": config.epochs,
         "steps": timing["steps"], "eval_every": config.eval_every, "evaluations": len(eval_seconds),
         "train_examples_per_s_whole_run": timing["examples_per_second"],
-        "eval_seconds": eval_seconds, "save_seconds": save_seconds,
-        # What the loop spends beside training and evaluating, per evaluation: checkpoint + best model.
-        "checkpoint_seconds_per_eval": sum(save_seconds) / len(eval_seconds) if eval_seconds else None,
+        "eval_seconds": eval_seconds, "save_seconds": save_seconds, "checkpoint_blocked_seconds": blocked,
+        # What checkpoints cost the loop per evaluation: its wait (the write runs in the background).
+        "checkpoint_seconds_per_eval": sum(blocked) / len(blocked) if blocked else None,
+        "checkpoint_write_seconds_per_eval": sum(save_seconds) / len(save_seconds) if save_seconds else None,
         "peak_memory_gib": peak, "wall_seconds": wall,
         "dev_scores": [h["metrics"][target][metric] for h in record["history"]],
         "dev_metric": f"{target}.{metric}",
@@ -167,6 +174,7 @@ def token_rates(config, record: dict[str, Any], log: list[dict[str, Any]], preci
     data = prepare_task_data(config, load_tokenizer(config.model), nullcontext)
     train_tokens = measure.mean_tokens([d.train for d in data])
     padding = measure.loop_padding(config, data, measure.collator_multiple(precision))
+    computed = measure.computed_tokens(padding, record["timing"]["packed_batches"], config.compile_model)
     dev_sets = [ds for d in data for ds in d.dev.values()]
     eval_tokens, eval_examples = measure.mean_tokens(dev_sets), sum(len(ds) for ds in dev_sets)
     sizes = epoch_batch_sizes(sum(record["train_sizes"].values()), config.batch_size,
@@ -177,8 +185,9 @@ def token_rates(config, record: dict[str, Any], log: list[dict[str, Any]], preci
     return {
         "train_examples_per_s": rate, "eval_examples": eval_examples, "eval_examples_per_s": eval_rate,
         "train_tokens_per_example": train_tokens, "eval_tokens_per_example": eval_tokens,
-        "train_padded_tokens_per_example": padding["1"],
-        "padded_tokens_if_sorted_micro_batches": {k: v for k, v in padding.items() if k != "1"},
+        "train_padded_tokens_per_example": padding["1"], "train_computed_tokens_per_example": computed,
+        "train_computed_per_real_token": computed / padding["packed"],  # same batches: epoch 0
+        "padded_tokens_if_sorted_micro_batches": {k: padding[k] for k in ("2", "4")},
         "train_tflops": measure.tflops(6, params, train_tokens, rate),
         "eval_tflops": measure.tflops(2, params, eval_tokens, eval_rate),
     }

@@ -67,9 +67,19 @@ def padded_tokens(lengths: Sequence[Any], batches: Sequence[Any], multiple: int 
     return padded / max(rows, 1)
 
 
+def budgeted_tokens(lengths: Sequence[Any], batches: Sequence[Any]) -> float:
+    """Tokens per example when each packed batch is rounded up to its token budget (--compile)."""
+    from mtlvsift.train.packing import token_budget
+
+    total = sum(token_budget(int(sum(lengths[t][i] for t, i in batch))) for batch in batches)
+    return total / max(sum(len(b) for b in batches), 1)
+
+
 def loop_padding(config, data: Sequence[Any], multiple: int | None) -> dict[str, float]:
-    """Padded tokens per example of the loop's epoch-0 batches as it pads them ("1"), and if each
-    batch were split into 2 or 4 length-sorted micro-batches (same examples per step)."""
+    """Tokens per example the encoder computes on the loop's epoch-0 batches: padded as the
+    collator pads them ("1"), or if each batch were split into 2 or 4 length-sorted micro-batches
+    (same examples per step); packed ("packed": the real tokens), and packed under --compile
+    ("budgeted": each batch rounded up to its token budget)."""
     from mtlvsift.train.sampling import epoch_schedule, task_probabilities
 
     sizes = [len(d.train) for d in data]
@@ -77,7 +87,17 @@ def loop_padding(config, data: Sequence[Any], multiple: int | None) -> dict[str,
     schedule = epoch_schedule(sizes, p, config.batch_size, config.seed, 0,
                               config.batching or "heterogeneous")
     lengths = [token_lengths(d.train) for d in data]
-    return {str(k): padded_tokens(lengths, schedule, multiple, k) for k in (1, 2, 4)}
+    computed = {str(k): padded_tokens(lengths, schedule, multiple, k) for k in (1, 2, 4)}
+    real = sum(int(lengths[t][i]) for batch in schedule for t, i in batch)
+    computed["packed"] = real / max(sum(len(b) for b in schedule), 1)
+    computed["budgeted"] = budgeted_tokens(lengths, schedule)
+    return computed
+
+
+def computed_tokens(padding: dict[str, float], packed: bool, compiled: bool) -> float:
+    """Of ``loop_padding``'s figures, the one a run computed: packed (budgeted under --compile) or
+    padded."""
+    return padding["1"] if not packed else padding["budgeted" if compiled else "packed"]
 
 
 def collator_multiple(precision: str) -> int | None:

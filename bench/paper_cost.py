@@ -35,8 +35,10 @@ DEV_SIZES = {"cola": 1043, "sst2": 872, "mrpc": 408, "stsb": 1500, "qqp": 40430,
 MEAN_TOKENS: dict[str, float | None] = {"cola": 11.3, "sst2": 13.3, "mrpc": 53.2, "stsb": 27.8,
                                         "rte": 66.6, "wnli": 37.1, "qnli": 51.0, "mnli": None, "qqp": None}
 UNMEASURED_LIKE = {"mnli": "qnli", "qqp": "qnli"}  # assumption: sentence pairs of QNLI's length class
-FAMILIES = {"loop": ("loop", False, None), "loop-compile": ("loop", True, None),
-            "trainer-paper": ("trainer", False, "paper"), "trainer-best": ("trainer", False, "best")}
+# family -> (kind, compiled, Trainer settings, packed batches)
+FAMILIES = {"loop": ("loop", False, None, True), "loop-compile": ("loop", True, None, True),
+            "loop-padded": ("loop", False, None, False),
+            "trainer-paper": ("trainer", False, "paper", False), "trainer-best": ("trainer", False, "best", False)}
 
 
 @dataclass
@@ -122,12 +124,16 @@ def project(runs: list[Run], rates: Rates) -> dict[str, dict[str, float]]:
 
 def rates_from_json(path: Path, family: str) -> Rates:
     data = json.loads(path.read_text())
-    kind, compiled, trainer = FAMILIES[family]
+    kind, compiled, trainer, packed = FAMILIES[family]
+
+    def member(case: dict) -> bool:  # (results from before packing have no "packing": padded)
+        return (case.get("kind") == kind and bool(case.get("compile")) == compiled
+                and bool(case.get("packing")) == packed and not case.get("varlen_attention"))
+
     train, evals, tokens = {}, {}, {}
     for case in data["cases"]:
-        if ("error" in case or case["kind"] != kind or len(case["tasks"]) != 1
-                or bool(case.get("compile")) != compiled or not case["name"].startswith(
-                    f"trainer-{trainer}" if trainer else "loop")):
+        if ("error" in case or not member(case) or len(case["tasks"]) != 1 or not case["name"].startswith(
+                f"trainer-{trainer}" if trainer else "loop")):
             continue
         task = case["tasks"][0]
         if case.get("train_examples_per_s") and case.get("eval_examples_per_s"):
@@ -136,10 +142,11 @@ def rates_from_json(path: Path, family: str) -> Rates:
     if not train:
         raise click.UsageError(f"{path} has no single-task {family} measurement.")
     summary = data.get("summary", {})
-    mtl = summary.get("mtl_vs_single_compile" if compiled else "mtl_vs_single") if kind == "loop" else None
+    mtl = summary.get("mtl_vs_single_compile" if compiled else "mtl_vs_single") \
+        if kind == "loop" and packed else None
     ckpt = [c["checkpoint_seconds_per_eval"] for c in data["cases"]
-            if c.get("kind") == kind and c.get("checkpoint_seconds_per_eval") is not None
-            and len(c["tasks"]) == 1 and bool(c.get("compile")) == compiled]
+            if "error" not in c and member(c) and c.get("checkpoint_seconds_per_eval") is not None
+            and len(c["tasks"]) == 1]
     source = f"{path} ({family}; {data['meta']['machine']}, {data['meta']['date']})"
     if trainer == "paper":  # padded to 128: every task costs the same per example
         only = next(iter(train))
@@ -156,8 +163,9 @@ def assumptions(rates: Rates) -> list[str]:
              "MTL: one run per unordered pair gives both cells; an epoch is the sum of both sizes; "
              f"MTL time = single-task time of the same examples / {rates.mtl_factor:.3f}"
              + (" (measured)." if rates.mtl_factor != 1.0 else " (assumed equal)."),
-             f"Checkpoint + best-model save: {rates.checkpoint_seconds:.2f} s per evaluation"
-             + ("." if rates.checkpoint_seconds else " (not measured; left out)."),
+             f"Checkpoint + best model: the loop waits {rates.checkpoint_seconds:.2f} s per evaluation"
+             + (" (measured; the write itself runs in the background)." if rates.checkpoint_seconds
+                else " (not measured; left out)."),
              f"Rates from {rates.source}."]
     if "*" in rates.train:
         notes.append(f"One rate for every task: {rates.train['*']:,.0f} train / {rates.eval['*']:,.0f} "

@@ -44,26 +44,41 @@ def fmt(value: float | None, digits: int = 0) -> str:
     return "—" if value is None else f"{value:,.{digits}f}"
 
 
+def batches_label(case: dict[str, Any]) -> str:
+    """How a configuration fed the encoder: padded, packed, packed to compile budgets, varlen."""
+    if case.get("kind") == "trainer" or not case.get("packing"):
+        return "padded"
+    kind = "packed, varlen" if case.get("varlen_attention") else "packed"
+    return f"{kind}, budgets" if case.get("compile") else kind
+
+
 def table_rows(cases: list[dict[str, Any]], gpu: bool) -> tuple[list[str], list[list[str]]]:
-    """Header and formatted rows of the per-configuration table (GFLOP/s on a CPU)."""
+    """Header and formatted rows of the per-configuration table (GFLOP/s on a CPU).
+
+    "computed/real": tokens the encoder computed per real token in training (padding, or the
+    filler of compile budgets); "ckpt wait s": the loop's blocked time per checkpoint; "ckpt
+    write s": the write itself, which runs in the background."""
     unit, scale = ("TFLOP/s", 1.0) if gpu else ("GFLOP/s", 1000.0)
-    head = (["model", "configuration", "precision", "train ex/s", "eval ex/s", "tokens/ex",
-             "padded/ex", f"train {unit}"] + ([f"% of {PEAK_TFLOPS:g}"] if gpu else [])
-            + [f"eval {unit}"] + (["peak GiB"] if gpu else []) + ["ckpt s/eval"])
+    head = (["model", "configuration", "batches", "precision", "train ex/s", "eval ex/s", "tokens/ex",
+             "computed/real", f"train {unit}"] + ([f"% of {PEAK_TFLOPS:g}"] if gpu else [])
+            + [f"eval {unit}"] + (["peak GiB"] if gpu else []) + ["ckpt wait s", "ckpt write s"])
     rows = []
     for c in cases:
         if "error" in c:
             continue
         train = c["train_tflops"] * scale if c.get("train_tflops") else None
         evals = c["eval_tflops"] * scale if c.get("eval_tflops") else None
-        row = [c.get("model_name", ""), c["name"], c["precision"],
+        computed = c.get("train_computed_per_real_token")
+        if computed is None and c.get("train_padded_tokens_per_example"):  # the Trainer pads
+            computed = c["train_padded_tokens_per_example"] / c["train_tokens_per_example"]
+        row = [c.get("model_name", ""), c["name"], batches_label(c), c["precision"],
                fmt(c.get("train_examples_per_s"), 0 if gpu else 1),
                fmt(c.get("eval_examples_per_s"), 0 if gpu else 1),
-               fmt(c.get("train_tokens_per_example"), 1), fmt(c.get("train_padded_tokens_per_example"), 1),
-               fmt(train, 1 if gpu else 2)]
+               fmt(c.get("train_tokens_per_example"), 1), fmt(computed, 2), fmt(train, 1 if gpu else 2)]
         row += [fmt(100 * c["train_tflops"] / PEAK_TFLOPS, 1) if c.get("train_tflops") else "—"] if gpu else []
         row += [fmt(evals, 1 if gpu else 2)] + ([fmt(c.get("peak_memory_gib"), 1)] if gpu else [])
-        rows.append(row + [fmt(c.get("checkpoint_seconds_per_eval"), 2)])
+        rows.append(row + [fmt(c.get("checkpoint_seconds_per_eval"), 3),
+                           fmt(c.get("checkpoint_write_seconds_per_eval"), 2)])
     return head, rows
 
 

@@ -101,6 +101,7 @@ def build_record(config, progress, train_sizes: dict[str, int], available: dict[
             "train_seconds": seconds,
             "eval_seconds": progress.eval_seconds,
             "save_seconds": progress.save_seconds,
+            "checkpoint_blocked_seconds": progress.checkpoint_blocked_seconds,
             "examples": progress.examples,
             "examples_per_second": progress.examples / seconds if seconds > 0 else None,
             "steps": progress.step,

@@ -75,7 +75,8 @@ def write_record(root: Path, method: str, target: str | None = None, support: It
                          target_fraction=target_fraction, support_ratio=support_ratio,
                          protocol=protocol, start_model=start_model, single_scores=single_scores)
     progress = SimpleNamespace(
-        train_seconds=100.0, eval_seconds=[1.0], save_seconds=[2.0], examples=90000, step=700,
+        train_seconds=100.0, eval_seconds=[1.0], save_seconds=[2.0], checkpoint_blocked_seconds=[0.01],
+        examples=90000, step=700,
         best=main, best_by_task={t: best(t, v) for t, v in task_scores.items()},
         history=[{"step": 60, "epoch": 0.5,
                   "metrics": {t: {"accuracy": v - 0.02} for t, v in task_scores.items()},

@@ -95,11 +95,12 @@ def test_paper_cost_cli_and_json_rates(tmp_path):
     out = invoke(cost, ["--train-rate", 2959, "--eval-rate", 4853])
     assert "87.4 GPU-hours" in out and "Assumptions" in out
     # A bench.gpu_train result with three measured lengths: tasks take the nearest one.
-    cases = [{"name": f"loop-{t}", "kind": "loop", "tasks": [t], "compile": False,
+    cases = [{"name": f"loop-{t}", "kind": "loop", "tasks": [t], "compile": False, "packing": True,
               "train_examples_per_s": r, "eval_examples_per_s": 10 * r, "train_tokens_per_example": n,
               "checkpoint_seconds_per_eval": 2.0} for t, r, n in (("sst2", 9000, 14.0), ("qnli", 5000, 53.0),
                                                                    ("rte", 4000, 66.5))]
     cases.append({"name": "loop-mtl-rte+sst2", "kind": "loop", "tasks": ["rte", "sst2"], "compile": False,
+                  "packing": True,
                   "train_examples_per_s": 1.0, "eval_examples_per_s": 1.0, "checkpoint_seconds_per_eval": None})
     path = tmp_path / "gpu.json"
     path.write_text(json.dumps({"meta": {"machine": "test", "date": "today"}, "cases": cases,
@@ -142,6 +143,11 @@ def test_plan_size_and_steady_rates(tmp_path):
     assert measure.padded_tokens(lengths, [batch], 8) == 16
     assert measure.padded_tokens(lengths, [batch], None, split=2) == pytest.approx((5 + 5 + 10) / 3)
     assert measure.padded_tokens(lengths, [batch], 8, split=2) == pytest.approx((8 + 8 + 16) / 3)
+    # Packed, the batch computes its 18 real tokens; under --compile, its budget of 64.
+    assert measure.budgeted_tokens(lengths, [batch]) == pytest.approx(64 / 3)
+    padding = {"1": 10.0, "packed": 6.0, "budgeted": 21.3}
+    assert [measure.computed_tokens(padding, *flags) for flags in ((False, False), (True, False), (True, True))] \
+        == [10.0, 6.0, 21.3]
     assert measure.collator_multiple("bf16") == measure.collator_multiple("fp16") == 8
     assert measure.collator_multiple("no") is None
     # DistilRoBERTa-base's shape: 6 layers x (4 x (768^2 + 768) + 2 x 768 x 3072 + 3072 + 768
@@ -155,8 +161,9 @@ def test_plan_size_and_steady_rates(tmp_path):
 
 def test_loop_runner_reads_the_run_record(tmp_path):
     timing = {"train_seconds": 2.0, "eval_seconds": [0.5, 0.25], "save_seconds": [0.1, 0.3],
-              "examples": 64, "examples_per_second": 32.0, "steps": 4, "device": "cpu",
-              "num_processes": 1, "mixed_precision": "no"}
+              "checkpoint_blocked_seconds": [0.01, 0.02], "examples": 64, "examples_per_second": 32.0,
+              "steps": 4, "device": "cpu", "num_processes": 1, "mixed_precision": "no",
+              "packed_batches": True}
     (tmp_path / "result.json").write_text(json.dumps({"schema": 1, "method": "single", "timing": timing}))
     (tmp_path / "train_log.jsonl").write_text('{"step": 2, "examples_per_second": 30.0}\n\n'
                                               '{"step": 4, "examples_per_second": 34.0}\n')
@@ -209,23 +216,30 @@ def test_gpu_train_tiny_on_cpu(bench_glue, minilm_path, tmp_path, one_thread):
     gpu = gpu_train
     out = tmp_path / "gpu.json"
     output = invoke(gpu, ["--device", "cpu", "--tiny", "--steps", 4, "--batch-size", 8,
-                          "--cases", "loop-qnli,loop-mtl-rte+sst2,trainer-paper-qnli",
+                          "--cases", "loop-qnli,loop-mtl-rte+sst2,loop-mtl-rte+sst2-padded,trainer-paper-qnli",
                           "--data-dir", bench_glue, "--tokenizer", minilm_path,
                           "--work-dir", tmp_path / "work", "--out", out])
     assert "loop / Trainer (paper)" in output
     result = json.loads(out.read_text())
     names = [c["name"] for c in result["cases"]]
-    assert names == ["loop-qnli", "loop-mtl-rte+sst2", "trainer-paper-qnli"]
+    assert names == ["loop-qnli", "loop-mtl-rte+sst2", "loop-mtl-rte+sst2-padded", "trainer-paper-qnli"]
+    assert [c["packing"] for c in result["cases"][:3]] == [True, True, False]
     for case in result["cases"]:
         assert case["train_examples_per_s"] > 0 and case["eval_examples_per_s"] > 0, case
         assert case["train_tflops"] > 0 and case["precision"] == "no"
     assert result["cases"][1]["train_sizes"] == {"rte": 16, "sst2": 16}  # 4 steps x 8, capped evenly
-    for case in result["cases"][:2]:  # the loop's own timings, from its run record
+    for case in result["cases"][:3]:  # the loop's own timings, from its run record
         assert case["evaluations"] >= 1 and len(case["eval_seconds"]) == case["evaluations"]
-        assert len(case["save_seconds"]) == case["evaluations"] and case["checkpoint_seconds_per_eval"] > 0
+        assert len(case["save_seconds"]) == len(case["checkpoint_blocked_seconds"]) == case["evaluations"]
+        assert case["checkpoint_seconds_per_eval"] > 0 and case["checkpoint_write_seconds_per_eval"] > 0
         assert case["loop_device"] == "cpu" and case["dev_scores"]
+    packed, padded = result["cases"][1:3]
+    assert packed["train_computed_per_real_token"] == 1.0 < padded["train_computed_per_real_token"]
+    assert packed["train_sizes"] == padded["train_sizes"]
     assert result["meta"]["nonembedding_params"] > 0
     assert result["summary"]["train_loop_vs_trainer_paper"] > 0
+    assert result["summary"]["packed_vs_padded_mtl-rte+sst2_train"] > 0
+    assert "packed / padded" in output
 
 
 def test_cpu_train_tiny(bench_glue, tmp_path, one_thread):
@@ -233,9 +247,14 @@ def test_cpu_train_tiny(bench_glue, tmp_path, one_thread):
     out = tmp_path / "cpu.json"
     output = invoke(cpu, ["--models", "tiny", "--cases", "rte", "--steps", 3, "--batch-size", 8,
                           "--data-dir", bench_glue, "--out", out])
-    assert "| tiny | rte |" in output
-    (case,) = json.loads(out.read_text())["cases"]
-    assert case["train_examples_per_s"] > 0 and case["steps"] == 3
+    assert "| tiny | rte | packed |" in output and "| tiny | rte | padded |" in output
+    result = json.loads(out.read_text())
+    assert [c["packing"] for c in result["cases"]] == [False, True]  # side by side, one run
+    for case in result["cases"]:
+        assert case["train_examples_per_s"] > 0 and case["steps"] == 3
+        assert len(case["checkpoint_blocked_seconds"]) == 2
+    (ratio,) = result["packed_vs_padded"]
+    assert ratio["case"] == "rte" and ratio["train"] > 0 and ratio["eval"] > 0
 
 
 def test_compare_report_benchmark_smoke(tmp_path):

@@ -1,25 +1,31 @@
-"""Where a run stands (``Progress``), and saving/restoring it with the accelerate state.
+"""Where a run stands (``Progress``), and the files of a checkpoint: writing and resuming.
 
-A checkpoint is written into ``state.tmp/`` by every process (accelerate saves the model,
-optimizer, scheduler, gradient scaler and each process's RNG states), completed with
-``progress.json``, and only then swapped in for ``state/``: a half-written checkpoint is never
-the one a rerun resumes from.
+``state/`` holds the model's weights (``model.safetensors``), the optimizer, scheduler and gradient
+scaler states, every process's RNG states and ``progress.json``. It is written as ``state.tmp/``
+(by ``checkpoint_writer.CheckpointWriter``, in a background thread, from a host copy) and only
+then swapped in for ``state/``: a half-written checkpoint is never the one a rerun resumes from.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
+import os
+import random
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 from accelerate import Accelerator
+from safetensors.torch import load_file, save_file
 
 from mtlvsift.errors import MtlvsiftError
-from mtlvsift.faults import fault_point
-from mtlvsift.run_folder import RunFolder, atomic_write_json, existing_folder, replace_folder
+from mtlvsift.run_folder import RunFolder, existing_folder
 
 PROGRESS_FILE = "progress.json"
+MODEL_FILE = "model.safetensors"  # the model's state dict (the kill-and-resume tests compare it)
+TRAINING_FILE = "training.pt"  # optimizer, scheduler, scaler and every process's RNG states
 
 
 @dataclass
@@ -36,7 +42,8 @@ class Progress:
     best: dict[str, Any] | None = None
     best_by_task: dict[str, dict[str, Any]] = field(default_factory=dict)
     eval_seconds: list[float] = field(default_factory=list)  # per evaluation
-    save_seconds: list[float] = field(default_factory=list)  # per evaluation: checkpoint + best model
+    save_seconds: list[float] = field(default_factory=list)  # per evaluation: writing checkpoint + best
+    checkpoint_blocked_seconds: list[float] = field(default_factory=list)  # per evaluation: the loop's wait
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,46 +53,56 @@ class Progress:
         return cls(**data)
 
 
-def save_checkpoint(accelerator: Accelerator, run: RunFolder, progress: Progress) -> None:
-    tmp = run.path / "state.tmp"
-    if accelerator.is_main_process and tmp.exists():
-        shutil.rmtree(tmp)  # left by a run killed while saving
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
-    fault_point("mid_checkpoint")
-    if accelerator.is_main_process:
-        atomic_write_json(tmp / PROGRESS_FILE, progress.to_dict())
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        replace_folder(tmp, run.state_dir)
-    accelerator.wait_for_everyone()
-    fault_point("after_checkpoint")
+def write_state(folder: Path, model: dict[str, torch.Tensor], optimizer: dict, scheduler: dict,
+                scaler: dict | None, rng: list[dict]) -> None:
+    """The resume state's files (host copies, ``rng`` one entry per process), flushed to disk."""
+    folder.mkdir(parents=True)
+    save_file(model, folder / MODEL_FILE, metadata={"format": "pt"})
+    torch.save({"optimizer": optimizer, "scheduler": scheduler, "scaler": scaler, "rng": rng},
+               folder / TRAINING_FILE)
+    for name in (MODEL_FILE, TRAINING_FILE):
+        with open(folder / name, "rb") as handle:
+            os.fsync(handle.fileno())
 
 
-def load_checkpoint(accelerator: Accelerator, run: RunFolder) -> Progress | None:
-    """The saved progress (model and optimizer restored in place), or None to start afresh."""
+def rng_state() -> dict[str, Any]:
+    """This process's random number generators (Python, NumPy, torch CPU and CUDA)."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def load_checkpoint(accelerator: Accelerator, run: RunFolder, model, optimizer, scheduler) -> Progress | None:
+    """The saved progress (model, optimizer, scheduler, scaler and RNG restored in place), or None
+    to start afresh."""
     folder = existing_folder(run.state_dir)
     if folder is None:
         return None
     try:
         progress = Progress.from_dict(json.loads((folder / PROGRESS_FILE).read_text()))
-        accelerator.load_state(str(folder))
+        state = torch.load(folder / TRAINING_FILE, map_location="cpu", weights_only=False)
+        if len(state["rng"]) != accelerator.num_processes:
+            raise MtlvsiftError(
+                f"The saved state in {folder} was written by {len(state['rng'])} process(es); resume "
+                f"it with the same number, or rerun with --restart to start again from scratch.")
+        accelerator.unwrap_model(model).load_state_dict(load_file(folder / MODEL_FILE))
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if accelerator.scaler is not None and state["scaler"] is not None:
+            accelerator.scaler.load_state_dict(state["scaler"])
+        rng = state["rng"][accelerator.process_index]
+    except MtlvsiftError:
+        raise
     except Exception as exc:  # any damage: truncated safetensors, missing files, bad JSON
         raise MtlvsiftError(
             f"The saved state in {folder} is damaged and cannot be resumed "
             f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}). "
             f"Rerun the same command with --restart to start this run again from scratch."
         ) from exc
+    random.setstate(rng["python"])
+    np.random.set_state(rng["numpy"])
+    torch.set_rng_state(rng["torch"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
     return progress
-
-
-def save_best_model(accelerator: Accelerator, run: RunFolder, model, tokenizer) -> None:
-    """The best model so far, as one folder loadable by the STILTs second stage."""
-    if accelerator.is_main_process:
-        tmp = run.path / "best.tmp"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        accelerator.unwrap_model(model).save(tmp, tokenizer)
-        fault_point("mid_best")
-        replace_folder(tmp, run.best_dir)
-    accelerator.wait_for_everyone()

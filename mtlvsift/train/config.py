@@ -17,10 +17,11 @@ from mtlvsift.commands import DEFAULT_MODEL, DEFAULT_PROTOCOL, DEFAULT_SEEDS
 from mtlvsift.run_folder import run_folder, run_name, variant_suffix
 from mtlvsift.tasks import GLUE_TASK_NAMES, get_task, get_tasks
 
-# Options that change where files go or how fast a run is, not what it computes.
+# Options that change where files go or how fast a run is, not what it computes (packing, like
+# --compile and --grad-accum, changes results by float rounding only; see DESIGN.md).
 NOT_IDENTITY = {"data_dir", "output_dir", "overwrite", "compile_model", "num_workers", "log_every",
                 "eval_batch_size", "grad_accum", "single_scores_file", "init_model", "keep_state",
-                "start_model", "single_scores_from"}
+                "start_model", "single_scores_from", "packing"}
 
 
 @dataclass
@@ -66,6 +67,8 @@ class TrainConfig:
     overwrite: bool = False
     keep_state: bool = False
     compile_model: bool = False
+    packing: bool = True  # packed batches for BERT/RoBERTa-family encoders (mtlvsift.train.packing)
+    varlen_attention: bool = False  # packed attention by torch's varlen kernel: no attention dropout
 
     @property
     def run_dir(self) -> Path:

@@ -386,10 +386,13 @@ class _Collator:
             [{k: f[k] for k in inputs} for f in features], padding="longest",
             pad_to_multiple_of=self.pad_to_multiple_of, return_tensors="pt",
         )
-        out = {k: batch[k] for k in inputs}
-        out["labels"] = torch.tensor([f["label"] for f in features], dtype=torch.float32)
-        out["task_ids"] = torch.tensor([f["task_id"] for f in features], dtype=torch.long)
-        return out
+        return {k: batch[k] for k in inputs} | label_and_task_tensors(features)
+
+
+def label_and_task_tensors(features: list[dict]) -> dict[str, torch.Tensor]:
+    """float32 ``labels`` and long ``task_ids`` of a batch (padded or packed)."""
+    return {"labels": torch.tensor([f["label"] for f in features], dtype=torch.float32),
+            "task_ids": torch.tensor([f["task_id"] for f in features], dtype=torch.long)}
 
 
 def make_collator(

@@ -32,15 +32,16 @@ from mtlvsift.run_folder import RunFolder, existing_folder
 from mtlvsift.run_lock import RunLock
 from mtlvsift.run_record import build_record, selection_entry, write_record
 from mtlvsift.train.batches import MixedTaskDataset, micro_batch_collator, prepare_task_data, train_loader
-from mtlvsift.train.checkpoint import Progress, load_checkpoint, save_best_model, save_checkpoint
+from mtlvsift.train.checkpoint import Progress, load_checkpoint
+from mtlvsift.train.checkpoint_writer import CheckpointWriter
 from mtlvsift.train.config import TrainConfig
-from mtlvsift.train.data import make_collator
 from mtlvsift.train.evaluation import build_eval_batches, evaluate
 from mtlvsift.train.data_identity import check_same_data, with_data_fingerprints
 from mtlvsift.train.model import MultiTaskModel, check_max_seq_length, is_model_folder, load_encoder, \
     load_tokenizer, loss_weights, lowercase_tokenizer, model_folder_problem, reuse_heads
 from mtlvsift.train.plan import (epoch_settings, eval_points, first_epoch_layout, lr_schedule_steps,
                                  with_prerequisites)
+from mtlvsift.train.packing import batch_collator, check_packing_options
 from mtlvsift.train.progress_bar import TrainDisplay
 from mtlvsift.train.sampling import epoch_schedule, process_slice, task_probabilities
 
@@ -94,6 +95,7 @@ def run_training(config: TrainConfig, restart: bool = False) -> dict[str, Any]:
                            [d.task.num_labels for d in task_data], share_heads=original)
     if original and config.init_model and is_model_folder(config.init_model):
         reuse_heads(model, config.init_model)
+    check_packing_options(config, accelerator.device, accelerator.mixed_precision)
     # Everything that can fail on the user's input has been checked: now the folder is claimed.
     lock = run.claim(config.identity(), config.overwrite, restart) if main else None
     accelerator.wait_for_everyone()
@@ -149,20 +151,26 @@ class Trainer:
         optimizer = make_optimizer(model, config, device)
         scheduler = get_linear_schedule_with_warmup(
             optimizer, round(config.warmup_ratio * total_steps), total_steps)
+        mixed = accelerator.mixed_precision in ("fp16", "bf16")
+        self.collate, notice = batch_collator(config, model, tokenizer, 8 if mixed else None)
+        self.packed = config.packing and notice is None
+        if notice and self.main:
+            print(notice)
         if config.compile_model:
             # The encoder is where the time goes; the heads pick rows by a data-dependent mask,
             # which would break the graph. Module.compile keeps the parameter names, so compiled
-            # and eager runs share checkpoints.
-            model.encoder.compile(dynamic=True)
+            # and eager runs share checkpoints. Packed batches mark their own dynamic dimensions.
+            model.encoder.compile(dynamic=None if model.budgeted_shapes else True)
         self.model, self.optimizer, self.scheduler = accelerator.prepare(model, optimizer, scheduler)
-        self.progress = load_checkpoint(accelerator, run) or Progress()
+        self.progress = load_checkpoint(accelerator, run, self.model, self.optimizer, self.scheduler) \
+            or Progress()
+        self.checkpoints = CheckpointWriter(accelerator, run, self.model, self.optimizer, self.scheduler,
+                                            tokenizer)
         if self.progress.best is not None and (problem := model_folder_problem(run.best_dir)):
             raise MtlvsiftError(f"The best model saved so far, {run.best_dir}, is damaged ({problem}). "
                                 f"Rerun the same command with --restart to train this run from scratch.")
         if self.main:
             run.trim_log(self.progress.step)
-        mixed = accelerator.mixed_precision in ("fp16", "bf16")
-        self.collate = make_collator(tokenizer, pad_to_multiple_of=8 if mixed else None)
         self.eval_batches = build_eval_batches(task_data, self.collate, config.eval_batch_size,
                                                accelerator.process_index, accelerator.num_processes)
         self.dataset = MixedTaskDataset([d.train for d in task_data])
@@ -171,10 +179,13 @@ class Trainer:
         self.display = TrainDisplay(self.main, title, total_steps, self.progress.step)
 
     def train(self) -> dict[str, Any]:
-        with self.display:
-            for epoch in range(self.progress.epoch, self.config.epochs):
-                self.train_epoch(epoch)
-        return self.finish()
+        try:
+            with self.display:
+                for epoch in range(self.progress.epoch, self.config.epochs):
+                    self.train_epoch(epoch)
+            return self.finish()
+        finally:
+            self.checkpoints.close()  # a run stopped by an error still completes the write under way
 
     def train_epoch(self, epoch: int) -> None:
         config, progress = self.config, self.progress
@@ -244,6 +255,7 @@ class Trainer:
         self.running.count(int(task_rows.sum()))
         if self.config.max_grad_norm:
             accelerator.clip_grad_norm_(model.parameters(), self.config.max_grad_norm)
+        self.checkpoints.before_optimizer_step(self.progress)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -270,7 +282,7 @@ class Trainer:
                                  "examples_per_second": speed})
 
     def evaluate_and_checkpoint(self, p: dict[str, float]) -> None:
-        progress, run = self.progress, self.run
+        progress = self.progress
         start = time.perf_counter()
         metrics = evaluate(self.model, self.accelerator, self.task_data, self.eval_batches)
         progress.eval_seconds.append(time.perf_counter() - start)
@@ -288,22 +300,21 @@ class Trainer:
         candidate = selection_entry(entry, self.config.target)
         is_best = progress.best is None or candidate["score"] > progress.best["score"]
         self.display.evaluation(progress.step, epoch, metrics, improved)
-        start = time.perf_counter()
         if is_best:
             progress.best = candidate
-            with run.saving("the best model", run.best_dir):
-                save_best_model(self.accelerator, run, self.model, self.tokenizer)
-        # The checkpoint stores the time before its own write; the record gets the whole time.
-        progress.save_seconds.append(time.perf_counter() - start)
-        with run.saving("the checkpoint", run.state_dir):
-            save_checkpoint(self.accelerator, run, progress)
-        progress.save_seconds[-1] = time.perf_counter() - start
+        self.checkpoints.checkpoint(progress, best=is_best)
+        previous = f"; the previous write took {progress.save_seconds[-2]:.2f} s" \
+            if len(progress.save_seconds) > 1 else ""
+        self.display.message(f"Checkpoint at step {progress.step}: the loop waited "
+                             f"{progress.checkpoint_blocked_seconds[-1]:.2f} s, the write goes on in "
+                             f"the background{previous}.")
 
     def finish(self) -> dict[str, Any]:
         """Write the run record; a finished run keeps no resume state (unless --keep-state)."""
         accelerator, run = self.accelerator, self.run
+        self.checkpoints.finish(self.progress)
         device = {"device": str(accelerator.device), "num_processes": accelerator.num_processes,
-                  "mixed_precision": accelerator.mixed_precision}
+                  "mixed_precision": accelerator.mixed_precision, "packed_batches": self.packed}
         record = build_record(self.config, self.progress,
                               {d.task.name: len(d.train) for d in self.task_data},
                               {d.task.name: d.available for d in self.task_data}, device)

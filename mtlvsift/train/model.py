@@ -18,6 +18,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
 from mtlvsift.errors import MtlvsiftError
+from mtlvsift.train.packing import PackedLayout, mark_budgeted_shapes
 
 HEADS_FILE = "heads.pt"
 HEADS_CONFIG = "heads.json"
@@ -166,19 +167,30 @@ class MultiTaskModel(nn.Module):
         first_task = [self.head_of_task.index(h) for h in range(max(self.head_of_task) + 1)]
         self.heads = nn.ModuleList(TaskHead(config.hidden_size, self.num_labels[t], dropout)
                                    for t in first_task)
+        self.budgeted_shapes = False  # packed batches under --compile: see packing.mark_budgeted_shapes
 
-    def encode(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
-        extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
-        output = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra)
-        return output.last_hidden_state[:, 0]
+    def encode(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
+               packed_layout: PackedLayout | None = None) -> torch.Tensor:
+        """Each row's first-token state: of padded rows (B, L), or of rows packed into one
+        sequence (1, T) whose ``packed_layout`` says where each row lies (see packing.py)."""
+        extra = {k: v for k, v in (("token_type_ids", token_type_ids), ("position_ids", position_ids))
+                 if v is not None}
+        if packed_layout is None:
+            output = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra)
+            return output.last_hidden_state[:, 0]
+        if self.budgeted_shapes:
+            mark_budgeted_shapes({"input_ids": input_ids, **extra}, packed_layout)
+        output = self.encoder(input_ids=input_ids, packed_layout=packed_layout, **extra)
+        return output.last_hidden_state[0, packed_layout.first_token]
 
-    def forward(self, input_ids, attention_mask, task_ids, labels=None, token_type_ids=None):
+    def forward(self, input_ids, attention_mask=None, task_ids=None, labels=None, token_type_ids=None,
+                position_ids=None, packed_layout: PackedLayout | None = None):
         """Summed loss over the batch (and per task), or the logits of a one-task batch.
 
         Returns ``(loss_sum, task_loss_sums)`` when labels are given: every head runs, on an
         empty slice when its task is absent, so under DDP every parameter takes part in every step.
         """
-        first_token = self.encode(input_ids, attention_mask, token_type_ids)
+        first_token = self.encode(input_ids, attention_mask, token_type_ids, position_ids, packed_layout)
         if labels is None:
             return self.heads[self.head_of_task[int(task_ids[0])]](first_token)
         task_losses = []
@@ -194,12 +206,16 @@ class MultiTaskModel(nn.Module):
         return losses.sum(), losses
 
     # --- one folder: encoder/ (save_pretrained) + tokenizer + heads ---
-    def save(self, folder: str | Path, tokenizer: PreTrainedTokenizerBase) -> None:
+    def save(self, folder: str | Path, tokenizer: PreTrainedTokenizerBase,
+             state: dict[str, torch.Tensor] | None = None) -> None:
+        """``state``: this model's state dict to write instead of its live weights (a copy taken
+        earlier, so that a background thread can write it while training goes on)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self.encoder.save_pretrained(folder / ENCODER_DIR)
+        state = self.state_dict() if state is None else state
+        self.encoder.save_pretrained(folder / ENCODER_DIR, state_dict=_part(state, "encoder."))
         tokenizer.save_pretrained(folder / ENCODER_DIR)
-        torch.save(self.heads.state_dict(), folder / HEADS_FILE)
+        torch.save(_part(state, "heads."), folder / HEADS_FILE)
         heads = {"task_names": self.task_names, "num_labels": self.num_labels,
                  "share_heads": self.share_heads}
         (folder / HEADS_CONFIG).write_text(json.dumps(heads, indent=1))
@@ -231,9 +247,13 @@ def reuse_heads(model: MultiTaskModel, folder: str | Path) -> list[str]:
         if count in by_count:
             prefix = f"{by_count[count]}."
             head = model.heads[model.head_of_task[task_index]]
-            head.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+            head.load_state_dict(_part(state, prefix))
             reused.append(model.task_names[task_index])
     return reused
+
+
+def _part(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def model_folder_problem(folder: str | os.PathLike) -> str | None:

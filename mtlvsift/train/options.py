@@ -75,6 +75,12 @@ train_options = _apply([
                  callback=_seed_list,
                  help="Seeds of the single runs that STILTs (best of them) and dynamic sampling "
                       "(their mean) read; all must be finished."),
+    click.option("--packing/--no-packing", default=True, show_default=True,
+                 help="Pack each batch's rows into one sequence of real tokens (BERT/RoBERTa-family "
+                      "encoders; others are padded). Changes speed, not results."),
+    click.option("--varlen-attention", is_flag=True,
+                 help="Packed attention by torch's varlen flash kernel (CUDA, bf16/fp16); it has no "
+                      "dropout, so attention-probability dropout is off."),
 ])
 
 plan_options = _apply([

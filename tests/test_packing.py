@@ -1,0 +1,181 @@
+"""Packed batches: the layout, equivalence with padded batches (outputs, gradients, a whole run),
+the fallback to padding, and the number of compiled graphs under --compile."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+
+import mtlvsift.train.packing as packing
+from helpers import read_log, run_script, tiny_args
+from mtlvsift.train.data import make_collator
+from mtlvsift.train.model import MultiTaskModel
+from mtlvsift.train.packing import PackedCollator, token_budget
+
+
+def rows_of(lengths, vocab=30522, types=False, seed=0):
+    """Features as the tokenized datasets hold them: unpadded token lists, a label, a task."""
+    rng = random.Random(seed)
+    features = []
+    for i, n in enumerate(lengths):
+        feature = {"input_ids": [101] + [rng.randrange(1000, vocab) for _ in range(n - 2)] + [102],
+                   "attention_mask": [1] * n, "label": float(i % 2), "task_id": i % 2}
+        if types:
+            feature["token_type_ids"] = [0] * (n // 2) + [1] * (n - n // 2)
+        features.append(feature)
+    return features
+
+
+def test_collator_lays_rows_end_to_end():
+    features = rows_of([3, 20, 5], types=True)
+    batch = PackedCollator(pad_token_id=0, position_offset=2, max_length=128, budgeted=False)(features)
+    layout = batch["packed_layout"]
+    assert batch["input_ids"][0].tolist() == sum((f["input_ids"] for f in features), [])
+    assert batch["position_ids"][0].tolist() == [2, 3, 4] + list(range(2, 22)) + list(range(2, 7))
+    assert batch["token_type_ids"][0].tolist() == sum((f["token_type_ids"] for f in features), [])
+    assert layout.first_token.tolist() == [0, 3, 23] and layout.cu_seqlens.tolist() == [0, 3, 23, 28]
+    assert layout.max_length == 20 and batch["labels"].tolist() == [0.0, 1.0, 0.0]
+    # Rows of 3 and 5 tokens share the block of rows up to 16 tokens; the 20-token row has its own.
+    short, long_ = layout.blocks
+    assert short.tolist() == [[0, 1, 2, 0, 0], [23, 24, 25, 26, 27]]
+    assert layout.inside[0].tolist() == [[True] * 3 + [False] * 2, [True] * 5]  # the key mask
+    assert long_.tolist() == [list(range(3, 23))] and layout.inside[1].all()
+    flat = torch.cat([short.flatten(), long_.flatten()])
+    assert torch.equal(flat[layout.slots], torch.arange(28))  # each token's place holds it
+
+
+def test_budgets_round_up_and_fill_with_pieces():
+    assert [token_budget(n) for n in (1, 64, 65, 128, 129, 1000, 2048, 2049)] == \
+        [64, 64, 128, 128, 192, 1024, 2048, 2496]
+    assert all(n <= token_budget(n) <= 1.2 * n + 64 for n in range(1, 5000, 7))
+    budgets = {token_budget(n) for n in range(2000, 2800)}
+    assert len(budgets) == 3  # a run whose batches vary by +-15% sees few shapes
+    batch = PackedCollator(0, 0, max_length=16, budgeted=True)(rows_of([10, 12, 14, 9]))
+    layout = batch["packed_layout"]
+    assert batch["input_ids"].shape == (1, 64) and batch["input_ids"][0, 45:].eq(0).all()
+    assert layout.cu_seqlens.tolist() == [0, 10, 22, 36, 45, 61, 64]  # filler cut at max_length
+    assert len(layout.blocks) == 1 and layout.blocks[0].shape == (4, 14)
+    assert layout.slots[45:].eq(4 * 14).all()  # the filler's place: after the block
+
+
+def tiny_encoder(kind, tokenizer_path):
+    from transformers import AutoTokenizer, BertConfig, BertModel, RobertaConfig, RobertaModel
+
+    pad = AutoTokenizer.from_pretrained(tokenizer_path).pad_token_id
+    shape = dict(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                 intermediate_size=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    torch.manual_seed(0)
+    if kind == "bert":
+        return BertModel(BertConfig(**shape, max_position_embeddings=160), add_pooling_layer=False)
+    config = RobertaConfig(**shape, max_position_embeddings=160, pad_token_id=pad, type_vocab_size=1)
+    return RobertaModel(config, add_pooling_layer=False)
+
+
+@pytest.mark.parametrize("kind", ["bert", "roberta"])
+def test_packed_equals_padded_logits_and_gradients(kind, minilm_path):
+    """The same batch, padded and packed: logits and every parameter's gradient (fp32, no
+    dropout) agree to 1e-4 relative."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    model = MultiTaskModel(tiny_encoder(kind, minilm_path), ["rte", "stsb"], [2, 1])
+    features = rows_of([7, 40, 3, 18, 64, 12, 2, 33], types=kind == "bert")
+    if kind == "roberta":
+        features = [{k: v for k, v in f.items() if k != "token_type_ids"} for f in features]
+    padded = make_collator(tokenizer, None)(features)
+    assert packing.unsupported_reason(model.encoder) is None
+    collate, notice = packing.batch_collator(_Options(), model, tokenizer, None)
+    assert notice is None and isinstance(collate, PackedCollator)
+    packed = collate(features)
+    results = []
+    for batch in (padded, packed):
+        model.zero_grad()
+        loss, _ = model(**batch)
+        loss.backward()
+        logits = [model(**{**batch, "labels": None, "task_ids": batch["task_ids"] * 0 + t}) for t in (0, 1)]
+        results.append((torch.cat(logits, 1), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (logits_a, grads_a), (logits_b, grads_b) = results
+    torch.testing.assert_close(logits_b, logits_a, rtol=1e-4, atol=1e-6)
+    scale = torch.cat([g.flatten() for g in grads_a.values()]).norm()
+    assert len(grads_a) == len(grads_b) == sum(1 for _ in model.parameters())
+    for name, grad in grads_a.items():
+        # Key biases get a gradient of exactly zero in exact arithmetic (softmax ignores a
+        # constant per query): both sides are rounding noise, ~1e-16 of the whole gradient.
+        error = (grads_b[name] - grad).norm()
+        assert error <= 1e-4 * grad.norm() + 1e-7 * scale, (name, error, grad.norm())
+
+
+class _Options:
+    packing, varlen_attention, compile_model, max_seq_length = True, False, False, 128
+
+
+def test_a_leaking_attention_is_caught(minilm_path, monkeypatch):
+    """If the packed layout never reached attention (stock SDPA over the packed row), rows would
+    see each other: the start-up check notices and the run falls back to padding."""
+    encoder = tiny_encoder("bert", minilm_path)
+    assert packing.rows_stay_apart(encoder)
+    monkeypatch.setattr(packing, "packed_sdpa_attention", packing.sdpa_attention_forward)
+    assert not packing.rows_stay_apart(encoder)
+    assert "does not match row by row" in packing.unsupported_reason(encoder)
+
+
+def test_heterogeneous_run_losses_match_padded(tiny_model_no_dropout, tiny_glue, tmp_path):
+    """Two tasks, heterogeneous batches, 24 steps: every logged loss agrees to 1e-4 relative."""
+    logs = {}
+    for name, extra in (("padded", ["--no-packing"]), ("packed", [])):
+        run_script("train_mtl", ["--target", "rte", "--support", "sst2", "--sampling", "size",
+                                 "--log-every", 1, *extra,
+                                 *tiny_args(tiny_model_no_dropout, tiny_glue, tmp_path / name)])
+        logs[name] = read_log(tmp_path / name / "mtl" / "rte--sst2__sampling-size" / "seed-0")
+    assert len(logs["packed"]) == len(logs["padded"]) == 24
+    np.testing.assert_allclose([e["loss"] for e in logs["packed"]], [e["loss"] for e in logs["padded"]],
+                               rtol=1e-4)
+
+
+def test_other_architectures_fall_back_to_padding(minilm_path, tiny_glue, tmp_path):
+    from transformers import AutoTokenizer, DistilBertConfig, DistilBertModel
+
+    folder = tmp_path / "distilbert"
+    config = DistilBertConfig(vocab_size=30522, dim=32, n_layers=1, n_heads=2, hidden_dim=64)
+    DistilBertModel(config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(minilm_path).save_pretrained(folder)
+    result = run_script("train_stilts", ["--target", "rte", *tiny_args(folder, tiny_glue, tmp_path, epochs=1)])
+    assert "Packing is off: model type distilbert has no packed path here" in " ".join(result.output.split())
+    record = json.loads((tmp_path / "single" / "rte" / "seed-0" / "result.json").read_text())
+    assert record["config"]["packing"] is True and len(record["history"]) == 2
+
+
+@pytest.mark.slow
+def test_compile_makes_one_graph_per_budget(tiny_model_no_dropout, minilm_path):
+    """30 training steps of varied lengths through the compiled encoder: no more graphs than the
+    budgets their packed lengths fall into."""
+    from torch._dynamo.utils import counters
+    from transformers import AutoTokenizer
+
+    from mtlvsift.train.model import load_encoder
+
+    torch._dynamo.reset()
+    counters.clear()
+    model = MultiTaskModel(load_encoder(str(tiny_model_no_dropout)), ["rte", "sst2"], [2, 2])
+    options = _Options()
+    options.compile_model = True
+    collate, _ = packing.batch_collator(options, model, AutoTokenizer.from_pretrained(minilm_path), None)
+    model.encoder.compile(dynamic=None)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    rng = random.Random(0)
+    budgets, lengths = set(), set()
+    for step in range(30):
+        sizes = [rng.randint(3, 40) for _ in range(rng.randint(6, 10))]
+        batch = collate(rows_of(sizes, seed=step))
+        budgets.add(batch["input_ids"].shape[1])
+        lengths.add(sum(sizes))
+        loss, _ = model(**batch)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    assert len(lengths) > 20 and 1 < len(budgets) <= 4
+    assert counters["stats"]["unique_graphs"] <= len(budgets), (dict(counters["stats"]), budgets)
