@@ -267,6 +267,7 @@ class Trainer:
         mean_loss = loss_sum / max(examples, 1)
         bad = [n for n, v in zip(self.names, task_sums) if not math.isfinite(v)]
         if bad or not math.isfinite(mean_loss):
+            self.checkpoints.close()  # a write under way finishes: it is the last good checkpoint
             kept = (f"The last good checkpoint is kept in {self.run.state_dir}."
                     if existing_folder(self.run.state_dir) else "No checkpoint had been written yet.")
             raise MtlvsiftError(
