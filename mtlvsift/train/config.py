@@ -8,7 +8,7 @@ STILTs start model, the single-task scores of dynamic sampling) is resolved from
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,8 @@ from mtlvsift.tasks import GLUE_TASK_NAMES, get_task, get_tasks
 
 # Options that change where files go or how fast a run is, not what it computes.
 NOT_IDENTITY = {"data_dir", "output_dir", "overwrite", "compile_model", "num_workers", "log_every",
-                "eval_batch_size", "grad_accum", "single_scores_file", "init_model", "keep_state"}
+                "eval_batch_size", "grad_accum", "single_scores_file", "init_model", "keep_state",
+                "task_files", "report_to"}
 
 
 @dataclass
@@ -60,6 +61,10 @@ class TrainConfig:
     overwrite: bool = False
     keep_state: bool = False
     compile_model: bool = False
+    task_files: list[str] = field(default_factory=list)  # --task-file, absolute paths
+    # Each task-file task of the run (target, support) -> its task file's sha256.
+    task_definitions: dict[str, str] | None = None
+    report_to: list[str] = field(default_factory=list)  # --report-to trackers
 
     @property
     def run_dir(self) -> Path:
@@ -67,7 +72,10 @@ class TrainConfig:
 
     def identity(self) -> dict[str, Any]:
         """What the run computes: a rerun with a different identity must not reuse its folder."""
-        return {k: v for k, v in asdict(self).items() if k not in NOT_IDENTITY}
+        identity = {k: v for k, v in asdict(self).items() if k not in NOT_IDENTITY}
+        if not identity["task_definitions"]:  # GLUE runs keep the identity they had before
+            del identity["task_definitions"]
+        return identity
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,6 +83,12 @@ class TrainConfig:
 
 def _common(options: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in options.items() if k in TrainConfig.__dataclass_fields__}
+
+
+def task_definitions(names: list[str]) -> dict[str, str] | None:
+    """The sha256 of the task file behind each task-file task among ``names`` (None: all GLUE)."""
+    sources = {name: get_task(name).source for name in names}
+    return {name: s.task_file_sha256 for name, s in sources.items() if s is not None} or None
 
 
 def _cap_variant(options: dict[str, Any]) -> dict[str, Any]:
@@ -103,10 +117,12 @@ def stilts_config(target: str, support: str | None, init_from: str | None,
     base = f"{target_task.name}--{support_task.name}" if support_task else target_task.name
     if init_from and not support_task:
         base = f"{target_task.name}--init"
+    support_names = [support_task.name] if support_task else []
     config = TrainConfig(
         method=method, tasks=[target_task.name], target=target_task.name,
-        support=[support_task.name] if support_task else [], name=run_name(base, variant),
+        support=support_names, name=run_name(base, variant),
         variant=variant, target_fraction=target_fraction, support_ratio=support_ratio,
+        task_definitions=task_definitions([target_task.name, *support_names]),
         **_common(options),
     )
     config.init_from = init_from
@@ -145,7 +161,8 @@ def mtl_config(target: str, support: tuple[str, ...], sampling: str, batching: s
         support=[t.name for t in tasks[1:]], name=run_name(base, variant), variant=variant,
         sampling=sampling, batching=batching,
         dynamic_rule=dynamic_rule if sampling == "dynamic" else None,
-        target_fraction=target_fraction, support_ratio=support_ratio, **_common(options),
+        target_fraction=target_fraction, support_ratio=support_ratio,
+        task_definitions=task_definitions([t.name for t in tasks]), **_common(options),
     )
     config.single_scores_file = single_scores
     return config
@@ -169,7 +186,8 @@ def mtl_all_config(tasks: tuple[str, ...], sampling: str, batching: str, dynamic
     config = TrainConfig(
         method="mtl_all", tasks=names, target=None, support=[], name=run_name("all", variant),
         variant=variant, sampling=sampling, batching=batching,
-        dynamic_rule=dynamic_rule if sampling == "dynamic" else None, **_common(options),
+        dynamic_rule=dynamic_rule if sampling == "dynamic" else None,
+        task_definitions=task_definitions(names), **_common(options),
     )
     config.single_scores_file = single_scores
     return config

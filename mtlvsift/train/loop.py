@@ -38,6 +38,7 @@ from mtlvsift.train.model import MultiTaskModel, is_model_folder, load_encoder, 
 from mtlvsift.train.prerequisites import with_single_scores, with_start_model
 from mtlvsift.train.progress_bar import TrainDisplay
 from mtlvsift.train.sampling import epoch_batch_sizes, epoch_schedule, process_slice, task_probabilities
+from mtlvsift.train.trackers import Trackers, tracking_dir
 
 
 def run_training(config: TrainConfig, restart: bool = False) -> dict[str, Any]:
@@ -45,7 +46,9 @@ def run_training(config: TrainConfig, restart: bool = False) -> dict[str, Any]:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
         # Launched by torchrun on a machine without GPUs: DDP over gloo on the CPU.
         os.environ.setdefault("ACCELERATE_USE_CPU", "true")
-    accelerator = Accelerator(dataloader_config=DataLoaderConfiguration(split_batches=True))
+    accelerator = Accelerator(dataloader_config=DataLoaderConfiguration(split_batches=True),
+                              log_with=config.report_to or None,
+                              project_dir=str(tracking_dir(config.run_dir)))
     main = accelerator.is_main_process
     config = with_single_scores(config)  # part of the run's identity
     run = RunFolder(config.run_dir)
@@ -153,12 +156,16 @@ class Trainer:
         self.running = _Running(len(self.names), device)
         title = f"{config.method} {config.name} seed {config.seed}"
         self.display = TrainDisplay(self.main, title, total_steps, self.progress.step)
+        self.trackers = Trackers(accelerator, config)  # --report-to; nothing without it
 
     def train(self) -> dict[str, Any]:
-        with self.display:
-            for epoch in range(self.progress.epoch, self.config.epochs):
-                self.train_epoch(epoch)
-        return self.finish()
+        try:
+            with self.display:
+                for epoch in range(self.progress.epoch, self.config.epochs):
+                    self.train_epoch(epoch)
+            return self.finish()
+        finally:
+            self.trackers.end()
 
     def train_epoch(self, epoch: int) -> None:
         config, progress = self.config, self.progress
@@ -240,11 +247,12 @@ class Trainer:
                 f"then rerun (add --restart to start from scratch)."
             )
         speed = examples / elapsed if elapsed > 0 else 0.0
+        lr = self.scheduler.get_last_lr()[0]
         self.display.status(mean_loss, speed, p)
+        self.trackers.train(progress.step, mean_loss, lr, speed, p)
         if self.main:
             self.run.append_log({"step": progress.step, "epoch": progress.epoch + 1,
-                                 "loss": mean_loss, "lr": self.scheduler.get_last_lr()[0],
-                                 "examples_per_second": speed})
+                                 "loss": mean_loss, "lr": lr, "examples_per_second": speed})
 
     def evaluate_and_checkpoint(self, p: dict[str, float]) -> None:
         progress, run = self.progress, self.run
@@ -265,6 +273,7 @@ class Trainer:
         candidate = selection_entry(entry, self.config.target)
         is_best = progress.best is None or candidate["score"] > progress.best["score"]
         self.display.evaluation(progress.step, epoch, metrics, improved)
+        self.trackers.evaluation(progress.step, metrics)
         start = time.perf_counter()
         if is_best:
             progress.best = candidate

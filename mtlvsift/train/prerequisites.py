@@ -28,8 +28,10 @@ def _single_runs(config: TrainConfig, task: str, cap: int | None) -> tuple[list[
     (a loop over seeds) that makes them."""
     variant = variant_suffix({"n": cap, "ds": config.data_seed or None})
     folder = Path(config.output_dir) / "single" / run_name(task, variant)
+    source = get_task(task).source
     options = {"model": config.model, "max_train_examples": cap,
-               "data_seed": config.data_seed or None}
+               "data_seed": config.data_seed or None,
+               "task_file": [source.task_file] if source else None}
     return finished_runs(folder, config.model), train_command("single", task, options=options)
 
 
