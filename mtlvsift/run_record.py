@@ -16,6 +16,7 @@ import json
 import math
 import os
 import platform
+import re
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from mtlvsift.tasks import get_task, normalize_task_name
 SCHEMA = 1
 METHODS = ("single", "stilts", "mtl", "mtl_all")
 MEAN_MAIN = "mean_main"  # MTL_All selects its single best model by the mean main score
+METRIC_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")  # what a report may show of one
 
 
 # --------------------------------------------------------------------------- writing
@@ -126,6 +128,8 @@ class RunRecord:
     support_ratio: float | None
     score: float | None  # best.score: the target's main metric at the selected step
     task_scores: dict[str, float]  # best_by_task[task].score, each task at its own best step
+    main_metrics: dict[str, str] = field(default_factory=dict)  # best_by_task[task].metric
+    task_files: tuple[str, ...] = ()  # config.task_files: where its task-file tasks were defined
 
     @property
     def folder(self) -> Path:
@@ -243,10 +247,14 @@ def read_record(path: Path) -> RunRecord:
         raise InvalidRecord("'model' is missing")
 
     task_scores: dict[str, float] = {}
+    main_metrics: dict[str, str] = {}
     for task, best in _dict(raw, "best_by_task").items():
         value = best.get("score") if isinstance(best, dict) else None
         if _is_number(value):
             task_scores[normalize_task_name(task)] = float(value)
+        metric = best.get("metric") if isinstance(best, dict) else None
+        if isinstance(metric, str) and METRIC_NAME.fullmatch(metric):
+            main_metrics[normalize_task_name(task)] = metric
 
     score = None
     if method == "mtl_all":
@@ -283,6 +291,8 @@ def read_record(path: Path) -> RunRecord:
         support_ratio=_number_or_none(size_exp.get("support_ratio")),
         score=score,
         task_scores=task_scores,
+        main_metrics=main_metrics,
+        task_files=tuple(f for f in _list(_dict(raw, "config"), "task_files") if isinstance(f, str)),
     )
 
 
