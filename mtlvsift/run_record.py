@@ -31,7 +31,7 @@ from mtlvsift.tasks import get_task, normalize_task_name
 SCHEMA = 1
 METHODS = ("single", "stilts", "mtl", "mtl_all")
 MEAN_MAIN = "mean_main"  # MTL_All selects its single best model by the mean main score
-METRIC_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")  # what a report may show of one
+METRIC_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_. -]{0,63}")  # what a report may show of one
 
 
 # --------------------------------------------------------------------------- writing

@@ -95,8 +95,8 @@ def recommend(outputs: Path, target: str | None = None, support: str | None = No
         key = normalize_task_name(name)
         if known.get(key):  # the records' sizes, GLUE's for GLUE tasks without records
             return known[key]
-        raise MtlvsiftError(f"No run of task '{name}' under {outputs} tells its training size; "
-                            f"give --{option}-size N.")
+        raise MtlvsiftError(f"Task '{name}' is neither a GLUE task nor trained in any run under "
+                            f"{outputs}; check the name, or give its size: --{option}-size N.")
 
     target_size = size_of(target, target_size, "target")
     support_size = size_of(support, support_size, "support")

@@ -31,7 +31,7 @@ DATA_FORMATS = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 CLASSIFICATION_METRICS = ("accuracy", "f1", "f1_macro", "mcc")
 REGRESSION_METRICS = ("pearson", "spearman")
 BUILTIN_METRICS = CLASSIFICATION_METRICS + REGRESSION_METRICS
-NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
+NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,63}")  # also a folder name
 
 
 class _Loader(yaml.SafeLoader):
@@ -140,7 +140,7 @@ def _name(entry: dict, where: str) -> str:
     name = entry.get("name")
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise MtlvsiftError(f"{where}: `name` must be lower-case letters, digits and underscores, "
-                            f"starting with a letter (e.g. my_task).")
+                            f"starting with a letter, at most 64 (e.g. my_task).")
     if glue_key(name) in GLUE_TASKS:
         raise MtlvsiftError(f"{where}: the name clashes with the GLUE task "
                             f"{GLUE_TASKS[glue_key(name)].display}; choose another name.")
