@@ -207,3 +207,24 @@ def test_hub_source_fails_offline_with_one_message(tmp_path):
     message = str(err.value)
     assert "Could not load task 'myhub' from the Hugging Face hub (some-org/no-such-dataset" in message
     assert "save the data as files" in message and str(task_file) in message
+
+
+def test_the_readme_task_file_is_valid(tmp_path):
+    from helpers import REPO_ROOT
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme[readme.index("## Your own task"):]
+    text = section[section.index("```yaml\n") + 8:section.index("```\n")]
+    (tmp_path / "data").mkdir()
+    for name in ("train", "dev", "test"):
+        write_csv(tmp_path / "data" / f"{name}.csv", ROWS)
+    for name in ("pairs_train", "pairs_dev"):
+        (tmp_path / "data" / f"{name}.jsonl").write_text('{"first": "a", "second": "b", "score": 1}\n')
+    (tmp_path / "my_tasks.yaml").write_text(text)
+    sent, similarity, hub = load_task_files([tmp_path / "my_tasks.yaml"])
+    assert (sent.metrics, sent.main_metric, sent.source.id_column) == (("accuracy", "f1"), "f1", "id")
+    assert similarity.is_regression and similarity.main_metric == "spearman"
+    assert hub.label_names == ("yes", "no") and hub.source.hub_path == "some/dataset"
+    assert len(load_split(sent, "dev", None)) == len(ROWS)
+    for script in ("train_stilts", "train_mtl", "train_mtl_all", "compare", "predict"):
+        assert f"scripts/{script}.py" in section and (REPO_ROOT / "scripts" / f"{script}.py").is_file()
