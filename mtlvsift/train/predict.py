@@ -53,26 +53,28 @@ def predict(run_dir: str | Path, out_dir: str | Path, split: str | None = None,
     run_dir = Path(run_dir)
     record = _finished_record(run_dir)
     config = record.get("config") if isinstance(record.get("config"), dict) else {}
+    max_length = config.get("max_seq_length")
+    if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 1:
+        raise MtlvsiftError(f"{run_dir / RESULT_FILE} has no valid config.max_seq_length.")
     _register_run_tasks(config, task_files)
     tasks = _tasks_to_predict(record, task_name, file)
+    glue_dir = resolve_data_dir(data_dir) if any(t.source is None for t in tasks) else None
+    # Every input is read (and checked) before the model runs and before anything is written.
+    jobs = [(task, inputs) for task in tasks for inputs in _inputs(task, split, file, glue_dir)]
     problem = model_folder_problem(run_dir / "best")
     if problem:
         raise MtlvsiftError(f"The best model of {run_dir} ({run_dir / 'best'}) cannot be loaded "
                             f"({problem}). Train the run again (its command with --overwrite).")
     model, tokenizer = MultiTaskModel.load(run_dir / "best")
+    missing = [t.name for t in tasks if t.name not in model.task_names]
+    if missing:
+        raise MtlvsiftError(f"The best model of {run_dir} has no head for {', '.join(missing)} "
+                            f"(heads: {', '.join(model.task_names)}).")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device).eval()
-    max_length = config.get("max_seq_length")
-    if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 1:
-        raise MtlvsiftError(f"{run_dir / RESULT_FILE} has no valid config.max_seq_length.")
-    glue_dir = resolve_data_dir(data_dir) if any(t.source is None for t in tasks) else None
-    written = []
-    for task in tasks:
-        head = model.task_names.index(task.name)
-        for inputs in _inputs(task, split, file, glue_dir):
-            predictions = _predict(model, tokenizer, task, head, inputs, max_length, batch_size, device)
-            written.append(_write(Path(out_dir), task, inputs, predictions))
-    return written
+    predictions = [_predict(model, tokenizer, task, model.task_names.index(task.name), inputs,
+                            max_length, batch_size, device) for task, inputs in jobs]
+    return [_write(Path(out_dir), task, inputs, p) for (task, inputs), p in zip(jobs, predictions)]
 
 
 def _finished_record(run_dir: Path) -> dict:

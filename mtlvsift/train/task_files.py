@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from mtlvsift.errors import MtlvsiftError
-from mtlvsift.tasks import GLUE_TASKS, Task, TaskSource, glue_key, set_user_tasks
+from mtlvsift.tasks import GLUE_TASKS, Task, TaskSource, display_name, glue_key, set_user_tasks
 
 TASK_KEYS = ("name", "train", "dev", "test", "hub", "text", "label", "labels", "regression",
              "metrics", "main_metric", "id")
@@ -43,8 +43,8 @@ _Loader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-                              list("tTfF"))
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool",
+                              re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 
 
 def label_text(value: Any) -> str:
@@ -94,9 +94,9 @@ def parse_task_file(path: Path) -> list[Task]:
 def _parse(path: Path, content: bytes) -> Any:
     try:
         text = content.decode("utf-8-sig")
-        if path.suffix == ".json":
+        if path.suffix.lower() == ".json":
             return json.loads(text)
-        if path.suffix in (".yaml", ".yml"):
+        if path.suffix.lower() in (".yaml", ".yml"):
             return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader)
     except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -115,7 +115,7 @@ def _task(path: Path, sha256: str, number: int, entry: Any) -> Task:
     if not isinstance(entry, dict):
         raise MtlvsiftError(f"{path}: task #{number} is not a mapping of keys to values.")
     name = entry.get("name")
-    where = f"{path}: task '{name}'" if isinstance(name, str) else f"{path}: task #{number}"
+    where = f"{path}: task {name[:80]!r}" if isinstance(name, str) else f"{path}: task #{number}"
     _no_unknown_keys(entry, TASK_KEYS, where)
     name = _name(entry, where)
     texts = _texts(entry, where)
@@ -131,7 +131,7 @@ def _task(path: Path, sha256: str, number: int, entry: Any) -> Task:
         raise MtlvsiftError(f"{where}: `id` is the name of the column that holds example ids.")
     source = TaskSource(task_file=str(path), task_file_sha256=sha256, id_column=id_column,
                         **_source(entry, path, where))
-    return Task(name=name, display=name.upper(), folder="", hub_config="", text_columns=texts,
+    return Task(name=name, display=display_name(name), folder="", hub_config="", text_columns=texts,
                 label_column=label, hub_text_columns=texts, label_names=labels,
                 metrics=metrics, main_metric=main, train_size=0, source=source)
 

@@ -116,7 +116,8 @@ def _records_table(source: str, records: list, lines: list[int] | None) -> Table
 
 def _read_jsonl(path: Path) -> Table:
     records, lines = [], []
-    for number, line in enumerate(_text(path).splitlines(), start=1):
+    # split("\n"), not splitlines(): JSON text may hold U+2028 and other line separators.
+    for number, line in enumerate(_text(path).split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -223,7 +224,7 @@ def texts(task: Task, table: Table, names: tuple[str, ...] | None = None) -> dic
         for row, value in enumerate(values):
             if value is None or isinstance(value, (list, dict)):
                 raise DataError(f"{table.where(row)}: column '{column}' holds no text "
-                                f"({value!r}).", table.source)
+                                f"({_shown(value)}).", table.source)
         columns[name] = [str(value) for value in values]
     return columns
 
@@ -239,15 +240,21 @@ def _label(task: Task, value: Any, table: Table, row: int) -> float:
     if task.is_regression:
         try:
             number = float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             number = math.nan
         if isinstance(value, bool) or not math.isfinite(number):
-            raise DataError(f"{table.where(row)}: label {value!r} is not a number; task "
+            raise DataError(f"{table.where(row)}: label {_shown(value)} is not a number; task "
                             f"'{task.name}' is a regression.", table.source)
         return number
     text = label_text(value)
     if value is None or text not in task.label_names:
-        raise DataError(f"{table.where(row)}: label {value!r} is not in the labels of task "
+        raise DataError(f"{table.where(row)}: label {_shown(value)} is not in the labels of task "
                         f"'{task.name}' ({', '.join(task.label_names)}). Add it to `labels` in "
                         f"{task.source.task_file}, or fix the row.", table.source)
     return float(task.label_names.index(text))
+
+
+def _shown(value: Any) -> str:
+    """A value from the data, as an error message shows it (long ones cut)."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
