@@ -151,8 +151,10 @@ GLUE_TASKS: dict[str, Task] = {
 GLUE_TASK_NAMES: tuple[str, ...] = tuple(GLUE_TASKS)
 
 
-# Tasks of the task files given to this process (--task-file), by name.
+# Tasks of the task files given to this process (--task-file), by name, and what such a name
+# may be (it is also a folder name).
 _USER_TASKS: dict[str, Task] = {}
+USER_TASK_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 def glue_key(name: str) -> str:

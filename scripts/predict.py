@@ -20,7 +20,8 @@ from mtlvsift.train.predict import SPLITS, predict
 @click.option("--file", "file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Predict the examples of this file (in the task's format) instead.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="Folder for the prediction files (GLUE: RTE.tsv, MNLI-m.tsv, ...; yours: <task>.csv).")
+              help="Folder for the prediction files (GLUE: RTE.tsv, MNLI-m.tsv, ...; "
+                   "your own tasks: <task>.csv).")
 @click.option("--task", "task_name", default=None,
               help="Which task of an MTL model (default: its target; MTL_All: every task).")
 @click.option("--data-dir", default=None, type=click.Path(file_okay=False),

@@ -20,6 +20,10 @@ def test_own_tasks_through_every_method_then_compare(tiny_model, tiny_glue, tmp_
     def train(script, *args):
         run_script(script, [*args, "--task-file", task_file, *tiny_args(tiny_model, tiny_glue, out, epochs=1)])
 
+    # A missing prerequisite's command names the task file.
+    fails("train_stilts", ["--target", "mysent", "--support", "myscore", "--task-file", task_file,
+                           *tiny_args(tiny_model, tiny_glue, out, epochs=1)],
+          "scripts/train_stilts.py --target myscore", f"--task-file {task_file}")
     for task in ("mysent", "myscore", "rte"):
         train("train_stilts", "--target", task)
     for task in ("mysent", "myscore"):

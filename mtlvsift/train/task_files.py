@@ -21,7 +21,8 @@ from typing import Any
 import yaml
 
 from mtlvsift.errors import MtlvsiftError
-from mtlvsift.tasks import GLUE_TASKS, Task, TaskSource, display_name, glue_key, set_user_tasks
+from mtlvsift.tasks import GLUE_TASKS, USER_TASK_NAME, Task, TaskSource, display_name, glue_key, \
+    set_user_tasks
 
 TASK_KEYS = ("name", "train", "dev", "test", "hub", "text", "label", "labels", "regression",
              "metrics", "main_metric", "id")
@@ -31,7 +32,6 @@ DATA_FORMATS = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 CLASSIFICATION_METRICS = ("accuracy", "f1", "f1_macro", "mcc")
 REGRESSION_METRICS = ("pearson", "spearman")
 BUILTIN_METRICS = CLASSIFICATION_METRICS + REGRESSION_METRICS
-NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,63}")  # also a folder name
 
 
 class _Loader(yaml.SafeLoader):
@@ -138,7 +138,7 @@ def _task(path: Path, sha256: str, number: int, entry: Any) -> Task:
 
 def _name(entry: dict, where: str) -> str:
     name = entry.get("name")
-    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+    if not isinstance(name, str) or not USER_TASK_NAME.fullmatch(name):
         raise MtlvsiftError(f"{where}: `name` must be lower-case letters, digits and underscores, "
                             f"starting with a letter, at most 64 (e.g. my_task).")
     if glue_key(name) in GLUE_TASKS:

@@ -57,7 +57,8 @@ class Trackers:
     def train(self, step: int, loss: float, lr: float, examples_per_second: float,
               probabilities: dict[str, float]) -> None:
         if self.enabled:
-            values = {"train/loss": loss, "train/lr": lr, "train/examples_per_second": examples_per_second}
+            values = {"train/loss": loss, "train/lr": lr,
+                      "train/examples_per_second": examples_per_second}
             values.update({f"sampling/{task}": p for task, p in probabilities.items()})
             self.accelerator.log(values, step=step)
 
