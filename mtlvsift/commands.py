@@ -13,7 +13,12 @@ from typing import Any
 
 DEFAULT_MODEL = "distilroberta-base"  # the paper's encoder
 DEFAULT_OUTPUTS = "outputs"
-DEFAULT_SEEDS = (0, 1, 2, 3, 4)  # five seeds, as in the paper
+DEFAULT_SEEDS = (0, 1, 2, 3, 4)  # five seeds, as many as the paper's
+# The seeds of the authors' scripts (bin/glue/*); any five seeds give the same protocol.
+AUTHORS_SEEDS = (42, 544460, 801760, 428404, 257803)
+# ``standard``: this project's training protocol; ``original``: the authors' code (docs/fidelity.md).
+PROTOCOLS = ("standard", "original")
+DEFAULT_PROTOCOL = "standard"
 SCRIPTS = {"single": "train_stilts.py", "stilts": "train_stilts.py", "mtl": "train_mtl.py",
            "mtl_all": "train_mtl_all.py"}
 

@@ -1,4 +1,5 @@
-"""Run folders: naming, the stored config (the run's identity), atomic writes, a lock.
+"""Run folders: naming, the stored config (the run's identity), claiming (with the lock of
+run_lock.py), atomic writes.
 
 ``outputs/<method>/<name>/seed-<k>/`` holds ``config.json`` (written when the run starts),
 ``result.json`` (the run record, written atomically once the run completes), ``best/`` (the best
@@ -10,7 +11,6 @@ being written (records, configs, reports) goes through ``atomic_write``.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
@@ -22,10 +22,10 @@ from typing import Any
 
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.faults import fault_point
+from mtlvsift.run_lock import RunLock
 
 RESULT_FILE = "result.json"
 CONFIG_FILE = "config.json"
-LOCK_FILE = "run.lock"
 
 
 def atomic_write(path: str | Path, data: str | bytes) -> None:
@@ -44,6 +44,13 @@ def atomic_write(path: str | Path, data: str | bytes) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def json_kind(value: Any) -> str:
+    """What a parsed JSON value is, in JSON's words: 'an array', 'null', 'a string'..."""
+    kinds = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+             int: "a number", float: "a number", type(None): "null"}
+    return kinds.get(type(value), type(value).__name__)
 
 
 def atomic_write_json(path: str | Path, data: Any) -> None:
@@ -117,26 +124,79 @@ class RunFolder:
     def is_complete(self) -> bool:
         return self.result_file.is_file()
 
-    def prepare(self, identity: dict[str, Any], overwrite: bool) -> str:
+    def stored_identity(self) -> dict[str, Any] | None:
+        """The identity in ``config.json``, None when there is none; a damaged one is an error."""
+        return _read_json_object(self.config_file) if self.config_file.exists() else None
+
+    def prepare(self, identity: dict[str, Any]) -> str:
         """Check the folder against this run's config: returns "new", "resume" or "complete".
 
-        A folder whose stored config differs is an error unless ``overwrite``, so that a wrong
-        flag never costs a finished run.
+        A folder whose stored config differs is an error (--overwrite replaces the run, and is
+        handled by ``claim``), so that a wrong flag never costs a finished run.
         """
-        if overwrite and self.path.exists():
-            shutil.rmtree(self.path)
-        if self.config_file.is_file():
-            stored = json.loads(self.config_file.read_text())
-            if stored != identity:
-                diff = sorted(k for k in set(stored) | set(identity) if stored.get(k) != identity.get(k))
-                shown = ", ".join(f"{k}: {stored.get(k)!r} -> {identity.get(k)!r}" for k in diff)
-                raise MtlvsiftError(
-                    f"{self.path} holds a run with a different config ({shown}). Rerun with the "
-                    f"same options to resume it, pass --overwrite to replace it, or choose another "
-                    f"--output-dir."
-                )
-            return "complete" if self.is_complete() else "resume"
-        return "new"
+        stored = self.stored_identity()
+        if stored is None:
+            return "new"
+        if stored != identity:
+            diff = sorted(k for k in set(stored) | set(identity) if stored.get(k) != identity.get(k))
+            shown = ", ".join(f"{k}: {stored.get(k)!r} -> {identity.get(k)!r}" for k in diff)
+            raise MtlvsiftError(
+                f"{self.path} holds a run with a different config ({shown}). Rerun with the "
+                f"same options to resume it, pass --overwrite to replace it, or choose another "
+                f"--output-dir."
+            )
+        return "complete" if self.is_complete() else "resume"
+
+    def claim(self, identity: dict[str, Any], overwrite: bool = False,
+              restart: bool = False) -> RunLock:
+        """Take the folder for this run: the lock, then (--overwrite) an empty folder, the config.
+
+        A live owner is refused before anything is touched. Leftovers of a killed run are removed
+        before the first write: on a full disk, their space is what the lock and config need.
+        """
+        lock = RunLock(self.path)
+        lock.check_free()
+        try:
+            self.recover()
+        except OSError as exc:
+            raise MtlvsiftError(f"Could not remove what an interrupted run left in {self.path}: "
+                                f"{exc}. Check the permissions, then rerun.") from exc
+        lock.acquire()
+        try:
+            if overwrite:
+                self.clear(keep=lock.file)
+            self.write_config(identity)
+            if restart:
+                self.discard_progress()
+        except OSError as exc:
+            lock.release()
+            raise MtlvsiftError(f"Could not write the run config in {self.path}: {exc}. "
+                                f"Check the disk and permissions, then rerun.") from exc
+        return lock
+
+    def clear(self, keep: Path) -> None:
+        """--overwrite: remove everything in the folder but ``keep`` (the lock this run holds)."""
+        for entry in self.path.iterdir():
+            if entry == keep:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+
+    def tidy_complete(self, keep_state: bool) -> None:
+        """Finish the clean-up of a complete run that a kill cut short after result.json was
+        written (its state/, temporary copies, a stale lock), unless a live process holds it."""
+        lock = RunLock(self.path)
+        if lock.holder() is not None:
+            return
+        try:
+            self.recover()
+            if not keep_state:
+                shutil.rmtree(self.state_dir, ignore_errors=True)
+            lock.file.unlink(missing_ok=True)
+        except OSError:  # best effort: the run itself is complete (the folder may be read-only)
+            pass
 
     def recover(self) -> None:
         """Undo what a kill can leave: a swap cut between its two renames, temporary copies."""
@@ -162,11 +222,12 @@ class RunFolder:
         self.log_file.unlink(missing_ok=True)
 
     def trim_log(self, step: int) -> None:
-        """On resume, forget log lines written after the checkpoint (they will be written again)."""
+        """On resume, forget log lines written after the checkpoint (they will be written again)
+        and any line that is not a log entry (the last one, cut short by a kill)."""
         if not self.log_file.exists():
             return
-        lines = [line for line in self.log_file.read_text().splitlines()
-                 if line.strip() and json.loads(line)["step"] <= step]
+        lines = [line for line in self.log_file.read_text(errors="replace").splitlines()
+                 if (logged := _log_step(line)) is not None and logged <= step]
         self.log_file.write_text("".join(line + "\n" for line in lines))
 
     def append_log(self, entry: dict[str, Any]) -> None:
@@ -174,59 +235,67 @@ class RunFolder:
             handle.write(json.dumps(entry) + "\n")
 
     @contextmanager
-    def saving(self, what: str) -> Iterator[None]:
-        """A failed write (full disk, lost permissions) names what failed; the last good copies stay."""
+    def saving(self, what: str, folder: Path | None = None) -> Iterator[None]:
+        """A failed write (full disk, lost permissions) names what failed and the space it needs
+        (``folder``: the copy being replaced); the partial copy is removed, the last good stay."""
+        from safetensors import SafetensorError  # what safetensors raises on a full disk
+
         try:
             yield
-        except OSError as exc:
+        except (OSError, RuntimeError, SafetensorError) as exc:  # torch.save: RuntimeError
+            needed = _space_needed(self.path, folder)
             for tmp in (self.path / "state.tmp", self.path / "best.tmp"):
                 shutil.rmtree(tmp, ignore_errors=True)  # give back the space of the partial copy
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
             raise MtlvsiftError(
-                f"Could not write {what} in {self.path}: {exc}. The previous checkpoint and best "
-                f"model are intact; free space or fix permissions, then rerun the same command to "
-                f"resume."
+                f"Could not write {what} in {self.path}: {reason}.{needed} The previous "
+                f"checkpoint and best model are intact; free space or fix permissions, then rerun "
+                f"the same command to resume."
             ) from exc
 
 
-class RunLock:
-    """A lock file holding the owner's process id; a lock left by a dead process is taken over."""
-
-    def __init__(self, folder: Path):
-        self.file = Path(folder) / LOCK_FILE
-
-    def acquire(self) -> None:
-        self.file.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
-            try:
-                fd = os.open(self.file, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                owner = self._owner()
-                if owner is not None and _process_alive(owner):
-                    raise MtlvsiftError(
-                        f"{self.file.parent} is in use by process {owner} (lock file {self.file}). "
-                        f"Wait for it to finish, or stop it first."
-                    ) from None
-                self.file.unlink(missing_ok=True)  # stale: its owner is gone
-                continue
-            with os.fdopen(fd, "w") as handle:
-                handle.write(str(os.getpid()))
-            return
-        raise MtlvsiftError(f"Could not take the lock {self.file}; another process keeps taking it.")
-
-    def release(self) -> None:
-        if self._owner() == os.getpid():
-            self.file.unlink(missing_ok=True)
-
-    def _owner(self) -> int | None:
-        try:
-            return int(self.file.read_text().strip() or "0") or None
-        except (OSError, ValueError):
-            return None
-
-
-def _process_alive(pid: int) -> bool:
+def _read_json_object(path: Path) -> dict[str, Any]:
+    """A run folder's JSON file, which must hold an object: anything else is one clear error."""
     try:
-        os.kill(pid, 0)
-    except OSError as exc:
-        return exc.errno == errno.EPERM
-    return True
+        data = json.loads(path.read_text())
+        problem = None if isinstance(data, dict) else f"it holds {json_kind(data)}, not an object"
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad JSON or UTF-8
+        data, problem = None, f"{type(exc).__name__}: {exc}"
+    if problem:
+        raise MtlvsiftError(f"{path} is damaged ({problem[:200]}). Restore it, or pass "
+                            f"--overwrite to train this run again.")
+    return data
+
+
+def _log_step(line: str) -> int | None:
+    """The step of one train_log.jsonl line, None for a line that is not a whole entry."""
+    try:
+        step = json.loads(line).get("step")
+    except (ValueError, AttributeError, RecursionError):
+        return None
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
+
+
+def _folder_bytes(folder: Path) -> int:
+    try:
+        return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    except OSError:
+        return 0
+
+
+def _space_needed(where: Path, folder: Path | None) -> str:
+    """' It needs about 250 MB ...': the previous copy's size (else the partial copy's), and the
+    space free on that disk."""
+    if folder is None:
+        return ""
+    previous = _folder_bytes(folder) if folder.is_dir() else 0
+    partial = _folder_bytes(folder.with_name(folder.name + ".tmp"))
+    try:
+        free = f"; {shutil.disk_usage(where).free / 1e6:.1f} MB are free there"
+    except OSError:
+        free = ""
+    if previous:
+        return f" It needs about {previous / 1e6:.1f} MB (the size of the previous copy){free}."
+    if partial:
+        return f" It needs more than {partial / 1e6:.1f} MB (written before the failure){free}."
+    return ""

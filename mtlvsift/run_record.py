@@ -13,8 +13,6 @@ never parsed: every fact comes from the record's fields. A folder holding ``conf
 from __future__ import annotations
 
 import json
-import math
-import os
 import platform
 import re
 import statistics
@@ -24,14 +22,19 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from mtlvsift.commands import DEFAULT_PROTOCOL, PROTOCOLS
 from mtlvsift.errors import MtlvsiftError
-from mtlvsift.run_folder import CONFIG_FILE, RESULT_FILE, atomic_write_json
-from mtlvsift.tasks import get_task, normalize_task_name
+from mtlvsift.params import MAX_SEED
+from mtlvsift.scores import METRIC_NAME, is_number as _is_number, is_score, score_range
+from mtlvsift.run_folder import CONFIG_FILE, RESULT_FILE, atomic_write_json, json_kind
+from mtlvsift.tasks import GLUE_TASKS, USER_TASK_NAME, get_task, normalize_task_name
+from mtlvsift.train.sampling import BATCHINGS, SAMPLINGS  # plain names: no torch
 
 SCHEMA = 1
 METHODS = ("single", "stilts", "mtl", "mtl_all")
 MEAN_MAIN = "mean_main"  # MTL_All selects its single best model by the mean main score
-METRIC_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_. -]{0,63}")  # what a report may show of one
+_VARIANT = re.compile(r"[A-Za-z0-9._+-]*")  # what run_folder.variant_suffix writes
+_SEED_FOLDER = re.compile(r"seed-[0-9]+")
 
 
 # --------------------------------------------------------------------------- writing
@@ -76,6 +79,7 @@ def build_record(config, progress, train_sizes: dict[str, int], available: dict[
         "tasks": config.tasks,
         "seed": config.seed,
         "model": config.model,
+        "protocol": config.protocol,
         "sampling": config.sampling,
         "batching": config.batching,
         "train_sizes": train_sizes,
@@ -83,12 +87,16 @@ def build_record(config, progress, train_sizes: dict[str, int], available: dict[
         "size_experiment": {"target_fraction": config.target_fraction,
                             "support_ratio": config.support_ratio, "data_seed": config.data_seed},
         "init_model": config.init_model,
+        "start_model": config.start_model,
         "single_scores": config.single_scores,
+        "data_fingerprints": config.data_fingerprints,  # task -> split -> sha256 of the file
+        "single_scores_from": config.single_scores_from,
         "config": config.as_dict(),
         "best": progress.best,
         "best_by_task": progress.best_by_task,
         "history": progress.history,
         "probabilities": progress.probabilities,
+        "batches_per_epoch": [progress.epoch_batches[e] for e in sorted(progress.epoch_batches, key=int)],
         "timing": {
             "train_seconds": seconds,
             "eval_seconds": progress.eval_seconds,
@@ -130,6 +138,9 @@ class RunRecord:
     task_scores: dict[str, float]  # best_by_task[task].score, each task at its own best step
     main_metrics: dict[str, str] = field(default_factory=dict)  # best_by_task[task].metric
     task_files: tuple[str, ...] = ()  # config.task_files: where its task-file tasks were defined
+    protocol: str = DEFAULT_PROTOCOL  # records from before the protocol option: standard
+    start_model: tuple | None = None  # STILTs: (run, seed, score) of the supporting run started from
+    single_scores: tuple | None = None  # dynamic sampling: ((task, score), ...) read by the run
 
     @property
     def folder(self) -> Path:
@@ -172,26 +183,32 @@ class InvalidRecord(Exception):
 
 
 def discover(root: str | Path) -> Discovery:
-    """Every run record and every unfinished run under ``root``, with one warning per bad file."""
+    """Every run record and every unfinished run under ``root``, with one warning per bad file.
+
+    Runs are looked for only where the trainer puts them, ``<root>/<method>/<name>/seed-<k>/``:
+    whatever else lies in the tree (a stray result.json or config.json, copies, the report) is
+    never read, and cannot hide the runs.
+    """
     root = Path(root)
     found = Discovery(root=root)
     if not root.is_dir():
         return found
-    for dirpath, dirnames, filenames in os.walk(root):
-        here = Path(dirpath)
-        if RESULT_FILE in filenames:
+    for method in METHODS:
+        for folder in root.glob(f"{method}/*/seed-*"):
+            if not _SEED_FOLDER.fullmatch(folder.name):
+                continue
             try:
-                found.records.append(read_record(here / RESULT_FILE))
+                if (folder / RESULT_FILE).is_file():
+                    found.records.append(read_record(folder / RESULT_FILE))
+                elif (folder / CONFIG_FILE).is_file():
+                    found.in_progress.append(InProgressRun(folder, _newest_mtime(folder)))
             except InvalidRecord as err:
-                found.warnings.append(f"skipped {here / RESULT_FILE}: {err}")
-            dirnames[:] = []  # a run folder's best/ and state/ hold model files, not runs
-        elif CONFIG_FILE in filenames:
-            found.in_progress.append(InProgressRun(here, _newest_mtime(here, filenames)))
-            dirnames[:] = []
-        else:
-            dirnames.sort()  # a stable order, whatever the file system's
+                found.warnings.append(f"skipped {folder / RESULT_FILE}: {err}")
+            except OSError as err:  # a folder we may not read
+                found.warnings.append(f"skipped {folder}: cannot be read ({err})")
     found.records.sort(key=lambda r: str(r.path))
     found.in_progress.sort(key=lambda r: str(r.path))
+    found.warnings.sort()
     return found
 
 
@@ -222,10 +239,13 @@ def load(path: str | Path) -> dict[str, Any]:
         raise InvalidRecord(f"cannot be read ({err})") from None
     except json.JSONDecodeError as err:
         raise InvalidRecord(f"not valid JSON, corrupt or half-written ({err})") from None
+    except (ValueError, RecursionError) as err:  # nested too deep, a number too long
+        raise InvalidRecord(f"not a run record ({type(err).__name__}: {str(err)[:100]})") from None
     if not isinstance(raw, dict) or "schema" not in raw or "method" not in raw:
         raise InvalidRecord("not a mtlvsift run record (no 'schema' and 'method' fields)")
     if raw["schema"] != SCHEMA:
-        raise InvalidRecord(f"schema {raw['schema']!r} is not supported (this version reads {SCHEMA})")
+        raise InvalidRecord(f"schema {_shown(raw['schema'])} is not supported (this version "
+                            f"reads {SCHEMA})")
     return raw
 
 
@@ -234,27 +254,38 @@ def read_record(path: Path) -> RunRecord:
     raw = load(path)
     method = raw["method"]
     if method not in METHODS:
-        raise InvalidRecord(f"unknown method {method!r} (expected one of {', '.join(METHODS)})")
+        raise InvalidRecord(f"unknown method {_shown(method)} (expected one of {', '.join(METHODS)})")
 
-    target = _task_or_none(raw.get("target"))
-    support = tuple(normalize_task_name(str(s)) for s in _list(raw, "support"))
-    tasks = tuple(normalize_task_name(str(t)) for t in _list(raw, "tasks"))
+    # Every field that reaches the report, the terminal or missing.sh is checked against what a
+    # trainer can write: task, sampling and batching names, numbers, a printable model name.
+    target = _task(raw["target"]) if raw.get("target") is not None else None
+    support = tuple(_task(s) for s in _list(raw, "support"))
+    tasks = tuple(_task(t) for t in _list(raw, "tasks"))
     seed = raw.get("seed")
     model = raw.get("model")
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise InvalidRecord("'seed' is missing or not an integer")
-    if not isinstance(model, str) or not model:
-        raise InvalidRecord("'model' is missing")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise InvalidRecord("'seed' is missing or not an integer from 0 to 2**32 - 1")
+    if not isinstance(model, str) or not model or not model.isprintable():
+        raise InvalidRecord("'model' is missing or holds control characters")
+    sampling = _choice(raw, "sampling", SAMPLINGS)
+    _choice(raw, "batching", BATCHINGS)
+    variant = raw.get("variant") or ""
+    if not isinstance(variant, str) or not _VARIANT.fullmatch(variant):
+        raise InvalidRecord(f"'variant' {_shown(variant)} is not a run folder suffix")
 
     task_scores: dict[str, float] = {}
     main_metrics: dict[str, str] = {}
-    for task, best in _dict(raw, "best_by_task").items():
-        value = best.get("score") if isinstance(best, dict) else None
-        if _is_number(value):
-            task_scores[normalize_task_name(task)] = float(value)
-        metric = best.get("metric") if isinstance(best, dict) else None
+    for key, best in _dict(raw, "best_by_task").items():
+        task = _task(key)
+        best = best if isinstance(best, dict) else {}
+        metric = best.get("metric")
         if isinstance(metric, str) and METRIC_NAME.fullmatch(metric):
-            main_metrics[normalize_task_name(task)] = metric
+            main_metrics[task] = metric
+        value = best.get("score")
+        if not is_score(value, task, main_metrics.get(task)):
+            raise InvalidRecord(f"{task}'s score in 'best_by_task' is {_shown(value)}, "
+                                f"{_range(task, main_metrics.get(task))}")
+        task_scores[task] = float(value)
 
     score = None
     if method == "mtl_all":
@@ -267,8 +298,9 @@ def read_record(path: Path) -> RunRecord:
             raise InvalidRecord(f"a {method} record without 'target'")
         best = raw.get("best")
         score = best.get("score") if isinstance(best, dict) else None
-        if not _is_number(score):
-            raise InvalidRecord("'best.score' is missing or not a finite number")
+        metric = main_metrics.get(target)
+        if not is_score(score, target, metric):
+            raise InvalidRecord(f"'best.score' is {_shown(score)}, {_range(target, metric)}")
         score = float(score)
         if method != "single" and not support:
             raise InvalidRecord(f"a {method} record without 'support'")
@@ -278,15 +310,19 @@ def read_record(path: Path) -> RunRecord:
     return RunRecord(
         path=path,
         method=method,
-        name=str(raw.get("name") or ""),
-        variant=str(raw.get("variant") or ""),
+        name=raw["name"] if isinstance(raw.get("name"), str) else "",
+        variant=variant,
         target=target,
         support=support,
         tasks=tasks,
         seed=seed,
         model=model,
-        sampling=raw.get("sampling") or None,
-        train_sizes={normalize_task_name(k): int(v) for k, v in sizes.items() if _is_number(v)},
+        sampling=sampling,
+        protocol=_choice(raw, "protocol", PROTOCOLS) or DEFAULT_PROTOCOL,
+        start_model=_start_model(raw.get("start_model")),
+        single_scores=tuple(sorted(_dict(raw, "single_scores").items())) or None,
+        train_sizes={_task(k): v for k, v in sizes.items()
+                     if isinstance(v, int) and not isinstance(v, bool) and v > 0},
         target_fraction=_number_or_none(size_exp.get("target_fraction")),
         support_ratio=_number_or_none(size_exp.get("support_ratio")),
         score=score,
@@ -296,28 +332,55 @@ def read_record(path: Path) -> RunRecord:
     )
 
 
-def _newest_mtime(folder: Path, filenames: list[str]) -> float:
+def _start_model(value: object) -> tuple | None:
+    """What identifies a start model across seeds: its run folder, seed and dev score."""
+    if not isinstance(value, dict):
+        return None
+    return (str(value.get("run")), value.get("seed"), value.get("score"))
+
+
+def _newest_mtime(folder: Path) -> float:
     times = []
-    for name in filenames:
+    for path in folder.iterdir():
         try:
-            times.append((folder / name).stat().st_mtime)
+            times.append(path.stat().st_mtime)
         except OSError:  # a file removed while we looked
             pass
     return max(times, default=time.time())
 
 
-def _is_number(value: object) -> bool:
-    return (
-        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    )
+def _range(task: str, metric: str | None = None) -> str:
+    bounds = score_range(task, metric)
+    return f"not a {task} score {bounds}" + (" (points are not scores)" if bounds != "finite" else "")
+
+
+def _shown(value: object) -> str:
+    """A value read from a record, for a message: short, one line, never a nested structure."""
+    if value is None:
+        return "missing"
+    if isinstance(value, (str, int, float)):
+        return repr(value)[:40]
+    return json_kind(value)
 
 
 def _number_or_none(value: object) -> float | None:
     return float(value) if _is_number(value) else None
 
 
-def _task_or_none(value: object) -> str | None:
-    return normalize_task_name(value) if isinstance(value, str) and value else None
+def _task(value: object) -> str:
+    """A GLUE task's canonical name, or a task-file task's name (``USER_TASK_NAME``); anything
+    else makes the record invalid."""
+    name = normalize_task_name(value) if isinstance(value, str) else None
+    if name not in GLUE_TASKS and not (name and USER_TASK_NAME.fullmatch(name)):
+        raise InvalidRecord(f"{_shown(value)} is not a task name")
+    return name
+
+
+def _choice(raw: dict, key: str, choices: tuple[str, ...]) -> str | None:
+    value = raw.get(key) or None
+    if value is not None and value not in choices:
+        raise InvalidRecord(f"'{key}' is {_shown(value)}, not one of {', '.join(choices)}")
+    return value
 
 
 def _dict(raw: dict, key: str) -> dict:
@@ -338,13 +401,15 @@ def _list(raw: dict, key: str) -> list:
 
 
 def finished_runs(folder: str | Path, model: str) -> list[RunRecord]:
-    """The valid records ``<folder>/seed-*/result.json`` of one model (invalid ones skipped)."""
+    """The records ``<folder>/seed-*/result.json`` of one model. A damaged one is an error: a
+    run that reads them (STILTs, dynamic sampling) must not silently use fewer seeds."""
     records = []
     for result in sorted(Path(folder).glob(f"seed-*/{RESULT_FILE}")):
         try:
             record = read_record(result)
-        except InvalidRecord:
-            continue
+        except InvalidRecord as err:
+            raise MtlvsiftError(f"{result} is not a valid run record ({err}). Train that run "
+                                f"again (its command with --overwrite), or move its folder away.")
         if record.model == model:
             records.append(record)
     return records

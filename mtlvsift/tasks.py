@@ -75,6 +75,11 @@ class Task:
     def train_file(self) -> str:
         return "train.tsv"
 
+    @property
+    def lowest_score(self) -> float:
+        """The main metric's lower bound: -1 for a correlation (CoLA's MCC, STS-B's Spearman)."""
+        return -1.0 if self.main_metric in ("mcc", "spearman", "pearson") else 0.0
+
     def main_score(self, metrics: dict[str, float]) -> float:
         """The model-selection score among this task's metrics (MCC for CoLA, ...)."""
         return float(metrics[self.main_metric])
@@ -149,6 +154,9 @@ GLUE_TASKS: dict[str, Task] = {
 }
 
 GLUE_TASK_NAMES: tuple[str, ...] = tuple(GLUE_TASKS)
+# The order of the authors' scripts (bin/glue/*): their task 0 took the quota rounding correction.
+AUTHORS_TASK_ORDER: tuple[str, ...] = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte",
+                                       "wnli")
 
 
 # Tasks of the task files given to this process (--task-file), by name, and what such a name

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from mtlvsift.params import FiniteFloatRange
 from mtlvsift.report.compare import compare, recommend
 
 FOLDER = click.Path(path_type=Path, file_okay=False)
@@ -26,7 +27,7 @@ def shared_options(default):
                          show_default=bool(default), help="Root folder of the runs."),
             click.option("--model", default=None,
                          help="Report only this model (default: each model found, separately)."),
-            click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+            click.option("--alpha", type=FiniteFloatRange(0, 1, min_open=True, max_open=True),
                          default=default and 0.1, show_default=bool(default),
                          help="Significance level of the per-cell t-tests."),
             click.option("--welch", is_flag=True, default=None if not default else False,

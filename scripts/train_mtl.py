@@ -7,8 +7,9 @@
 import click
 
 from mtlvsift.train.config import mtl_config
-from mtlvsift.train.options import mtl_options, restart_option, sampling_option, size_options, train_options
+from mtlvsift.train.options import mtl_options, plan_options, restart_option, sampling_option, size_options, train_options
 from mtlvsift.train.loop import run_training
+from mtlvsift.train.plan import show_plan
 
 
 @click.command(context_settings={"show_default": True})
@@ -19,9 +20,13 @@ from mtlvsift.train.loop import run_training
 @size_options
 @train_options
 @restart_option
-def main(target, support, restart, **options):
+@plan_options
+def main(target, support, restart, dry_run, plan_json, **options):
     config = mtl_config(target, support, **options)
-    run_training(config, restart=restart)
+    if dry_run or plan_json:
+        show_plan(config, plan_json)
+    else:
+        run_training(config, restart=restart)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@
 import click
 
 from mtlvsift.train.config import mtl_all_config
-from mtlvsift.train.options import mtl_options, restart_option, sampling_option, train_options
+from mtlvsift.train.options import mtl_options, plan_options, restart_option, sampling_option, train_options
 from mtlvsift.train.loop import run_training
+from mtlvsift.train.plan import show_plan
 
 
 @click.command(context_settings={"show_default": True})
@@ -18,10 +19,14 @@ from mtlvsift.train.loop import run_training
 @mtl_options
 @train_options
 @restart_option
-def main(tasks, restart, **options):
+@plan_options
+def main(tasks, restart, dry_run, plan_json, **options):
     names = tuple(t.strip() for t in tasks.split(",") if t.strip())
     config = mtl_all_config(names, **options)
-    run_training(config, restart=restart)
+    if dry_run or plan_json:
+        show_plan(config, plan_json)
+    else:
+        run_training(config, restart=restart)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@
 import click
 
 from mtlvsift.train.config import stilts_config
-from mtlvsift.train.options import restart_option, size_options, train_options
+from mtlvsift.train.options import plan_options, restart_option, size_options, train_options
 from mtlvsift.train.loop import run_training
+from mtlvsift.train.plan import show_plan
 
 
 @click.command(context_settings={"show_default": True})
@@ -20,9 +21,13 @@ from mtlvsift.train.loop import run_training
 @size_options
 @train_options
 @restart_option
-def main(target, support, init_from, restart, **options):
+@plan_options
+def main(target, support, init_from, restart, dry_run, plan_json, **options):
     config = stilts_config(target, support, init_from, **options)
-    run_training(config, restart=restart)
+    if dry_run or plan_json:
+        show_plan(config, plan_json)
+    else:
+        run_training(config, restart=restart)
 
 
 if __name__ == "__main__":

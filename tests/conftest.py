@@ -69,3 +69,41 @@ def tiny_model(tmp_path_factory, minilm_path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_no_dropout(tmp_path_factory, minilm_path) -> Path:
     return write_tiny_encoder(tmp_path_factory.mktemp("tiny_model_nd"), minilm_path, dropout=0.0)
+
+
+def _mount_tmpfs(folder: Path, options: str):
+    """Mount a tmpfs on ``folder`` (root only), or skip the test; unmounted after it."""
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+@pytest.fixture
+def read_only_dir(tmp_path) -> Path:
+    """An empty output folder nothing can be written into: chmod 555, or as root (who ignores
+    permissions) a read-only tmpfs."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    yield from _mount_tmpfs(folder, "ro,size=1m")
+
+
+@pytest.fixture
+def small_disk(tmp_path) -> Path:
+    """A 64 MB disk of its own (a tmpfs; root only, else the test is skipped), to fill up."""
+    folder = tmp_path / "small-disk"
+    folder.mkdir()
+    yield from _mount_tmpfs(folder, "size=64m")

@@ -21,11 +21,10 @@ from typing import Iterable
 
 import numpy as np
 
-from mtlvsift import run_folder
 from mtlvsift.commands import DEFAULT_MODEL
 from mtlvsift import run_record
 from mtlvsift.tasks import GLUE_TASK_NAMES, GLUE_TASKS
-from mtlvsift.train.config import TrainConfig
+from mtlvsift.train.config import TrainConfig, folder_name
 
 # Rough DistilRoBERTa dev scores, in [0, 1] (main metric of each task).
 BASE_SCORES = {"mnli": 0.84, "qqp": 0.885, "qnli": 0.905, "sst2": 0.925, "cola": 0.57,
@@ -33,8 +32,9 @@ BASE_SCORES = {"mnli": 0.84, "qqp": 0.885, "qnli": 0.905, "sst2": 0.925, "cola":
 SIZE_RATIOS = (1 / 3, 1 / 2, 1.0, 2.0, 3.0)
 
 
-def run_name(method: str, target: str | None, support: Iterable[str], variant: str) -> str:
-    return run_folder.run_name("all" if method == "mtl_all" else "--".join([target, *support]), variant)
+def run_name(method: str, target: str | None, support: Iterable[str], variant: str,
+             protocol: str = "standard") -> str:
+    return folder_name("all" if method == "mtl_all" else "--".join([target, *support]), variant, protocol)
 
 
 def write_record(root: Path, method: str, target: str | None = None, support: Iterable[str] = (),
@@ -43,7 +43,8 @@ def write_record(root: Path, method: str, target: str | None = None, support: It
                  task_scores: dict[str, float] | None = None,
                  train_sizes: dict[str, int] | None = None, tasks: list[str] | None = None,
                  target_fraction: float | None = None, support_ratio: float | None = None,
-                 folder: str | None = None) -> Path:
+                 folder: str | None = None, protocol: str = "standard",
+                 start_model: dict | None = None, single_scores: dict | None = None) -> Path:
     """Write one run folder (config.json + result.json); returns the result.json path."""
     support = list(support)
     if tasks is None:
@@ -55,7 +56,7 @@ def write_record(root: Path, method: str, target: str | None = None, support: It
         train_sizes = {t: GLUE_TASKS[t].train_size if t in GLUE_TASKS else 1000 for t in tasks}
     if method in ("mtl", "mtl_all") and sampling is None:
         sampling = "size" if method == "mtl_all" else "dynamic"
-    name = run_name(method, target, support, variant)
+    name = run_name(method, target, support, variant, protocol)
     run_dir = root / method / (folder or name) / f"seed-{seed}"
     run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -71,14 +72,15 @@ def write_record(root: Path, method: str, target: str | None = None, support: It
     config = TrainConfig(method=method, tasks=tasks, target=target, support=support, name=name,
                          variant=variant, model=model, seed=seed, sampling=sampling,
                          batching="heterogeneous" if sampling else None,
-                         target_fraction=target_fraction, support_ratio=support_ratio)
+                         target_fraction=target_fraction, support_ratio=support_ratio,
+                         protocol=protocol, start_model=start_model, single_scores=single_scores)
     progress = SimpleNamespace(
         train_seconds=100.0, eval_seconds=[1.0], save_seconds=[2.0], examples=90000, step=700,
         best=main, best_by_task={t: best(t, v) for t, v in task_scores.items()},
         history=[{"step": 60, "epoch": 0.5,
                   "metrics": {t: {"accuracy": v - 0.02} for t, v in task_scores.items()},
                   "probabilities": {t: 1 / len(tasks) for t in tasks}}],
-        probabilities={"0": [1 / len(tasks)] * len(tasks)})
+        probabilities={"0": [1 / len(tasks)] * len(tasks)}, epoch_batches={"0": 700})
     device = {"device": "cuda", "num_processes": 1, "mixed_precision": "bf16"}
     record = run_record.build_record(config, progress, train_sizes, train_sizes, device)
     (run_dir / "config.json").write_text(json.dumps(config.identity()))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from pathlib import Path
 
@@ -219,3 +220,74 @@ def test_full_9x9_tree_reports_every_cell(tmp_path):
     assert result.exit_code == 0
     summary = json.loads((outputs / "report" / "summary.json").read_text())
     assert len(summary["cells"]) == 72 and summary["missing"] == []
+
+
+def _run_missing_sh(script: Path, tmp_path: Path) -> list[str]:
+    """Run missing.sh with a stub `accelerate` that only records its arguments."""
+    import subprocess
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    stub = bin_dir / "accelerate"
+    stub.write_text('#!/bin/sh\necho "$@" >> "$CALLS"\n')
+    stub.chmod(0o755)
+    calls = tmp_path / "calls.txt"
+    calls.write_text("")
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "CALLS": str(calls)}
+    done = subprocess.run(["sh", str(script)], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return calls.read_text().splitlines()
+
+
+def test_record_fields_cannot_inject_commands_or_html(tmp_path):
+    outputs = tmp_path / "outputs"
+    write_record(outputs, "single", "rte", [], 0, 0.66)
+    injected = write_record(outputs, "mtl_all", None, (), 0, None, sampling="size",
+                            task_scores={"rte": 0.6, "sst2": 0.9}, folder="evil")
+    raw = json.loads(injected.read_text())
+    raw["sampling"] = "x\ntouch SOMEFILE\n#"
+    injected.write_text(json.dumps(raw))
+    html_model = "<img src=x onerror=alert(1)>"
+    write_record(outputs, "single", "rte", [], 0, 0.66, model=html_model, folder="rte-html")
+    result = run("--outputs", outputs, "--report-dir", tmp_path / "report")
+    assert result.exit_code == 0, result.output
+    warnings = result.stderr.replace("\n", "")  # rich wraps long lines
+    assert str(injected) in warnings and "'sampling'" in warnings
+    scripts = sorted((tmp_path / "report").rglob("missing.sh"))
+    assert len(scripts) == 2  # one report per model
+    for script in scripts:
+        calls = _run_missing_sh(script, tmp_path)
+        assert calls and all(c.startswith("launch scripts/train_") for c in calls)
+    assert not (tmp_path / "SOMEFILE").exists()
+    report = (tmp_path / "report" / "img-src-x-onerror-alert-1" / "report.md").read_text()
+    assert "# MTL vs STILTs: &lt;img src=x onerror=alert(1)&gt;" in report
+    outside_code = re.sub(r"```sh\n.*?```", "", report, flags=re.S)  # commands: shell-quoted
+    assert "<img" not in outside_code and "<img" in report
+
+
+def test_a_line_break_in_a_description_stays_in_its_comment(tmp_path):
+    from mtlvsift.report.files import missing_script
+    from mtlvsift.report.missing import MissingRun
+
+    run_ = MissingRun("mtl_all", None, None, (0,), sampling="size\ntouch SOMEFILE")
+    script = tmp_path / "missing.sh"
+    script.write_text(missing_script([run_], "distilroberta-base", Path("outputs")))
+    _run_missing_sh(script, tmp_path)
+    assert not (tmp_path / "SOMEFILE").exists()
+
+
+@pytest.mark.parametrize("alpha", ["nan", "inf", "-inf"])
+def test_alpha_must_be_finite(tmp_path, alpha):
+    write_record(tmp_path, "mtl", "rte", ["mnli"], 0, 0.90)
+    result = CliRunner().invoke(main, ["--outputs", str(tmp_path), "--alpha", alpha])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "Error: Invalid value for '--alpha'" in result.output
+    assert not (tmp_path / "report").exists()
+
+
+def test_a_report_folder_that_is_a_file_is_one_error(tmp_path):
+    write_record(tmp_path, "mtl", "rte", ["mnli"], 0, 0.90)
+    (tmp_path / "report").write_text("not a folder")
+    result = CliRunner().invoke(main, ["--outputs", str(tmp_path)])
+    assert result.exit_code == 1 and result.exc_info[0] is SystemExit
+    assert "Error: Could not write the report in" in result.output and "--report-dir" in result.output

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mtlvsift.commands import train_command
-from mtlvsift.train.loop import eval_points
+from mtlvsift.train.plan import eval_points
 from mtlvsift.train.sampling import epoch_batch_sizes, epoch_schedule
 
 

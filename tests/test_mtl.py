@@ -18,11 +18,13 @@ from helpers import REPO_ROOT, fails, read_result, run_script, tiny_args
 def test_dynamic_mtl_after_single_runs(tiny_model, tiny_glue, tmp_path):
     for task in ("rte", "sst2"):
         run_script("train_stilts", ["--target", task, *tiny_args(tiny_model, tiny_glue, tmp_path)])
-    run_script("train_mtl", ["--target", "rte", "--support", "sst2",
+    run_script("train_mtl", ["--target", "rte", "--support", "sst2", "--support-seeds", "0",
                              *tiny_args(tiny_model, tiny_glue, tmp_path, epochs=3)])
     record = read_result(tmp_path, "mtl", "rte--sst2")
     singles = {t: read_result(tmp_path, "single", t)["best"]["score"] for t in ("rte", "sst2")}
     assert record["single_scores"] == singles
+    assert record["single_scores_from"] == {"runs": {"rte": "single/rte", "sst2": "single/sst2"},
+                                            "seeds": [0]}
     assert record["sampling"] == "dynamic" and record["batching"] == "heterogeneous"
     assert record["support"] == ["sst2"] and record["tasks"] == ["rte", "sst2"]
     # Epoch 0 by size (48 and 48 examples); later epochs: softmax of the gaps at the epoch's end.
@@ -73,7 +75,8 @@ def test_size_experiment_subsamples_and_names_the_run(tiny_model, tiny_glue, tmp
     run_script("train_stilts", ["--target", "sst2", "--max-train-examples", 36,
                                 *tiny_args(tiny_model, tiny_glue, tmp_path, epochs=1)])
     run_script("train_stilts", ["--target", "rte", "--support", "sst2", "--target-fraction", 0.5,
-                                "--support-ratio", 1.5, *tiny_args(tiny_model, tiny_glue, tmp_path, epochs=1)])
+                                "--support-ratio", 1.5, "--support-seeds", "0",
+                                *tiny_args(tiny_model, tiny_glue, tmp_path, epochs=1)])
     stilts = read_result(tmp_path, "stilts", "rte--sst2__tf-0.5_sr-1.5")
     assert stilts["train_sizes"] == {"rte": 24}
     assert stilts["init_model"].endswith("single/sst2__n-36/seed-0/best")
@@ -82,7 +85,8 @@ def test_size_experiment_subsamples_and_names_the_run(tiny_model, tiny_glue, tmp
 def test_mtl_bad_input(tiny_model, tiny_glue, tmp_path):
     out = tmp_path / "out"
     fails("train_mtl", ["--target", "rte", "--support", "sst2", *tiny_args(tiny_model, tiny_glue, out)],
-          "Dynamic sampling needs single-task dev scores", "scripts/train_stilts.py --target rte",
+          "Dynamic sampling needs the single-task runs of every supporting seed",
+          "for seed in 0 1 2 3 4; do accelerate launch scripts/train_stilts.py --target rte",
           "scripts/train_stilts.py --target sst2", "--single-scores")
     fails("train_mtl", ["--target", "rte", "--support", "sst2", "--sampling", "size", "--support-ratio", 3,
                         *tiny_args(tiny_model, tiny_glue, out)], "needs 144", "only 48")
@@ -110,10 +114,13 @@ def test_gradient_accumulation_matches_one_big_batch(tiny_model_no_dropout, tiny
 
 
 @pytest.mark.slow
-def test_two_processes_match_one(tiny_model_no_dropout, tiny_glue, tmp_path):
-    """accelerate launch with 2 CPU processes == one process, same seed and global batch."""
+@pytest.mark.parametrize("protocol", ["standard", "original"])
+def test_two_processes_match_one(tiny_model_no_dropout, tiny_glue, tmp_path, protocol):
+    """accelerate launch with 2 CPU processes == one process, same seed and global batch (the
+    original protocol: each task's mean over the global batch, whatever the process's share)."""
     common = ["--target", "rte", "--support", "sst2", "--sampling", "size", "--log-every", 1, "--keep-state",
-              *tiny_args(tiny_model_no_dropout, tiny_glue, "OUT", epochs=1)]
+              "--protocol", protocol, *tiny_args(tiny_model_no_dropout, tiny_glue, "OUT", epochs=1)]
+    name = "rte--sst2__sampling-size" if protocol == "standard" else "rte--sst2__protocol-original_sampling-size"
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     runs = {}
     for processes in (1, 2):
@@ -124,8 +131,8 @@ def test_two_processes_match_one(tiny_model_no_dropout, tiny_glue, tmp_path):
                    str(processes), str(REPO_ROOT / "scripts" / "train_mtl.py"), *args]
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
-        runs[processes] = out / "mtl" / "rte--sst2__sampling-size" / "seed-0"
-    assert read_result(runs[2].parents[2], "mtl", "rte--sst2__sampling-size")["timing"]["num_processes"] == 2
+        runs[processes] = out / "mtl" / name / "seed-0"
+    assert read_result(runs[2].parents[2], "mtl", name)["timing"]["num_processes"] == 2
     losses = {k: [json.loads(line)["loss"] for line in (v / "train_log.jsonl").read_text().splitlines()]
               for k, v in runs.items()}
     assert len(losses[1]) == len(losses[2]) == 12

@@ -9,7 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers import read_result, run_script, run_subprocess, tiny_args
+from helpers import fails, read_result, run_script, run_subprocess, tiny_args
+from synthetic import write_record
 
 
 def test_single_run_writes_a_complete_record(tiny_model, tiny_glue, tmp_path):
@@ -38,12 +39,21 @@ def test_single_run_writes_a_complete_record(tiny_model, tiny_glue, tmp_path):
     assert (folder / "result.json").read_bytes() == before
 
 
-def test_stilts_starts_from_the_best_supporting_seed(tiny_model, tiny_glue, tmp_path, monkeypatch):
+def test_stilts_starts_from_the_best_of_all_supporting_seeds(tiny_model, tiny_glue, tmp_path, monkeypatch):
     for seed in (0, 1):
         run_script("train_stilts", ["--target", "sst2", "--seed", seed,
                                     *tiny_args(tiny_model, tiny_glue, tmp_path)])
+    stilts = ["--target", "rte", "--support", "sst2", *tiny_args(tiny_model, tiny_glue, tmp_path)]
+    # Two of the five supporting seeds: one error with the loop that makes the other three.
+    fails("train_stilts", stilts, "every supporting seed (0 1 2 3 4; --support-seeds)",
+          "sst2: finished seeds: 0, 1.", "for seed in 2 3 4; do accelerate launch "
+          "scripts/train_stilts.py --target sst2 --model", "--init-from")
+    assert not (tmp_path / "stilts").exists()
+    # Seeds 2-4 as records that cannot be the best (dev score 0), so no more training is needed.
+    for seed in (2, 3, 4):
+        write_record(tmp_path, "single", "sst2", seed=seed, score=0.0, model=str(tiny_model))
     records = [read_result(tmp_path, "single", "sst2", s) for s in (0, 1)]
-    best_seed = max((0, 1), key=lambda s: records[s]["best"]["score"])
+    best_seed = max((0, 1), key=lambda s: (records[s]["best"]["score"], -s))
     expected = load_file(tmp_path / "single" / "sst2" / f"seed-{best_seed}" / "best" / "encoder" /
                          "model.safetensors")
 
@@ -59,8 +69,7 @@ def test_stilts_starts_from_the_best_supporting_seed(tiny_model, tiny_glue, tmp_
         return encoder
 
     monkeypatch.setattr(train, "load_encoder", spy)
-    run_script("train_stilts", ["--target", "rte", "--support", "sst2",
-                                *tiny_args(tiny_model, tiny_glue, tmp_path)])
+    run_script("train_stilts", stilts)
     assert Path(loaded["path"]) == tmp_path / "single" / "sst2" / f"seed-{best_seed}" / "best"
     assert set(expected) <= set(loaded["weights"])
     for name, tensor in expected.items():
@@ -71,6 +80,10 @@ def test_stilts_starts_from_the_best_supporting_seed(tiny_model, tiny_glue, tmp_
     record = read_result(tmp_path, "stilts", "rte--sst2")
     assert record["method"] == "stilts" and record["support"] == ["sst2"]
     assert record["init_model"].endswith(f"seed-{best_seed}/best")
+    assert record["start_model"] == {"run": f"single/sst2/seed-{best_seed}", "seed": best_seed,
+                                     "score": records[best_seed]["best"]["score"],
+                                     "seeds": [0, 1, 2, 3, 4]}
+    assert record["protocol"] == "standard" and record["config"]["support_seeds"] == [0, 1, 2, 3, 4]
 
 
 def test_killed_run_resumes_to_the_same_weights(tiny_model, tiny_glue, tmp_path):

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
 
+from mtlvsift.commands import DEFAULT_PROTOCOL
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.report.files import write_report_dir
 from mtlvsift.report.missing import missing_runs
@@ -27,7 +29,8 @@ from mtlvsift.tasks import normalize_task_name
 def compare(outputs: Path, report_dir: Path | None = None, alpha: float = 0.1,
             welch: bool = False, model: str | None = None, console: Console | None = None,
             err_console: Console | None = None) -> list[Analysis]:
-    """Report every model under ``outputs`` (or only ``model``); write the report folder."""
+    """Report every model (or only ``model``) and protocol under ``outputs``, each separately;
+    write the report folder (one subfolder per model and protocol when there are several)."""
     console = console or _console()
     err_console = err_console or Console(stderr=True)
     found = discover(outputs)
@@ -41,27 +44,39 @@ def compare(outputs: Path, report_dir: Path | None = None, alpha: float = 0.1,
                                 f"{', '.join(models)}.")
         models = [model]
     report_dir = Path(report_dir) if report_dir else Path(outputs) / "report"
-    several = len(models) > 1
+    runs = sorted({(r.model, r.protocol) for r in found.records if r.model in models},
+                  key=lambda mp: (mp[0], mp[1] != DEFAULT_PROTOCOL, mp[1]))
+    several = len(runs) > 1
     if several:
-        console.print(f"Runs of {len(models)} models under {outputs}: each is reported "
-                      "separately (choose one with --model).", highlight=False)
+        console.print(f"Runs of {len(runs)} models or protocols: each is reported separately "
+                      f"(choose a model with --model). Outputs: {outputs}", highlight=False)
     analyses = []
-    for name in models:
-        analysis = analyze(found.records, name, alpha, welch)
+    for name, protocol in runs:
+        analysis = analyze(found.records, name, alpha, welch, protocol)
         for warning in analysis.warnings:
             err_console.print(f"[yellow]Warning:[/] {escape(warning)}", highlight=False)
         tables = [table1(analysis), table2(analysis)]
         missing = missing_runs(analysis)
         render(console, analysis, tables, missing, found, outputs)
-        folder = report_dir / model_slug(name) if several else report_dir
-        write_report_dir(folder, analysis, tables, missing, found, outputs)
+        folder = report_dir / report_slug(analysis) if several else report_dir
+        _write(folder, lambda: write_report_dir(folder, analysis, tables, missing, found, outputs))
         console.print(f"Report written to {folder}/ (report.md, figure1.png, figure2.png, "
                       "CSVs, summary.json, missing.sh)", highlight=False)
         analyses.append(analysis)
     if several:
-        _write_index(report_dir, analyses)
+        _write(report_dir, lambda: _write_index(report_dir, analyses))
     render_in_progress(console, found)
     return analyses
+
+
+def _write(folder: Path, write: Callable[[], object]) -> None:
+    """Run ``write``; a report folder that cannot be written (a file in its place, a full or
+    read-only disk) is one clear error."""
+    try:
+        write()
+    except OSError as exc:
+        raise MtlvsiftError(f"Could not write the report in {folder}: {exc}. Choose another "
+                            f"--report-dir, or free space there.") from exc
 
 
 def _console() -> Console:
@@ -73,6 +88,12 @@ def _console() -> Console:
 def model_slug(model: str) -> str:
     """A folder name for a model id or path: 'org/model' -> 'org-model'."""
     return re.sub(r"[^A-Za-z0-9._-]+", "-", model).strip("-.") or "model"
+
+
+def report_slug(analysis: Analysis) -> str:
+    """The report folder of one model and protocol: 'org-model', 'org-model__protocol-original'."""
+    slug = model_slug(analysis.model)
+    return slug if analysis.protocol == DEFAULT_PROTOCOL else f"{slug}__protocol-{analysis.protocol}"
 
 
 def recommend(outputs: Path, target: str | None = None, support: str | None = None,
@@ -119,7 +140,7 @@ def recommend(outputs: Path, target: str | None = None, support: str | None = No
         held = sum(c.better == pick for c in alike)
         if not score.total:
             continue
-        console.print(f"In the runs at hand ({name}, {a.test_name}, alpha {alpha:g}): the "
+        console.print(f"In the runs at hand ({escape(name)}, {a.test_name}, alpha {alpha:g}): the "
                       f"heuristic {score.phrase()}; where it picks {METHOD_NAMES[pick]}, it "
                       f"held in {held}/{len(alike)}.", highlight=False)
         entry = {"model": name, "correct": score.correct, "total": score.total,
@@ -141,12 +162,14 @@ def recommend(outputs: Path, target: str | None = None, support: str | None = No
 
 
 def _write_index(report_dir: Path, analyses: list[Analysis]) -> None:
-    lines = ["# MTL vs STILTs reports", "", "One report per model:", ""]
+    lines = ["# MTL vs STILTs reports", "", "One report per model and protocol:", ""]
     index = {}
     for a in analyses:
-        slug = model_slug(a.model)
-        lines.append(f"- [{a.model}]({slug}/report.md): size heuristic {a.heuristic.phrase()}")
-        index[a.model] = {"report_dir": slug, "heuristic": {
+        slug, name = report_slug(a), a.model
+        if a.protocol != DEFAULT_PROTOCOL:
+            name += f" (protocol {a.protocol})"
+        lines.append(f"- [{name}]({slug}/report.md): size heuristic {a.heuristic.phrase()}")
+        index[name] = {"report_dir": slug, "model": a.model, "protocol": a.protocol, "heuristic": {
             "correct": a.heuristic.correct, "total": a.heuristic.total,
             "accuracy": a.heuristic.accuracy}}
     atomic_write(report_dir / "report.md", "\n".join(lines) + "\n")

@@ -8,12 +8,14 @@ clock, so the same runs give the same files.
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import math
 from pathlib import Path
 
 from mtlvsift import __version__
+from mtlvsift.commands import DEFAULT_PROTOCOL
 from mtlvsift.report.missing import MissingRun
 from mtlvsift.report.stats import PAPER_HEURISTIC, Analysis, Cell, Group
 from mtlvsift.report.tables import Table
@@ -62,6 +64,7 @@ def cell_record(cell: Cell) -> dict:
         "heuristic": cell.heuristic, "heuristic_correct": cell.heuristic_correct,
         "target_size": cell.target_size, "support_size": cell.support_size,
         "mtl_from_symmetric_runs": bool(cell.mtl and cell.mtl.symmetric),
+        "refused": cell.refused,
     }
 
 
@@ -72,6 +75,7 @@ def summary(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
     return {
         "generated_by": f"mtlvsift {__version__} scripts/compare.py",
         "model": analysis.model,
+        "protocol": analysis.protocol,
         "units": "points (dev score x 100), mean over seeds",
         "test": "welch" if analysis.welch else "student",
         "alpha": analysis.alpha,
@@ -134,7 +138,8 @@ def missing_script(missing: list[MissingRun], model: str, outputs: Path) -> str:
     lines = ["#!/bin/sh", "# Runs the report still lacks (written by scripts/compare.py).",
              "set -e"]
     for run in missing:
-        lines += [f"# {run.describe()}", run.command(model, outputs)]
+        # One comment line, whatever the text holds: a line break would start a command.
+        lines += ["# " + " ".join(run.describe().split()), run.command(model, outputs)]
     return "\n".join(lines) + "\n"
 
 
@@ -158,7 +163,9 @@ def markdown(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
     a = analysis
     correct, total = PAPER_HEURISTIC
     paper = f"the paper: {correct}/{total}, {correct / total:.1%}"
-    parts = [f"# MTL vs STILTs: {a.model}", overview_line(a, found, outputs), tasks_line(a),
+    protocol = f" (protocol {a.protocol})" if a.protocol != DEFAULT_PROTOCOL else ""
+    parts = [f"# MTL vs STILTs: {_md(a.model)}{protocol}", _md(overview_line(a, found, outputs)),
+             _md(tasks_line(a)),
              "## Figure 1: pairwise MTL minus STILTs", "![Figure 1](figure1.png)",
              f"**Size heuristic** ({HEURISTIC_RULE}): {a.heuristic.phrase()} ({paper}).",
              _markdown_matrix(a)]
@@ -181,7 +188,7 @@ def markdown(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
         parts.append(_details("Size-experiment groups", "\n".join(rows)))
     if a.others:
         rows = ["| run | seeds | mean ± std (n) |", "|---|---|---|"]
-        rows += [f"| {g.describe()} | {', '.join(map(str, sorted(g.seeds)))} | {group_text(g)} |"
+        rows += [f"| {_md(g.describe())} | {', '.join(map(str, sorted(g.seeds)))} | {group_text(g)} |"
                  for g in a.others]
         parts += ["## Other runs (variants, several supports)", "\n".join(rows)]
     parts.append("## Missing runs")
@@ -196,10 +203,10 @@ def markdown(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
                      f"({', '.join(map(str, a.expected_seeds))}).")
     if found.in_progress:
         parts += ["## Runs in progress (config.json, no result.json yet)",
-                  "\n".join(f"- `{_relative(r.path, found.root)}`" for r in found.in_progress)]
+                  "\n".join(f"- `{_md(_relative(r.path, found.root))}`" for r in found.in_progress)]
     warnings = found.warnings + a.warnings
     if warnings:
-        parts += ["## Skipped files", "\n".join(f"- {w}" for w in warnings)]
+        parts += ["## Skipped files", "\n".join(f"- {_md(w)}" for w in warnings)]
     parts.append("Files: `cells.csv` (one row per cell), `matrix_diff.csv`, `matrix_p.csv`, "
                  "`table1.csv`, `table2.csv`, `summary.json`, `missing.sh`.")
     return "\n\n".join(parts) + "\n"
@@ -214,6 +221,8 @@ def _markdown_matrix(a: Analysis) -> str:
             cell = a.cell(target, support)
             if target == support:
                 cells.append("—")
+            elif cell is not None and cell.refused:
+                cells.append("≠")
             elif cell is None or not cell.complete:
                 cells.append("·")
             else:
@@ -223,7 +232,8 @@ def _markdown_matrix(a: Analysis) -> str:
         lines.append(f"| **{display_name(target)}** | " + " | ".join(cells) + " |")
     legend = (f"Bold: significant at p < {a.alpha:g} ({a.test_name}); positive = MTL better, "
               "negative = STILTs better; ✗: the size heuristic predicted the other method; "
-              "·: not run yet. Groups with one seed have no test.")
+              "·: not run yet; ≠: seeds not pooled (see the warnings). Groups with one seed have "
+              "no test.")
     return "\n".join(lines) + "\n\n" + legend
 
 
@@ -237,6 +247,12 @@ def _markdown_cells(a: Analysis) -> str:
                     f"{group_text(c.stilts)} | {fmt(c.diff, sign=True)} | {fmt(c.t, 2)} | "
                     f"{fmt_p(c.p)} | {c.better or '–'} | {c.heuristic or '–'} |")
     return _details("Every cell: means ± std over seeds, t-test", "\n".join(rows))
+
+
+def _md(text: str) -> str:
+    """Text from the records or the file system, shown as text in markdown: no raw HTML, and one
+    line (a model name or a folder name is untrusted)."""
+    return html.escape(" ".join(str(text).split()), quote=False).replace("|", "\\|")
 
 
 def _details(summary_text: str, body: str) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mtlvsift.commands import DEFAULT_MODEL, DEFAULT_OUTPUTS, train_command
+from mtlvsift.commands import DEFAULT_MODEL, DEFAULT_OUTPUTS, DEFAULT_PROTOCOL, train_command
 from mtlvsift.report.stats import Analysis, Group
 from mtlvsift.tasks import GLUE_TASKS
 
@@ -28,12 +28,14 @@ class MissingRun:
     sampling: str | None = None
     partial: bool = False  # some seeds of this configuration exist already
     task_files: tuple[str, ...] = ()  # where its task-file tasks are defined (--task-file)
+    protocol: str = DEFAULT_PROTOCOL
 
     def command(self, model: str = DEFAULT_MODEL, outputs: Path = Path(DEFAULT_OUTPUTS)) -> str:
         """The shell command that trains the missing seeds, e.g. a ``for seed in ...`` loop."""
         options = {"sampling": self.sampling if self.sampling != "size" else None,
                    "model": model if model != DEFAULT_MODEL else None,
                    "output_dir": outputs if Path(outputs) != Path(DEFAULT_OUTPUTS) else None,
+                   "protocol": self.protocol if self.protocol != DEFAULT_PROTOCOL else None,
                    "task_file": list(self.task_files)}
         return train_command(self.method, self.target, [self.support] if self.support else [],
                              options, self.seeds)
@@ -62,7 +64,8 @@ def missing_runs(analysis: Analysis) -> list[MissingRun]:
         if lacking and key not in found:
             glue_only = {target, support} - {None} <= set(GLUE_TASKS)
             found[key] = MissingRun(method, target, support, lacking, sampling, bool(have),
-                                    () if glue_only else tuple(analysis.task_files))
+                                    () if glue_only else tuple(analysis.task_files),
+                                    analysis.protocol)
 
     tasks = analysis.tasks
     for target in tasks:

@@ -16,7 +16,7 @@ from typing import Any
 
 from scipy import stats as scipy_stats
 
-from mtlvsift.commands import DEFAULT_SEEDS
+from mtlvsift.commands import DEFAULT_PROTOCOL, DEFAULT_SEEDS
 from mtlvsift.run_record import RunRecord
 from mtlvsift.tasks import GLUE_TASK_NAMES, GLUE_TASKS
 
@@ -94,10 +94,11 @@ class Cell:
     significant: bool = False
     better: str | None = None  # "mtl" or "stilts" when significant
     heuristic: str | None = None  # the size heuristic's pick
+    refused: str | None = None  # why its seeds are not pooled (see ``pooling_problem``)
 
     @property
     def complete(self) -> bool:
-        return self.mtl is not None and self.stilts is not None
+        return self.mtl is not None and self.stilts is not None and self.refused is None
 
     @property
     def diff(self) -> float | None:
@@ -146,6 +147,7 @@ class Analysis:
     warnings: list[str] = field(default_factory=list)
     main_metrics: dict[str, str] = field(default_factory=dict)  # task -> its main metric's name
     task_files: list[str] = field(default_factory=list)  # the task files the runs were made with
+    protocol: str = DEFAULT_PROTOCOL
 
     @property
     def test_name(self) -> str:
@@ -227,10 +229,35 @@ def symmetric_groups(records: list[RunRecord]) -> dict[tuple[str, str], Group]:
     return groups
 
 
+def pooling_problem(group: Group) -> str | None:
+    """Why the seeds of a group must not be pooled: they started from different models (STILTs)
+    or read different single-task scores (dynamic sampling); None when they agree."""
+    for what, key in (("started from different models", lambda r: r.start_model),
+                      ("used different single-task scores", lambda r: r.single_scores)):
+        kinds: dict = {}
+        for record in group.records:
+            kinds.setdefault(key(record), []).append(record)
+        if len(kinds) > 1:
+            parts = [f"seed(s) {', '.join(str(r.seed) for r in rs)} {_describe(value)} "
+                     f"({', '.join(str(r.folder) for r in rs)})" for value, rs in kinds.items()]
+            return (f"not pooled: the seeds of {group.describe()} {what}: {'; '.join(parts)}. "
+                    f"Retrain the odd ones with --overwrite once the supporting runs are final.")
+    return None
+
+
+def _describe(value) -> str:
+    if value is None:
+        return "recorded none"
+    if isinstance(value[0], tuple):  # single scores: ((task, score), ...)
+        return "read " + ", ".join(f"{t} {s:.4f}" for t, s in value)
+    run, seed, score = value
+    return f"started from {run} (seed {seed}, dev {score})"
+
+
 def analyze(records: list[RunRecord], model: str, alpha: float = 0.1,
-            welch: bool = False) -> Analysis:
-    """Aggregate one model's runs and test every cell of the MTL vs STILTs matrix."""
-    records = [r for r in records if r.model == model]
+            welch: bool = False, protocol: str = DEFAULT_PROTOCOL) -> Analysis:
+    """Aggregate one model's runs of one protocol and test every cell of the MTL vs STILTs matrix."""
+    records = [r for r in records if r.model == model and r.protocol == protocol]
     groups, problems = aggregate(records)
     default = [g for g in groups if not g.variant and g.target_fraction is None
                and g.support_ratio is None]
@@ -252,6 +279,9 @@ def analyze(records: list[RunRecord], model: str, alpha: float = 0.1,
         t_size, s_size = _pair_sizes(target, support, mtl, stilts, sizes)
         cell = Cell(target, support, mtl, stilts, t_size, s_size,
                     heuristic=size_heuristic(t_size, s_size))
+        cell.refused = next(filter(None, (pooling_problem(g) for g in (mtl, stilts) if g)), None)
+        if cell.refused and cell.refused not in problems:
+            problems.append(cell.refused)
         if cell.complete:
             cell.t, cell.p = ttest(mtl.scores, stilts.scores, welch)
             cell.significant = cell.p is not None and cell.p < alpha
@@ -264,7 +294,7 @@ def analyze(records: list[RunRecord], model: str, alpha: float = 0.1,
     return Analysis(
         model=model, alpha=alpha, welch=welch, tasks=order_tasks(tasks, sizes), cells=cells,
         singles=singles, mtl_all=mtl_all, size_groups=size_groups, others=others, sizes=sizes,
-        expected_seeds=expected_seeds(seen_seeds), warnings=problems,
+        expected_seeds=expected_seeds(seen_seeds), warnings=problems, protocol=protocol,
         main_metrics=main_metrics(records),
         task_files=sorted({f for r in records for f in r.task_files}),
     )

@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table as RichTable
 from rich.text import Text
 
+from mtlvsift.commands import DEFAULT_PROTOCOL
 from mtlvsift.report.missing import MissingRun
 from mtlvsift.report.stats import Analysis
 from mtlvsift.report.tables import Table
@@ -26,17 +27,18 @@ SHOWN_COMMANDS = 12
 
 def render(console: Console, a: Analysis, tables: list[Table], missing: list[MissingRun],
            found: Discovery, outputs: Path) -> None:
-    console.rule(f"[bold]MTL vs STILTs · {escape(a.model)}")
+    protocol = f" · protocol {a.protocol}" if a.protocol != DEFAULT_PROTOCOL else ""
+    console.rule(f"[bold]MTL vs STILTs · {escape(a.model)}{protocol}")
     console.print(escape(overview_line(a, found, outputs).replace("`", "")), highlight=False)
     console.print(escape(tasks_line(a)), highlight=False)
-    if any(c.complete for c in a.cells.values()):
+    if any(c.complete or c.refused for c in a.cells.values()):
         console.print(_matrix(a))
         legend = Text("Legend: ")
         legend.append(" MTL better ", MTL_STYLE).append("  ")
         legend.append(" STILTs better ", STILTS_STYLE).append("  ")
         legend.append("plain: no significant difference  ")
         legend.append("red, !", MISS_STYLE).append(": size heuristic wrong  ")
-        legend.append(f"*: p < {a.alpha:g}  ·: not run yet  (one seed: no test)")
+        legend.append(f"*: p < {a.alpha:g}  ·: not run yet  ≠: seeds not pooled  (one seed: no test)")
         console.print(legend)
     else:
         console.print("No cell has both an MTL and a STILTs run yet.")
@@ -78,6 +80,8 @@ def _matrix(a: Analysis) -> RichTable:
             cell = a.cell(target, support)
             if target == support:
                 row.append(Text("—", style="dim"))
+            elif cell is not None and cell.refused:
+                row.append(Text("≠", style=MISS_STYLE))
             elif cell is None or not cell.complete:
                 row.append(Text("·", style="dim"))
             else:

@@ -33,7 +33,7 @@ def group_text(group: Group | None) -> str:
 
 
 def overview_line(a: Analysis, found: Discovery, outputs: Path) -> str:
-    runs = sum(r.model == a.model for r in found.records)
+    runs = sum(r.model == a.model and r.protocol == a.protocol for r in found.records)
     sizes = sorted({g.n for c in a.cells.values() for g in (c.mtl, c.stilts) if g})
     seeds = (f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]}–{sizes[-1]}") if sizes else "no"
     plural = "" if sizes == [1] else "s"

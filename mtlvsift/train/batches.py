@@ -16,8 +16,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from mtlvsift.train.config import TrainConfig, support_examples_needed, target_train_size
+from mtlvsift.train.config import TrainConfig, used_train_size
 from mtlvsift.train.data import load_tokenized, resolve_data_dir, split_names, subsample_indices
+from mtlvsift.train.data_identity import data_source
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.tasks import Task, get_task
 
@@ -44,9 +45,16 @@ def prepare_task_data(config: TrainConfig, tokenizer, main_process_first) -> lis
     for name in config.tasks:
         task = get_task(name)
         with main_process_first():
-            splits = {split: load_tokenized(task, split, tokenizer, config.max_seq_length, data_dir)
+            known = (config.data_fingerprints or {}).get(task.name, {})  # hashed once, reused
+            splits = {split: load_tokenized(task, split, tokenizer, config.max_seq_length, data_dir,
+                                            data_fp=known.get(split))
                       for split in split_names(task)}
         train = splits.pop("train")
+        for split, dev in splits.items():
+            if task.is_regression and len(dev) < 2:  # a correlation needs two points
+                raise MtlvsiftError(
+                    f"{data_source(task, split, data_dir)}: the {task.display} {split} set has "
+                    f"{len(dev)} example; its Pearson and Spearman correlations need at least 2.")
         if task.name == config.target:
             target_available = len(train)
         keep = [c for c in MODEL_COLUMNS if c in train.column_names]
@@ -58,24 +66,16 @@ def prepare_task_data(config: TrainConfig, tokenizer, main_process_first) -> lis
 def _subsample(config: TrainConfig, task: Task, train: datasets.Dataset,
                target_available: int) -> datasets.Dataset:
     available = len(train)
-    capped = min(available, config.max_train_examples or available)
+    size = used_train_size(config, task.name, available, target_available)
     if task.name != config.target and config.support_ratio is not None:
-        size = support_examples_needed(config, target_available)
-        if size > capped:
-            raise MtlvsiftError(
-                f"--support-ratio {config.support_ratio:g} needs {size} {task.display} training "
-                f"examples ({config.support_ratio:g} x the target's), but only {capped} are "
-                f"available. Choose a smaller ratio or a smaller --target-fraction."
-            )
         # The same draw as a single run with --max-train-examples <size>: its STILTs counterpart.
         return train if size == available else train.select(
             subsample_indices(available, size, config.data_seed))
+    capped = min(available, config.max_train_examples or available)
     indices = np.arange(available) if capped == available else \
         subsample_indices(available, capped, config.data_seed)
-    if task.name == config.target:
-        size = target_train_size(config, available)
-        if size < capped:  # the fraction is drawn within the cap: nested subsets
-            indices = indices[subsample_indices(capped, size, config.data_seed + 1)]
+    if size < capped:  # the target's fraction is drawn within the cap: nested subsets
+        indices = indices[subsample_indices(capped, size, config.data_seed + 1)]
     return train if len(indices) == available else train.select(indices)
 
 

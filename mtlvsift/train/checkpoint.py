@@ -30,6 +30,7 @@ class Progress:
     examples: int = 0  # training examples seen in all
     train_seconds: float = 0.0
     probabilities: dict[str, list[float]] = field(default_factory=dict)  # epoch (str) -> p
+    epoch_batches: dict[str, int] = field(default_factory=dict)  # epoch (str) -> its batch count
     last_scores: dict[str, float] = field(default_factory=dict)  # task -> main dev score, latest eval
     history: list[dict[str, Any]] = field(default_factory=list)
     best: dict[str, Any] | None = None

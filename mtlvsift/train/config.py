@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from mtlvsift.errors import MtlvsiftError
-from mtlvsift.commands import DEFAULT_MODEL
+from mtlvsift.commands import DEFAULT_MODEL, DEFAULT_PROTOCOL, DEFAULT_SEEDS
 from mtlvsift.run_folder import run_folder, run_name, variant_suffix
 from mtlvsift.tasks import GLUE_TASK_NAMES, get_task, get_tasks
 
 # Options that change where files go or how fast a run is, not what it computes.
 NOT_IDENTITY = {"data_dir", "output_dir", "overwrite", "compile_model", "num_workers", "log_every",
                 "eval_batch_size", "grad_accum", "single_scores_file", "init_model", "keep_state",
-                "task_files", "report_to"}
+                "task_files", "report_to", "start_model", "single_scores_from"}
 
 
 @dataclass
@@ -29,8 +29,9 @@ class TrainConfig:
     tasks: list[str]  # canonical names; the target first (mtl_all: all its tasks)
     target: str | None
     support: list[str]
-    name: str  # run folder name: target, target--support, all; with a variant suffix
-    variant: str
+    name: str  # run folder name: target, target--support, all; with the protocol and variant suffix
+    variant: str  # the variant within its protocol (what compare.py groups by)
+    protocol: str = DEFAULT_PROTOCOL
     model: str = DEFAULT_MODEL
     seed: int = 0
     epochs: int = 10
@@ -52,6 +53,10 @@ class TrainConfig:
     dynamic_rule: str | None = None
     single_scores: dict[str, float] | None = None
     single_scores_file: str | None = None
+    data_fingerprints: dict[str, dict[str, str]] | None = None  # task -> split -> file sha256
+    single_scores_from: dict[str, Any] | None = None  # the single runs (or file) they came from
+    support_seeds: list[int] | None = None  # seeds of the single runs STILTs / dynamic read
+    start_model: dict[str, Any] | None = None  # STILTs: the supporting run started from
     init_from: str | None = None  # --init-from as given
     init_model: str | None = None  # the encoder actually loaded first (STILTs: the supporting run's)
     data_dir: str | None = None
@@ -82,7 +87,20 @@ class TrainConfig:
 
 
 def _common(options: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in options.items() if k in TrainConfig.__dataclass_fields__}
+    return {k: v for k, v in options.items()
+            if k in TrainConfig.__dataclass_fields__ and k != "support_seeds"}
+
+
+def folder_name(base: str, variant: str, protocol: str = DEFAULT_PROTOCOL) -> str:
+    """``rte--mnli__protocol-original_sampling-size``: a non-default protocol leads the suffix."""
+    lead = variant_suffix({"protocol": protocol if protocol != DEFAULT_PROTOCOL else None})
+    return run_name(base, "_".join(part for part in (lead, variant) if part))
+
+
+def _support_seeds(options: dict[str, Any], needed: bool) -> list[int] | None:
+    """--support-seeds where the run reads single runs (STILTs, dynamic sampling), else None
+    (so that the option leaves the identity of other runs alone)."""
+    return list(options.get("support_seeds") or DEFAULT_SEEDS) if needed else None
 
 
 def task_definitions(names: list[str]) -> dict[str, str] | None:
@@ -120,8 +138,10 @@ def stilts_config(target: str, support: str | None, init_from: str | None,
     support_names = [support_task.name] if support_task else []
     config = TrainConfig(
         method=method, tasks=[target_task.name], target=target_task.name,
-        support=support_names, name=run_name(base, variant),
+        support=support_names,
+        name=folder_name(base, variant, options.get("protocol") or DEFAULT_PROTOCOL),
         variant=variant, target_fraction=target_fraction, support_ratio=support_ratio,
+        support_seeds=_support_seeds(options, support_task is not None and init_from is None),
         task_definitions=task_definitions([target_task.name, *support_names]),
         **_common(options),
     )
@@ -132,6 +152,21 @@ def stilts_config(target: str, support: str | None, init_from: str | None,
 def support_examples_needed(config: TrainConfig, target_available: int) -> int:
     """Size experiments: K x the target's used training size."""
     return max(1, round(config.support_ratio * target_train_size(config, target_available)))
+
+
+def used_train_size(config: TrainConfig, task: str, available: int, target_available: int) -> int:
+    """Training examples a task uses: capped, a fraction of the target, or K x the target's."""
+    capped = min(available, config.max_train_examples or available)
+    if task != config.target and config.support_ratio is not None:
+        size = support_examples_needed(config, target_available)
+        if size > capped:
+            raise MtlvsiftError(
+                f"--support-ratio {config.support_ratio:g} needs {size} {get_task(task).display} "
+                f"training examples ({config.support_ratio:g} x the target's), but only {capped} "
+                f"are available. Choose a smaller ratio or a smaller --target-fraction."
+            )
+        return size
+    return target_train_size(config, available) if task == config.target else capped
 
 
 def target_train_size(config: TrainConfig, available: int) -> int:
@@ -158,8 +193,10 @@ def mtl_config(target: str, support: tuple[str, ...], sampling: str, batching: s
     base = "--".join(t.name for t in tasks)
     config = TrainConfig(
         method="mtl", tasks=[t.name for t in tasks], target=tasks[0].name,
-        support=[t.name for t in tasks[1:]], name=run_name(base, variant), variant=variant,
+        support=[t.name for t in tasks[1:]], variant=variant,
+        name=folder_name(base, variant, options.get("protocol") or DEFAULT_PROTOCOL),
         sampling=sampling, batching=batching,
+        support_seeds=_support_seeds(options, sampling == "dynamic" and not single_scores),
         dynamic_rule=dynamic_rule if sampling == "dynamic" else None,
         target_fraction=target_fraction, support_ratio=support_ratio,
         task_definitions=task_definitions([t.name for t in tasks]), **_common(options),
@@ -184,8 +221,10 @@ def mtl_all_config(tasks: tuple[str, ...], sampling: str, batching: str, dynamic
         **_cap_variant(options),
     })
     config = TrainConfig(
-        method="mtl_all", tasks=names, target=None, support=[], name=run_name("all", variant),
-        variant=variant, sampling=sampling, batching=batching,
+        method="mtl_all", tasks=names, target=None, support=[], variant=variant,
+        name=folder_name("all", variant, options.get("protocol") or DEFAULT_PROTOCOL),
+        sampling=sampling, batching=batching,
+        support_seeds=_support_seeds(options, sampling == "dynamic" and not single_scores),
         dynamic_rule=dynamic_rule if sampling == "dynamic" else None,
         task_definitions=task_definitions(names), **_common(options),
     )

@@ -336,14 +336,17 @@ def load_tokenized(
     max_seq_length: int,
     data_dir: Path | None,
     cache_dir: Path | None = None,
+    data_fp: str | None = None,
 ) -> datasets.Dataset:
     """input_ids, attention_mask, [token_type_ids], label, length; truncated, not padded.
 
     Cached in ``<cache root>/tokenized/<key>``; the key covers the tokenizer, the length, the task,
-    the split and the data's fingerprint, so a changed file is tokenized again.
+    the split and the data's fingerprint (``data_fp`` when the caller has it already), so a
+    changed file is tokenized again.
     """
     raw = _hub_dataset(task, split) if data_dir is None and task.source is None else None
-    data_fp = raw._fingerprint if raw is not None else data_fingerprint(task, split, data_dir)
+    if data_fp is None:
+        data_fp = raw._fingerprint if raw is not None else data_fingerprint(task, split, data_dir)
     key = tokenized_cache_key(task, split, tokenizer, max_seq_length, data_fp)
     final = cache_root(cache_dir) / "tokenized" / key
     if not final.is_dir():
@@ -352,13 +355,15 @@ def load_tokenized(
         # Write beside, then rename: a reader never sees a half-written folder, and of several
         # processes racing here (accelerate), the first rename wins and the others drop theirs.
         tmp = final.with_name(f".{key}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-        tokenized.save_to_disk(str(tmp))
         try:
+            tokenized.save_to_disk(str(tmp))
             os.rename(tmp, final)
-        except OSError:
+        except Exception as exc:  # a full disk, a cache root that is a file, a lost race
             shutil.rmtree(tmp, ignore_errors=True)
             if not final.is_dir():
-                raise
+                raise MtlvsiftError(
+                    f"Could not write the tokenization cache in {final.parent} ({exc}). Set "
+                    f"MTLVSIFT_CACHE_DIR to a writable folder with free space, then rerun.") from exc
     try:
         return datasets.load_from_disk(str(final))
     except Exception as exc:

@@ -1,10 +1,11 @@
 """The one training loop of all three scripts (single/STILTs, pairwise MTL, MTL_All).
 
-``run_training`` sets a run up: the accelerator, the run folder (skip a finished run, refuse a
-changed config), the data, what the run needs from other runs (``prerequisites``), the model,
-then the folder's lock. ``Trainer`` holds the wired-up pieces and trains: per epoch, task
+``run_training`` sets a run up: the accelerator, what the run needs from other runs
+(``prerequisites``), the run folder (skip a finished run, refuse a changed config), the data, the
+model, then the folder's lock. ``Trainer`` holds the wired-up pieces and trains: per epoch, task
 probabilities p (dynamic sampling reads the last dev scores), the sampler's global batches for
-(seed, epoch, p), each process training on its slice. Every ``eval_every`` of an epoch: evaluate
+(seed, epoch, p, protocol), each process training on its slice; the epoch settings, the LR
+schedule's length and the evaluation points come from ``plan``, as a dry run shows them. Every ``eval_every`` of an epoch: evaluate
 every task, keep the best model by the selection score, checkpoint. A rerun of the same command
 resumes from the checkpoint; a completed run writes ``result.json``.
 """
@@ -18,6 +19,7 @@ import time
 from contextlib import nullcontext
 from typing import Any
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, set_seed
@@ -25,19 +27,22 @@ from transformers import get_linear_schedule_with_warmup
 
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.faults import fault_point
-from mtlvsift.run_folder import RunFolder, RunLock
 from mtlvsift import run_record
+from mtlvsift.run_folder import RunFolder, existing_folder
+from mtlvsift.run_lock import RunLock
 from mtlvsift.run_record import build_record, selection_entry, write_record
 from mtlvsift.train.batches import MixedTaskDataset, micro_batch_collator, prepare_task_data, train_loader
 from mtlvsift.train.checkpoint import Progress, load_checkpoint, save_best_model, save_checkpoint
 from mtlvsift.train.config import TrainConfig
 from mtlvsift.train.data import make_collator
 from mtlvsift.train.evaluation import build_eval_batches, evaluate
-from mtlvsift.train.model import MultiTaskModel, is_model_folder, load_encoder, load_tokenizer, \
-    model_folder_problem
-from mtlvsift.train.prerequisites import with_single_scores, with_start_model
+from mtlvsift.train.data_identity import check_same_data, with_data_fingerprints
+from mtlvsift.train.model import MultiTaskModel, check_max_seq_length, is_model_folder, load_encoder, \
+    load_tokenizer, loss_weights, lowercase_tokenizer, model_folder_problem, reuse_heads
+from mtlvsift.train.plan import (epoch_settings, eval_points, first_epoch_layout, lr_schedule_steps,
+                                 with_prerequisites)
 from mtlvsift.train.progress_bar import TrainDisplay
-from mtlvsift.train.sampling import epoch_batch_sizes, epoch_schedule, process_slice, task_probabilities
+from mtlvsift.train.sampling import epoch_schedule, process_slice, task_probabilities
 from mtlvsift.train.trackers import Trackers, tracking_dir
 
 
@@ -50,60 +55,73 @@ def run_training(config: TrainConfig, restart: bool = False) -> dict[str, Any]:
                               log_with=config.report_to or None,
                               project_dir=str(tracking_dir(config.run_dir)))
     main = accelerator.is_main_process
-    config = with_single_scores(config)  # part of the run's identity
+    config = with_prerequisites(config)  # the single scores are part of the run's identity
+    config = with_data_fingerprints(config)  # and so is the data
     run = RunFolder(config.run_dir)
-    if config.overwrite and main and run.path.exists():
-        run.prepare(config.identity(), overwrite=True)
-    accelerator.wait_for_everyone()
-    if run.prepare(config.identity(), overwrite=False) == "complete":
-        if main:
-            print(f"{run.path} is already complete (pass --overwrite to train it again).")
-        try:
-            return run_record.load(run.result_file)
-        except run_record.InvalidRecord as exc:
-            raise MtlvsiftError(f"{run.result_file} is {exc}. Pass --overwrite to train the run "
-                                f"again.") from None
+    if config.overwrite:
+        RunLock(run.path).check_free()  # refused at once; claim() checks again as it locks
+    else:
+        check_same_data(run.stored_identity(), config)
+        if run.prepare(config.identity()) == "complete":
+            try:
+                record = run_record.load(run.result_file)
+            except run_record.InvalidRecord as exc:
+                raise MtlvsiftError(f"{run.result_file} is {exc}. Pass --overwrite to train the "
+                                    f"run again.") from None
+            if main:  # a kill right after result.json was written may have cut the clean-up
+                stored = record.get("config")
+                kept = isinstance(stored, dict) and stored.get("keep_state") is True
+                run.tidy_complete(keep_state=config.keep_state or kept)
+                print(f"{run.path} is already complete (pass --overwrite to train it again).")
+            return record
 
     set_seed(config.seed)
+    check_max_seq_length(config.init_from or config.model, config.max_seq_length)
+    original = config.protocol == "original"
     tokenizer = load_tokenizer(config.init_from or config.model)
+    if original:
+        tokenizer = lowercase_tokenizer(tokenizer)
     task_data = prepare_task_data(config, tokenizer, accelerator.main_process_first)
-    config = with_start_model(config, task_data[0].available)
-    if config.init_model and is_model_folder(config.init_model):
+    # An epoch the protocol cannot form (original: a task smaller than its quota) fails here.
+    check_batch_options(config, task_data, accelerator.num_processes)
+    # A supporting run's best/ must be whole; --init-from may also be a plain Hugging Face folder.
+    if config.init_model and (config.init_from is None or is_model_folder(config.init_model)):
         problem = model_folder_problem(config.init_model)
         if problem:
             raise MtlvsiftError(
-                f"The model to start from, {config.init_model}, is damaged ({problem}). Train that "
-                f"run again (its command with --overwrite) or pass --init-from another model folder.")
+                f"The model to start from, {config.init_model}, is damaged or missing ({problem}). "
+                f"Train that run again (its command with --overwrite) or pass --init-from another "
+                f"model folder.")
     encoder = load_encoder(config.init_model or config.model)
     model = MultiTaskModel(encoder, [d.task.name for d in task_data],
-                           [d.task.num_labels for d in task_data])
+                           [d.task.num_labels for d in task_data], share_heads=original)
+    if original and config.init_model and is_model_folder(config.init_model):
+        reuse_heads(model, config.init_model)
     # Everything that can fail on the user's input has been checked: now the folder is claimed.
-    lock = RunLock(run.path)
-    if main:
-        lock.acquire()
-        try:
-            run.write_config(config.identity())
-        except OSError as exc:
-            lock.release()
-            raise MtlvsiftError(f"Could not write the run config in {run.path}: {exc}. "
-                                f"Check the disk and permissions, then rerun.") from exc
-        if restart:
-            run.discard_progress()
-        run.recover()
+    lock = run.claim(config.identity(), config.overwrite, restart) if main else None
     accelerator.wait_for_everyone()
     try:
         return Trainer(config, accelerator, run, model, tokenizer, task_data).train()
     finally:
-        if main:
+        if lock is not None:
             lock.release()
 
 
-def eval_points(steps_per_epoch: int, eval_every: float) -> set[int]:
-    """Batch counts within an epoch after which to evaluate: every ``eval_every`` and the end."""
-    count = math.ceil(1 / eval_every - 1e-9)
-    points = {min(steps_per_epoch, max(1, math.ceil(k * eval_every * steps_per_epoch - 1e-9)))
-              for k in range(1, count + 1)}
-    return points | {steps_per_epoch}
+def check_batch_options(config: TrainConfig, task_data: list, num_processes: int) -> None:
+    """Options that need the data's size, checked before the folder is claimed."""
+    sizes = [len(d.train) for d in task_data]
+    steps = len(first_epoch_layout(config, sizes, num_processes).batch_sizes)
+    if config.eval_every * steps < 1 - 1e-9:
+        least = math.ceil(1e4 / steps) / 1e4
+        raise MtlvsiftError(
+            f"--eval-every {config.eval_every:g} is less than one training step: an epoch has "
+            f"{steps} steps here, so evaluate every 1/{steps} of an epoch or more (--eval-every "
+            f"{least:g}).")
+    rows = math.ceil(config.batch_size / num_processes)
+    if config.grad_accum > rows:
+        raise MtlvsiftError(
+            f"--grad-accum {config.grad_accum} asks for more micro-batches than the {rows} rows "
+            f"each process gets of a batch of {config.batch_size}; use at most {rows}.")
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.device):
@@ -129,10 +147,8 @@ class Trainer:
             torch.backends.cudnn.allow_tf32 = True
         self.names = [d.task.name for d in task_data]
         self.sizes = [len(d.train) for d in task_data]
-        self.steps_per_epoch = len(epoch_batch_sizes(sum(self.sizes), config.batch_size,
-                                                     accelerator.num_processes))
-        self.eval_points = eval_points(self.steps_per_epoch, config.eval_every)
-        total_steps = self.steps_per_epoch * config.epochs
+        self.epoch_length = 0  # batches in the epoch under way (the original's vary by epoch)
+        total_steps = lr_schedule_steps(config, self.sizes, accelerator.num_processes)
         optimizer = make_optimizer(model, config, device)
         scheduler = get_linear_schedule_with_warmup(
             optimizer, round(config.warmup_ratio * total_steps), total_steps)
@@ -172,20 +188,23 @@ class Trainer:
         world, rank = self.accelerator.num_processes, self.accelerator.process_index
         p = self.epoch_probabilities(epoch)
         schedule = epoch_schedule(self.sizes, list(p.values()), config.batch_size, config.seed,
-                                  epoch, config.batching or "heterogeneous", world)
+                                  epoch, num_processes=world, **epoch_settings(config))
+        self.epoch_length = len(schedule)
+        progress.epoch_batches[str(epoch)] = len(schedule)
+        points = eval_points(len(schedule), config.eval_every)
         local = [process_slice(b, rank, world) for b in schedule[progress.batch_in_epoch:]]
         loader = train_loader(self.dataset, local, micro_batch_collator(self.collate, config.grad_accum),
                               config.num_workers, pin_memory=self.accelerator.device.type == "cuda")
         tick = time.perf_counter()
         for batch_index, micro_batches in enumerate(loader, start=progress.batch_in_epoch):
             global_size = len(schedule[batch_index])
-            self.step(micro_batches, global_size)
+            self.step(micro_batches, np.bincount(schedule[batch_index][:, 0], minlength=len(self.names)))
             progress.step += 1
             progress.batch_in_epoch = batch_index + 1
             progress.examples += global_size
             self.display.advance()
             fault_point("step")
-            at_eval = progress.batch_in_epoch in self.eval_points
+            at_eval = progress.batch_in_epoch in points
             if progress.step % config.log_every == 0 or at_eval:
                 elapsed = time.perf_counter() - tick
                 progress.train_seconds += elapsed
@@ -210,23 +229,26 @@ class Trainer:
             progress.probabilities[key] = [float(x) for x in p]
         return dict(zip(self.names, progress.probabilities[key]))
 
-    def step(self, micro_batches: list[dict], global_size: int) -> None:
-        """One optimizer step on this process's slice of a global batch of ``global_size`` rows.
+    def step(self, micro_batches: list[dict], task_rows: np.ndarray) -> None:
+        """One optimizer step on this process's slice of a global batch (``task_rows`` per task).
 
-        Each micro-batch's summed loss is scaled by W / global_size: DDP averages the W
-        processes' gradients, so the step follows the mean loss over the whole global batch.
+        Each micro-batch's per-task summed losses are weighted by ``loss_weights`` (scaled by W:
+        DDP averages the W processes' gradients), so the step follows the objective over the
+        whole global batch: its mean loss, or (original protocol) the sum of the task means.
         """
         accelerator, model = self.accelerator, self.model
         model.train()
-        scale = accelerator.num_processes / global_size
+        weights = torch.tensor(loss_weights(task_rows.tolist(), accelerator.num_processes,
+                                            per_task_mean=self.config.protocol == "original"),
+                               device=accelerator.device)
         for i, batch in enumerate(micro_batches):
             batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}
             last = i == len(micro_batches) - 1
             with nullcontext() if last else accelerator.no_sync(model):
                 loss, task_losses = model(**batch)
-                accelerator.backward(loss * scale)
+                accelerator.backward((task_losses * weights).sum())
             self.running.add(loss.detach(), task_losses.detach())
-        self.running.count(global_size)
+        self.running.count(int(task_rows.sum()))
         if self.config.max_grad_norm:
             accelerator.clip_grad_norm_(model.parameters(), self.config.max_grad_norm)
         self.optimizer.step()
@@ -240,11 +262,12 @@ class Trainer:
         mean_loss = loss_sum / max(examples, 1)
         bad = [n for n, v in zip(self.names, task_sums) if not math.isfinite(v)]
         if bad or not math.isfinite(mean_loss):
+            kept = (f"The last good checkpoint is kept in {self.run.state_dir}."
+                    if existing_folder(self.run.state_dir) else "No checkpoint had been written yet.")
             raise MtlvsiftError(
                 f"The training loss became non-finite ({mean_loss}) by step {progress.step} "
-                f"(epoch {progress.epoch + 1}), in task(s): {', '.join(bad) or 'unknown'}. The last "
-                f"good checkpoint is kept in {self.run.state_dir}. Lower --lr or check the data, "
-                f"then rerun (add --restart to start from scratch)."
+                f"(epoch {progress.epoch + 1}), in task(s): {', '.join(bad) or 'unknown'}. {kept} "
+                f"Lower --lr or check the data, then rerun (add --restart to start from scratch)."
             )
         speed = examples / elapsed if elapsed > 0 else 0.0
         lr = self.scheduler.get_last_lr()[0]
@@ -259,7 +282,7 @@ class Trainer:
         start = time.perf_counter()
         metrics = evaluate(self.model, self.accelerator, self.task_data, self.eval_batches)
         progress.eval_seconds.append(time.perf_counter() - start)
-        epoch = progress.epoch + progress.batch_in_epoch / self.steps_per_epoch
+        epoch = progress.epoch + progress.batch_in_epoch / self.epoch_length
         entry = {"step": progress.step, "epoch": round(epoch, 6), "metrics": metrics, "probabilities": p}
         progress.history.append(entry)
         progress.last_scores = {n: selection_entry(entry, n)["score"] for n in self.names}
@@ -277,11 +300,11 @@ class Trainer:
         start = time.perf_counter()
         if is_best:
             progress.best = candidate
-            with run.saving("the best model"):
+            with run.saving("the best model", run.best_dir):
                 save_best_model(self.accelerator, run, self.model, self.tokenizer)
         # The checkpoint stores the time before its own write; the record gets the whole time.
         progress.save_seconds.append(time.perf_counter() - start)
-        with run.saving("the checkpoint"):
+        with run.saving("the checkpoint", run.state_dir):
             save_checkpoint(self.accelerator, run, progress)
         progress.save_seconds[-1] = time.perf_counter() - start
 

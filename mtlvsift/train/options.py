@@ -7,9 +7,24 @@ from typing import Callable
 
 import click
 
+from mtlvsift.params import SEED, FiniteFloatRange, count
+from mtlvsift.commands import DEFAULT_PROTOCOL, DEFAULT_SEEDS, PROTOCOLS
 from mtlvsift.train.sampling import BATCHINGS, DYNAMIC_RULES, SAMPLINGS
 from mtlvsift.train.task_files import load_task_files
 from mtlvsift.train.trackers import TRACKERS, check_trackers
+
+
+def _seed_list(ctx, param, value: str | None) -> tuple[int, ...] | None:
+    """``0 1 2`` or ``0,1,2`` -> (0, 1, 2)."""
+    if value is None:
+        return None
+    try:
+        seeds = tuple(int(s) for s in value.replace(",", " ").split())
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a list of seeds such as '0 1 2 3 4'.") from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise click.BadParameter(f"{value!r}: give distinct non-negative seeds, e.g. '0 1 2 3 4'.")
+    return seeds
 
 
 def _apply(options: list[Callable]) -> Callable:
@@ -37,31 +52,31 @@ train_options = _apply([
     task_file_option,
     click.option("--model", default="distilroberta-base", show_default=True,
                  help="Hugging Face hub id, local folder, or 'minilm' (offline MiniLM package)."),
-    click.option("--seed", default=0, show_default=True, type=int),
-    click.option("--epochs", default=10, show_default=True, type=click.IntRange(min=1)),
-    click.option("--lr", default=2e-5, show_default=True, type=click.FloatRange(min=0, min_open=True)),
-    click.option("--batch-size", default=128, show_default=True, type=click.IntRange(min=1),
+    click.option("--seed", default=0, show_default=True, type=SEED),
+    click.option("--epochs", default=10, show_default=True, type=count()),
+    click.option("--lr", default=2e-5, show_default=True, type=FiniteFloatRange(min=0, min_open=True)),
+    click.option("--batch-size", default=128, show_default=True, type=count(),
                  help="Global batch size (over all processes and accumulation steps)."),
-    click.option("--grad-accum", default=1, show_default=True, type=click.IntRange(min=1),
+    click.option("--grad-accum", default=1, show_default=True, type=count(),
                  help="Split each process's share of a batch into this many micro-batches."),
-    click.option("--max-seq-length", default=128, show_default=True, type=click.IntRange(min=8)),
+    click.option("--max-seq-length", default=128, show_default=True, type=count(8)),
     click.option("--eval-every", default=0.5, show_default=True,
-                 type=click.FloatRange(min=0, max=1, min_open=True),
+                 type=FiniteFloatRange(min=0, max=1, min_open=True),
                  help="Evaluate and checkpoint every this fraction of an epoch."),
-    click.option("--warmup-ratio", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+    click.option("--warmup-ratio", default=0.0, show_default=True, type=FiniteFloatRange(0, 1),
                  help="Linear warm-up over this fraction of all steps, then linear decay."),
-    click.option("--weight-decay", default=0.0, show_default=True, type=click.FloatRange(min=0)),
-    click.option("--eval-batch-size", default=256, show_default=True, type=click.IntRange(min=1)),
+    click.option("--weight-decay", default=0.0, show_default=True, type=FiniteFloatRange(min=0)),
+    click.option("--eval-batch-size", default=256, show_default=True, type=count()),
     click.option("--data-dir", default=None, type=click.Path(file_okay=False),
                  help="GLUE folder in the original layout (default: $MTLVSIFT_GLUE_DIR, else the hub)."),
     click.option("--output-dir", default="outputs", show_default=True, type=click.Path(file_okay=False)),
-    click.option("--max-train-examples", default=None, type=click.IntRange(min=1),
+    click.option("--max-train-examples", default=None, type=count(),
                  help="Cap every task's training set (a random subset, drawn with --data-seed)."),
-    click.option("--data-seed", default=0, show_default=True, type=int,
+    click.option("--data-seed", default=0, show_default=True, type=SEED,
                  help="Seed of every data subsample, independent of --seed."),
-    click.option("--log-every", default=10, show_default=True, type=click.IntRange(min=1),
+    click.option("--log-every", default=10, show_default=True, type=count(),
                  help="Read the loss back (and check it is finite) every this many steps."),
-    click.option("--num-workers", default=0, show_default=True, type=click.IntRange(min=0),
+    click.option("--num-workers", default=0, show_default=True, type=count(0, 256),
                  help="DataLoader worker processes."),
     click.option("--overwrite", is_flag=True, help="Replace an existing run folder."),
     click.option("--keep-state", is_flag=True,
@@ -72,12 +87,29 @@ train_options = _apply([
                  help="Also log losses, learning rate, examples/s, sampling probabilities and dev "
                       "metrics to this tracker (repeat for several; off by default). TensorBoard "
                       "writes into the run folder's tracking/."),
+    click.option("--protocol", default=DEFAULT_PROTOCOL, show_default=True,
+                 type=click.Choice(PROTOCOLS, case_sensitive=False),
+                 help="standard: this project's; original: the authors' code (epoch until the "
+                      "first task runs out, sum of task means, heads shared by label count, ...; "
+                      "docs/fidelity.md)."),
+    click.option("--support-seeds", default=" ".join(map(str, DEFAULT_SEEDS)), show_default=True,
+                 callback=_seed_list,
+                 help="Seeds of the single runs that STILTs (best of them) and dynamic sampling "
+                      "(their mean) read; all must be finished."),
+])
+
+plan_options = _apply([
+    click.option("--dry-run", is_flag=True,
+                 help="Resolve and print the run's plan (sizes, quotas, batches, steps, start "
+                      "model); train nothing, write nothing."),
+    click.option("--plan-json", default=None, type=click.Path(dir_okay=False),
+                 help="Write the plan as JSON to this file (implies --dry-run)."),
 ])
 
 size_options = _apply([
-    click.option("--target-fraction", default=None, type=click.FloatRange(0, 1, min_open=True),
+    click.option("--target-fraction", default=None, type=FiniteFloatRange(0, 1, min_open=True),
                  help="Size experiment: train on this fraction of the target's training set."),
-    click.option("--support-ratio", default=None, type=click.FloatRange(min=0, min_open=True),
+    click.option("--support-ratio", default=None, type=FiniteFloatRange(0, 1000, min_open=True),
                  help="Size experiment: subsample each supporting task to K x the target's size."),
 ])
 

@@ -4,8 +4,10 @@
   single runs (size experiments: the single runs on the subsample that MTL draws).
 - Dynamic sampling needs each task's single-task dev score: the mean over its single runs, or a
   ``--single-scores`` file.
-Both read finished runs through ``mtlvsift.run_record``; a missing prerequisite is an error that
-prints the command making it.
+Both read finished runs through ``mtlvsift.run_record``, of the same model and protocol, and need
+the complete set of ``--support-seeds`` (the authors' scripts waited for all five too), so that
+every seed of a cell starts from the same model and reads the same scores whenever it runs. A
+missing prerequisite is an error that prints the command making it; what was used is recorded.
 """
 
 from __future__ import annotations
@@ -15,77 +17,125 @@ import json
 import statistics
 from pathlib import Path
 
-from mtlvsift.commands import train_command
+from mtlvsift.commands import DEFAULT_OUTPUTS, DEFAULT_PROTOCOL, DEFAULT_SEEDS, train_command
 from mtlvsift.errors import MtlvsiftError
-from mtlvsift.run_folder import run_name, variant_suffix
+from mtlvsift.run_folder import json_kind, variant_suffix
 from mtlvsift.run_record import RunRecord, finished_runs
-from mtlvsift.tasks import get_task
-from mtlvsift.train.config import TrainConfig, support_examples_needed
+from mtlvsift.scores import is_score, score_range
+from mtlvsift.tasks import get_task, normalize_task_name
+from mtlvsift.train.config import TrainConfig, folder_name, support_examples_needed
 
 
-def _single_runs(config: TrainConfig, task: str, cap: int | None) -> tuple[list[RunRecord], str]:
-    """The finished single runs of ``task`` trained with ``cap`` examples, and the command
-    (a loop over seeds) that makes them."""
+def _support_seeds(config: TrainConfig) -> list[int]:
+    return list(config.support_seeds or DEFAULT_SEEDS)
+
+
+def _single_runs(config: TrainConfig, task: str,
+                 cap: int | None) -> tuple[list[RunRecord], str, str | None]:
+    """The finished single runs of ``task`` (trained with ``cap`` examples) for the seeds of
+    ``--support-seeds``, their folder (relative to the outputs) and, when seeds are missing, the
+    loop that makes them."""
     variant = variant_suffix({"n": cap, "ds": config.data_seed or None})
-    folder = Path(config.output_dir) / "single" / run_name(task, variant)
+    folder = Path(config.output_dir) / "single" / folder_name(task, variant, config.protocol)
     source = get_task(task).source
+    seeds = _support_seeds(config)
+    by_seed = {r.seed: r for r in finished_runs(folder, config.model) if r.seed in seeds}
+    missing = [s for s in seeds if s not in by_seed]
     options = {"model": config.model, "max_train_examples": cap,
                "data_seed": config.data_seed or None,
-               "task_file": [source.task_file] if source else None}
-    return finished_runs(folder, config.model), train_command("single", task, options=options)
+               "task_file": [source.task_file] if source else None,
+               "protocol": config.protocol if config.protocol != DEFAULT_PROTOCOL else None,
+               "output_dir": config.output_dir if config.output_dir != DEFAULT_OUTPUTS else None}
+    command = train_command("single", task, options=options, seeds=missing) if missing else None
+    found = [by_seed[s] for s in seeds if s in by_seed]
+    return found, str(folder.relative_to(config.output_dir)), command
+
+
+def _missing_runs_error(config: TrainConfig, need: str, runs: dict[str, tuple[list, str]],
+                        alternative: str) -> MtlvsiftError:
+    """One error for the tasks whose single runs lack seeds, with the loops that make the rest."""
+    seeds = " ".join(map(str, _support_seeds(config)))
+    lines = [f"{need} needs the single-task runs of every supporting seed ({seeds}; "
+             f"--support-seeds) with model {config.model} in {Path(config.output_dir) / 'single'}:"]
+    commands = []
+    for task, (records, command) in runs.items():
+        have = ", ".join(str(r.seed) for r in records) or "none"
+        lines.append(f"  {task}: finished seeds: {have}.")
+        commands.append(f"  {command}")
+    return MtlvsiftError("\n".join([*lines, "Make the rest first:", *commands, alternative]))
 
 
 def with_start_model(config: TrainConfig, target_available: int) -> TrainConfig:
-    """The config with ``init_model`` set: ``--init-from``, or for STILTs the best supporting seed."""
+    """The config with ``init_model`` set: ``--init-from``, or for STILTs the best supporting
+    seed (ties: the lowest seed), also recorded as ``start_model`` (run, seed, dev score)."""
     if config.method != "stilts" or config.init_from is not None:
         return dataclasses.replace(config, init_model=config.init_from)
     support = config.support[0]
     cap = config.max_train_examples
     if config.support_ratio is not None:
         cap = support_examples_needed(config, target_available)
-    records, command = _single_runs(config, support, cap)
-    if not records:
-        raise MtlvsiftError(
-            f"STILTs needs a finished single-task run of {support} with model {config.model} in "
-            f"{Path(config.output_dir) / 'single'}, and there is none. Make it first:\n  {command}\n"
-            f"or pass --init-from PATH (a saved model folder)."
-        )
-    best = max(records, key=lambda r: r.score)
-    return dataclasses.replace(config, init_model=str(best.folder / "best"))
+    records, runs, command = _single_runs(config, support, cap)
+    if command:
+        raise _missing_runs_error(config, "STILTs", {support: (records, command)},
+                                  "or pass --init-from PATH (a saved model folder).")
+    best = max(records, key=lambda r: (r.score, -r.seed))
+    start = {"run": f"{runs}/seed-{best.seed}", "seed": best.seed, "score": best.score,
+             "seeds": [r.seed for r in records]}
+    return dataclasses.replace(config, init_model=str(best.folder / "best"), start_model=start)
 
 
 def with_single_scores(config: TrainConfig) -> TrainConfig:
-    """The config with ``single_scores`` set, for dynamic sampling (unchanged otherwise)."""
+    """The config with ``single_scores`` set, for dynamic sampling (unchanged otherwise), and
+    ``single_scores_from``: the runs (and seeds) or the file they came from."""
     if config.sampling != "dynamic":
         return config
     if config.single_scores_file:
-        return dataclasses.replace(config, single_scores=_scores_file(config))
-    scores, commands = {}, []
+        return dataclasses.replace(config, single_scores=_scores_file(config),
+                                   single_scores_from={"file": str(config.single_scores_file)})
+    scores, runs, lacking = {}, {}, {}
     for task in config.tasks:
-        records, command = _single_runs(config, task, config.max_train_examples)
-        if records:
-            scores[task] = statistics.fmean(r.score for r in records)
+        records, runs[task], command = _single_runs(config, task, config.max_train_examples)
+        if command:
+            lacking[task] = (records, command)
         else:
-            commands.append(command)
-    if commands:
-        missing = [t for t in config.tasks if t not in scores]
-        raise MtlvsiftError(
-            f"Dynamic sampling needs single-task dev scores, and {config.output_dir}/single has no "
-            f"finished run of {', '.join(missing)} with model {config.model}. Make them with:\n"
-            + "\n".join(f"  {c}" for c in commands)
-            + "\nor pass --single-scores FILE (JSON {task: score}), or use --sampling size."
-        )
-    return dataclasses.replace(config, single_scores=scores)
+            scores[task] = statistics.fmean(r.score for r in records)
+    if lacking:
+        raise _missing_runs_error(config, "Dynamic sampling", lacking,
+                                  "or pass --single-scores FILE (JSON {task: score}), or use "
+                                  "--sampling size.")
+    source = {"runs": runs, "seeds": _support_seeds(config)}
+    return dataclasses.replace(config, single_scores=scores, single_scores_from=source)
 
 
 def _scores_file(config: TrainConfig) -> dict[str, float]:
+    """The --single-scores file: a JSON object of task -> dev score in [0, 1] for exactly the
+    run's tasks (a score in points or NaN would silently skew or later break the sampling)."""
     path = config.single_scores_file
     try:
-        scores = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise MtlvsiftError(f"--single-scores {path}: cannot read it as JSON ({exc}).") from exc
-    scores = {get_task(k).name: float(v) for k, v in scores.items()}
+        raw = json.loads(Path(path).read_text())
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad JSON or UTF-8
+        raise MtlvsiftError(f"--single-scores {path}: cannot read it as JSON ({exc}).") from None
+    example = json.dumps({task: 0.85 for task in config.tasks})
+
+    def invalid(problem: str) -> MtlvsiftError:
+        return MtlvsiftError(f"--single-scores {path}: {problem}. It must hold a JSON object of "
+                             f"each task's single-task dev score in [0, 1] ([-1, 1] for MCC and "
+                             f"Spearman), e.g. {example}.")
+
+    if not isinstance(raw, dict):
+        raise invalid(f"it holds {json_kind(raw)}, not an object")
+    scores: dict[str, float] = {}
+    for key, value in raw.items():
+        name = normalize_task_name(key)
+        if name not in config.tasks:
+            raise invalid(f"'{key}' is not a task of this run (its tasks: {', '.join(config.tasks)})")
+        if name in scores:
+            raise invalid(f"{name} is named twice")
+        if not is_score(value, name):
+            raise invalid(f"the score of {key} is {json.dumps(value)[:40]}, not a number "
+                          f"{score_range(name)} (66 points is 0.66)")
+        scores[name] = float(value)
     missing = [t for t in config.tasks if t not in scores]
     if missing:
-        raise MtlvsiftError(f"--single-scores {path} has no score for: {', '.join(missing)}.")
+        raise invalid(f"it has no score for: {', '.join(missing)}")
     return {t: scores[t] for t in config.tasks}

@@ -5,13 +5,18 @@ Probabilities (``SAMPLINGS``): ``uniform`` (1/K), ``size`` (n_i / sum n_j) and `
 score and its current multi-task dev score; ``DYNAMIC_RULES``: ``softmax`` as in the paper's own
 code, or ``normalized`` as in Gottumukkala et al. 2020).
 
-Schedules (``BATCHINGS``): an epoch is ``sum(sizes)`` examples cut into ``ceil(N / B)`` global
-batches (a last batch smaller than the process count is merged into the one before). ``heterogeneous`` batches mix tasks with largest-remainder quotas of ``p * b`` (every task
-at least one row); ``homogeneous`` batches come from one task drawn with probability ``p``. Each
-task draws without replacement from its own shuffled stream and reshuffles when it runs out.
+Schedules (``BATCHINGS``), ``standard`` protocol: an epoch is ``sum(sizes)`` examples cut into
+``ceil(N / B)`` global batches (a last batch smaller than the process count is merged into the one
+before). ``heterogeneous`` batches mix tasks: task i gets the largest-remainder share of p over
+the epoch's rows, spread evenly over its batches (``spread_tasks``), so its epoch total is
+round(p_i * N) within a row and a task with p_i * B < 1 appears in that fraction of the batches;
+``homogeneous`` batches come from one task drawn with probability ``p``. Each task draws without
+replacement from its own shuffled stream and reshuffles when it runs out. The ``original``
+protocol (the authors' code, ``epoch_layout``): fixed quotas per batch with their rounding, an
+epoch as long as the first task to run out, the pooled rows shuffled as a whole.
 
 Determinism and resuming: a schedule is a pure function of (sizes, p, batch size, seed, epoch,
-batching); its random generators are seeded from ``(seed, epoch)`` only, never from global state.
+batching, protocol); its random generators are seeded from ``(seed, epoch)`` only, never from global state.
 Every process builds the same global schedule and keeps its ``process_slice``. The sampler
 therefore keeps no state of its own: to resume, the training loop regenerates the epoch's schedule
 from (seed, epoch, p), with p taken from the run history, and skips the batches already done.
@@ -20,9 +25,11 @@ from (seed, epoch, p), with p taken from the run history, and skips the batches 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
+from mtlvsift.commands import DEFAULT_PROTOCOL, PROTOCOLS
 from mtlvsift.errors import MtlvsiftError
 
 SAMPLINGS = ("dynamic", "size", "uniform")
@@ -142,32 +149,55 @@ def task_probabilities(
 # --------------------------------------------------------------------------- quotas
 
 
-def largest_remainder_quotas(probabilities, batch_size: int) -> np.ndarray:
-    """Rows per task in a batch of ``batch_size``: the largest-remainder rounding of p * B.
+def largest_remainder_quotas(probabilities, total: int) -> np.ndarray:
+    """``total`` rows shared out by p: the largest-remainder (Hamilton) rounding of p * total.
 
-    When B >= K every task gets at least one row: each task rounded down to 0 takes one from the
-    task with the largest quota (ties by index). When B < K, the B most probable tasks get one.
-    All ties go to the lower index, so the result is deterministic.
+    Each share is the floor or the ceiling of p_i * total, so a task with p_i * total < 1 may get
+    none; ties between remainders go to the lower index, so the result is deterministic.
     """
     p = _check_probabilities(probabilities)
-    b = _check_batch_size(batch_size)
-    k = p.size
-    index = np.arange(k)
-    if b < k:
-        quotas = np.zeros(k, dtype=np.int64)
-        quotas[np.lexsort((index, -p))[:b]] = 1  # lexsort: last key is primary
-        return quotas
+    b = _check_batch_size(total)
     ideal = p * b
     quotas = np.floor(ideal).astype(np.int64)
     remainder = b - int(quotas.sum())
     fractions = np.round(ideal - quotas, _ROUND_DECIMALS)
-    quotas[np.lexsort((index, -fractions))[:remainder]] += 1
-    # At most K - 1 tasks need a row, and a donor with >= 2 always exists while one is at 0.
-    for task in np.flatnonzero(quotas == 0):
-        donor = int(np.argmax(quotas))  # argmax returns the first maximum: ties by index
-        quotas[donor] -= 1
-        quotas[task] = 1
+    quotas[np.lexsort((np.arange(p.size), -fractions))[:remainder]] += 1  # lexsort: last key first
     return quotas
+
+
+def original_quotas(probabilities, batch_size: int, top_up: bool = True,
+                    order: Sequence[int] | None = None) -> np.ndarray:
+    """Rows per task per batch as the authors' code computed them (``--protocol original``).
+
+    Their ``get_instances_numbers_from_proportions``: round(p_i * B) for each task (half to even,
+    Python's ``round``); unless ``top_up`` is off (their uniform sampling, which keeps e.g. 14 x 9
+    = 126 rows), the difference to B goes to the first task (it was meant for the largest
+    fraction, but the fractions were truncated to 0); then every task left at 0 takes one row
+    from the first task with the most. B = K gives one row each; B < K is an error. ``order``:
+    the task indices in the authors' order (their first task is ``order[0]``), default as given.
+    """
+    p = _check_probabilities(probabilities)
+    b = _check_batch_size(batch_size)
+    k = p.size
+    if b < k:
+        raise MtlvsiftError(f"--protocol original needs a batch of at least one row per task: "
+                            f"{k} tasks, batch size {b}.")
+    order = np.arange(k) if order is None else np.asarray(order, dtype=np.int64)
+    if b == k:
+        return np.ones(k, dtype=np.int64)
+    quotas = [int(round(float(x) * b)) for x in p[order]]
+    if top_up:
+        quotas[0] += b - sum(quotas)
+    while 0 in quotas:
+        empty, donor = quotas.index(0), quotas.index(max(quotas))
+        quotas[donor] -= 1
+        quotas[empty] += 1
+    if min(quotas) < 0:
+        raise MtlvsiftError(f"The original protocol's rounding gives a task a negative quota for "
+                            f"p = {np.round(p, 4).tolist()}; use --protocol standard.")
+    result = np.empty(k, dtype=np.int64)
+    result[order] = quotas
+    return result
 
 
 def epoch_batch_sizes(total_examples: int, batch_size: int, num_processes: int = 1) -> list[int]:
@@ -185,6 +215,51 @@ def epoch_batch_sizes(total_examples: int, batch_size: int, num_processes: int =
     return [b] * full + ([rest] if rest else [])
 
 
+@dataclass(frozen=True)
+class EpochLayout:
+    """What an epoch holds before any random draw."""
+
+    batch_sizes: list[int]
+    rows: np.ndarray | None  # rows per task in the epoch; None: drawn per batch (homogeneous)
+    quotas: np.ndarray | None  # original protocol: the rows per task per batch (k_i)
+
+
+def epoch_layout(sizes: Sequence[int], probabilities, batch_size: int,
+                 batching: str = "heterogeneous", num_processes: int = 1,
+                 protocol: str = DEFAULT_PROTOCOL, sampling: str | None = None,
+                 order: Sequence[int] | None = None) -> EpochLayout:
+    """The batch sizes and per-task rows of one epoch.
+
+    ``standard``: sum(sizes) rows in ``epoch_batch_sizes`` batches; heterogeneous epochs give
+    task i the largest-remainder share of p over all the epoch's rows. ``original``: quotas k
+    from ``original_quotas`` (``sampling`` uniform: no top-up; ``order``: the authors' task
+    order), and the epoch ends when the first task runs out: min_i floor(N_i / k_i) batches'
+    worth of every task (heterogeneous: pooled, so the last batch may be short; homogeneous:
+    each task's full batches of B).
+    """
+    n = _check_sizes(sizes)
+    p = _check_probabilities(probabilities, n.size)
+    b = _check_batch_size(batch_size)
+    batching = check_choice("batching", batching, BATCHINGS)
+    protocol = check_choice("protocol", protocol, PROTOCOLS)
+    if protocol == "standard":
+        rows = largest_remainder_quotas(p, int(n.sum())) if batching == "heterogeneous" else None
+        return EpochLayout(epoch_batch_sizes(int(n.sum()), b, num_processes), rows, None)
+    quotas = original_quotas(p, b, top_up=sampling != "uniform", order=order)
+    per_task = int(np.min(n // quotas))
+    if per_task == 0:
+        short = int(np.argmin(n // quotas))
+        raise MtlvsiftError(
+            f"--protocol original drops incomplete batches, and a task with {n[short]} training "
+            f"examples (task {short + 1} of {n.size}) fills not one batch at {quotas[short]} rows "
+            f"per batch. Lower --batch-size or use --protocol standard.")
+    rows = per_task * quotas
+    if batching == "homogeneous":
+        full = rows // b
+        return EpochLayout([b] * int(full.sum()), full * b, quotas)
+    return EpochLayout(epoch_batch_sizes(int(rows.sum()), b, num_processes), rows, quotas)
+
+
 # --------------------------------------------------------------------------- schedules
 
 
@@ -198,6 +273,21 @@ def _stream(rng: np.random.Generator, size: int, demand: int) -> np.ndarray:
     return rng.permuted(table, axis=1).ravel()[:demand]
 
 
+def spread_tasks(rows: Sequence[int], rng: np.random.Generator) -> np.ndarray:
+    """The task of each row of an epoch, each task's rows spread evenly over the epoch.
+
+    Task i's m-th row sits at (m + u_i) / rows_i, u_i uniform in [0, 1) (systematic sampling
+    with a random start); sorting all positions interleaves the tasks, so every batch holds each
+    task in proportion (within a couple of rows) and a task with fewer rows than batches appears
+    in that fraction of the batches.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    tasks = np.repeat(np.arange(rows.size), rows)
+    within = np.arange(tasks.size) - np.repeat(np.cumsum(rows) - rows, rows)
+    position = (within + rng.random(rows.size)[tasks]) / rows[tasks]
+    return tasks[np.lexsort((tasks, position))]
+
+
 def epoch_schedule(
     sizes: Sequence[int],
     probabilities,
@@ -206,39 +296,42 @@ def epoch_schedule(
     epoch: int,
     batching: str = "heterogeneous",
     num_processes: int = 1,
+    protocol: str = DEFAULT_PROTOCOL,
+    sampling: str | None = None,
+    order: Sequence[int] | None = None,
 ) -> list[np.ndarray]:
     """The global batches of one epoch, each an int64 array of rows (task_index, example_index).
 
-    Their sizes are ``epoch_batch_sizes(sum(sizes), batch_size, num_processes)``.
+    Their sizes are ``epoch_layout(...).batch_sizes``.
     """
     n = _check_sizes(sizes)
     k = n.size
     p = _check_probabilities(probabilities, k)
-    b = _check_batch_size(batch_size)
-    batching = check_choice("batching", batching, BATCHINGS)
     if int(seed) != seed or seed < 0:
         raise MtlvsiftError(f"The seed must be a non-negative integer, got {seed}.")
     if int(epoch) != epoch or epoch < 0:
         raise ValueError(f"The epoch must be a non-negative integer, got {epoch}.")
-
-    batch_sizes = np.asarray(epoch_batch_sizes(int(n.sum()), b, num_processes), dtype=np.int64)
-    num_batches = batch_sizes.size
-    # One generator per task stream and one for batch-level draws, from (seed, epoch) alone.
-    *task_rngs, batch_rng = [
-        np.random.default_rng(s) for s in np.random.SeedSequence([int(seed), int(epoch)]).spawn(k + 1)
+    layout = epoch_layout(n, p, batch_size, batching, num_processes, protocol, sampling, order)
+    batching, original = check_choice("batching", batching, BATCHINGS), protocol == "original"
+    batch_sizes = np.asarray(layout.batch_sizes, dtype=np.int64)
+    b = int(batch_size)
+    # One generator per task stream, one for batch-level draws and one for spreading the
+    # tasks, from (seed, epoch) alone (spawned children do not depend on how many follow).
+    *task_rngs, batch_rng, spread_rng = [
+        np.random.default_rng(s) for s in np.random.SeedSequence([int(seed), int(epoch)]).spawn(k + 2)
     ]
 
-    if batching == "heterogeneous":
-        # Only two batch sizes occur (B and the last), so two quota vectors cover the epoch.
-        quotas = np.tile(largest_remainder_quotas(p, b), (num_batches, 1))
-        if batch_sizes[-1] != b:
-            quotas[-1] = largest_remainder_quotas(p, int(batch_sizes[-1]))
-        tasks = np.repeat(np.tile(np.arange(k), num_batches), quotas.ravel())
-        demand = quotas.sum(axis=0)
-    else:
-        batch_tasks = batch_rng.choice(k, size=num_batches, p=p)
+    if batching == "homogeneous":
+        if layout.rows is None:  # each batch's task drawn with p
+            batch_tasks = batch_rng.choice(k, size=batch_sizes.size, p=p)
+        else:  # original: each task's full batches, in a shuffled order
+            batch_tasks = batch_rng.permutation(np.repeat(np.arange(k), layout.rows // b))
         tasks = np.repeat(batch_tasks, batch_sizes)
-        demand = np.bincount(batch_tasks, weights=batch_sizes, minlength=k).astype(np.int64)
+    elif original:
+        tasks = np.repeat(np.arange(k), layout.rows)  # the epoch's pool, shuffled below
+    else:
+        tasks = spread_tasks(layout.rows, spread_rng)
+    demand = np.bincount(tasks, minlength=k)
 
     # Rows are batch-major, so a task's rows in flat order consume its stream in order.
     examples = np.empty(tasks.size, dtype=np.int64)
@@ -248,14 +341,17 @@ def epoch_schedule(
     )
     rows = np.stack([tasks.astype(np.int64), examples], axis=1)
 
-    if batching == "heterogeneous":
+    if batching == "heterogeneous" and original:
+        # The original shuffled the pool as a whole: a batch holds k_i rows of task i on average.
+        rows = rows[batch_rng.permutation(rows.shape[0])]
+    elif batching == "heterogeneous":
         # Shuffle rows within each batch: full batches are the rows of a (batches, B) table.
         num_full = int(np.sum(batch_sizes == b))
-        head = rows.shape[0] if num_full == num_batches else rows.shape[0] - int(batch_sizes[-1])
-        order = np.empty(rows.shape[0], dtype=np.int64)
-        order[:head] = batch_rng.permuted(np.arange(head).reshape(num_full, b), axis=1).ravel()
-        order[head:] = head + batch_rng.permutation(rows.shape[0] - head)
-        rows = rows[order]
+        head = rows.shape[0] if num_full == batch_sizes.size else rows.shape[0] - int(batch_sizes[-1])
+        order_in_batch = np.empty(rows.shape[0], dtype=np.int64)
+        order_in_batch[:head] = batch_rng.permuted(np.arange(head).reshape(num_full, b), axis=1).ravel()
+        order_in_batch[head:] = head + batch_rng.permutation(rows.shape[0] - head)
+        rows = rows[order_in_batch]
     return np.split(rows, np.cumsum(batch_sizes)[:-1])
 
 

@@ -1,0 +1,193 @@
+"""A run's plan, resolved before (or instead of) training: ``--dry-run`` and ``--plan-json``.
+
+Everything a run will do that can be known up front: its folder, the training sizes after
+subsampling (lines of the TSV files, or rows of a task file's data read by its reader; never
+tokenized), the first epoch's probabilities, quotas and rows, the batches of every epoch (unknown, ``None``, where dynamic
+sampling under ``--protocol original`` sets an epoch's length from dev scores), the LR schedule's
+steps, the evaluations, the STILTs start model and the single-task scores. The training loop
+takes its epoch settings, LR steps and evaluation points from here too, so the plan and the run
+cannot disagree. Reads files, writes nothing but the ``--plan-json`` file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from mtlvsift.run_folder import atomic_write_json
+from mtlvsift.tasks import AUTHORS_TASK_ORDER, Task, get_task
+from mtlvsift.train import user_data
+from mtlvsift.train.config import TrainConfig, used_train_size
+from mtlvsift.train.data import _tsv_path, resolve_data_dir
+from mtlvsift.train.prerequisites import with_single_scores, with_start_model
+from mtlvsift.train.sampling import EpochLayout, epoch_layout, task_probabilities
+
+
+def eval_points(steps_per_epoch: int, eval_every: float) -> set[int]:
+    """Batch counts within an epoch after which to evaluate: every ``eval_every`` and the end."""
+    count = math.ceil(1 / eval_every - 1e-9)
+    points = {min(steps_per_epoch, max(1, math.ceil(k * eval_every * steps_per_epoch - 1e-9)))
+              for k in range(1, count + 1)}
+    return points | {steps_per_epoch}
+
+
+def count_rows(path: Path, has_header: bool) -> int:
+    """Data rows of a GLUE TSV file (``.gz`` too): its non-empty lines, less the header."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rb") as handle:
+        lines = sum(1 for line in handle if line.rstrip(b"\r\n"))
+    return max(0, lines - int(has_header))
+
+
+def available_train_sizes(config: TrainConfig) -> tuple[list[int], str]:
+    """Each task's training examples before subsampling, and where the numbers come from."""
+    data_dir = resolve_data_dir(config.data_dir)
+    tasks = [get_task(t) for t in config.tasks]
+    sources = []
+    if any(t.source is None for t in tasks):
+        sources.append("GLUE's official sizes (no --data-dir)" if data_dir is None
+                       else f"lines of the training files in {data_dir}")
+    if any(t.source is not None for t in tasks):
+        sources.append("rows of the task files' training data")
+    return [train_rows(t, data_dir) for t in tasks], "; ".join(sources)
+
+
+def train_rows(task: Task, data_dir: Path | None) -> int:
+    """One task's training rows: a task file's data read by its reader (never tokenized), a GLUE
+    TSV file's lines, or GLUE's official size when the data comes from the hub."""
+    if task.source is not None:
+        return len(user_data.split_table(task, "train"))
+    if data_dir is None:  # the hub: without downloading anything
+        return task.train_size
+    return count_rows(_tsv_path(task, "train", data_dir), task.has_header)
+
+
+def used_train_sizes(config: TrainConfig, available: list[int]) -> list[int]:
+    """What the run trains on (the target, when there is one, comes first)."""
+    target = available[0] if config.target else 0
+    return [used_train_size(config, t, n, target) for t, n in zip(config.tasks, available)]
+
+
+def with_prerequisites(config: TrainConfig, available: list[int] | None = None) -> TrainConfig:
+    """The single-task scores and the STILTs start model resolved (``prerequisites``) before
+    anything is tokenized or written; ``available``: the training sizes, counted if needed."""
+    config = with_single_scores(config)
+    if config.method == "stilts" and config.support_ratio is not None and available is None:
+        available = available_train_sizes(config)[0]
+    return with_start_model(config, available[0] if available else 0)
+
+
+def epoch_settings(config: TrainConfig) -> dict[str, Any]:
+    """The arguments of ``epoch_layout``/``epoch_schedule`` that come from the config."""
+    names = list(config.tasks)
+    ranks = {t: i for i, t in enumerate(AUTHORS_TASK_ORDER)}
+    order = sorted(range(len(names)), key=lambda i: (ranks.get(names[i], len(ranks)), i))
+    return {"batching": config.batching or "heterogeneous", "protocol": config.protocol,
+            "sampling": config.sampling, "order": order}
+
+
+def first_probabilities(config: TrainConfig, sizes: list[int]) -> np.ndarray:
+    """The first epoch's p (dynamic sampling starts with ``size``; one task: [1])."""
+    return task_probabilities(config.sampling or "size", sizes, 0)
+
+
+def first_epoch_layout(config: TrainConfig, sizes: list[int], num_processes: int = 1) -> EpochLayout:
+    return epoch_layout(sizes, first_probabilities(config, sizes), config.batch_size,
+                        num_processes=num_processes, **epoch_settings(config))
+
+
+def lr_schedule_steps(config: TrainConfig, sizes: list[int], num_processes: int = 1) -> int:
+    """Steps of the linear LR schedule: the epochs times the first epoch's batches. The original
+    code's rule; under the standard protocol every epoch has that length anyway."""
+    return config.epochs * len(first_epoch_layout(config, sizes, num_processes).batch_sizes)
+
+
+def make_plan(config: TrainConfig, num_processes: int | None = None) -> dict[str, Any]:
+    """The plan of the run ``config`` describes (prerequisites resolved: a missing one raises)."""
+    if num_processes is None:
+        num_processes = int(os.environ.get("WORLD_SIZE", "1"))
+    available, source = available_train_sizes(config)
+    config = with_prerequisites(config, available)
+    sizes = used_train_sizes(config, available)
+    p = first_probabilities(config, sizes)
+    layout = first_epoch_layout(config, sizes, num_processes)
+    first = len(layout.batch_sizes)
+    varies = config.protocol == "original" and config.sampling == "dynamic" and len(sizes) > 1
+    batches = [first] + [None if varies else first] * (config.epochs - 1)
+    evaluations = [None if b is None else len(eval_points(b, config.eval_every)) for b in batches]
+    if layout.quotas is not None:
+        quotas = layout.quotas.tolist()
+    elif layout.rows is not None:  # standard: p * B rows per batch on average
+        quotas = [round(float(x) * config.batch_size, 3) for x in p]
+    else:
+        quotas = None
+    return {
+        "method": config.method, "name": config.name, "run_dir": str(config.run_dir),
+        "protocol": config.protocol, "sampling": config.sampling, "batching": config.batching,
+        "dynamic_rule": config.dynamic_rule, "model": config.model, "seed": config.seed,
+        "tasks": list(config.tasks), "available_train_sizes": available, "train_sizes": sizes,
+        "sizes_from": source, "batch_size": config.batch_size, "epochs": config.epochs,
+        "num_processes": num_processes, "probabilities": [float(x) for x in p],
+        "quotas": quotas, "rows_per_epoch": None if layout.rows is None else layout.rows.tolist(),
+        "batches_per_epoch": batches,
+        "lr_schedule_steps": lr_schedule_steps(config, sizes, num_processes),
+        "evaluations_per_epoch": evaluations,
+        "evaluations": None if None in evaluations else sum(evaluations),
+        "init_model": config.init_model, "start_model": config.start_model,
+        "single_scores": config.single_scores, "single_scores_from": config.single_scores_from,
+    }
+
+
+def format_plan(plan: dict[str, Any]) -> str:
+    """The plan as a few lines of text."""
+    def numbers(values, digits=None) -> str:
+        shown = ["?" if v is None else (f"{v:.{digits}f}" if digits else f"{v:,}") for v in values]
+        return ", ".join(shown)
+
+    batches, runs = plan["batches_per_epoch"], []  # runs of equal values: "498, ? x 9"
+    for value in batches:
+        if runs and runs[-1][0] == value:
+            runs[-1][1] += 1
+        else:
+            runs.append([value, 1])
+    per_epoch = ", ".join(numbers([v]) + (f" x {n}" if n > 1 else "") for v, n in runs)
+    lines = [
+        f"Plan of {plan['method']} {plan['name']} seed {plan['seed']} (protocol {plan['protocol']}; "
+        f"dry run: nothing trained or written) -> {plan['run_dir']}",
+        f"  tasks:           {', '.join(plan['tasks'])}",
+        f"  train sizes:     {numbers(plan['train_sizes'])} (of {numbers(plan['available_train_sizes'])}; "
+        f"{plan['sizes_from']})",
+        f"  epoch 1:         p {numbers(plan['probabilities'], 4)}; rows per batch "
+        f"{'(one task per batch)' if plan['quotas'] is None else numbers(plan['quotas'])}",
+        f"  batches/epoch:   {per_epoch}" + (" (?: set by the dev scores)" if None in batches else ""),
+        f"  LR schedule:     {plan['lr_schedule_steps']:,} steps, batch {plan['batch_size']}, "
+        f"{plan['num_processes']} process(es); evaluations: {plan['evaluations'] or '?'}",
+    ]
+    if plan["sampling"]:
+        lines.append(f"  sampling:        {plan['sampling']}, {plan['batching']} batches")
+    if plan["start_model"]:
+        start = plan["start_model"]
+        lines.append(f"  start model:     {start['run']} (best of seeds "
+                     f"{' '.join(map(str, start['seeds']))}: dev {100 * start['score']:.2f})")
+    if plan["single_scores"]:
+        scores = ", ".join(f"{t} {100 * s:.2f}" for t, s in plan["single_scores"].items())
+        lines.append(f"  single scores:   {scores}")
+    return "\n".join(lines)
+
+
+def show_plan(config: TrainConfig, plan_json: str | None = None) -> dict[str, Any]:
+    """--dry-run: print the plan; --plan-json FILE: write it as JSON too (the main process only,
+    under ``accelerate launch``)."""
+    plan = make_plan(config)
+    if int(os.environ.get("RANK", "0")) == 0:
+        click.echo(format_plan(plan))
+        if plan_json:
+            atomic_write_json(plan_json, plan)
+            click.echo(f"Plan written to {plan_json}")
+    return plan
