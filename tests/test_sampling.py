@@ -1,4 +1,5 @@
-"""Task probabilities, largest-remainder quotas and epoch schedules, with exact expected numbers."""
+"""Task probabilities, largest-remainder quotas and epoch schedules (standard protocol), with exact
+expected numbers. The original protocol's quotas and epochs: test_protocol.py."""
 
 from __future__ import annotations
 
@@ -129,8 +130,8 @@ def test_user_errors():
         ((0.5, 0.3, 0.2), 7, (4, 2, 1)),  # 3.5, 2.1, 1.4: floors 3, 2, 1; the 1 left goes to .5
         ((1 / 3, 1 / 3, 1 / 3), 4, (2, 1, 1)),  # tie broken by index
         ((1 / 3, 1 / 3, 1 / 3), 5, (2, 2, 1)),
-        ((0.001, 0.999), 128, (1, 127)),  # 0.128, 127.872 -> 0, 128 -> the minimum of 1
-        ((0.05, 0.05, 0.9), 10, (1, 1, 8)),  # 0.5, 0.5, 9 -> 1, 0, 9 -> 1, 1, 8
+        ((0.001, 0.999), 128, (0, 128)),  # 0.128, 127.872: no minimum of one row
+        ((0.05, 0.05, 0.9), 10, (1, 0, 9)),  # 0.5, 0.5, 9: the tie of .5 and .5 goes to task 0
         ((0.1, 0.4, 0.1, 0.4), 2, (0, 1, 0, 1)),  # B < K: the B most probable
         ((0.25, 0.25, 0.25, 0.25), 3, (1, 1, 1, 0)),
         ((0.6, 0.4), 1, (1, 0)),
@@ -140,7 +141,7 @@ def test_user_errors():
         ((0.5, 0.3, 0.2), 4, (2, 1, 1)),  # 2, 1.2, 0.8: floors 2, 1, 0; the 1 left goes to .8
         ((0.5, 0.3, 0.2), 1, (1, 0, 0)),
         ((0.2, 0.3, 0.5), 7, (1, 2, 4)),  # 1.4, 2.1, 3.5: floors 1, 2, 3; the 1 left goes to .5
-        ((0.45, 0.45, 0.1), 4, (1, 2, 1)),  # 1.8, 1.8, .4 -> 2, 2, 0; task 2 takes from task 0
+        ((0.45, 0.45, 0.1), 4, (2, 2, 0)),  # 1.8, 1.8, .4: floors 1, 1, 0; the 2 left go to .8, .8
         ((0.35, 0.35, 0.3), 3, (1, 1, 1)),  # 1.05, 1.05, .9 -> floors 1, 1, 0; the 1 left to .9
         # 1.4, 4.2, 22.4: the fractions .4 and .4 differ by float noise (1e-16 vs 2e-15) and still
         # tie, so the 1 left goes to the lower index (task 0), not to task 2.
@@ -156,9 +157,9 @@ def test_quotas_hand_computed(p, batch_size, expected):
 
 def test_quotas_glue_sizes():
     # ideal 52.92, 49.03, 14.12, 9.08, 1.15, .78, .49, .34, .09; floors sum 125, the 3 left go to
-    # tasks 0, 5, 6 (53, 49, 14, 9, 1, 1, 1, 0, 0); tasks 7 and 8 each take 1 from task 0.
+    # tasks 0, 5, 6. RTE and WNLI get no row: the standard protocol has no minimum.
     quotas = largest_remainder_quotas(size_probabilities(GLUE_SIZES), 128)
-    assert quotas.tolist() == [51, 49, 14, 9, 1, 1, 1, 1, 1]
+    assert quotas.tolist() == [53, 49, 14, 9, 1, 1, 1, 0, 0]
 
 
 @settings(max_examples=300, deadline=None)
@@ -172,12 +173,8 @@ def test_quotas_properties(weights, batch_size):
     k = len(p)
     assert quotas.sum() == batch_size
     assert np.all(quotas >= 0)
-    if batch_size >= k:
-        assert np.all(quotas >= 1)
-        if np.all(p * batch_size >= 1):  # the minimum never binds: plain Hamilton rounding
-            assert np.all(np.abs(quotas - p * batch_size) < 1 + 1e-9)
-    else:
-        assert set(quotas.tolist()) <= {0, 1}
+    assert np.all(np.abs(quotas - p * batch_size) < 1 + 1e-9)  # the floor or the ceiling
+    if batch_size < k:  # not every task fits: the more probable tasks get the rows
         chosen = np.flatnonzero(quotas)
         assert p[chosen].min() >= p[quotas == 0].max()
     # Determinism.
@@ -205,23 +202,23 @@ def test_single_task_is_one_permutation(batching, n, batch_size):
     assert sorted(rows[:, 1].tolist()) == list(range(n))
 
 
-def test_heterogeneous_counts_match_quotas():
+def test_heterogeneous_counts_follow_p_over_the_epoch_and_in_each_batch():
     sizes = (600, 300, 100)
-    p = [0.5, 0.3, 0.2]
+    p = [0.55, 0.3, 0.15]
     batch_size = 16
     schedule = epoch_schedule(sizes, p, batch_size, seed=0, epoch=0)
-    n_total = sum(sizes)
-    lengths = epoch_batch_sizes(n_total, batch_size)
-    assert [len(b) for b in schedule] == lengths
+    lengths = epoch_batch_sizes(sum(sizes), batch_size)
+    assert [len(b) for b in schedule] == lengths  # 62 batches of 16 and one of 8
     for batch, length in zip(schedule, lengths):
         assert batch.dtype == np.int64 and batch.shape == (length, 2)
-        assert schedule_counts([batch], 3).tolist() == largest_remainder_quotas(p, length).tolist()
-    counts = schedule_counts(schedule, 3)
-    implied = sum(largest_remainder_quotas(p, length) for length in lengths)
-    assert counts.tolist() == implied.tolist()
-    # 63 batches of 16 (8, 5, 3) and one of 8 (4, 2, 2): exact, then within rounding of p * N.
-    assert counts.tolist() == [62 * 8 + 4, 62 * 5 + 2, 62 * 3 + 2]
-    assert np.all(np.abs(counts - np.asarray(p) * n_total) <= len(lengths))
+        counts = schedule_counts([batch], 3)
+        assert np.all(np.abs(counts - np.asarray(p) * length) < 2)  # 8.8, 4.8, 2.4 per 16
+    # Over the epoch: p * 1000 rows exactly, not 63 times the rounding of one batch's quotas.
+    assert schedule_counts(schedule, 3).tolist() == [550, 300, 150]
+    # A task with p * B < 1 is in about that fraction of the batches, one row at a time.
+    schedule = epoch_schedule(sizes, [0.98, 0.015, 0.005], batch_size, seed=0, epoch=0)
+    rare = [schedule_counts([b], 3)[2] for b in schedule]
+    assert sum(rare) == 5 and max(rare) == 1
 
 
 def test_heterogeneous_batches_are_shuffled():
@@ -294,22 +291,23 @@ def test_determinism_and_independence_of_global_state(batching):
 
 
 # sizes (3, 2), p (0.5, 0.5), batch size 2: N = 5 examples in batches of 2, 2 and 1.
-# heterogeneous: quotas (1, 1), (1, 1), (1, 0), so task 0 draws 3 rows (one pass over its 3
-# examples) and task 1 draws 2 (one pass); rows are shuffled within each batch.
+# heterogeneous: the epoch's rows are (3, 2) (2.5, 2.5: the tie goes to task 0), one pass over
+# each task, spread over the batches from a random start per task (seed 0 epoch 0: 1, 1 in each
+# full batch; seed 1: both task-0 rows first); rows are shuffled within each batch.
 # homogeneous: batch tasks drawn with p; task 1 draws 3 rows from 2 examples and wraps around.
 # The permutations are those of numpy's PCG64 streams spawned from SeedSequence([seed, epoch]).
 PINNED_SCHEDULES = [
     ((3, 2), (0.5, 0.5), 2, 0, 0, "heterogeneous", [[[1, 0], [0, 0]], [[0, 1], [1, 1]], [[0, 2]]]),
-    ((3, 2), (0.5, 0.5), 2, 0, 1, "heterogeneous", [[[0, 2], [1, 0]], [[0, 0], [1, 1]], [[0, 1]]]),
-    ((3, 2), (0.5, 0.5), 2, 1, 0, "heterogeneous", [[[0, 1], [1, 1]], [[1, 0], [0, 0]], [[0, 2]]]),
+    ((3, 2), (0.5, 0.5), 2, 0, 1, "heterogeneous", [[[1, 0], [0, 2]], [[1, 1], [0, 0]], [[0, 1]]]),
+    ((3, 2), (0.5, 0.5), 2, 1, 0, "heterogeneous", [[[0, 1], [0, 0]], [[0, 2], [1, 1]], [[1, 0]]]),
     ((3, 2), (0.5, 0.5), 2, 0, 0, "homogeneous", [[[1, 0], [1, 1]], [[0, 0], [0, 1]], [[1, 0]]]),
     ((3, 2), (0.5, 0.5), 2, 0, 1, "homogeneous", [[[1, 0], [1, 1]], [[0, 2], [0, 0]], [[0, 1]]]),
     ((3, 2), (0.5, 0.5), 2, 1, 0, "homogeneous", [[[0, 1], [0, 0]], [[0, 2], [0, 0]], [[0, 1]]]),
     ((3, 2), (0.8, 0.2), 2, 0, 0, "homogeneous", [[[1, 0], [1, 1]], [[0, 0], [0, 1]], [[0, 2]]]),
-    # Quotas (2, 1, 1), (2, 1, 1), (1, 0, 0): task 0 draws 5 rows from 4 examples, so its second
-    # pass starts in the last batch (example 0 again).
+    # Epoch rows (4, 3, 2) (4.5, 2.7, 1.8: the 2 left go to .8 and .7), spread as (2, 1, 1),
+    # (1, 2, 1), (1, 0, 0): one pass over every task.
     ((4, 3, 2), (0.5, 0.3, 0.2), 4, 0, 0, "heterogeneous",
-     [[[0, 1], [1, 0], [2, 1], [0, 0]], [[1, 2], [2, 0], [0, 3], [0, 2]], [[0, 0]]]),
+     [[[2, 1], [0, 1], [0, 0], [1, 0]], [[0, 3], [1, 1], [1, 2], [2, 0]], [[0, 2]]]),
     ((4, 3, 2), (0.5, 0.3, 0.2), 4, 0, 0, "homogeneous",
      [[[0, 1], [0, 0], [0, 3], [0, 2]], [[1, 0], [1, 2], [1, 1], [1, 1]], [[0, 0]]]),
 ]
@@ -324,9 +322,8 @@ def test_pinned_small_schedules(sizes, p, batch_size, seed, epoch, batching, exp
         assert batch.dtype == np.int64
         np.testing.assert_array_equal(batch, np.array(rows, dtype=np.int64))
     if batching == "heterogeneous":
-        lengths = epoch_batch_sizes(sum(sizes), batch_size)
-        assert [schedule_counts([b], len(sizes)).tolist() for b in schedule] == [
-            largest_remainder_quotas(p, n).tolist() for n in lengths]
+        assert schedule_counts(schedule, len(sizes)).tolist() == \
+            largest_remainder_quotas(p, sum(sizes)).tolist()
 
 
 def _streams_continue(batches: list[np.ndarray], sizes) -> bool:
@@ -421,7 +418,5 @@ def test_glue_scale_epoch(batching):
     assert len(schedule) == -(-n_total // 128)
     counts = schedule_counts(schedule, len(GLUE_SIZES))
     assert counts.sum() == n_total
-    if batching == "heterogeneous":
-        implied = sum(largest_remainder_quotas(p, len(b)) for b in schedule[-2:])
-        implied += (len(schedule) - 2) * largest_remainder_quotas(p, 128)
-        assert counts.tolist() == implied.tolist()
+    if batching == "heterogeneous":  # p * N = every task's size: one pass over each
+        assert counts.tolist() == list(GLUE_SIZES)

@@ -17,8 +17,9 @@ def test_own_tasks_through_every_method_then_compare(tiny_model, tiny_glue, tmp_
     task_file = write_user_tasks(tmp_path / "mine")
     out = tmp_path / "outputs"
 
-    def train(script, *args):
-        run_script(script, [*args, "--task-file", task_file, *tiny_args(tiny_model, tiny_glue, out, epochs=1)])
+    def train(script, *args):  # STILTs and dynamic sampling read the single runs of seed 0
+        run_script(script, [*args, "--task-file", task_file, "--support-seeds", "0",
+                            *tiny_args(tiny_model, tiny_glue, out, epochs=1)])
 
     # A missing prerequisite's command names the task file.
     fails("train_stilts", ["--target", "mysent", "--support", "myscore", "--task-file", task_file,
@@ -74,6 +75,13 @@ def test_a_changed_task_file_is_not_resumed(tiny_model, tiny_glue, tmp_path):
     args = ["--target", "mysent", "--task-file", task_file, *tiny_args(tiny_model, tiny_glue, out, epochs=1)]
     run_script("train_stilts", args)
     before = (out / "single" / "mysent" / "seed-0" / "result.json").read_bytes()
+    assert set(json.loads(before)["data_fingerprints"]["mysent"]) == {"train", "dev"}
+    # Its data files are fingerprinted like GLUE's: a changed one is refused by name.
+    train = tmp_path / "mine" / "data" / "sent_train.csv"
+    original = train.read_bytes()
+    train.write_bytes(original.replace(b",pos\r\n", b",neg\r\n"))
+    fails("train_stilts", args, str(train), "is not the MYSENT train data", "task file", "--overwrite")
+    train.write_bytes(original)
     task_file.write_text(task_file.read_text().replace("[neg, pos]", "[pos, neg]"))
     fails("train_stilts", args, "different config", "task_definitions", "--overwrite")
     assert (out / "single" / "mysent" / "seed-0" / "result.json").read_bytes() == before
@@ -99,3 +107,23 @@ def test_tokenization_cache_follows_the_data_and_the_task_file(minilm_path, tmp_
     assert tokenized_labels() == [0.0] * 8 and cached() == 2  # new content: tokenized again
     task_file.write_text(task_file.read_text().replace("[neg, pos]", "[pos, neg]"))
     assert tokenized_labels() == [1.0] * 8 and cached() == 3  # new label order: again
+
+
+def test_dry_run_counts_a_task_file_task_without_tokenizing(tiny_model, tiny_glue, tmp_path):
+    """The plan reads a task file's training data through its reader (never tokenized), under
+    either protocol."""
+    import os
+
+    task_file = write_user_tasks(tmp_path / "mine", n_train=30)
+    out, plan_file = tmp_path / "out", tmp_path / "plan.json"
+    for protocol in ("standard", "original"):
+        run_script("train_mtl", ["--target", "mysent", "--support", "rte", "--task-file", task_file,
+                                 "--sampling", "size", "--protocol", protocol,
+                                 "--plan-json", plan_file,
+                                 *tiny_args(tiny_model, tiny_glue, out)])
+        plan = json.loads(plan_file.read_text())
+        assert plan["tasks"] == ["mysent", "rte"] and plan["available_train_sizes"] == [30, 48]
+        assert "task files' training data" in plan["sizes_from"] and plan["protocol"] == protocol
+    assert plan["quotas"] == [3, 5]  # original: the authors' quotas of a batch of 8 by size
+    assert not out.exists()
+    assert not any(os.scandir(os.environ["MTLVSIFT_CACHE_DIR"]))
