@@ -29,7 +29,8 @@ def train_command(method: str, target: str | None = None, support: Sequence[str]
     """``accelerate launch scripts/<script> --target T --support S --opt value ... --seed k``.
 
     ``options`` maps option names (``max_train_examples``) to values: None and False are left
-    out, True is a flag. Several seeds give ``for seed in ...; do ... --seed $seed; done``.
+    out, True is a flag, a list repeats the option (``--task-file A --task-file B``). Several
+    seeds give ``for seed in ...; do ... --seed $seed; done``.
     """
     if method not in SCRIPTS:
         raise ValueError(f"unknown method {method!r}")
@@ -39,11 +40,12 @@ def train_command(method: str, target: str | None = None, support: Sequence[str]
     for task in support:
         args += ["--support", task]
     for name, value in (options or {}).items():
-        if value is None or value is False:
-            continue
-        args.append("--" + name.replace("_", "-"))
-        if value is not True:
-            args.append(f"{value:g}" if isinstance(value, float) else str(value))
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if item is None or item is False:
+                continue
+            args.append("--" + name.replace("_", "-"))
+            if item is not True:
+                args.append(f"{item:g}" if isinstance(item, float) else str(item))
     line = "accelerate launch " + " ".join(shlex.quote(a) for a in args)
     seeds = [int(s) for s in seeds]
     if len(seeds) == 1:

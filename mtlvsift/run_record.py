@@ -13,7 +13,6 @@ never parsed: every fact comes from the record's fields. A folder holding ``conf
 from __future__ import annotations
 
 import json
-import math
 import platform
 import re
 import statistics
@@ -26,8 +25,9 @@ from typing import Any
 from mtlvsift.commands import DEFAULT_PROTOCOL, PROTOCOLS
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.params import MAX_SEED
+from mtlvsift.scores import METRIC_NAME, is_number as _is_number, is_score, score_range
 from mtlvsift.run_folder import CONFIG_FILE, RESULT_FILE, atomic_write_json, json_kind
-from mtlvsift.tasks import GLUE_TASKS, get_task, normalize_task_name
+from mtlvsift.tasks import GLUE_TASKS, USER_TASK_NAME, get_task, normalize_task_name
 from mtlvsift.train.sampling import BATCHINGS, SAMPLINGS  # plain names: no torch
 
 SCHEMA = 1
@@ -137,6 +137,8 @@ class RunRecord:
     support_ratio: float | None
     score: float | None  # best.score: the target's main metric at the selected step
     task_scores: dict[str, float]  # best_by_task[task].score, each task at its own best step
+    main_metrics: dict[str, str] = field(default_factory=dict)  # best_by_task[task].metric
+    task_files: tuple[str, ...] = ()  # config.task_files: where its task-file tasks were defined
     protocol: str = DEFAULT_PROTOCOL  # records from before the protocol option: standard
     start_model: tuple | None = None  # STILTs: (run, seed, score) of the supporting run started from
     single_scores: tuple | None = None  # dynamic sampling: ((task, score), ...) read by the run
@@ -273,11 +275,17 @@ def read_record(path: Path) -> RunRecord:
         raise InvalidRecord(f"'variant' {_shown(variant)} is not a run folder suffix")
 
     task_scores: dict[str, float] = {}
+    main_metrics: dict[str, str] = {}
     for key, best in _dict(raw, "best_by_task").items():
-        task, value = _task(key), best.get("score") if isinstance(best, dict) else None
-        if not is_score(value, task):
+        task = _task(key)
+        best = best if isinstance(best, dict) else {}
+        metric = best.get("metric")
+        if isinstance(metric, str) and METRIC_NAME.fullmatch(metric):
+            main_metrics[task] = metric
+        value = best.get("score")
+        if not is_score(value, task, main_metrics.get(task)):
             raise InvalidRecord(f"{task}'s score in 'best_by_task' is {_shown(value)}, "
-                                f"{_range(task)}")
+                                f"{_range(task, main_metrics.get(task))}")
         task_scores[task] = float(value)
 
     score = None
@@ -291,8 +299,9 @@ def read_record(path: Path) -> RunRecord:
             raise InvalidRecord(f"a {method} record without 'target'")
         best = raw.get("best")
         score = best.get("score") if isinstance(best, dict) else None
-        if not is_score(score, target):
-            raise InvalidRecord(f"'best.score' is {_shown(score)}, {_range(target)}")
+        metric = main_metrics.get(target)
+        if not is_score(score, target, metric):
+            raise InvalidRecord(f"'best.score' is {_shown(score)}, {_range(target, metric)}")
         score = float(score)
         if method != "single" and not support:
             raise InvalidRecord(f"a {method} record without 'support'")
@@ -319,6 +328,8 @@ def read_record(path: Path) -> RunRecord:
         support_ratio=_number_or_none(size_exp.get("support_ratio")),
         score=score,
         task_scores=task_scores,
+        main_metrics=main_metrics,
+        task_files=tuple(f for f in _list(_dict(raw, "config"), "task_files") if isinstance(f, str)),
     )
 
 
@@ -339,20 +350,9 @@ def _newest_mtime(folder: Path) -> float:
     return max(times, default=time.time())
 
 
-def _is_number(value: object) -> bool:
-    return (
-        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    )
-
-
-def is_score(value: object, task: str) -> bool:
-    """A main dev score of ``task`` as the trainer records it: a finite number in [0, 1] (not
-    points), or in [-1, 1] for a correlation."""
-    return _is_number(value) and get_task(task).lowest_score <= value <= 1
-
-
-def _range(task: str) -> str:
-    return f"not a {task} score in [{get_task(task).lowest_score:g}, 1] (points are not scores)"
+def _range(task: str, metric: str | None = None) -> str:
+    bounds = score_range(task, metric)
+    return f"not a {task} score {bounds}" + (" (points are not scores)" if bounds != "finite" else "")
 
 
 def _shown(value: object) -> str:
@@ -369,9 +369,10 @@ def _number_or_none(value: object) -> float | None:
 
 
 def _task(value: object) -> str:
-    """A GLUE task's canonical name; anything else makes the record invalid."""
+    """A GLUE task's canonical name, or a task-file task's name (``USER_TASK_NAME``); anything
+    else makes the record invalid."""
     name = normalize_task_name(value) if isinstance(value, str) else None
-    if name not in GLUE_TASKS:
+    if name not in GLUE_TASKS and not (name and USER_TASK_NAME.fullmatch(name)):
         raise InvalidRecord(f"{_shown(value)} is not a task name")
     return name
 

@@ -2,7 +2,9 @@
 
 Each task says where its files are in the original GLUE layout, which columns hold the texts and
 the label, how labels map to ids (the order of the ``nyu-mll/glue`` hub dataset), its metrics and
-its training size. Names are accepted case- and punctuation-insensitively (``SST-2`` = ``sst2``).
+its training size. GLUE names are accepted case- and punctuation-insensitively (``SST-2`` =
+``sst2``). Tasks defined by task files (``--task-file``, parsed by ``mtlvsift.train.task_files``)
+are registered next to them for the process (``set_user_tasks``) and carry a ``TaskSource``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,23 @@ class DevSplit:
 
 
 @dataclass(frozen=True)
+class TaskSource:
+    """Where a task file's task reads its data: files (absolute paths) or a hub dataset."""
+
+    task_file: str  # absolute path of the task file that defined the task
+    task_file_sha256: str  # the file's content hash: part of a run's identity and cache keys
+    files: tuple[tuple[str, str], ...] = ()  # (split, path): train, dev and optionally test
+    hub_path: str | None = None
+    hub_name: str | None = None
+    hub_splits: tuple[tuple[str, str], ...] = ()  # (split, hub split name)
+    id_column: str | None = None  # the column with each example's id (predictions)
+
+    def split_source(self, split: str) -> str | None:
+        """The file (or hub split) of ``split``: train, dev or test; None when not given."""
+        return dict(self.files or self.hub_splits).get(split)
+
+
+@dataclass(frozen=True)
 class Task:
     name: str  # canonical: lower case, no punctuation ("sst2")
     display: str  # as GLUE writes it ("SST-2")
@@ -37,6 +56,7 @@ class Task:
     train_size: int  # official GLUE training size
     dev_splits: tuple[DevSplit, ...] = (DevSplit("dev.tsv", "validation"),)
     has_header: bool = True
+    source: TaskSource | None = None  # a task file's task; None for GLUE's own data
 
     @property
     def is_regression(self) -> bool:
@@ -58,7 +78,7 @@ class Task:
     @property
     def lowest_score(self) -> float:
         """The main metric's lower bound: -1 for a correlation (CoLA's MCC, STS-B's Spearman)."""
-        return -1.0 if self.main_metric in ("mcc", "spearman") else 0.0
+        return -1.0 if self.main_metric in ("mcc", "spearman", "pearson") else 0.0
 
     def main_score(self, metrics: dict[str, float]) -> float:
         """The model-selection score among this task's metrics (MCC for CoLA, ...)."""
@@ -139,9 +159,22 @@ AUTHORS_TASK_ORDER: tuple[str, ...] = ("cola", "sst2", "mrpc", "qqp", "stsb", "m
                                        "wnli")
 
 
-def normalize_task_name(name: str) -> str:
-    """``SST-2``, ``sst_2`` and ``Sst2`` all become ``sst2``."""
+# Tasks of the task files given to this process (--task-file), by name, and what such a name
+# may be (it is also a folder name).
+_USER_TASKS: dict[str, Task] = {}
+USER_TASK_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+def glue_key(name: str) -> str:
+    """The punctuation-free lower-case form GLUE names are matched by (``SST-2`` -> ``sst2``)."""
     return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def normalize_task_name(name: str) -> str:
+    """``SST-2``, ``sst_2`` and ``Sst2`` all become ``sst2``; other names (task files' tasks,
+    lower-case letters, digits and underscores) are only lower-cased."""
+    key = glue_key(name)
+    return key if key in GLUE_TASKS else name.strip().lower()
 
 
 def display_name(name: str) -> str:
@@ -149,13 +182,21 @@ def display_name(name: str) -> str:
     return GLUE_TASKS[name].display if name in GLUE_TASKS else name.upper()
 
 
+def set_user_tasks(tasks: list[Task]) -> None:
+    """Make ``tasks`` (from task files) the user tasks of this process, replacing earlier ones."""
+    _USER_TASKS.clear()
+    _USER_TASKS.update({t.name: t for t in tasks})
+
+
 def get_task(name: str) -> Task:
     """The task called ``name``; an unknown name is an error that lists the valid ones."""
     key = normalize_task_name(name)
-    if key not in GLUE_TASKS:
-        valid = ", ".join(t.display for t in GLUE_TASKS.values())
-        raise MtlvsiftError(f"Unknown task '{name}'. Valid tasks: {valid}.")
-    return GLUE_TASKS[key]
+    task = GLUE_TASKS.get(key) or _USER_TASKS.get(key)
+    if task is None:
+        valid = ", ".join([t.display for t in GLUE_TASKS.values()] + sorted(_USER_TASKS))
+        raise MtlvsiftError(f"Unknown task '{name}'. Valid tasks: {valid}. Define your own tasks "
+                            f"in a task file (--task-file FILE).")
+    return task
 
 
 def get_tasks(names: list[str] | tuple[str, ...]) -> list[Task]:

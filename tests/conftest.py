@@ -31,9 +31,14 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Every test gets its own tokenization cache and no GLUE folder from the environment."""
+    """Every test gets its own tokenization cache, no GLUE folder from the environment, and no
+    task-file tasks left registered by an earlier test."""
+    from mtlvsift.tasks import set_user_tasks
+
     monkeypatch.setenv("MTLVSIFT_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.delenv("MTLVSIFT_GLUE_DIR", raising=False)
+    yield
+    set_user_tasks([])
 
 
 @pytest.fixture(scope="session")

@@ -133,3 +133,52 @@ def fails(script: str, arguments: list, *expected: str) -> str:
 
 def nothing_written(out: Path) -> bool:
     return not out.exists() or not any(out.rglob("*"))
+
+
+def write_user_tasks(root: Path, n_train: int = 48, n_dev: int = 16) -> Path:
+    """A task file (YAML) with a CSV classification task ``mysent`` (labels neg/pos, metrics
+    accuracy and f1, main f1) and a JSON-lines regression task ``myscore``; returns its path."""
+    import csv
+    import random
+
+    rng = random.Random(1)
+
+    def sentence(positive: bool) -> str:
+        words = TINY_WORDS_POS if positive else TINY_WORDS_NEG
+        return " ".join(rng.choice(words) for _ in range(rng.randint(2, 9))) + " ."
+
+    data = root / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("dev", n_dev), ("test", n_dev)):
+        with open(data / f"sent_{split}.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["id", "review", "sentiment"])
+            for i in range(n):
+                positive = rng.random() < 0.5
+                writer.writerow([f"{split}-{i}", sentence(positive), "pos" if positive else "neg"])
+        with open(data / f"score_{split}.jsonl", "w") as handle:
+            for i in range(n):
+                positive = rng.random() < 0.5
+                score = (4.0 if positive else 1.0) + rng.random()
+                handle.write(json.dumps({"first": sentence(positive), "second": sentence(positive),
+                                         "score": round(score, 3)}) + "\n")
+    task_file = root / "tasks.yaml"
+    task_file.write_text(
+        "tasks:\n"
+        "  - name: mysent\n"
+        "    train: data/sent_train.csv\n"
+        "    dev: data/sent_dev.csv\n"
+        "    test: data/sent_test.csv\n"
+        "    text: [review]\n"
+        "    label: sentiment\n"
+        "    labels: [neg, pos]\n"
+        "    metrics: [accuracy, f1]\n"
+        "    main_metric: f1\n"
+        "    id: id\n"
+        "  - name: myscore\n"
+        "    train: data/score_train.jsonl\n"
+        "    dev: data/score_dev.jsonl\n"
+        "    text: [first, second]\n"
+        "    label: score\n"
+        "    regression: true\n")
+    return task_file

@@ -162,3 +162,31 @@ def test_a_negative_correlation_is_a_score(tmp_path):
     found = discover(tmp_path)
     assert [r.path for r in found.records] == [stsb, cola]  # sorted by path
     assert len(found.warnings) == 1 and "not a cola score in [-1, 1]" in found.warnings[0]
+
+
+def test_a_task_file_task_is_read_with_the_metric_its_record_names(tmp_path):
+    """Task-file tasks (tasks.USER_TASK_NAME) pass the record checks: their scores are bounded by
+    the main metric the record names; a local evaluate module's key may be any finite number."""
+    good = write_record(tmp_path, "mtl", "mysent", ["rte"], seed=0,
+                        task_scores={"mysent": 0.7, "rte": 0.6})
+    module = _edited(write_record(tmp_path, "mtl", "mysent", ["rte"], seed=1,
+                                  task_scores={"mysent": 0.7, "rte": 0.6}),
+                     **{"best.metric": "neg_mse", "best.score": -3.5,
+                        "best_by_task.mysent.metric": "neg_mse", "best_by_task.mysent.score": -3.5})
+    corr = _edited(write_record(tmp_path, "single", "myscore", seed=0, score=0.5),
+                   **{"best_by_task.myscore.metric": "pearson", "best_by_task.myscore.score": -0.4,
+                      "best.score": -0.4})
+    points = _edited(write_record(tmp_path, "mtl", "mysent", ["rte"], seed=2,
+                                  task_scores={"mysent": 0.7, "rte": 0.6}),
+                     **{"best_by_task.mysent.score": 70.0})
+    bad_name = _edited(write_record(tmp_path, "mtl", "mysent", ["rte"], seed=3,
+                                    task_scores={"mysent": 0.7, "rte": 0.6}), target="My-Sent!")
+    found = discover(tmp_path)
+    assert [r.path for r in found.records] == [good, module, corr]
+    record = read_record(module)
+    assert record.main_metrics["mysent"] == "neg_mse" and record.score == -3.5
+    assert read_record(good).task_scores == {"mysent": 0.7, "rte": 0.6}
+    assert read_record(corr).main_metrics == {"myscore": "pearson"}
+    assert len(found.warnings) == 2
+    assert str(points) in found.warnings[0] and "not a mysent score in [0, 1]" in found.warnings[0]
+    assert str(bad_name) in found.warnings[1] and "not a task name" in found.warnings[1]

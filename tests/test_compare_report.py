@@ -208,7 +208,8 @@ def test_recommend_from_sizes_names_and_the_paper(tmp_path, small_tree):
     assert missing.exit_code == 1
     assert "Error: Give --support-size N or --support TASK" in missing.output
     unknown = run("recommend", "--target", "nosuchtask", "--support-size", "5")
-    assert unknown.exit_code == 1 and "Unknown task 'nosuchtask'" in unknown.output
+    assert unknown.exit_code == 1 and "Task 'nosuchtask' is neither a GLUE task nor trained in any " \
+        "run" in unknown.output and "--target-size N" in unknown.output
 
 
 def test_full_9x9_tree_reports_every_cell(tmp_path):

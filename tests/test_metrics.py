@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 
@@ -15,6 +16,7 @@ from mtlvsift.train.metrics import (
     load_glue_metric,
     logits_to_predictions,
 )
+from mtlvsift.errors import MtlvsiftError
 from mtlvsift.tasks import GLUE_TASKS, get_task
 
 # refs/preds with tp=3, fn=1, tn=2, fp=2
@@ -121,3 +123,67 @@ def test_logits_to_predictions():
     assert logits_to_predictions(get_task("mnli"), logits).tolist() == [1, 0]
     scores = logits_to_predictions(get_task("stsb"), np.array([[1.5], [4.25]]))
     assert scores.shape == (2,) and scores.tolist() == [1.5, 4.25]
+
+
+def own_task(tmp_path, metrics, main=None, labels=("neg", "pos"), regression=False):
+    """A task-file task with these metrics (local module paths relative to ``tmp_path``)."""
+    from mtlvsift.train.task_files import parse_task_file
+
+    for split in ("train", "dev"):
+        (tmp_path / f"{split}.csv").write_text("t,y\na,neg\n")
+    entry = {"name": "mine", "train": "train.csv", "dev": "dev.csv", "text": ["t"], "label": "y",
+             "metrics": list(metrics)}
+    entry.update({"regression": True} if regression else {"labels": list(labels)})
+    if main:
+        entry["main_metric"] = main
+    (tmp_path / "tasks.json").write_text(json.dumps({"tasks": [entry]}))
+    return parse_task_file(tmp_path / "tasks.json")[0]
+
+
+def test_task_file_metrics_by_name(tmp_path):
+    precision, recall = TP / (TP + FP), TP / (TP + FN)
+    mcc = (TP * TN - FP * FN) / math.sqrt((TP + FP) * (TP + FN) * (TN + FP) * (TN + FN))
+    task = own_task(tmp_path, ["f1", "accuracy", "mcc"])
+    got = compute_task_metrics(task, {"dev": (np.array(PREDS), np.array(REFS, dtype=np.float32))})
+    assert got == {"f1": pytest.approx(2 * precision * recall / (precision + recall)),
+                   "accuracy": pytest.approx(5 / 8), "mcc": pytest.approx(mcc)}
+    assert task.main_metric == "f1" and task.main_score(got) == got["f1"]
+    three = own_task(tmp_path, ["f1_macro"], labels=("a", "b", "c"))
+    # Class F1s: class 0 (tp 1, fp 1, fn 1) 0.5; class 1 (tp 1, fp 0, fn 0) 1; class 2 (tp 0) 0.
+    got = compute_task_metrics(three, {"dev": (np.array([0, 1, 0, 2]), np.array([0, 1, 2, 0]))})
+    assert got == {"f1_macro": pytest.approx((0.5 + 1 + 0) / 3)}
+    regression = own_task(tmp_path, ["pearson"], regression=True)
+    preds, refs = [1.0, 2.0, 2.5, 4.0], [1.5, 1.0, 3.0, 5.0]
+    got = compute_task_metrics(regression, {"dev": (np.array(preds), np.array(refs))})
+    assert got == {"pearson": pytest.approx(pearson_by_hand(preds, refs), rel=1e-5)}
+
+
+LOCAL_MODULE = '''
+import datasets
+import evaluate
+
+
+class Exact(evaluate.Metric):
+    def _info(self):
+        return evaluate.MetricInfo(description="share of exact matches", citation="", inputs_description="",
+                                   features=datasets.Features({"predictions": datasets.Value("int64"),
+                                                               "references": datasets.Value("int64")}))
+
+    def _compute(self, predictions, references):
+        hits = [p == r for p, r in zip(predictions, references)]
+        return {"exact": sum(hits) / len(hits), "misses": len(hits) - sum(hits)}
+'''
+
+
+def test_a_local_evaluate_module_as_a_metric(tmp_path):
+    (tmp_path / "exact.py").write_text(LOCAL_MODULE)
+    task = own_task(tmp_path, ["./exact.py", "accuracy"], main="exact")
+    got = compute_task_metrics(task, {"dev": (np.array(PREDS), np.array(REFS))})
+    assert got == {"exact": 5 / 8, "misses": 3.0, "accuracy": 5 / 8}
+    assert task.main_score(got) == 5 / 8
+    with pytest.raises(MtlvsiftError, match="name `main_metric`"):
+        own_task(tmp_path, ["./exact.py"])
+    wrong = own_task(tmp_path, ["./exact.py"], main="exactness")
+    with pytest.raises(MtlvsiftError, match="main_metric 'exactness' is not among the metrics computed "
+                                            r"\(exact, misses\)"):
+        compute_task_metrics(wrong, {"dev": (np.array(PREDS), np.array(REFS))})

@@ -23,7 +23,7 @@ from mtlvsift.report.terminal import render, render_in_progress
 from mtlvsift.report.text import METHOD_NAMES, PAPER_PHRASE, fmt
 from mtlvsift.run_folder import atomic_write
 from mtlvsift.run_record import discover, require_records
-from mtlvsift.tasks import get_task, normalize_task_name
+from mtlvsift.tasks import normalize_task_name
 
 
 def compare(outputs: Path, report_dir: Path | None = None, alpha: float = 0.1,
@@ -114,7 +114,10 @@ def recommend(outputs: Path, target: str | None = None, support: str | None = No
         if name is None:
             raise MtlvsiftError(f"Give --{option}-size N or --{option} TASK.")
         key = normalize_task_name(name)
-        return known.get(key) or get_task(name).train_size
+        if known.get(key):  # the records' sizes, GLUE's for GLUE tasks without records
+            return known[key]
+        raise MtlvsiftError(f"Task '{name}' is neither a GLUE task nor trained in any run under "
+                            f"{outputs}; check the name, or give its size: --{option}-size N.")
 
     target_size = size_of(target, target_size, "target")
     support_size = size_of(support, support_size, "support")

@@ -19,7 +19,7 @@ from mtlvsift.commands import DEFAULT_PROTOCOL
 from mtlvsift.report.missing import MissingRun
 from mtlvsift.report.stats import PAPER_HEURISTIC, Analysis, Cell, Group
 from mtlvsift.report.tables import Table
-from mtlvsift.report.text import HEURISTIC_RULE, fmt, fmt_p, group_text, overview_line
+from mtlvsift.report.text import HEURISTIC_RULE, fmt, fmt_p, group_text, overview_line, tasks_line
 from mtlvsift.run_folder import atomic_write
 from mtlvsift.run_record import Discovery
 from mtlvsift.tasks import display_name
@@ -80,6 +80,8 @@ def summary(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
         "test": "welch" if analysis.welch else "student",
         "alpha": analysis.alpha,
         "tasks": analysis.tasks,
+        "task_info": {t: {"train_size": analysis.sizes.get(t),
+                          "main_metric": analysis.main_metrics.get(t)} for t in analysis.all_tasks},
         "heuristic": {"rule": HEURISTIC_RULE, "correct": score.correct, "total": score.total,
                       "accuracy": score.accuracy,
                       "paper": {"correct": PAPER_HEURISTIC[0], "total": PAPER_HEURISTIC[1],
@@ -163,6 +165,7 @@ def markdown(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
     paper = f"the paper: {correct}/{total}, {correct / total:.1%}"
     protocol = f" (protocol {a.protocol})" if a.protocol != DEFAULT_PROTOCOL else ""
     parts = [f"# MTL vs STILTs: {_md(a.model)}{protocol}", _md(overview_line(a, found, outputs)),
+             _md(tasks_line(a)),
              "## Figure 1: pairwise MTL minus STILTs", "![Figure 1](figure1.png)",
              f"**Size heuristic** ({HEURISTIC_RULE}): {a.heuristic.phrase()} ({paper}).",
              _markdown_matrix(a)]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from mtlvsift.commands import DEFAULT_MODEL, DEFAULT_OUTPUTS, DEFAULT_PROTOCOL, train_command
 from mtlvsift.report.stats import Analysis, Group
+from mtlvsift.tasks import GLUE_TASKS
 
 ORDER = ("single", "stilts", "mtl", "mtl_all")  # STILTs starts from its support's single run
 
@@ -26,6 +27,7 @@ class MissingRun:
     seeds: tuple[int, ...]
     sampling: str | None = None
     partial: bool = False  # some seeds of this configuration exist already
+    task_files: tuple[str, ...] = ()  # where its task-file tasks are defined (--task-file)
     protocol: str = DEFAULT_PROTOCOL
 
     def command(self, model: str = DEFAULT_MODEL, outputs: Path = Path(DEFAULT_OUTPUTS)) -> str:
@@ -33,7 +35,8 @@ class MissingRun:
         options = {"sampling": self.sampling if self.sampling != "size" else None,
                    "model": model if model != DEFAULT_MODEL else None,
                    "output_dir": outputs if Path(outputs) != Path(DEFAULT_OUTPUTS) else None,
-                   "protocol": self.protocol if self.protocol != DEFAULT_PROTOCOL else None}
+                   "protocol": self.protocol if self.protocol != DEFAULT_PROTOCOL else None,
+                   "task_file": list(self.task_files)}
         return train_command(self.method, self.target, [self.support] if self.support else [],
                              options, self.seeds)
 
@@ -59,7 +62,9 @@ def missing_runs(analysis: Analysis) -> list[MissingRun]:
         lacking = tuple(s for s in expected if s not in have)
         key = (method, target, support, sampling)
         if lacking and key not in found:
+            glue_only = {target, support} - {None} <= set(GLUE_TASKS)
             found[key] = MissingRun(method, target, support, lacking, sampling, bool(have),
+                                    () if glue_only else tuple(analysis.task_files),
                                     analysis.protocol)
 
     tasks = analysis.tasks

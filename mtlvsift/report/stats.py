@@ -10,7 +10,9 @@ import math
 import statistics
 import warnings
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from scipy import stats as scipy_stats
 
@@ -143,6 +145,8 @@ class Analysis:
     sizes: dict[str, int | None]
     expected_seeds: list[int]
     warnings: list[str] = field(default_factory=list)
+    main_metrics: dict[str, str] = field(default_factory=dict)  # task -> its main metric's name
+    task_files: list[str] = field(default_factory=list)  # the task files the runs were made with
     protocol: str = DEFAULT_PROTOCOL
 
     @property
@@ -291,6 +295,8 @@ def analyze(records: list[RunRecord], model: str, alpha: float = 0.1,
         model=model, alpha=alpha, welch=welch, tasks=order_tasks(tasks, sizes), cells=cells,
         singles=singles, mtl_all=mtl_all, size_groups=size_groups, others=others, sizes=sizes,
         expected_seeds=expected_seeds(seen_seeds), warnings=problems, protocol=protocol,
+        main_metrics=main_metrics(records),
+        task_files=sorted({f for r in records for f in r.task_files}),
     )
 
 
@@ -309,16 +315,26 @@ def order_tasks(tasks: set[str] | list[str], sizes: dict[str, int | None]) -> li
 
 
 def task_sizes(records: list[RunRecord]) -> dict[str, int | None]:
-    """Each task's training size as used in the default runs (most common), else GLUE's."""
+    """Each task's training size as used in the default runs (most common), else GLUE's, else as
+    any run used it (a task-file task trained only in variants, e.g. MTL_All on chosen tasks)."""
+    default = [r for r in records if not (r.variant or r.is_size_experiment)]
+    return {**_most_common((t, n) for r in records for t, n in r.train_sizes.items()),
+            **{t: GLUE_TASKS[t].train_size for t in GLUE_TASKS},
+            **_most_common((t, n) for r in default for t, n in r.train_sizes.items())}
+
+
+def main_metrics(records: list[RunRecord]) -> dict[str, str]:
+    """Each task's main metric as its records name it (most common), else GLUE's."""
+    return {**{t: GLUE_TASKS[t].main_metric for t in GLUE_TASKS},
+            **_most_common((t, m) for r in records for t, m in r.main_metrics.items())}
+
+
+def _most_common(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """task -> its most common value among ``(task, value)`` pairs."""
     seen: dict[str, Counter] = defaultdict(Counter)
-    for rec in records:
-        if rec.variant or rec.is_size_experiment:
-            continue
-        for task, size in rec.train_sizes.items():
-            seen[task][size] += 1
-    sizes: dict[str, int | None] = {t: GLUE_TASKS[t].train_size for t in GLUE_TASKS}
-    sizes.update({task: counts.most_common(1)[0][0] for task, counts in seen.items()})
-    return sizes
+    for task, value in pairs:
+        seen[task][value] += 1
+    return {task: counts.most_common(1)[0][0] for task, counts in seen.items()}
 
 
 def _pair_sizes(target: str, support: str, mtl: Group | None, stilts: Group | None,

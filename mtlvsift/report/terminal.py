@@ -14,7 +14,8 @@ from mtlvsift.commands import DEFAULT_PROTOCOL
 from mtlvsift.report.missing import MissingRun
 from mtlvsift.report.stats import Analysis
 from mtlvsift.report.tables import Table
-from mtlvsift.report.text import HEURISTIC_RULE, PAPER_PHRASE, fmt, group_text, overview_line
+from mtlvsift.report.text import HEURISTIC_RULE, PAPER_PHRASE, fmt, group_text, overview_line, \
+    tasks_line
 from mtlvsift.run_record import Discovery
 from mtlvsift.tasks import display_name
 
@@ -29,6 +30,7 @@ def render(console: Console, a: Analysis, tables: list[Table], missing: list[Mis
     protocol = f" · protocol {a.protocol}" if a.protocol != DEFAULT_PROTOCOL else ""
     console.rule(f"[bold]MTL vs STILTs · {escape(a.model)}{protocol}")
     console.print(escape(overview_line(a, found, outputs).replace("`", "")), highlight=False)
+    console.print(escape(tasks_line(a)), highlight=False)
     if any(c.complete or c.refused for c in a.cells.values()):
         console.print(_matrix(a))
         legend = Text("Legend: ")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from mtlvsift.report.stats import PAPER_HEURISTIC, Analysis, Group
 from mtlvsift.run_record import Discovery
+from mtlvsift.tasks import display_name
 
 HEURISTIC_RULE = "MTL when the target's training set is smaller than the supporting one"
 PAPER_PHRASE = "{}/{}, {:.1%}".format(*PAPER_HEURISTIC, PAPER_HEURISTIC[0] / PAPER_HEURISTIC[1])
@@ -38,3 +39,13 @@ def overview_line(a: Analysis, found: Discovery, outputs: Path) -> str:
     plural = "" if sizes == [1] else "s"
     return (f"{runs} run record{'' if runs == 1 else 's'} of {a.model} under `{outputs}` · "
             f"{a.test_name}, alpha = {a.alpha:g} · {seeds} seed{plural} per pairwise group")
+
+
+def tasks_line(a: Analysis) -> str:
+    """'Tasks (training examples, main metric): RTE 2,490 accuracy · MYSENT 48 f1'."""
+    parts = []
+    for task in a.all_tasks:
+        size = a.sizes.get(task)
+        parts.append(f"{display_name(task)} {'?' if size is None else f'{size:,}'} "
+                     f"{a.main_metrics.get(task, '?')}")
+    return "Tasks (training examples, main metric): " + " · ".join(parts)

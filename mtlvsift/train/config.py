@@ -8,7 +8,7 @@ STILTs start model, the single-task scores of dynamic sampling) is resolved from
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from mtlvsift.tasks import GLUE_TASK_NAMES, get_task, get_tasks
 # --compile and --grad-accum, changes results by float rounding only; see DESIGN.md).
 NOT_IDENTITY = {"data_dir", "output_dir", "overwrite", "compile_model", "num_workers", "log_every",
                 "eval_batch_size", "grad_accum", "single_scores_file", "init_model", "keep_state",
-                "start_model", "single_scores_from", "packing"}
+                "task_files", "report_to", "start_model", "single_scores_from", "packing"}
 
 
 @dataclass
@@ -69,6 +69,10 @@ class TrainConfig:
     compile_model: bool = False
     packing: bool = True  # packed batches for BERT/RoBERTa-family encoders (mtlvsift.train.packing)
     varlen_attention: bool = False  # packed attention by torch's varlen kernel: no attention dropout
+    task_files: list[str] = field(default_factory=list)  # --task-file, absolute paths
+    # Each task-file task of the run (target, support) -> its task file's sha256.
+    task_definitions: dict[str, str] | None = None
+    report_to: list[str] = field(default_factory=list)  # --report-to trackers
 
     @property
     def run_dir(self) -> Path:
@@ -76,7 +80,10 @@ class TrainConfig:
 
     def identity(self) -> dict[str, Any]:
         """What the run computes: a rerun with a different identity must not reuse its folder."""
-        return {k: v for k, v in asdict(self).items() if k not in NOT_IDENTITY}
+        identity = {k: v for k, v in asdict(self).items() if k not in NOT_IDENTITY}
+        if not identity["task_definitions"]:  # GLUE runs keep the identity they had before
+            del identity["task_definitions"]
+        return identity
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,6 +104,12 @@ def _support_seeds(options: dict[str, Any], needed: bool) -> list[int] | None:
     """--support-seeds where the run reads single runs (STILTs, dynamic sampling), else None
     (so that the option leaves the identity of other runs alone)."""
     return list(options.get("support_seeds") or DEFAULT_SEEDS) if needed else None
+
+
+def task_definitions(names: list[str]) -> dict[str, str] | None:
+    """The sha256 of the task file behind each task-file task among ``names`` (None: all GLUE)."""
+    sources = {name: get_task(name).source for name in names}
+    return {name: s.task_file_sha256 for name, s in sources.items() if s is not None} or None
 
 
 def _cap_variant(options: dict[str, Any]) -> dict[str, Any]:
@@ -125,12 +138,14 @@ def stilts_config(target: str, support: str | None, init_from: str | None,
     base = f"{target_task.name}--{support_task.name}" if support_task else target_task.name
     if init_from and not support_task:
         base = f"{target_task.name}--init"
+    support_names = [support_task.name] if support_task else []
     config = TrainConfig(
         method=method, tasks=[target_task.name], target=target_task.name,
-        support=[support_task.name] if support_task else [],
+        support=support_names,
         name=folder_name(base, variant, options.get("protocol") or DEFAULT_PROTOCOL),
         variant=variant, target_fraction=target_fraction, support_ratio=support_ratio,
         support_seeds=_support_seeds(options, support_task is not None and init_from is None),
+        task_definitions=task_definitions([target_task.name, *support_names]),
         **_common(options),
     )
     config.init_from = init_from
@@ -186,7 +201,8 @@ def mtl_config(target: str, support: tuple[str, ...], sampling: str, batching: s
         sampling=sampling, batching=batching,
         support_seeds=_support_seeds(options, sampling == "dynamic" and not single_scores),
         dynamic_rule=dynamic_rule if sampling == "dynamic" else None,
-        target_fraction=target_fraction, support_ratio=support_ratio, **_common(options),
+        target_fraction=target_fraction, support_ratio=support_ratio,
+        task_definitions=task_definitions([t.name for t in tasks]), **_common(options),
     )
     config.single_scores_file = single_scores
     return config
@@ -212,7 +228,8 @@ def mtl_all_config(tasks: tuple[str, ...], sampling: str, batching: str, dynamic
         name=folder_name("all", variant, options.get("protocol") or DEFAULT_PROTOCOL),
         sampling=sampling, batching=batching,
         support_seeds=_support_seeds(options, sampling == "dynamic" and not single_scores),
-        dynamic_rule=dynamic_rule if sampling == "dynamic" else None, **_common(options),
+        dynamic_rule=dynamic_rule if sampling == "dynamic" else None,
+        task_definitions=task_definitions(names), **_common(options),
     )
     config.single_scores_file = single_scores
     return config

@@ -2,7 +2,8 @@
 collation and evaluation batches.
 
 Every split becomes a ``datasets.Dataset`` with ``text_a``, ``text_b`` (pair tasks only) and a
-float32 ``label`` (the class id in ``task.label_names`` order, or the STS-B score).
+float32 ``label`` (the class id in ``task.label_names`` order, or the STS-B score). Tasks of task
+files read their own files or hub dataset through ``mtlvsift.train.user_data``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch
 
 from mtlvsift.errors import DataError, MtlvsiftError
 from mtlvsift.tasks import Task
+from mtlvsift.train import user_data
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -205,8 +207,11 @@ def _features(task: Task) -> datasets.Features:
 
 
 def _hub_dataset(task: Task, split: str) -> datasets.Dataset:
-    """The raw split of nyu-mll/glue; any failure becomes one message that says what to do."""
-    hub_split = _hub_split(task, split)
+    return glue_hub_split(task, _hub_split(task, split))
+
+
+def glue_hub_split(task: Task, hub_split: str) -> datasets.Dataset:
+    """A raw split of nyu-mll/glue; any failure becomes one message that says what to do."""
     try:
         return datasets.load_dataset(HUB_DATASET, task.hub_config, split=hub_split)
     except Exception as exc:  # offline, no network, hub down, bad cache: the same advice
@@ -228,6 +233,8 @@ def _from_hub(task: Task, raw: datasets.Dataset) -> datasets.Dataset:
 
 def load_split(task: Task, split: str, data_dir: Path | None) -> datasets.Dataset:
     """One split as text_a, [text_b], label (float32): from ``data_dir`` if given, else the hub."""
+    if task.source is not None:  # a task file's task: its own files or hub dataset
+        return datasets.Dataset.from_dict(user_data.task_split(task, split), features=_features(task))
     if data_dir is None:
         return _from_hub(task, _hub_dataset(task, split))
     path = _tsv_path(task, split, Path(data_dir))
@@ -244,6 +251,10 @@ def _file_sha256(path: Path) -> str:
 
 def data_fingerprint(task: Task, split: str, data_dir: Path | None) -> str:
     """sha256 of the TSV file's bytes, or the hub dataset's fingerprint."""
+    if task.source is not None:  # a task file's task
+        if task.source.hub_path:
+            return user_data.hub_dataset(task, split)._fingerprint
+        return _file_sha256(Path(user_data.split_source(task, split)))
     if data_dir is None:
         return _hub_dataset(task, split)._fingerprint
     return _file_sha256(_tsv_path(task, split, Path(data_dir)))
@@ -281,6 +292,8 @@ def tokenized_cache_key(
 ) -> str:
     parts = [CACHE_FORMAT_VERSION, tokenizer_fingerprint(tokenizer), max_seq_length, task.name,
              split, data_fp]
+    if task.source is not None:  # its columns and label order are the task file's
+        parts.append(task.source.task_file_sha256)
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
@@ -331,7 +344,7 @@ def load_tokenized(
     the split and the data's fingerprint (``data_fp`` when the caller has it already), so a
     changed file is tokenized again.
     """
-    raw = _hub_dataset(task, split) if data_dir is None else None
+    raw = _hub_dataset(task, split) if data_dir is None and task.source is None else None
     if data_fp is None:
         data_fp = raw._fingerprint if raw is not None else data_fingerprint(task, split, data_dir)
     key = tokenized_cache_key(task, split, tokenizer, max_seq_length, data_fp)

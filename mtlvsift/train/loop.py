@@ -44,6 +44,7 @@ from mtlvsift.train.plan import (epoch_settings, eval_points, first_epoch_layout
 from mtlvsift.train.packing import batch_collator, check_packing_options
 from mtlvsift.train.progress_bar import TrainDisplay
 from mtlvsift.train.sampling import epoch_schedule, process_slice, task_probabilities
+from mtlvsift.train.trackers import Trackers, tracking_dir
 
 
 def run_training(config: TrainConfig, restart: bool = False) -> dict[str, Any]:
@@ -51,7 +52,9 @@ def run_training(config: TrainConfig, restart: bool = False) -> dict[str, Any]:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
         # Launched by torchrun on a machine without GPUs: DDP over gloo on the CPU.
         os.environ.setdefault("ACCELERATE_USE_CPU", "true")
-    accelerator = Accelerator(dataloader_config=DataLoaderConfiguration(split_batches=True))
+    accelerator = Accelerator(dataloader_config=DataLoaderConfiguration(split_batches=True),
+                              log_with=config.report_to or None,
+                              project_dir=str(tracking_dir(config.run_dir)))
     main = accelerator.is_main_process
     config = with_prerequisites(config)  # the single scores are part of the run's identity
     config = with_data_fingerprints(config)  # and so is the data
@@ -177,6 +180,7 @@ class Trainer:
         self.running = _Running(len(self.names), device)
         title = f"{config.method} {config.name} seed {config.seed}"
         self.display = TrainDisplay(self.main, title, total_steps, self.progress.step)
+        self.trackers = Trackers(accelerator, config)  # --report-to; nothing without it
 
     def train(self) -> dict[str, Any]:
         try:
@@ -186,6 +190,7 @@ class Trainer:
             return self.finish()
         finally:
             self.checkpoints.close()  # a run stopped by an error still completes the write under way
+            self.trackers.end()
 
     def train_epoch(self, epoch: int) -> None:
         config, progress = self.config, self.progress
@@ -276,11 +281,12 @@ class Trainer:
                 f"Lower --lr or check the data, then rerun (add --restart to start from scratch)."
             )
         speed = examples / elapsed if elapsed > 0 else 0.0
+        lr = self.scheduler.get_last_lr()[0]
         self.display.status(mean_loss, speed, p)
+        self.trackers.train(progress.step, mean_loss, lr, speed, p)
         if self.main:
             self.run.append_log({"step": progress.step, "epoch": progress.epoch + 1,
-                                 "loss": mean_loss, "lr": self.scheduler.get_last_lr()[0],
-                                 "examples_per_second": speed})
+                                 "loss": mean_loss, "lr": lr, "examples_per_second": speed})
 
     def evaluate_and_checkpoint(self, p: dict[str, float]) -> None:
         progress = self.progress
@@ -301,6 +307,7 @@ class Trainer:
         candidate = selection_entry(entry, self.config.target)
         is_best = progress.best is None or candidate["score"] > progress.best["score"]
         self.display.evaluation(progress.step, epoch, metrics, improved)
+        self.trackers.evaluation(progress.step, metrics)
         if is_best:
             progress.best = candidate
         self.checkpoints.checkpoint(progress, best=is_best)

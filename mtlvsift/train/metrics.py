@@ -1,7 +1,9 @@
-"""GLUE metrics for the training loop: the local ``evaluate`` module, predictions, prefixes.
+"""Metrics for the training loop: the local ``evaluate`` module, predictions, prefixes.
 
 The metric itself lives in ``metric/glue_metric.py`` (shipped as package data) and is loaded with
-``evaluate.load`` from that path, so it works offline (``HF_HUB_OFFLINE=1``).
+``evaluate.load`` from that path, so it works offline (``HF_HUB_OFFLINE=1``). A task file's task
+computes each of its metrics: a config of that module by name, or a local evaluate module of its
+own (a path); a module's keys become metric names.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mtlvsift.errors import MtlvsiftError
 from mtlvsift.tasks import Task
 
 if TYPE_CHECKING:  # importing evaluate pulls in transformers' pipelines (seconds): only on use
@@ -18,19 +21,46 @@ if TYPE_CHECKING:  # importing evaluate pulls in transformers' pipelines (second
 
 GLUE_METRIC_PATH = Path(__file__).resolve().parent / "metric" / "glue_metric.py"
 
-# evaluate.load copies and imports the module file: do it once per task per process.
+# evaluate.load copies and imports the module file: do it once per config or module per process.
 _METRICS: dict[str, evaluate.EvaluationModule] = {}
 
 
-def load_glue_metric(task: Task) -> evaluate.EvaluationModule:
-    """The GLUE metric of ``task`` (config = task name), kept in memory, cached per process."""
-    if task.name not in _METRICS:
+def load_metric(name: str) -> evaluate.EvaluationModule:
+    """A config of the local metric module (a GLUE task or a metric name), or the local evaluate
+    module at the absolute path ``name``; kept in memory, cached per process."""
+    if name not in _METRICS:
         import evaluate
 
-        _METRICS[task.name] = evaluate.load(
-            str(GLUE_METRIC_PATH), config_name=task.name, keep_in_memory=True
-        )
-    return _METRICS[task.name]
+        if Path(name).is_absolute():
+            _METRICS[name] = evaluate.load(name, keep_in_memory=True)
+        else:
+            _METRICS[name] = evaluate.load(str(GLUE_METRIC_PATH), config_name=name,
+                                           keep_in_memory=True)
+    return _METRICS[name]
+
+
+def load_glue_metric(task: Task) -> evaluate.EvaluationModule:
+    """The GLUE metric of ``task`` (config = task name)."""
+    return load_metric(task.name)
+
+
+def _scores(task: Task, predictions: np.ndarray, references: np.ndarray) -> dict[str, float]:
+    """Every metric of the task on one split, as finite floats."""
+    modules = [load_glue_metric(task)] if task.source is None else \
+        [load_metric(name) for name in task.metrics]
+    scores = {}
+    for module in modules:
+        for name, value in module.compute(predictions=predictions, references=references).items():
+            try:
+                scores[name] = float(value)
+            except (TypeError, ValueError):
+                raise MtlvsiftError(f"The metric {name} of task '{task.name}' is not a number "
+                                    f"({value!r}); a metric module must return numbers.") from None
+    if task.main_metric not in scores:
+        raise MtlvsiftError(f"Task '{task.name}': its main_metric '{task.main_metric}' is not among "
+                            f"the metrics computed ({', '.join(scores)}); fix main_metric in "
+                            f"{task.source.task_file if task.source else 'the task registry'}.")
+    return scores
 
 
 def logits_to_predictions(task: Task, logits: np.ndarray) -> np.ndarray:
@@ -54,14 +84,11 @@ def compute_task_metrics(
         raise ValueError(
             f"{task.display} has no dev split {unknown}; its splits are {sorted(prefixes)}."
         )
-    metric = load_glue_metric(task)
     results: dict[str, float] = {}
     # Labels are stored as float32 for every task; hand the metric class ids as ints explicitly.
     dtype = np.float32 if task.is_regression else np.int64
     for split, (predictions, references) in outputs.items():
-        scores = metric.compute(
-            predictions=np.asarray(predictions).astype(dtype),
-            references=np.asarray(references).astype(dtype),
-        )
+        scores = _scores(task, np.asarray(predictions).astype(dtype),
+                         np.asarray(references).astype(dtype))
         results.update({prefixes[split] + name: float(value) for name, value in scores.items()})
     return results

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 import click
@@ -9,6 +10,8 @@ import click
 from mtlvsift.params import SEED, FiniteFloatRange, count
 from mtlvsift.commands import DEFAULT_PROTOCOL, DEFAULT_SEEDS, PROTOCOLS
 from mtlvsift.train.sampling import BATCHINGS, DYNAMIC_RULES, SAMPLINGS
+from mtlvsift.train.task_files import load_task_files
+from mtlvsift.train.trackers import TRACKERS, check_trackers
 
 
 def _seed_list(ctx, param, value: str | None) -> tuple[int, ...] | None:
@@ -33,7 +36,20 @@ def _apply(options: list[Callable]) -> Callable:
     return decorate
 
 
+def _register_task_files(ctx: click.Context, param: click.Parameter, paths: tuple[str, ...]) -> list[str]:
+    """Parse the task files when the option is read, so that --target, --support and --tasks can
+    name their tasks; the absolute paths are kept in the run's config."""
+    load_task_files(paths)
+    return [str(Path(p).expanduser().resolve()) for p in paths]
+
+
+task_file_option = click.option(
+    "--task-file", "task_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+    callback=_register_task_files,
+    help="A YAML or JSON file defining your own tasks (repeat for several); see the README.")
+
 train_options = _apply([
+    task_file_option,
     click.option("--model", default="distilroberta-base", show_default=True,
                  help="Hugging Face hub id, local folder, or 'minilm' (offline MiniLM package)."),
     click.option("--seed", default=0, show_default=True, type=SEED),
@@ -66,6 +82,11 @@ train_options = _apply([
     click.option("--keep-state", is_flag=True,
                  help="Keep the final accelerate state (state/) of a finished run; by default it is removed."),
     click.option("--compile", "compile_model", is_flag=True, help="torch.compile the model."),
+    click.option("--report-to", "report_to", multiple=True, type=click.Choice(TRACKERS),
+                 callback=lambda ctx, param, names: check_trackers(names),
+                 help="Also log losses, learning rate, examples/s, sampling probabilities and dev "
+                      "metrics to this tracker (repeat for several; off by default). TensorBoard "
+                      "writes into the run folder's tracking/."),
     click.option("--protocol", default=DEFAULT_PROTOCOL, show_default=True,
                  type=click.Choice(PROTOCOLS, case_sensitive=False),
                  help="standard: this project's; original: the authors' code (epoch until the "

@@ -1,8 +1,8 @@
 """A run's plan, resolved before (or instead of) training: ``--dry-run`` and ``--plan-json``.
 
 Everything a run will do that can be known up front: its folder, the training sizes after
-subsampling (counted as lines of the TSV files, never tokenized), the first epoch's
-probabilities, quotas and rows, the batches of every epoch (unknown, ``None``, where dynamic
+subsampling (lines of the TSV files, or rows of a task file's data read by its reader; never
+tokenized), the first epoch's probabilities, quotas and rows, the batches of every epoch (unknown, ``None``, where dynamic
 sampling under ``--protocol original`` sets an epoch's length from dev scores), the LR schedule's
 steps, the evaluations, the STILTs start model and the single-task scores. The training loop
 takes its epoch settings, LR steps and evaluation points from here too, so the plan and the run
@@ -21,7 +21,8 @@ import click
 import numpy as np
 
 from mtlvsift.run_folder import atomic_write_json
-from mtlvsift.tasks import AUTHORS_TASK_ORDER, get_task
+from mtlvsift.tasks import AUTHORS_TASK_ORDER, Task, get_task
+from mtlvsift.train import user_data
 from mtlvsift.train.config import TrainConfig, used_train_size
 from mtlvsift.train.data import _tsv_path, resolve_data_dir
 from mtlvsift.train.prerequisites import with_single_scores, with_start_model
@@ -47,10 +48,24 @@ def count_rows(path: Path, has_header: bool) -> int:
 def available_train_sizes(config: TrainConfig) -> tuple[list[int], str]:
     """Each task's training examples before subsampling, and where the numbers come from."""
     data_dir = resolve_data_dir(config.data_dir)
-    if data_dir is None:  # the hub: GLUE's official sizes, without downloading anything
-        return [get_task(t).train_size for t in config.tasks], "GLUE's official sizes (no --data-dir)"
-    return ([count_rows(_tsv_path(get_task(t), "train", data_dir), get_task(t).has_header)
-             for t in config.tasks], f"lines of the training files in {data_dir}")
+    tasks = [get_task(t) for t in config.tasks]
+    sources = []
+    if any(t.source is None for t in tasks):
+        sources.append("GLUE's official sizes (no --data-dir)" if data_dir is None
+                       else f"lines of the training files in {data_dir}")
+    if any(t.source is not None for t in tasks):
+        sources.append("rows of the task files' training data")
+    return [train_rows(t, data_dir) for t in tasks], "; ".join(sources)
+
+
+def train_rows(task: Task, data_dir: Path | None) -> int:
+    """One task's training rows: a task file's data read by its reader (never tokenized), a GLUE
+    TSV file's lines, or GLUE's official size when the data comes from the hub."""
+    if task.source is not None:
+        return len(user_data.split_table(task, "train"))
+    if data_dir is None:  # the hub: without downloading anything
+        return task.train_size
+    return count_rows(_tsv_path(task, "train", data_dir), task.has_header)
 
 
 def used_train_sizes(config: TrainConfig, available: list[int]) -> list[int]:

@@ -20,7 +20,8 @@ from pathlib import Path
 from mtlvsift.commands import DEFAULT_OUTPUTS, DEFAULT_PROTOCOL, DEFAULT_SEEDS, train_command
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.run_folder import json_kind, variant_suffix
-from mtlvsift.run_record import RunRecord, finished_runs, is_score
+from mtlvsift.run_record import RunRecord, finished_runs
+from mtlvsift.scores import is_score, score_range
 from mtlvsift.tasks import get_task, normalize_task_name
 from mtlvsift.train.config import TrainConfig, folder_name, support_examples_needed
 
@@ -36,11 +37,13 @@ def _single_runs(config: TrainConfig, task: str,
     loop that makes them."""
     variant = variant_suffix({"n": cap, "ds": config.data_seed or None})
     folder = Path(config.output_dir) / "single" / folder_name(task, variant, config.protocol)
+    source = get_task(task).source
     seeds = _support_seeds(config)
     by_seed = {r.seed: r for r in finished_runs(folder, config.model) if r.seed in seeds}
     missing = [s for s in seeds if s not in by_seed]
     options = {"model": config.model, "max_train_examples": cap,
                "data_seed": config.data_seed or None,
+               "task_file": [source.task_file] if source else None,
                "protocol": config.protocol if config.protocol != DEFAULT_PROTOCOL else None,
                "output_dir": config.output_dir if config.output_dir != DEFAULT_OUTPUTS else None}
     command = train_command("single", task, options=options, seeds=missing) if missing else None
@@ -129,9 +132,8 @@ def _scores_file(config: TrainConfig) -> dict[str, float]:
         if name in scores:
             raise invalid(f"{name} is named twice")
         if not is_score(value, name):
-            low = get_task(name).lowest_score
-            raise invalid(f"the score of {key} is {json.dumps(value)[:40]}, not a number in "
-                          f"[{low:g}, 1] (66 points is 0.66)")
+            raise invalid(f"the score of {key} is {json.dumps(value)[:40]}, not a number "
+                          f"{score_range(name)} (66 points is 0.66)")
         scores[name] = float(value)
     missing = [t for t in config.tasks if t not in scores]
     if missing:

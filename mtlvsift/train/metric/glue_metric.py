@@ -1,7 +1,9 @@
 """GLUE metrics as an ``evaluate`` module, loaded from this local file (no hub access).
 
 One config per GLUE task, named as in ``mtlvsift.tasks`` (mnli, qqp, qnli, sst2, cola, stsb, mrpc,
-rte, wnli). Metric names match each task's ``metrics``:
+rte, wnli), and one per metric for the tasks of task files (accuracy, f1, f1_macro, mcc, pearson,
+spearman; f1_macro is the unweighted mean of every class's F1). Metric names match each task's
+``metrics``:
 
 - cola: ``mcc`` (Matthews correlation)
 - sst2, qnli, rte, wnli, mnli: ``accuracy``
@@ -50,7 +52,12 @@ Example:
     {'accuracy': 1.0, 'f1': 1.0, 'acc_f1_mean': 1.0}
 """
 
-_CONFIGS = ("mnli", "qqp", "qnli", "sst2", "cola", "stsb", "mrpc", "rte", "wnli")
+# The metrics of each GLUE task; every other config is one metric of that name.
+_GLUE = {"mnli": ("accuracy",), "qqp": ("accuracy", "f1"), "qnli": ("accuracy",),
+         "sst2": ("accuracy",), "cola": ("mcc",), "stsb": ("pearson", "spearman"),
+         "mrpc": ("accuracy", "f1"), "rte": ("accuracy",), "wnli": ("accuracy",)}
+_REGRESSION = ("pearson", "spearman")
+_CONFIGS = (*_GLUE, "accuracy", "f1", "f1_macro", "mcc", *_REGRESSION)
 
 
 def _no_nan(value: float) -> float:
@@ -78,7 +85,7 @@ class GlueMetric(evaluate.Metric):
                 f"Unknown GLUE metric config '{self.config_name}'; "
                 f"choose one of {', '.join(_CONFIGS)}."
             )
-        dtype = "float32" if self.config_name == "stsb" else "int64"
+        dtype = "float32" if self._metric_names()[0] in _REGRESSION else "int64"
         return evaluate.MetricInfo(
             description=_DESCRIPTION,
             citation=_CITATION,
@@ -89,17 +96,27 @@ class GlueMetric(evaluate.Metric):
             format="numpy",
         )
 
+    def _metric_names(self) -> tuple[str, ...]:
+        return _GLUE.get(self.config_name, (self.config_name,))
+
     def _compute(self, predictions: np.ndarray, references: np.ndarray) -> dict[str, float]:
         preds, refs = np.asarray(predictions), np.asarray(references)
-        name = self.config_name
-        if name == "stsb":
-            return _correlations(preds.astype(np.float64), refs.astype(np.float64))
-        if name == "cola":
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return {"mcc": _no_nan(matthews_corrcoef(refs, preds))}
-        accuracy = float(accuracy_score(refs, preds))
-        if name in ("mrpc", "qqp"):
-            f1 = float(f1_score(refs, preds, pos_label=1, average="binary", zero_division=0.0))
-            return {"accuracy": accuracy, "f1": f1, "acc_f1_mean": (accuracy + f1) / 2}
-        return {"accuracy": accuracy}
+        names = self._metric_names()
+        if names[0] in _REGRESSION:
+            scores = _correlations(preds.astype(np.float64), refs.astype(np.float64))
+            return {name: scores[name] for name in names}
+        results = {}
+        for name in names:
+            if name == "mcc":
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    results["mcc"] = _no_nan(matthews_corrcoef(refs, preds))
+            elif name == "accuracy":
+                results["accuracy"] = float(accuracy_score(refs, preds))
+            else:  # f1 (binary, positive class 1) or f1_macro
+                average = "binary" if name == "f1" else "macro"
+                results[name] = float(f1_score(refs, preds, pos_label=1, average=average,
+                                               zero_division=0.0))
+        if self.config_name in ("mrpc", "qqp"):
+            results["acc_f1_mean"] = (results["accuracy"] + results["f1"]) / 2
+        return results

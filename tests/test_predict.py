@@ -1,0 +1,112 @@
+"""scripts/predict.py: GLUE submission files, CSVs for task-file tasks, MTL models, bad input."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from helpers import fails, read_result, run_script, tiny_args, write_user_tasks
+
+RTE_LABELS = {"entailment", "not_entailment"}
+
+
+def read_tsv(path) -> list[list[str]]:
+    return [line.split("\t") for line in path.read_text().splitlines()]
+
+
+def test_rte_test_submission_and_dev_predictions_match_evaluation(tiny_model, glue_dir, tmp_path):
+    out = tmp_path / "out"
+    run_script("train_stilts", ["--target", "rte", "--max-train-examples", 48, "--max-seq-length", 64,
+                                *tiny_args(tiny_model, glue_dir, out, epochs=1)])
+    run = out / "single" / "rte__n-48" / "seed-0"
+    result = run_script("predict", ["--run", run, "--split", "test", "--data-dir", glue_dir,
+                                    "--out", tmp_path / "test"])
+    assert f"Wrote {tmp_path / 'test' / 'RTE.tsv'}" in result.output
+    rows = read_tsv(tmp_path / "test" / "RTE.tsv")
+    test_rows = read_tsv(glue_dir / "RTE" / "test.tsv")
+    assert rows[0] == ["index", "prediction"] and len(rows) == len(test_rows) == 3001
+    assert [r[0] for r in rows[1:]] == [r[0] for r in test_rows[1:]]
+    assert {r[1] for r in rows[1:]} <= RTE_LABELS
+
+    # On the dev file, the predictions are those the run's evaluation scored at its best step.
+    run_script("predict", ["--run", run, "--file", glue_dir / "RTE" / "dev.tsv", "--out", tmp_path / "file"])
+    run_script("predict", ["--run", run, "--split", "dev", "--data-dir", glue_dir, "--out", tmp_path / "dev"])
+    predicted = read_tsv(tmp_path / "file" / "RTE.tsv")
+    assert predicted == read_tsv(tmp_path / "dev" / "RTE.tsv")
+    gold = {r[0]: r[3] for r in read_tsv(glue_dir / "RTE" / "dev.tsv")[1:]}
+    assert len(predicted) == 1 + len(gold) == 278
+    accuracy = sum(gold[i] == label for i, label in predicted[1:]) / len(gold)
+    assert accuracy == read_result(out, "single", "rte__n-48")["best"]["score"]
+
+
+def write_tiny_mnli(folder, n: int = 16) -> None:
+    """MNLI's layout: the text columns and gold label by name, two dev and two test files."""
+    header = ["index", "genre", "sentence1", "sentence2"]
+    labels = ["entailment", "neutral", "contradiction"]
+    (folder / "MNLI").mkdir(parents=True)
+    for name in ("train", "dev_matched", "dev_mismatched", "test_matched", "test_mismatched"):
+        rows = [[str(i), "fiction", f"a man {'sleeps' if i % 3 else 'runs'} .", "someone sleeps ."]
+                for i in range(n + (name == "test_mismatched"))]
+        columns = header if name.startswith("test") else header + ["gold_label"]
+        if not name.startswith("test"):
+            rows = [r + [labels[int(r[0]) % 3]] for r in rows]
+        (folder / "MNLI" / f"{name}.tsv").write_text("\n".join("\t".join(r) for r in [columns, *rows]) + "\n")
+
+
+def test_mnli_gives_matched_and_mismatched_files(tiny_model, tmp_path):
+    glue = tmp_path / "glue"
+    write_tiny_mnli(glue)
+    out = tmp_path / "out"
+    run_script("train_stilts", ["--target", "mnli", *tiny_args(tiny_model, glue, out, epochs=1)])
+    run_script("predict", ["--run", out / "single" / "mnli" / "seed-0", "--split", "test",
+                           "--data-dir", glue, "--out", tmp_path / "p"])
+    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["MNLI-m.tsv", "MNLI-mm.tsv"]
+    for name, rows in (("MNLI-m", 16), ("MNLI-mm", 17)):
+        lines = read_tsv(tmp_path / "p" / f"{name}.tsv")
+        assert len(lines) == 1 + rows and lines[0] == ["index", "prediction"]
+        assert {label for _, label in lines[1:]} <= {"entailment", "neutral", "contradiction"}
+
+
+def test_own_task_of_an_mtl_model(tiny_model, tiny_glue, tmp_path):
+    task_file = write_user_tasks(tmp_path / "mine")
+    out = tmp_path / "out"
+    run_script("train_mtl", ["--target", "mysent", "--support", "rte", "--sampling", "size",
+                             "--task-file", task_file, *tiny_args(tiny_model, tiny_glue, out, epochs=1)])
+    run = out / "mtl" / "mysent--rte__sampling-size" / "seed-0"
+    # The task file is found through the run record: no --task-file needed.
+    run_script("predict", ["--run", run, "--split", "test", "--out", tmp_path / "p"])
+    with open(tmp_path / "p" / "mysent.csv", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["id", "prediction"] and [r[0] for r in rows[1:]] == [f"test-{i}" for i in range(16)]
+    assert {r[1] for r in rows[1:]} <= {"neg", "pos"}
+    run_script("predict", ["--run", run, "--task", "RTE", "--split", "dev", "--data-dir", tiny_glue,
+                           "--out", tmp_path / "p"])
+    assert len(read_tsv(tmp_path / "p" / "RTE.tsv")) == 17
+    fails("predict", ["--run", run, "--task", "sst2", "--split", "dev", "--out", tmp_path / "q"],
+          "the run trained mysent, rte")
+    # A task file changed since training is refused; the original, passed again, is accepted.
+    original = task_file.read_text()
+    task_file.write_text(original.replace("[neg, pos]", "[pos, neg]"))
+    fails("predict", ["--run", run, "--split", "test", "--out", tmp_path / "q"],
+          "Task 'mysent' is not defined as when the run trained", str(task_file))
+    moved = tmp_path / "moved.yaml"
+    moved.write_text(original.replace("data/", "mine/data/"))
+    fails("predict", ["--run", run, "--split", "test", "--out", tmp_path / "q", "--task-file", moved],
+          "not defined as when the run trained")  # another content: another hash
+    task_file.write_text(original)
+    run_script("predict", ["--run", run, "--split", "test", "--out", tmp_path / "q", "--task-file", task_file])
+    assert (tmp_path / "q" / "mysent.csv").read_text() == (tmp_path / "p" / "mysent.csv").read_text()
+
+
+@pytest.mark.parametrize("arguments, expected", [
+    (["--split", "test", "--file", "FILE"], "Give either --split test|dev or --file FILE"),
+    ([], "Give either --split test|dev or --file FILE"),
+    (["--split", "test"], "holds no finished run (result.json is missing)"),
+])
+def test_bad_input(tmp_path, arguments, expected):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "FILE").write_text("x")
+    arguments = [str(tmp_path / a) if a == "FILE" else a for a in arguments]
+    fails("predict", ["--run", tmp_path / "run", "--out", tmp_path / "p", *arguments], expected)
+    assert not (tmp_path / "p").exists()

@@ -1,0 +1,48 @@
+"""--report-to: accelerate's trackers, off by default; TensorBoard read back from its event file."""
+
+from __future__ import annotations
+
+import pytest
+
+from helpers import fails, nothing_written, read_log, read_result, run_script, tiny_args
+
+
+def test_tensorboard_holds_loss_and_dev_metrics(tiny_model, tiny_glue, tmp_path):
+    pytest.importorskip("tensorboard", reason="pip install 'mtlvsift[tensorboard]'")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_script("train_mtl", ["--target", "rte", "--support", "sst2", "--sampling", "size",
+                             "--report-to", "tensorboard", "--log-every", 2,
+                             *tiny_args(tiny_model, tiny_glue, tmp_path, epochs=1)])
+    folder = tmp_path / "mtl" / "rte--sst2__sampling-size" / "seed-0"
+    events = EventAccumulator(str(folder / "tracking" / "mtlvsift"))
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/lr", "train/examples_per_second", "sampling/rte", "sampling/sst2",
+            "dev/rte/accuracy", "dev/sst2/accuracy"} <= scalars
+    log = read_log(folder)
+    losses = [(e.step, e.value) for e in events.Scalars("train/loss")]
+    assert losses == [(entry["step"], pytest.approx(entry["loss"], rel=1e-6)) for entry in log]
+    history = read_result(tmp_path, "mtl", "rte--sst2__sampling-size")["history"]
+    dev = [(e.step, e.value) for e in events.Scalars("dev/rte/accuracy")]
+    assert dev == [(h["step"], pytest.approx(h["metrics"]["rte"]["accuracy"])) for h in history]
+    assert [e.value for e in events.Scalars("sampling/rte")] == pytest.approx([0.5] * len(log))
+
+
+def test_no_tracker_unless_asked(tiny_model, tiny_glue, tmp_path):
+    run_script("train_stilts", ["--target", "rte", *tiny_args(tiny_model, tiny_glue, tmp_path, epochs=1)])
+    folder = tmp_path / "single" / "rte" / "seed-0"
+    assert (folder / "result.json").is_file() and not (folder / "tracking").exists()
+
+
+def test_a_tracker_that_is_not_installed_is_one_error(tiny_model, tiny_glue, tmp_path, monkeypatch):
+    import mtlvsift.train.trackers as trackers
+
+    monkeypatch.setattr(trackers, "get_available_trackers", lambda: [])
+    out = tmp_path / "out"
+    fails("train_stilts", ["--target", "rte", "--report-to", "tensorboard",
+                           *tiny_args(tiny_model, tiny_glue, out, epochs=1)],
+          "--report-to tensorboard needs the package tensorboard", "pip install 'mtlvsift[tensorboard]'")
+    fails("train_stilts", ["--target", "rte", "--report-to", "nonsense",
+                           *tiny_args(tiny_model, tiny_glue, out, epochs=1)], "tensorboard", "wandb")
+    assert nothing_written(out)
