@@ -22,12 +22,12 @@ from mtlvsift.train.data import (
     length_sorted_batches,
     load_split,
     load_tokenized,
-    make_collator,
     resolve_data_dir,
     split_names,
     subsample_indices,
 )
 from mtlvsift.errors import DataError, MtlvsiftError
+from mtlvsift.train.padding import make_collator
 from mtlvsift.tasks import get_task
 
 OFFICIAL_ROWS = [

@@ -12,7 +12,7 @@ import torch
 
 import mtlvsift.train.packing as packing
 from helpers import read_log, run_script, tiny_args
-from mtlvsift.train.data import make_collator
+from mtlvsift.train.padding import make_collator
 from mtlvsift.train.model import MultiTaskModel
 from mtlvsift.train.packing import PackedCollator, token_budget
 

@@ -16,13 +16,12 @@ import os
 import shutil
 import uuid
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import datasets
 import numpy as np
-import torch
 
 from mtlvsift.errors import DataError, MtlvsiftError
 from mtlvsift.tasks import Task
@@ -383,36 +382,6 @@ def subsample_indices(n: int, k: int, data_seed: int) -> np.ndarray:
         )
     rng = np.random.default_rng(data_seed)
     return np.sort(rng.choice(n, size=k, replace=False))
-
-
-class _Collator:
-    """Pads model inputs with the tokenizer; a class, not a closure, so DataLoader workers can
-    pickle it."""
-
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, pad_to_multiple_of: int | None):
-        self.tokenizer = tokenizer
-        self.pad_to_multiple_of = pad_to_multiple_of
-
-    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
-        inputs = [k for k in MODEL_INPUTS if k in features[0]]
-        batch = self.tokenizer.pad(
-            [{k: f[k] for k in inputs} for f in features], padding="longest",
-            pad_to_multiple_of=self.pad_to_multiple_of, return_tensors="pt",
-        )
-        return {k: batch[k] for k in inputs} | label_and_task_tensors(features)
-
-
-def label_and_task_tensors(features: list[dict]) -> dict[str, torch.Tensor]:
-    """float32 ``labels`` and long ``task_ids`` of a batch (padded or packed)."""
-    return {"labels": torch.tensor([f["label"] for f in features], dtype=torch.float32),
-            "task_ids": torch.tensor([f["task_id"] for f in features], dtype=torch.long)}
-
-
-def make_collator(
-    tokenizer: PreTrainedTokenizerBase, pad_to_multiple_of: int | None
-) -> Callable[[list[dict]], dict[str, torch.Tensor]]:
-    """Batches features into padded tensors plus float32 ``labels`` and long ``task_ids``."""
-    return _Collator(tokenizer, pad_to_multiple_of)
 
 
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:

@@ -34,7 +34,7 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from mtlvsift.errors import MtlvsiftError
-from mtlvsift.train.data import label_and_task_tensors, make_collator
+from mtlvsift.train.padding import label_and_task_tensors, make_collator
 
 PACKED_SDPA = "mtlvsift_packed_sdpa"
 PACKED_VARLEN = "mtlvsift_packed_varlen"

@@ -26,7 +26,8 @@ from mtlvsift.run_folder import RESULT_FILE, atomic_write
 from mtlvsift.tasks import GLUE_TASKS, Task, get_task
 from mtlvsift.train import user_data
 from mtlvsift.train.batches import TaskData
-from mtlvsift.train.data import _tokenize, glue_hub_split, make_collator, resolve_data_dir
+from mtlvsift.train.data import _tokenize, glue_hub_split, resolve_data_dir
+from mtlvsift.train.padding import make_collator
 from mtlvsift.train.evaluation import build_eval_batches
 from mtlvsift.train.metrics import logits_to_predictions
 from mtlvsift.train.model import MultiTaskModel, model_folder_problem
