@@ -154,12 +154,14 @@ def packed_sdpa_attention(module: torch.nn.Module, query: torch.Tensor, key: tor
     q, k, v = (x[0].transpose(0, 1) for x in (query, key, value))  # (T, H, D)
     outputs = []
     for places, inside in zip(packed_layout.blocks, packed_layout.inside):
-        out = F.scaled_dot_product_attention(
-            q[places].transpose(1, 2), k[places].transpose(1, 2), v[places].transpose(1, 2),
-            attn_mask=inside[:, None, None, :], dropout_p=dropout, scale=scaling)
+        # index_select, not x[places]: its backward (index_add) is about twice as fast on a CPU
+        q_b, k_b, v_b = (x.index_select(0, places.flatten()).unflatten(0, places.shape).transpose(1, 2)
+                         for x in (q, k, v))  # (rows, H, length, D)
+        out = F.scaled_dot_product_attention(q_b, k_b, v_b, attn_mask=inside[:, None, None, :],
+                                             dropout_p=dropout, scale=scaling)
         outputs.append(out.transpose(1, 2).flatten(0, 1))
     outputs.append(q.new_zeros(1, *q.shape[1:]))  # the filler's output
-    return torch.cat(outputs)[packed_layout.slots].unsqueeze(0), None
+    return torch.cat(outputs).index_select(0, packed_layout.slots).unsqueeze(0), None
 
 
 def packed_varlen_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
