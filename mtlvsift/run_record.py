@@ -1,7 +1,7 @@
 """The run record (``result.json``): the one contract between the trainer and the report.
 
 Written once, atomically, when a run completes (``build_record`` + ``write_record``); read and
-validated by ``read_record``, the only reader: the report (``discover``), STILTs (the best
+validated by ``read_record``, the only reader: the report (``run_index.discover``), STILTs (the best
 supporting seed) and dynamic sampling (mean single-task scores) all go through it. Bump
 ``SCHEMA`` on any change a reader must know about. Imports neither torch nor transformers.
 
@@ -16,17 +16,15 @@ import json
 import platform
 import re
 import statistics
-import time
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from mtlvsift.commands import DEFAULT_PROTOCOL, PROTOCOLS
-from mtlvsift.errors import MtlvsiftError
+from mtlvsift.commands import DEFAULT_PROTOCOL, PROTOCOLS, run_options
 from mtlvsift.params import MAX_SEED
 from mtlvsift.scores import METRIC_NAME, is_number as _is_number, is_score, score_range
-from mtlvsift.run_folder import CONFIG_FILE, RESULT_FILE, atomic_write_json, json_kind
+from mtlvsift.run_folder import atomic_write_json, json_kind
 from mtlvsift.tasks import GLUE_TASKS, USER_TASK_NAME, get_task, normalize_task_name
 from mtlvsift.train.sampling import BATCHINGS, SAMPLINGS  # plain names: no torch
 
@@ -34,7 +32,6 @@ SCHEMA = 1
 METHODS = ("single", "stilts", "mtl", "mtl_all")
 MEAN_MAIN = "mean_main"  # MTL_All selects its single best model by the mean main score
 _VARIANT = re.compile(r"[A-Za-z0-9._+-]*")  # what run_folder.variant_suffix writes
-_SEED_FOLDER = re.compile(r"seed-[0-9]+")
 
 
 # --------------------------------------------------------------------------- writing
@@ -65,9 +62,11 @@ def _versions() -> dict[str, str]:
 
 
 def build_record(config, progress, train_sizes: dict[str, int], available: dict[str, int],
-                 device: dict[str, Any]) -> dict[str, Any]:
+                 device: dict[str, Any], baselines: dict[str, dict] | None = None) -> dict[str, Any]:
     """The record of a completed run: ``config`` a TrainConfig, ``progress`` its final Progress,
-    ``device`` the accelerator's facts (device, num_processes, mixed_precision)."""
+    ``device`` the accelerator's facts (device, num_processes, mixed_precision), ``baselines``
+    each task's constant-prediction dev result (``{"prediction": ..., "metrics": {...},
+    "score": main score}``: the majority class, or the mean training label of a regression)."""
     seconds = progress.train_seconds
     return {
         "schema": SCHEMA,
@@ -92,6 +91,7 @@ def build_record(config, progress, train_sizes: dict[str, int], available: dict[
         "data_fingerprints": config.data_fingerprints,  # task -> split -> sha256 of the file
         "single_scores_from": config.single_scores_from,
         "config": config.as_dict(),
+        "baselines": baselines,
         "best": progress.best,
         "best_by_task": progress.best_by_task,
         "history": progress.history,
@@ -142,6 +142,12 @@ class RunRecord:
     protocol: str = DEFAULT_PROTOCOL  # records from before the protocol option: standard
     start_model: tuple | None = None  # STILTs: (run, seed, score) of the supporting run started from
     single_scores: tuple | None = None  # dynamic sampling: ((task, score), ...) read by the run
+    # The options that make this run again (commands.run_options of its config, checked); the
+    # report's commands for missing runs of the same variant start from them.
+    options: dict[str, Any] = field(default_factory=dict)
+    # Each task's main dev score of a constant prediction (majority class; records before the
+    # field: empty).
+    baselines: dict[str, float] = field(default_factory=dict)
 
     @property
     def folder(self) -> Path:
@@ -153,82 +159,8 @@ class RunRecord:
         return self.target_fraction is not None or self.support_ratio is not None
 
 
-@dataclass(frozen=True)
-class InProgressRun:
-    path: Path  # the run folder
-    modified: float  # newest modification time of its files (seconds since the epoch)
-
-    def age(self, now: float | None = None) -> str:
-        """How long ago the run last wrote anything, e.g. '5 min ago'."""
-        seconds = max(0.0, (time.time() if now is None else now) - self.modified)
-        for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-            if seconds >= size:
-                return f"{int(seconds // size)} {unit} ago"
-        return f"{int(seconds)} s ago"
-
-
-@dataclass
-class Discovery:
-    root: Path
-    records: list[RunRecord] = field(default_factory=list)
-    in_progress: list[InProgressRun] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def models(self) -> list[str]:
-        return sorted({r.model for r in self.records})
-
-
 class InvalidRecord(Exception):
     """A result.json that is not a readable run record; the message says why."""
-
-
-def discover(root: str | Path) -> Discovery:
-    """Every run record and every unfinished run under ``root``, with one warning per bad file.
-
-    Runs are looked for only where the trainer puts them, ``<root>/<method>/<name>/seed-<k>/``:
-    whatever else lies in the tree (a stray result.json or config.json, copies, the report) is
-    never read, and cannot hide the runs.
-    """
-    root = Path(root)
-    found = Discovery(root=root)
-    if not root.is_dir():
-        return found
-    for method in METHODS:
-        for folder in root.glob(f"{method}/*/seed-*"):
-            if not _SEED_FOLDER.fullmatch(folder.name):
-                continue
-            try:
-                if (folder / RESULT_FILE).is_file():
-                    found.records.append(read_record(folder / RESULT_FILE))
-                elif (folder / CONFIG_FILE).is_file():
-                    found.in_progress.append(InProgressRun(folder, _newest_mtime(folder)))
-            except InvalidRecord as err:
-                found.warnings.append(f"skipped {folder / RESULT_FILE}: {err}")
-            except OSError as err:  # a folder we may not read
-                found.warnings.append(f"skipped {folder}: cannot be read ({err})")
-    found.records.sort(key=lambda r: str(r.path))
-    found.in_progress.sort(key=lambda r: str(r.path))
-    found.warnings.sort()
-    return found
-
-
-def require_records(found: Discovery) -> None:
-    """Raise the one clear error for an outputs folder without any finished run."""
-    if found.records:
-        return
-    where = found.root.resolve()
-    if not found.root.is_dir():
-        lead = f"No outputs folder at {where}."
-    else:
-        lead = f"No run records (result.json) under {where}."
-        if found.in_progress:
-            lead += f" {len(found.in_progress)} run(s) have started but not finished."
-    raise MtlvsiftError(
-        f"{lead} Train runs first, e.g. `accelerate launch scripts/train_stilts.py --target rte "
-        f"--seed 0` (or train_mtl.py / train_mtl_all.py), or point --outputs at the folder "
-        f"that holds them."
-    )
 
 
 def load(path: str | Path) -> dict[str, Any]:
@@ -308,6 +240,18 @@ def read_record(path: Path) -> RunRecord:
 
     size_exp = _dict(raw, "size_experiment")
     sizes = _dict(raw, "train_sizes")
+    try:
+        options = run_options(method, _dict(raw, "config"))
+    except ValueError as err:
+        raise InvalidRecord(str(err)) from None
+    baselines: dict[str, float] = {}
+    for key, entry in _dict(raw, "baselines").items():
+        task = _task(key)
+        value = entry.get("score") if isinstance(entry, dict) else None
+        if not is_score(value, task, main_metrics.get(task)):
+            raise InvalidRecord(f"{task}'s score in 'baselines' is {_shown(value)}, "
+                                f"{_range(task, main_metrics.get(task))}")
+        baselines[task] = float(value)
     return RunRecord(
         path=path,
         method=method,
@@ -330,6 +274,8 @@ def read_record(path: Path) -> RunRecord:
         task_scores=task_scores,
         main_metrics=main_metrics,
         task_files=tuple(f for f in _list(_dict(raw, "config"), "task_files") if isinstance(f, str)),
+        options=options,
+        baselines=baselines,
     )
 
 
@@ -338,16 +284,6 @@ def _start_model(value: object) -> tuple | None:
     if not isinstance(value, dict):
         return None
     return (str(value.get("run")), value.get("seed"), value.get("score"))
-
-
-def _newest_mtime(folder: Path) -> float:
-    times = []
-    for path in folder.iterdir():
-        try:
-            times.append(path.stat().st_mtime)
-        except OSError:  # a file removed while we looked
-            pass
-    return max(times, default=time.time())
 
 
 def _range(task: str, metric: str | None = None) -> str:
@@ -396,21 +332,3 @@ def _list(raw: dict, key: str) -> list:
     if not isinstance(value, list):
         raise InvalidRecord(f"'{key}' is not a list")
     return value
-
-
-# --------------------------------------------------------------------------- finding runs
-
-
-def finished_runs(folder: str | Path, model: str) -> list[RunRecord]:
-    """The records ``<folder>/seed-*/result.json`` of one model. A damaged one is an error: a
-    run that reads them (STILTs, dynamic sampling) must not silently use fewer seeds."""
-    records = []
-    for result in sorted(Path(folder).glob(f"seed-*/{RESULT_FILE}")):
-        try:
-            record = read_record(result)
-        except InvalidRecord as err:
-            raise MtlvsiftError(f"{result} is not a valid run record ({err}). Train that run "
-                                f"again (its command with --overwrite), or move its folder away.")
-        if record.model == model:
-            records.append(record)
-    return records

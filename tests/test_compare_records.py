@@ -8,7 +8,8 @@ import pytest
 from synthetic import write_in_progress, write_record
 
 from mtlvsift.errors import MtlvsiftError
-from mtlvsift.run_record import discover, read_record, require_records
+from mtlvsift.run_index import discover, require_records
+from mtlvsift.run_record import read_record
 from mtlvsift.report.stats import analyze
 
 

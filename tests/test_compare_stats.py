@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from scipy.stats import ttest_ind
 from synthetic import paper_like_tree, write_record
 
-from mtlvsift.run_record import RunRecord, discover
+from mtlvsift.run_index import discover
+from mtlvsift.run_record import RunRecord
 from mtlvsift.report.stats import analyze
 from mtlvsift.report.tables import table1, table2
 from mtlvsift.tasks import GLUE_TASKS

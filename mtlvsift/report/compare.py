@@ -22,7 +22,7 @@ from mtlvsift.report.tables import table1, table2
 from mtlvsift.report.terminal import render, render_in_progress
 from mtlvsift.report.text import METHOD_NAMES, PAPER_PHRASE, fmt
 from mtlvsift.run_folder import atomic_write
-from mtlvsift.run_record import discover, require_records
+from mtlvsift.run_index import discover, require_records
 from mtlvsift.tasks import normalize_task_name
 
 

@@ -21,7 +21,7 @@ from mtlvsift.report.stats import PAPER_HEURISTIC, Analysis, Cell, Group
 from mtlvsift.report.tables import Table
 from mtlvsift.report.text import HEURISTIC_RULE, fmt, fmt_p, group_text, overview_line, tasks_line
 from mtlvsift.run_folder import atomic_write
-from mtlvsift.run_record import Discovery
+from mtlvsift.run_index import Discovery
 from mtlvsift.tasks import display_name
 
 

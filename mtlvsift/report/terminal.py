@@ -16,7 +16,7 @@ from mtlvsift.report.stats import Analysis
 from mtlvsift.report.tables import Table
 from mtlvsift.report.text import HEURISTIC_RULE, PAPER_PHRASE, fmt, group_text, overview_line, \
     tasks_line
-from mtlvsift.run_record import Discovery
+from mtlvsift.run_index import Discovery
 from mtlvsift.tasks import display_name
 
 MTL_STYLE = "black on light_sky_blue1"

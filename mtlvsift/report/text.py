@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 
 from mtlvsift.report.stats import PAPER_HEURISTIC, Analysis, Group
-from mtlvsift.run_record import Discovery
+from mtlvsift.run_index import Discovery
 from mtlvsift.tasks import display_name
 
 HEURISTIC_RULE = "MTL when the target's training set is smaller than the supporting one"

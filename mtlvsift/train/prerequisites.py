@@ -17,12 +17,13 @@ import json
 import statistics
 from pathlib import Path
 
-from mtlvsift.commands import DEFAULT_OUTPUTS, DEFAULT_PROTOCOL, DEFAULT_SEEDS, train_command
+from mtlvsift.commands import DEFAULT_SEEDS, run_command
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.run_folder import json_kind, variant_suffix
-from mtlvsift.run_record import RunRecord, finished_runs
+from mtlvsift.run_index import finished_runs
+from mtlvsift.run_record import RunRecord
 from mtlvsift.scores import is_score, score_range
-from mtlvsift.tasks import get_task, normalize_task_name
+from mtlvsift.tasks import normalize_task_name
 from mtlvsift.train.config import TrainConfig, folder_name, support_examples_needed
 
 
@@ -37,16 +38,12 @@ def _single_runs(config: TrainConfig, task: str,
     loop that makes them."""
     variant = variant_suffix({"n": cap, "ds": config.data_seed or None})
     folder = Path(config.output_dir) / "single" / folder_name(task, variant, config.protocol)
-    source = get_task(task).source
     seeds = _support_seeds(config)
     by_seed = {r.seed: r for r in finished_runs(folder, config.model) if r.seed in seeds}
     missing = [s for s in seeds if s not in by_seed]
-    options = {"model": config.model, "max_train_examples": cap,
-               "data_seed": config.data_seed or None,
-               "task_file": [source.task_file] if source else None,
-               "protocol": config.protocol if config.protocol != DEFAULT_PROTOCOL else None,
-               "output_dir": config.output_dir if config.output_dir != DEFAULT_OUTPUTS else None}
-    command = train_command("single", task, options=options, seeds=missing) if missing else None
+    # The single run's command, with every option of this run that the single run shares.
+    command = (run_command("single", task, (), {**config.as_dict(), "max_train_examples": cap},
+                           missing) if missing else None)
     found = [by_seed[s] for s in seeds if s in by_seed]
     return found, str(folder.relative_to(config.output_dir)), command
 
