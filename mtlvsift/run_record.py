@@ -105,6 +105,7 @@ def build_record(config, progress, train_sizes: dict[str, int], available: dict[
             "examples": progress.examples,
             "examples_per_second": progress.examples / seconds if seconds > 0 else None,
             "steps": progress.step,
+            "host": platform.node(),  # the grid's ETA reads rates measured on the same machine
             **device,
         },
         "versions": _versions(),
