@@ -27,14 +27,12 @@ SCRIPTS = {"single": "train_stilts.py", "stilts": "train_stilts.py", "mtl": "tra
            "mtl_all": "train_mtl_all.py"}
 
 
-def train_command(method: str, target: str | None = None, support: Sequence[str] = (),
-                  options: Mapping[str, Any] | None = None,
-                  seeds: Sequence[int] = DEFAULT_SEEDS) -> str:
-    """``accelerate launch scripts/<script> --target T --support S --opt value ... --seed k``.
+def train_args(method: str, target: str | None = None, support: Sequence[str] = (),
+               options: Mapping[str, Any] | None = None) -> list[str]:
+    """``[scripts/<script>, --target, T, --support, S, --opt, value, ...]``, no seed.
 
     ``options`` maps option names (``max_train_examples``) to values: None and False are left
-    out, True is a flag, a list repeats the option (``--task-file A --task-file B``). Several
-    seeds give ``for seed in ...; do ... --seed $seed; done``.
+    out, True is a flag, a list repeats the option (``--task-file A --task-file B``).
     """
     if method not in SCRIPTS:
         raise ValueError(f"unknown method {method!r}")
@@ -49,8 +47,16 @@ def train_command(method: str, target: str | None = None, support: Sequence[str]
                 continue
             args.append("--" + name.replace("_", "-"))
             if item is not True:
-                args.append(f"{item:g}" if isinstance(item, float) else str(item))
-    line = "accelerate launch " + " ".join(shlex.quote(a) for a in args)
+                args.append(repr(item) if isinstance(item, float) else str(item))  # repr: exact
+    return args
+
+
+def train_command(method: str, target: str | None = None, support: Sequence[str] = (),
+                  options: Mapping[str, Any] | None = None,
+                  seeds: Sequence[int] = DEFAULT_SEEDS) -> str:
+    """``accelerate launch scripts/<script> --target T --support S --opt value ... --seed k``
+    (``train_args``); several seeds give ``for seed in ...; do ... --seed $seed; done``."""
+    line = "accelerate launch " + shlex.join(train_args(method, target, support, options))
     seeds = [int(s) for s in seeds]
     if len(seeds) == 1:
         return f"{line} --seed {seeds[0]}"

@@ -1,0 +1,148 @@
+"""``scripts/run_grid.py``: the grid's options, its plan shown (``--dry-run``), written out
+(``--emit``) or run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from rich.console import Console
+from rich.table import Table
+
+from mtlvsift.commands import DEFAULT_SEEDS
+from mtlvsift.errors import MtlvsiftError
+from mtlvsift.grid import emit
+from mtlvsift.grid.estimate import Speeds, describe_bytes, describe_seconds, measured_speeds, \
+    run_seconds, run_work
+from mtlvsift.grid.plan import METHODS, GridRun, grid_runs, parse_list
+from mtlvsift.grid.run import GridOutcome, calibrate, is_main_process, run_here, run_jobs
+
+# Train-script options the grid sets itself, per run.
+GRID_SET = {"seed", "support_seeds"}
+
+
+def grid_train_options(train_options: Callable) -> Callable:
+    """The train scripts' shared options, less those the grid sets per run."""
+    def decorate(function: Callable) -> Callable:
+        function = train_options(function)
+        function.__click_params__ = [p for p in function.__click_params__ if p.name not in GRID_SET]
+        return function
+
+    return decorate
+
+
+def seeds_of(value: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in parse_list(value, "seeds")]
+    except ValueError:
+        raise MtlvsiftError(f"--seeds {value!r} is not a list of seeds such as 0,1,2.") from None
+    if min(seeds) < 0 or max(seeds) > 2**32 - 1:
+        raise MtlvsiftError(f"--seeds {value!r}: seeds go from 0 to 2**32 - 1.")
+    return seeds
+
+
+def run_grid(tasks: str, seeds: str, methods: str, mtl_sampling: str, mtl_all_sampling: str,
+             batching: str, dynamic_rule: str, dry_run: bool, jobs: int, emit_kind: str | None,
+             emit_to: str | None, sbatch: tuple[str, ...], repo_root: Path,
+             **options: Any) -> GridOutcome | None:
+    """What scripts/run_grid.py does with its options."""
+    console = Console(highlight=False)
+    if emit_kind and not emit_to:
+        raise MtlvsiftError("--emit needs --emit-to DIR: the folder to write the scripts into.")
+    runs = grid_runs(parse_list(tasks, "tasks"), seeds_of(seeds), parse_list(methods, "methods"),
+                     options, mtl_sampling, mtl_all_sampling, batching, dynamic_rule)
+    outputs = Path(options["output_dir"])
+    main = is_main_process()
+    if emit_kind:
+        if main:
+            write_emitted(runs, emit_kind, Path(emit_to), repo_root, outputs, sbatch, console)
+        return None
+    mode = "process" if jobs > 1 else "in-process"
+    todo = [r for r in runs if r.status() != "complete"]
+    if not todo:
+        if main:
+            console.print(f"All {len(runs)} runs of the grid are complete under {outputs}: nothing "
+                          f"to do. (compare.py --outputs {outputs} reports them.)")
+        return GridOutcome(skipped=runs)
+    speeds = measured_speeds(outputs, runs[0].config.model, int(os.environ.get("WORLD_SIZE", "1")))
+    unmeasured = sorted({t for r in todo for t in r.config.tasks} - set(speeds.tasks))
+    if dry_run and unmeasured and main:
+        measured = calibrate(todo[0].config, unmeasured, console)
+        speeds.tasks.update(measured.tasks)
+        speeds.overhead.setdefault("in-process", measured.overhead["in-process"])
+        speeds.run_bytes = speeds.run_bytes or measured.run_bytes
+    estimates = {r.run_dir: run_seconds(run_work(r.config), speeds, mode) for r in todo}
+    if main:
+        show_plan(runs, estimates, speeds, mode, jobs, outputs, console, dry_run)
+    if dry_run:
+        return None
+    if jobs > 1:
+        outcome = run_jobs(runs, outputs, jobs, repo_root, console)
+    else:
+        outcome = run_here(runs, outputs, estimates, console)
+    if main:
+        show_outcome(outcome, outputs, console)
+    if outcome.failed:
+        raise SystemExit(1)
+    return outcome
+
+
+def show_plan(runs: list[GridRun], estimates: dict[str, float | None], speeds: Speeds, mode: str,
+              jobs: int, outputs: Path, console: Console, dry_run: bool) -> None:
+    todo = [r for r in runs if r.run_dir in estimates]
+    table = Table(title=f"Grid plan: {len(runs)} runs, {len(todo)} to train "
+                        f"({'dry run: nothing trained or written' if dry_run else mode})")
+    for column in ("#", "stage", "run", "status", "steps", "estimate"):
+        table.add_column(column, justify="right" if column in ("#", "steps", "estimate") else "left")
+    for number, run in enumerate(runs, 1):
+        known = run.run_dir in estimates
+        table.add_row(str(number), str(run.stage), run.label + (" (added)" if run.added else ""),
+                      run.status(), f"{run_work(run.config).steps:,}" if known else "",
+                      describe_seconds(estimates[run.run_dir]) if known else "")
+    console.print(table)
+    if dry_run:  # one line each, unwrapped, to copy
+        console.print("Commands (in this order; finished runs left out):")
+        for number, run in enumerate(runs, 1):
+            if run.run_dir in estimates:
+                console.print(f"  {number:>3}  {run.command()}", soft_wrap=True, markup=False)
+    total = [estimates[r.run_dir] for r in todo]
+    eta = None if None in total else sum(total) / max(1, min(jobs, len(todo)))
+    sources = sorted({f"{t} ({s.source})" for t, s in speeds.tasks.items()})
+    console.print(f"ETA: {describe_seconds(eta)} for {len(todo)} runs ({mode}"
+                  f"{f', {jobs} at once' if jobs > 1 else ''}); speeds measured by: "
+                  f"{', '.join(sources) or 'nothing yet'}; {describe_seconds(speeds.overhead_for(mode))} "
+                  f"of set-up per run.")
+    if speeds.run_bytes is not None:
+        console.print(f"Disk: about {describe_bytes(speeds.run_bytes * len(todo))} for {len(todo)} "
+                      f"run folders ({describe_bytes(speeds.run_bytes)} each, mostly best/), plus a "
+                      f"run's state/ while it trains (removed when it ends).")
+
+
+def show_outcome(outcome: GridOutcome, outputs: Path, console: Console) -> None:
+    console.print(f"Grid: {len(outcome.trained)} trained, {len(outcome.skipped)} already complete, "
+                  f"{len(outcome.failed)} failed.")
+    for run, why in outcome.failed:
+        console.print(f"  [red]failed[/] {run.label}: {why.splitlines()[0]}")
+    if not outcome.failed:
+        console.print(f"Report: python scripts/compare.py --outputs {outputs}")
+
+
+def write_emitted(runs: list[GridRun], kind: str, folder: Path, repo_root: Path, outputs: Path,
+                  sbatch: tuple[str, ...], console: Console) -> None:
+    if kind == "shell":
+        files = {"grid.sh": emit.shell_script(runs, repo_root)}
+    else:
+        log_dir = (folder / "logs").resolve()
+        log_dir.mkdir(parents=True, exist_ok=True)
+        files = emit.slurm_scripts(runs, repo_root, log_dir, list(sbatch))
+    for path in emit.write_files(folder, files):
+        console.print(f"wrote {path}")
+    stages = {s: sum(r.stage == s for r in runs) for s in sorted({r.stage for r in runs})}
+    console.print(f"{len(runs)} runs ({', '.join(f'stage {s}: {n}' for s, n in stages.items())}); "
+                  f"nothing trained. " + ("Run: bash " + str(folder / "grid.sh") if kind == "shell"
+                                          else "Submit: bash " + str(folder / "submit.sh")))
+
+
+SEEDS_DEFAULT = ",".join(map(str, DEFAULT_SEEDS))
+METHODS_DEFAULT = ",".join(METHODS)

@@ -1,0 +1,141 @@
+"""The runs of a grid (tasks x seeds x methods), each with its config and command, in an order
+that puts every run after the runs it reads.
+
+Two stages: runs that read no other run (single runs, MTL and MTL_All with uniform or size
+sampling), then runs that read finished single runs (STILTs starts from the best supporting
+seed; dynamic sampling reads the mean single-task scores). Every run of the grid gets the grid's
+options, and those that read single runs get ``--support-seeds`` = the grid's seeds, so a grid
+over two seeds never waits for five. Pairwise MTL is one run per unordered pair (its record
+holds both tasks' scores, so it fills both cells of the matrix), with the smaller task as target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations, permutations
+from typing import Any
+
+from mtlvsift import run_record
+from mtlvsift.commands import run_command, run_options, train_args
+from mtlvsift.errors import MtlvsiftError
+from mtlvsift.run_folder import RunFolder
+from mtlvsift.tasks import get_task, get_tasks
+from mtlvsift.train.config import TrainConfig, mtl_all_config, mtl_config, stilts_config
+
+METHODS = ("single", "stilts", "mtl", "mtl_all")
+READS_SINGLE_RUNS = 2  # the stage of runs that read finished single runs
+
+
+@dataclass(frozen=True)
+class GridRun:
+    config: TrainConfig
+    stage: int  # 1: reads no other run; 2: reads the single runs in ``needs``
+    needs: tuple[str, ...] = ()  # run folders (str) of the single runs it reads
+    added: bool = False  # a single run the grid adds because a run of another method reads it
+
+    @property
+    def method(self) -> str:
+        return self.config.method
+
+    @property
+    def run_dir(self) -> str:
+        return str(self.config.run_dir)
+
+    @property
+    def label(self) -> str:
+        c = self.config
+        what = {"single": "single", "stilts": "STILTs", "mtl": "MTL", "mtl_all": "MTL_All"}[c.method]
+        tasks = c.target + "".join(f" <- {s}" for s in c.support) if c.target else "+".join(c.tasks)
+        return f"{what} {tasks} seed {c.seed}"
+
+    def args(self) -> list[str]:
+        """The train script and its arguments (without ``accelerate launch``)."""
+        c = self.config
+        options = run_options(c.method, c.as_dict())
+        return [*train_args(c.method, c.target, c.support, options), "--seed", str(c.seed)]
+
+    def command(self) -> str:
+        c = self.config
+        return run_command(c.method, c.target, c.support, c.as_dict(), [c.seed])
+
+    def status(self) -> str:
+        """``complete`` (a readable result.json), ``partial`` (started, not finished) or ``new``."""
+        folder = RunFolder(self.config.run_dir)
+        if folder.is_complete():
+            try:
+                run_record.load(folder.result_file)
+                return "complete"
+            except run_record.InvalidRecord:
+                return "partial"  # the run itself says what is wrong with it
+        return "partial" if folder.config_file.exists() else "new"
+
+
+def parse_list(value: str, what: str) -> list[str]:
+    """``rte,mrpc`` or ``rte mrpc`` -> ['rte', 'mrpc'], distinct, in order."""
+    items = [v for v in value.replace(",", " ").split() if v]
+    if not items:
+        raise MtlvsiftError(f"--{what} is empty.")
+    if len(set(items)) != len(items):
+        raise MtlvsiftError(f"--{what} lists something twice: {value}")
+    return items
+
+
+def grid_runs(tasks: list[str], seeds: list[int], methods: list[str], options: dict[str, Any],
+              mtl_sampling: str = "dynamic", mtl_all_sampling: str = "size",
+              batching: str = "heterogeneous", dynamic_rule: str = "softmax") -> list[GridRun]:
+    """Every run of the grid, prerequisites first (single runs a STILTs or dynamic run reads are
+    added when ``single`` is not among ``methods``); ``options`` are the train scripts' options."""
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        raise MtlvsiftError(f"Unknown --methods {', '.join(sorted(unknown))}: choose from "
+                            f"{', '.join(METHODS)}.")
+    names = [t.name for t in get_tasks(tasks)]
+    if len(names) < 2 and set(methods) - {"single"}:
+        raise MtlvsiftError("STILTs, MTL and MTL_All need at least two --tasks.")
+    options = {**options, "support_seeds": tuple(seeds)}
+    later: list[TrainConfig] = []
+    for seed in seeds:
+        each = {**options, "seed": seed}
+        if "stilts" in methods:
+            later += [stilts_config(t, s, None, None, None, **each) for t, s in permutations(names, 2)]
+        if "mtl" in methods:
+            for a, b in combinations(names, 2):
+                target, support = sorted((a, b), key=_size_order)
+                later.append(mtl_config(target, (support,), mtl_sampling, batching, dynamic_rule,
+                                        None, None, None, **each))
+        if "mtl_all" in methods:
+            later.append(mtl_all_config(tuple(names), mtl_all_sampling, batching, dynamic_rule,
+                                        None, **each))
+    singles = {(t, seed): stilts_config(t, None, None, None, None, **{**options, "seed": seed})
+               for t in names for seed in seeds}
+    reads = {str(c.run_dir): _single_tasks_read(c) for c in later}
+    wanted = {t for tasks_read in reads.values() for t in tasks_read}
+    runs = [GridRun(config, 1, added="single" not in methods)
+            for (task, seed), config in singles.items() if "single" in methods or task in wanted]
+    first = [GridRun(c, 1) for c in later if not reads[str(c.run_dir)]]
+    second = [GridRun(c, READS_SINGLE_RUNS,
+                      tuple(str(singles[t, s].run_dir) for t in reads[str(c.run_dir)] for s in seeds))
+              for c in later if reads[str(c.run_dir)]]
+    ordered = runs + _by_method(first) + _by_method(second)
+    folders = [r.run_dir for r in ordered]
+    if len(set(folders)) != len(folders):  # e.g. a task named twice under different spellings
+        raise MtlvsiftError("Two runs of the grid would share a run folder; check --tasks.")
+    return ordered
+
+
+def _single_tasks_read(config: TrainConfig) -> list[str]:
+    if config.method == "stilts":
+        return list(config.support)
+    if config.sampling == "dynamic":
+        return list(config.tasks)
+    return []
+
+
+def _size_order(task: str) -> tuple[int, str]:
+    """Smaller training set first (a task file's task: by name, after GLUE's sizes)."""
+    size = get_task(task).train_size
+    return (size if size else 10**12, task)
+
+
+def _by_method(runs: list[GridRun]) -> list[GridRun]:
+    return sorted(runs, key=lambda r: METHODS.index(r.method))

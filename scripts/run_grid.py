@@ -1,0 +1,48 @@
+#!/usr/bin/env python
+"""The experiment as one command: every single, STILTs, MTL and MTL_All run of a grid of tasks
+and seeds, prerequisites first, finished runs skipped.
+
+    python scripts/run_grid.py --tasks rte,mrpc,stsb --seeds 0,1,2 --dry-run    # plan and ETA
+    python scripts/run_grid.py --tasks rte,mrpc,stsb --seeds 0,1,2              # train it here
+    python scripts/run_grid.py --tasks rte,mrpc --emit slurm --emit-to slurm/   # for a cluster
+"""
+
+from pathlib import Path
+
+import click
+
+from mtlvsift.grid.main import METHODS_DEFAULT, SEEDS_DEFAULT, grid_train_options, run_grid
+from mtlvsift.train.options import mtl_options, train_options
+from mtlvsift.train.sampling import SAMPLINGS
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--tasks", required=True, help="Comma-separated tasks, e.g. rte,mrpc,stsb.")
+@click.option("--seeds", default=SEEDS_DEFAULT, help="Comma-separated seeds of every run.")
+@click.option("--methods", default=METHODS_DEFAULT,
+              help="Comma-separated: single, stilts, mtl, mtl_all (single runs that STILTs or "
+                   "dynamic sampling read are added when single is left out).")
+@click.option("--mtl-sampling", default="dynamic", type=click.Choice(SAMPLINGS, case_sensitive=False),
+              help="Pairwise MTL's sampling.")
+@click.option("--mtl-all-sampling", default="size", type=click.Choice(SAMPLINGS, case_sensitive=False),
+              help="MTL_All's sampling.")
+@mtl_options
+@grid_train_options(train_options)
+@click.option("--dry-run", is_flag=True,
+              help="Print the plan (every run, its command, steps, estimated time), the ETA and "
+                   "the disk it needs; train nothing, write nothing under the outputs.")
+@click.option("--jobs", default=1, type=click.IntRange(1, 1024),
+              help="Runs at once, each its own process (one GPU each where there are GPUs).")
+@click.option("--emit", "emit_kind", default=None, type=click.Choice(["shell", "slurm"]),
+              help="Write the plan as a shell script (grid.sh) or SLURM array jobs, and train nothing.")
+@click.option("--emit-to", default=None, type=click.Path(file_okay=False), help="Folder for --emit.")
+@click.option("--sbatch", multiple=True,
+              help="An extra #SBATCH line for --emit slurm, e.g. '--gres=gpu:1' (repeatable).")
+def main(single_scores, **options):
+    if single_scores:
+        raise click.UsageError("--single-scores is per run; a grid reads its own single runs.")
+    run_grid(repo_root=Path(__file__).resolve().parents[1], **options)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""scripts/run_grid.py: the plan (order, prerequisites, commands that rebuild each run exactly),
+the in-process grid and compare.py over it, a second call that does nothing, a dry run that
+writes nothing, and the emitted shell and SLURM scripts."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import REPO_ROOT, load_script, run_script
+from mtlvsift.grid.estimate import RunWork, Speeds, TaskSpeed, run_seconds, speed_of_record
+from mtlvsift.grid.plan import grid_runs
+from mtlvsift.train.config import mtl_all_config, mtl_config, stilts_config
+
+
+def _options(out: Path, **extra) -> dict:
+    """The train scripts' option values (their defaults) as run_grid.py hands them over."""
+    script = load_script("run_grid")
+    ctx = script.main.make_context("run_grid", ["--tasks", "rte", "--output-dir", str(out)])
+    params = dict(ctx.params)
+    for key in ("tasks", "seeds", "methods", "mtl_sampling", "mtl_all_sampling", "batching",
+                "dynamic_rule", "single_scores", "dry_run", "jobs", "emit_kind", "emit_to", "sbatch"):
+        params.pop(key)
+    return {**params, **extra}
+
+
+def test_plan_orders_prerequisites_and_pairs_once(tmp_path):
+    runs = grid_runs(["rte", "mrpc", "stsb"], [0, 1], ["single", "stilts", "mtl", "mtl_all"],
+                     _options(tmp_path / "out"))
+    labels = [r.label for r in runs]
+    assert labels[:6] == ["single rte seed 0", "single rte seed 1", "single mrpc seed 0",
+                          "single mrpc seed 1", "single stsb seed 0", "single stsb seed 1"]
+    # MTL_All (size sampling) reads no run: stage 1; STILTs and dynamic MTL read the singles.
+    assert labels[6:8] == ["MTL_All rte+mrpc+stsb seed 0", "MTL_All rte+mrpc+stsb seed 1"]
+    assert [r.stage for r in runs] == [1] * 8 + [2] * 18
+    assert labels[8:14] == ["STILTs rte <- mrpc seed 0", "STILTs rte <- stsb seed 0",
+                            "STILTs mrpc <- rte seed 0", "STILTs mrpc <- stsb seed 0",
+                            "STILTs stsb <- rte seed 0", "STILTs stsb <- mrpc seed 0"]
+    # One MTL run per unordered pair, the smaller training set as target (RTE < MRPC < STS-B).
+    assert [label for label in labels if label.startswith("MTL ")] == [
+        "MTL rte <- mrpc seed 0", "MTL rte <- stsb seed 0", "MTL mrpc <- stsb seed 0",
+        "MTL rte <- mrpc seed 1", "MTL rte <- stsb seed 1", "MTL mrpc <- stsb seed 1"]
+    stilts = runs[8]
+    assert stilts.config.support_seeds == [0, 1]
+    assert stilts.needs == (str(tmp_path / "out/single/mrpc/seed-0"), str(tmp_path / "out/single/mrpc/seed-1"))
+    assert "--support-seeds '0 1'" in stilts.command()
+
+
+def test_single_runs_that_other_runs_read_are_added(tmp_path):
+    runs = grid_runs(["rte", "mrpc"], [0], ["stilts"], _options(tmp_path))
+    assert [(r.label, r.added) for r in runs] == [
+        ("single rte seed 0", True), ("single mrpc seed 0", True),
+        ("STILTs rte <- mrpc seed 0", False), ("STILTs mrpc <- rte seed 0", False)]
+    assert [r.label for r in grid_runs(["rte", "mrpc"], [0], ["mtl"], _options(tmp_path),
+                                       mtl_sampling="size")] == ["MTL rte <- mrpc seed 0"]
+
+
+def _config_from_command(run) -> object:
+    """The config the printed command's script builds (parsed by the script's own options)."""
+    args = run.args()
+    script = load_script(Path(args[0]).stem)
+    params = dict(script.main.make_context(Path(args[0]).name, args[1:]).params)
+    for key in ("restart", "dry_run", "plan_json"):
+        params.pop(key)
+    if run.method in ("single", "stilts"):
+        return stilts_config(**params)
+    if run.method == "mtl":
+        return mtl_config(params.pop("target"), params.pop("support"), **params)
+    tasks = tuple(t for t in params.pop("tasks").split(",") if t)
+    return mtl_all_config(tasks, **params)
+
+
+@pytest.mark.parametrize("extra", [
+    {},
+    {"max_train_examples": 300, "epochs": 2, "max_seq_length": 64, "batch_size": 32, "lr": 3.3e-5,
+     "data_dir": "/data/glue dir", "protocol": "original", "warmup_ratio": 0.06, "data_seed": 7},
+])
+def test_every_command_rebuilds_its_run_exactly(tmp_path, extra):
+    """What the grid prints (and --emit writes) is parsed by the train scripts into the same run
+    identity and folder the grid trains in process."""
+    runs = grid_runs(["rte", "sst2", "stsb"], [0, 3], ["single", "stilts", "mtl", "mtl_all"],
+                     _options(tmp_path / "my outputs", **extra), mtl_all_sampling="uniform")
+    for run in runs:
+        rebuilt = _config_from_command(run)
+        assert rebuilt.identity() == run.config.identity(), run.command()
+        assert rebuilt.run_dir == run.config.run_dir
+        assert rebuilt.data_dir == run.config.data_dir
+
+
+def test_estimate_from_speeds():
+    speeds = Speeds(tasks={"rte": TaskSpeed(10.0, 2.0, 0.5, "runs"),
+                           "sst2": TaskSpeed(40.0, 1.0, 0.25, "runs")},
+                    overhead={"in-process": 3.0})
+    work = RunWork(rows={"rte": 100.0, "sst2": 400.0}, evaluations=4, steps=10)
+    # 100/10 + 400/40 training, 4 x (2 + 1) evaluating, 4 x 0.5 waiting, 3 of set-up
+    assert run_seconds(work, speeds, "in-process") == pytest.approx(20 + 12 + 2 + 3)
+    assert run_seconds(work, speeds, "process") == pytest.approx(34 + 15)  # default until measured
+    assert run_seconds(RunWork({"cola": 1.0}, 1, 1), speeds, "in-process") is None
+    timing = {"train_seconds": 4.0, "examples": 40, "eval_seconds": [9.0, 1.0, 3.0],
+              "checkpoint_blocked_seconds": [0.1, 0.3]}
+    speed = speed_of_record(timing)
+    assert (speed.train_examples_per_s, speed.eval_seconds, speed.checkpoint_seconds) == (10.0, 2.0, 0.2)
+    for bad in ({**timing, "train_seconds": float("nan")}, {**timing, "eval_seconds": "1"},
+                {**timing, "examples": -3}, {**timing, "eval_seconds": [1, None]}, ["timing"]):
+        assert speed_of_record(bad) is None
+
+
+def _tree(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*")} if folder.exists() else {}
+
+
+def test_grid_runs_then_compare_reports_its_variant(tmp_path, tiny_model, tiny_glue):
+    out = tmp_path / "out"
+    grid = ["--tasks", "rte,sst2,cola", "--seeds", "0,1", "--model", tiny_model, "--data-dir", tiny_glue,
+            "--output-dir", out, "--epochs", "1", "--batch-size", "8", "--lr", "1e-3",
+            "--max-train-examples", "40", "--max-seq-length", "32"]
+    dry = run_script("run_grid", [*grid, "--dry-run"])  # nothing measured yet: calibrates
+    assert not out.exists(), "--dry-run wrote under the outputs"
+    assert "speeds measured by: cola (calibration), rte (calibration), sst2 (calibration)" in \
+        " ".join(dry.output.split())
+    run_script("run_grid", [*grid, "--methods", "single"])  # some runs exist before the dry run
+    before = _tree(out)
+    dry = run_script("run_grid", [*grid, "--dry-run"])
+    assert _tree(out) == before, "--dry-run wrote under the outputs"
+    assert "ETA:" in dry.output and "Commands (in this order" in dry.output
+    assert "26 runs, 20 to train" in " ".join(dry.output.split())
+    assert "cola (runs), rte (runs), sst2 (runs)" in " ".join(dry.output.split())
+
+    first = run_script("run_grid", grid)
+    assert "Grid: 20 trained, 6 already complete, 0 failed." in " ".join(first.output.split())
+    before = _tree(out)
+    again = run_script("run_grid", grid)
+    assert "All 26 runs of the grid are complete" in " ".join(again.output.split())
+    assert _tree(out) == before
+
+    run_script("compare", ["--outputs", out])
+    summary = json.loads(next((out / "report").rglob("summary.json")).read_text())
+    cells = [c for c in summary["cells"] if c["n_mtl"] and c["n_stilts"]]
+    assert len(cells) == 6, summary["cells"]
+    assert all(c["n_mtl"] == 2 and c["n_stilts"] == 2 and c["t"] is not None for c in cells)
+    report = next((out / "report").rglob("report.md")).read_text()
+    assert "MTL_All" in report and "n-40" in report
+
+
+def test_emit_slurm_array_sizes_and_dependency(tmp_path):
+    folder = tmp_path / "slurm"
+    run_script("run_grid", ["--tasks", "rte,mrpc,stsb", "--seeds", "0,1", "--output-dir", tmp_path / "out",
+                            "--emit", "slurm", "--emit-to", folder, "--sbatch", "--gres=gpu:1"])
+    assert not (tmp_path / "out").exists()
+    runs = grid_runs(["rte", "mrpc", "stsb"], [0, 1], ["single", "stilts", "mtl", "mtl_all"],
+                     _options(tmp_path / "out"))
+    for stage in (1, 2):
+        text = (folder / f"stage-{stage}.sbatch").read_text()
+        subprocess.run(["bash", "-n", folder / f"stage-{stage}.sbatch"], check=True)
+        count = sum(r.stage == stage for r in runs)
+        assert f"#SBATCH --array=0-{count - 1}\n" in text and "#SBATCH --gres=gpu:1\n" in text
+        assert text.count("accelerate launch") == count
+    submit = (folder / "submit.sh").read_text()
+    subprocess.run(["bash", "-n", folder / "submit.sh"], check=True)
+    assert re.search(r"sbatch --parsable --dependency=afterok:\$\{stage1\} stage-2.sbatch", submit)
+    # A command picked by an array index is the one the plan has at that place.
+    stage2 = [r for r in runs if r.stage == 2]
+    listing = subprocess.run(["bash", "-c", f"SLURM_ARRAY_TASK_ID=4; eval \"$(sed -n '/^commands=(/,/^)/p' "
+                              f"{folder / 'stage-2.sbatch'})\"; printf '%s' \"${{commands[4]}}\""],
+                             capture_output=True, text=True, check=True).stdout
+    assert listing == stage2[4].command()
+
+
+@pytest.mark.slow
+def test_emitted_shell_script_makes_the_same_runs(tmp_path, tiny_model, tiny_glue):
+    """grid.sh (one `accelerate launch` per run) trains the runs the in-process grid trains."""
+    if shutil.which("accelerate") is None:
+        pytest.skip("the accelerate command is not on PATH")
+    common = ["--tasks", "rte,sst2", "--seeds", "0", "--model", tiny_model, "--data-dir", tiny_glue,
+              "--epochs", "1", "--batch-size", "8", "--max-seq-length", "32"]
+    run_script("run_grid", [*common, "--output-dir", tmp_path / "here"])
+    run_script("run_grid", [*common, "--output-dir", tmp_path / "sh", "--emit", "shell",
+                            "--emit-to", tmp_path / "emitted"])
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO_ROOT))
+    done = subprocess.run(["bash", tmp_path / "emitted" / "grid.sh"], env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    def runs(root: Path) -> dict[str, dict]:
+        found = {}
+        for result in root.rglob("result.json"):
+            config = json.loads((result.parent / "config.json").read_text())
+            found[str(result.parent.relative_to(root))] = config
+        return found
+
+    here, sh = runs(tmp_path / "here"), runs(tmp_path / "sh")
+    assert len(here) == 6 and here.keys() == sh.keys()
+    assert here == sh  # identities (the output folder is not part of them)
+    jobs = run_script("run_grid", [*common, "--output-dir", tmp_path / "jobs", "--jobs", "2"])
+    assert "Grid: 6 trained" in " ".join(jobs.output.split())
+    assert runs(tmp_path / "jobs") == here
