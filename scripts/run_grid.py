@@ -31,6 +31,8 @@ from mtlvsift.train.sampling import SAMPLINGS
 @click.option("--dry-run", is_flag=True,
               help="Print the plan (every run, its command, steps, estimated time), the ETA and "
                    "the disk it needs; train nothing, write nothing under the outputs.")
+@click.option("--plan-json", default=None, type=click.Path(dir_okay=False),
+              help="Also write the plan (runs, commands, estimates, ETA) as JSON to this file.")
 @click.option("--jobs", default=1, type=click.IntRange(1, 1024),
               help="Runs at once, each its own process (one GPU each where there are GPUs).")
 @click.option("--emit", "emit_kind", default=None, type=click.Choice(["shell", "slurm"]),

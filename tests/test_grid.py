@@ -26,7 +26,8 @@ def _options(out: Path, **extra) -> dict:
     ctx = script.main.make_context("run_grid", ["--tasks", "rte", "--output-dir", str(out)])
     params = dict(ctx.params)
     for key in ("tasks", "seeds", "methods", "mtl_sampling", "mtl_all_sampling", "batching",
-                "dynamic_rule", "single_scores", "dry_run", "jobs", "emit_kind", "emit_to", "sbatch"):
+                "dynamic_rule", "single_scores", "dry_run", "jobs", "emit_kind", "emit_to", "sbatch",
+                "plan_json"):
         params.pop(key)
     return {**params, **extra}
 

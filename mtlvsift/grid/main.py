@@ -16,6 +16,7 @@ from mtlvsift.grid import emit
 from mtlvsift.grid.estimate import Speeds, describe_bytes, describe_seconds, measured_speeds, \
     run_seconds, run_work
 from mtlvsift.grid.plan import METHODS, GridRun, grid_runs, parse_list
+from mtlvsift.run_folder import atomic_write_json
 from mtlvsift.grid.run import GridOutcome, calibrate, is_main_process, run_here, run_jobs
 
 # Train-script options the grid sets itself, per run.
@@ -45,7 +46,7 @@ def seeds_of(value: str) -> list[int]:
 def run_grid(tasks: str, seeds: str, methods: str, mtl_sampling: str, mtl_all_sampling: str,
              batching: str, dynamic_rule: str, dry_run: bool, jobs: int, emit_kind: str | None,
              emit_to: str | None, sbatch: tuple[str, ...], repo_root: Path,
-             **options: Any) -> GridOutcome | None:
+             plan_json: str | None = None, **options: Any) -> GridOutcome | None:
     """What scripts/run_grid.py does with its options."""
     console = Console(highlight=False)
     if emit_kind and not emit_to:
@@ -75,6 +76,8 @@ def run_grid(tasks: str, seeds: str, methods: str, mtl_sampling: str, mtl_all_sa
     estimates = {r.run_dir: run_seconds(run_work(r.config), speeds, mode) for r in todo}
     if main:
         show_plan(runs, estimates, speeds, mode, jobs, outputs, console, dry_run)
+        if plan_json:
+            atomic_write_json(plan_json, plan_document(runs, estimates, speeds, mode, jobs))
     if dry_run:
         return None
     if jobs > 1:
@@ -117,6 +120,19 @@ def show_plan(runs: list[GridRun], estimates: dict[str, float | None], speeds: S
         console.print(f"Disk: about {describe_bytes(speeds.run_bytes * len(todo))} for {len(todo)} "
                       f"run folders ({describe_bytes(speeds.run_bytes)} each, mostly best/), plus a "
                       f"run's state/ while it trains (removed when it ends).")
+
+
+def plan_document(runs: list[GridRun], estimates: dict[str, float | None], speeds: Speeds,
+                  mode: str, jobs: int) -> dict[str, Any]:
+    """--plan-json: every run with its command, status and estimate; the ETA in seconds."""
+    todo = [estimates[r.run_dir] for r in runs if r.run_dir in estimates]
+    return {"runs": [{"label": r.label, "method": r.method, "stage": r.stage, "run_dir": r.run_dir,
+                      "status": r.status(), "command": r.command(),
+                      "estimate_seconds": estimates.get(r.run_dir)} for r in runs],
+            "mode": mode, "jobs": jobs,
+            "eta_seconds": None if None in todo else sum(todo) / max(1, min(jobs, len(todo))),
+            "speeds": {t: vars(s) for t, s in speeds.tasks.items()},
+            "overhead_seconds": speeds.overhead_for(mode), "run_bytes": speeds.run_bytes}
 
 
 def show_outcome(outcome: GridOutcome, outputs: Path, console: Console) -> None:
