@@ -208,3 +208,8 @@ def get_tasks(names: list[str] | tuple[str, ...]) -> list[Task]:
             raise MtlvsiftError(f"Task '{task.display}' is listed twice; name each task once.")
         seen.add(task.name)
     return tasks
+
+
+def user_task_names() -> list[str]:
+    """The names of the task-file tasks registered for this process (--task-file)."""
+    return sorted(_USER_TASKS)

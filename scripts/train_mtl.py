@@ -7,14 +7,15 @@
 import click
 
 from mtlvsift.train.config import mtl_config
-from mtlvsift.train.options import mtl_options, plan_options, restart_option, sampling_option, size_options, train_options
+from mtlvsift.train.options import (mtl_options, plan_options, restart_option, sampling_option, size_options,
+                                    task_option, train_options)
 from mtlvsift.train.loop import run_training
 from mtlvsift.train.plan import show_plan
 
 
 @click.command(context_settings={"show_default": True})
-@click.option("--target", required=True, help="The task to select the model on.")
-@click.option("--support", multiple=True, help="A supporting task (repeat for several).")
+@task_option("--target", required=True, help="The task to select the model on.")
+@task_option("--support", multiple=True, help="A supporting task (repeat for several).")
 @sampling_option("dynamic")
 @mtl_options
 @size_options
@@ -22,6 +23,11 @@ from mtlvsift.train.plan import show_plan
 @restart_option
 @plan_options
 def main(target, support, restart, dry_run, plan_json, **options):
+    """Pairwise MTL: train the target and its supporting task(s) jointly, one shared encoder.
+
+    One seed per run, the model selected on the target's dev score; a rerun of the same command
+    resumes an unfinished run and skips a finished one.
+    """
     config = mtl_config(target, support, **options)
     if dry_run or plan_json:
         show_plan(config, plan_json)

@@ -15,10 +15,12 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import sys
 import time
 from contextlib import nullcontext
 from typing import Any
 
+import click
 import numpy as np
 import torch
 from accelerate import Accelerator
@@ -31,6 +33,7 @@ from mtlvsift import run_record
 from mtlvsift.run_folder import RunFolder, existing_folder
 from mtlvsift.run_lock import RunLock
 from mtlvsift.run_record import build_record, selection_entry, write_record
+from mtlvsift.train.baseline import constant_baselines
 from mtlvsift.train.batches import MixedTaskDataset, micro_batch_collator, prepare_task_data, train_loader
 from mtlvsift.train.checkpoint import Progress, load_checkpoint
 from mtlvsift.train.checkpoint_writer import CheckpointWriter
@@ -43,12 +46,27 @@ from mtlvsift.train.plan import (epoch_settings, eval_points, first_epoch_layout
                                  with_prerequisites)
 from mtlvsift.train.packing import batch_collator, check_packing_options
 from mtlvsift.train.progress_bar import TrainDisplay
+from mtlvsift.train.run_messages import (few_steps_warning, interrupted_message, quiet_transformers,
+                                         resume_line, summary_lines)
 from mtlvsift.train.sampling import epoch_schedule, process_slice, task_probabilities
 from mtlvsift.train.trackers import Trackers, tracking_dir
 
 
 def run_training(config: TrainConfig, restart: bool = False) -> dict[str, Any]:
-    """Train (or resume, or skip) the run that ``config`` describes; returns its record."""
+    """Train (or resume, or skip) the run that ``config`` describes; returns its record.
+
+    Ctrl-C ends the run with one line (what was saved, how to resume) and exit status 130; by
+    then the loop has completed the checkpoint write under way and released the folder's lock."""
+    try:
+        with quiet_transformers():
+            return _run_training(config, restart)
+    except KeyboardInterrupt:
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(interrupted_message(config.run_dir), file=sys.stderr, flush=True)
+        raise click.exceptions.Exit(130) from None  # click would print "Aborted!" and exit 1
+
+
+def _run_training(config: TrainConfig, restart: bool) -> dict[str, Any]:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
         # Launched by torchrun on a machine without GPUs: DDP over gloo on the CPU.
         os.environ.setdefault("ACCELERATE_USE_CPU", "true")
@@ -182,8 +200,28 @@ class Trainer:
         title = f"{config.method} {config.name} seed {config.seed}"
         self.display = TrainDisplay(self.main, title, total_steps, self.progress.step)
         self.trackers = Trackers(accelerator, config)  # --report-to; nothing without it
+        # What a constant prediction scores on each dev set, to read every evaluation against.
+        self.baselines = constant_baselines(task_data) if self.main else None
+        self.total_steps = total_steps
+
+    def announce(self) -> None:
+        """The start-up summary, a warning for a run too short to learn, where a resumed run goes on."""
+        config, steps = self.config, self.total_steps
+        batches = len(first_epoch_layout(config, self.sizes, self.accelerator.num_processes).batch_sizes)
+        evaluations = config.epochs * len(eval_points(batches, config.eval_every))
+        lines = summary_lines(config, self.task_data, batches, steps, evaluations, self.device_facts())
+        lines += [few_steps_warning(steps, config.epochs, batches, config.batch_size),
+                  resume_line(self.progress)]
+        for line in filter(None, lines):
+            self.display.message(line)
+
+    def device_facts(self) -> dict[str, Any]:
+        accelerator = self.accelerator
+        return {"device": str(accelerator.device), "num_processes": accelerator.num_processes,
+                "mixed_precision": accelerator.mixed_precision, "packed_batches": self.packed}
 
     def train(self) -> dict[str, Any]:
+        self.announce()
         try:
             with self.display:
                 for epoch in range(self.progress.epoch, self.config.epochs):
@@ -307,7 +345,7 @@ class Trainer:
                 improved.add(name)
         candidate = selection_entry(entry, self.config.target)
         is_best = progress.best is None or candidate["score"] > progress.best["score"]
-        self.display.evaluation(progress.step, epoch, metrics, improved)
+        self.display.evaluation(progress.step, epoch, metrics, improved, self.baselines or {})
         self.trackers.evaluation(progress.step, metrics)
         if is_best:
             progress.best = candidate
@@ -322,11 +360,10 @@ class Trainer:
         """Write the run record; a finished run keeps no resume state (unless --keep-state)."""
         accelerator, run = self.accelerator, self.run
         self.checkpoints.finish(self.progress)
-        device = {"device": str(accelerator.device), "num_processes": accelerator.num_processes,
-                  "mixed_precision": accelerator.mixed_precision, "packed_batches": self.packed}
         record = build_record(self.config, self.progress,
                               {d.task.name: len(d.train) for d in self.task_data},
-                              {d.task.name: d.available for d in self.task_data}, device)
+                              {d.task.name: d.available for d in self.task_data}, self.device_facts(),
+                              baselines=self.baselines)
         if self.main:
             with run.saving("the run record"):
                 write_record(run.result_file, record)

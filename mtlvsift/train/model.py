@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -83,9 +85,25 @@ def load_encoder(model: str) -> nn.Module:
     path = resolve_model_path(model)
     try:
         extra = {"add_pooling_layer": False} if _has_pooler(path) else {}
-        return AutoModel.from_pretrained(path, **extra)
+        with _transformers_errors_only():
+            return AutoModel.from_pretrained(path, **extra)
     except (OSError, ValueError) as exc:
         raise _model_error(model, exc) from exc
+
+
+@contextmanager
+def _transformers_errors_only() -> Iterator[None]:
+    """transformers' warnings off, errors kept: the pooler a checkpoint holds and the encoder
+    leaves out would make every load print a "LOAD REPORT" of unused weights. A load that fails
+    (missing or mismatched weights) still raises."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
 
 
 def _has_pooler(path: str) -> bool:

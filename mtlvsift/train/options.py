@@ -9,6 +9,7 @@ import click
 
 from mtlvsift.params import SEED, FiniteFloatRange, count
 from mtlvsift.commands import DEFAULT_PROTOCOL, DEFAULT_SEEDS, PROTOCOLS
+from mtlvsift.tasks import GLUE_TASKS, user_task_names
 from mtlvsift.train.sampling import BATCHINGS, DYNAMIC_RULES, SAMPLINGS
 from mtlvsift.train.task_files import load_task_files
 from mtlvsift.train.trackers import TRACKERS, check_trackers
@@ -45,16 +46,41 @@ def _register_task_files(ctx: click.Context, param: click.Parameter, paths: tupl
 
 task_file_option = click.option(
     "--task-file", "task_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
-    callback=_register_task_files,
+    callback=_register_task_files, is_eager=True,  # before --help: the task options list its tasks
     help="A YAML or JSON file defining your own tasks (repeat for several); see the README.")
+
+
+class TaskOption(click.Option):
+    """An option naming tasks, whose help lists the names accepted: GLUE's nine and the tasks of
+    the task files given before --help (``--task-file FILE --help``)."""
+
+    def __init__(self, *args, task_help: str = "", **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.task_help = task_help
+
+    def get_help_record(self, ctx: click.Context):
+        names = [t.display for t in GLUE_TASKS.values()] + user_task_names()
+        others = "" if user_task_names() else " (or a task of a --task-file given before --help)"
+        self.help = f"{self.task_help} Tasks: {', '.join(names)}{others}."
+        return super().get_help_record(ctx)
+
+
+def task_option(*names: str, help: str, **kwargs) -> Callable:
+    """A --target/--support/--tasks option: ``help`` says what it is, the task names follow."""
+    return click.option(*names, cls=TaskOption, task_help=help, **kwargs)
+
 
 train_options = _apply([
     task_file_option,
     click.option("--model", default="distilroberta-base", show_default=True,
                  help="Hugging Face hub id, local folder, or 'minilm' (offline MiniLM package)."),
-    click.option("--seed", default=0, show_default=True, type=SEED),
-    click.option("--epochs", default=10, show_default=True, type=count()),
-    click.option("--lr", default=2e-5, show_default=True, type=FiniteFloatRange(min=0, min_open=True)),
+    click.option("--seed", default=0, show_default=True, type=SEED,
+                 help="Training seed (heads' initialisation, dropout, batch order); the paper "
+                      "loops over five from the shell."),
+    click.option("--epochs", default=10, show_default=True, type=count(),
+                 help="Passes over the training data (MTL: over all tasks' examples together)."),
+    click.option("--lr", default=2e-5, show_default=True, type=FiniteFloatRange(min=0, min_open=True),
+                 help="Peak learning rate of AdamW (linear schedule, decaying to 0)."),
     click.option("--batch-size", default=128, show_default=True, type=count(),
                  help="Global batch size (over all processes and accumulation steps)."),
     click.option("--grad-accum", default=1, show_default=True, type=count(),

@@ -26,6 +26,7 @@ from mtlvsift.train import user_data
 from mtlvsift.train.config import TrainConfig, used_train_size
 from mtlvsift.train.data import _tsv_path, resolve_data_dir
 from mtlvsift.train.prerequisites import with_single_scores, with_start_model
+from mtlvsift.train.run_messages import few_steps_warning
 from mtlvsift.train.sampling import EpochLayout, epoch_layout, task_probabilities
 
 
@@ -178,6 +179,9 @@ def format_plan(plan: dict[str, Any]) -> str:
     if plan["single_scores"]:
         scores = ", ".join(f"{t} {100 * s:.2f}" for t, s in plan["single_scores"].items())
         lines.append(f"  single scores:   {scores}")
+    few = few_steps_warning(plan["lr_schedule_steps"], plan["epochs"], batches[0], plan["batch_size"])
+    if few:
+        lines.append(few)
     return "\n".join(lines)
 
 

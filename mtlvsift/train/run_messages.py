@@ -1,0 +1,91 @@
+"""What a run says in words: its start-up summary, the few-steps warning, resuming, stopping.
+
+Also what it keeps quiet: transformers' progress bars (its load reports: ``model.load_encoder``), so
+that the run's own display (``progress_bar.TrainDisplay``) is the only live output.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from mtlvsift.run_folder import existing_folder
+
+# Fewer optimizer steps than this in all and a run barely moves from its start.
+FEW_STEPS = 20
+
+
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """transformers' progress bars off ("Loading weights", "Writing model shards") while a run
+    trains, as they would break into the run's own display; restored afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    were_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if were_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def few_steps_warning(total_steps: int, epochs: int, batches_per_epoch: int, batch_size: int) -> str | None:
+    """One line when the optimizer takes under ``FEW_STEPS`` steps in all, else None."""
+    if total_steps >= FEW_STEPS:
+        return None
+    return (f"Warning: this run takes only {total_steps} optimizer step(s) in all ({epochs} epoch(s) "
+            f"of {batches_per_epoch} batch(es) of {batch_size}), too few to learn much: use more "
+            f"training examples (--max-train-examples) or --epochs, or a smaller --batch-size.")
+
+
+def summary_lines(config, task_data: list, batches_per_epoch: int, total_steps: int,
+                  evaluations: int, device: dict[str, Any]) -> list[str]:
+    """The start-up summary: where the run goes, what it trains on, how long, on what."""
+    sizes = "; ".join(
+        f"{d.task.display} {len(d.train):,} training"
+        + (f" (of {d.available:,})" if d.available != len(d.train) else "")
+        + f", {' + '.join(f'{len(split):,}' for split in d.dev.values())} dev" for d in task_data)
+    lines = [
+        f"Run folder: {config.run_dir}",
+        f"Tasks: {sizes}",
+        f"Training: {batches_per_epoch:,} batches of {config.batch_size} per epoch x {config.epochs} "
+        f"epoch(s) = {total_steps:,} steps; {evaluations} evaluations (every {config.eval_every:g} "
+        f"epoch)",
+    ]
+    if config.start_model:
+        start = config.start_model
+        lines.append(f"Starts from: {start['run']} (seed {start['seed']}, dev {100 * start['score']:.2f}; "
+                     f"the best of seeds {' '.join(map(str, start['seeds']))})")
+    elif config.init_model:
+        lines.append(f"Starts from: {config.init_model}")
+    lines.append(f"Hardware: {device['num_processes']} process(es) on {device['device']}, precision "
+                 f"{device['mixed_precision']}; packed batches {'on' if device['packed_batches'] else 'off'}")
+    return lines
+
+
+def resume_line(progress) -> str | None:
+    """"Resuming from step N (epoch E)" for a run that restarts from its checkpoint, else None."""
+    if progress.step == 0:
+        return None
+    length = progress.epoch_batches.get(str(progress.epoch))
+    epoch = progress.epoch + (progress.batch_in_epoch / length if length else 0.0)
+    return f"Resuming from step {progress.step} (epoch {epoch:.2f})."
+
+
+def interrupted_message(run_dir: Path) -> str:
+    """What Ctrl-C leaves behind: the last complete checkpoint (a write under way has finished)."""
+    state = existing_folder(run_dir / "state")
+    step = None
+    if state is not None:
+        try:
+            step = json.loads((state / "progress.json").read_text())["step"]
+        except (OSError, ValueError, KeyError, TypeError):
+            step = None
+    if isinstance(step, int) and not isinstance(step, bool):
+        return (f"Stopped (Ctrl-C): the last checkpoint, at step {step}, is saved in {state}. "
+                f"Rerun the same command to resume from it.")
+    return ("Stopped (Ctrl-C) before the first checkpoint: nothing to resume from yet. Rerun the "
+            "same command to start the run again.")
