@@ -44,8 +44,12 @@ def write_record(root: Path, method: str, target: str | None = None, support: It
                  train_sizes: dict[str, int] | None = None, tasks: list[str] | None = None,
                  target_fraction: float | None = None, support_ratio: float | None = None,
                  folder: str | None = None, protocol: str = "standard",
-                 start_model: dict | None = None, single_scores: dict | None = None) -> Path:
-    """Write one run folder (config.json + result.json); returns the result.json path."""
+                 start_model: dict | None = None, single_scores: dict | None = None,
+                 baselines: dict[str, float] | None = None, options: dict | None = None) -> Path:
+    """Write one run folder (config.json + result.json); returns the result.json path.
+
+    ``baselines``: task -> its constant prediction's main dev score (recorded for the run's
+    tasks); ``options``: more TrainConfig fields (``max_train_examples``, ``data_dir``, ...)."""
     support = list(support)
     if tasks is None:
         tasks = list(task_scores) if method == "mtl_all" else [target, *support]
@@ -73,7 +77,8 @@ def write_record(root: Path, method: str, target: str | None = None, support: It
                          variant=variant, model=model, seed=seed, sampling=sampling,
                          batching="heterogeneous" if sampling else None,
                          target_fraction=target_fraction, support_ratio=support_ratio,
-                         protocol=protocol, start_model=start_model, single_scores=single_scores)
+                         protocol=protocol, start_model=start_model, single_scores=single_scores,
+                         **(options or {}))
     progress = SimpleNamespace(
         train_seconds=100.0, eval_seconds=[1.0], save_seconds=[2.0], checkpoint_blocked_seconds=[0.01],
         examples=90000, step=700,
@@ -83,7 +88,10 @@ def write_record(root: Path, method: str, target: str | None = None, support: It
                   "probabilities": {t: 1 / len(tasks) for t in tasks}}],
         probabilities={"0": [1 / len(tasks)] * len(tasks)}, epoch_batches={"0": 700})
     device = {"device": "cuda", "num_processes": 1, "mixed_precision": "bf16"}
-    record = run_record.build_record(config, progress, train_sizes, train_sizes, device)
+    recorded = {t: {"prediction": "majority", "metrics": {"accuracy": b}, "score": b}
+                for t, b in (baselines or {}).items() if t in tasks}
+    record = run_record.build_record(config, progress, train_sizes, train_sizes, device,
+                                     recorded or None)
     (run_dir / "config.json").write_text(json.dumps(config.identity()))
     path = run_dir / "result.json"
     run_record.write_record(path, record)
