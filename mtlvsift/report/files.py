@@ -186,7 +186,8 @@ def markdown(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
         parts.append("Heuristic wrong in: " + ", ".join(
             f"{display_name(c.target)} ← {display_name(c.support)} ({c.diff:+.1f}, "
             f"{'MTL' if c.heuristic == 'mtl' else 'STILTs'} predicted)" for c in misses) + ".")
-    parts.append(_markdown_cells(a))
+    if a.cells:
+        parts.append(_markdown_cells(a))
     parts.append("## Tables")
     parts += [markdown_table(t) for t in tables if t.rows] or ["No table rows yet."]
     parts += ["## Figure 2: size experiments",

@@ -42,7 +42,7 @@ class MissingRun:
 
     def command(self, outputs: Path = Path(DEFAULT_OUTPUTS)) -> str:
         """The shell command that trains the missing seeds, e.g. a ``for seed in ...`` loop, into
-        ``outputs`` (the folder the report read)."""
+        ``outputs`` (the folder the report read; given last, before the seed)."""
         options = {k: v for k, v in self.options.items() if k != "output_dir"}
         if Path(outputs) != Path(DEFAULT_OUTPUTS):
             options["output_dir"] = str(outputs)
