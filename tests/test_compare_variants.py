@@ -157,7 +157,7 @@ def test_new_configurations_take_the_shared_options_and_seeds(tmp_path):
     script = (tmp_path / "report" / "missing.sh").read_text()
     out = shlex.quote(str(tmp_path))
     shared = ("--epochs 2 --batch-size 32 --max-seq-length 64 --max-train-examples 300 "
-              f"--data-dir '/data/glue dir'")
+              "--data-dir '/data/glue dir'")
     assert (f"for seed in 0 1; do accelerate launch scripts/train_stilts.py --target mrpc "
             f"--support rte {shared} --support-seeds '0 1' --output-dir {out} --seed $seed; "
             "done") in script.splitlines()
