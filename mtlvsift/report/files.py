@@ -88,9 +88,7 @@ def summary(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
         "test": "welch" if analysis.welch else "student",
         "alpha": analysis.alpha,
         "tasks": analysis.tasks,
-        "task_info": {t: {"train_size": analysis.sizes.get(t),
-                          "main_metric": analysis.main_metrics.get(t),
-                          "baseline": analysis.baselines.get(t)} for t in analysis.all_tasks},
+        "task_info": {t: _task_info(analysis, t) for t in analysis.all_tasks},
         "heuristic": {"rule": HEURISTIC_RULE, "correct": score.correct, "total": score.total,
                       "accuracy": score.accuracy,
                       "paper": {"correct": PAPER_HEURISTIC[0], "total": PAPER_HEURISTIC[1],
@@ -107,6 +105,14 @@ def summary(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
         "in_progress": [_relative(r.path, found.root) for r in found.in_progress],
         "warnings": found.warnings + analysis.warnings,
     }
+
+
+def _task_info(a: Analysis, task: str) -> dict:
+    """Training size, main metric and (when the records hold one) the majority-class baseline."""
+    info = {"train_size": a.sizes.get(task), "main_metric": a.main_metrics.get(task)}
+    if task in a.baselines:
+        info["baseline"] = a.baselines[task]
+    return info
 
 
 def matrix_csv(analysis: Analysis, value) -> str:
