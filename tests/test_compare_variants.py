@@ -227,3 +227,19 @@ def test_recommend_uses_the_sizes_the_runs_trained_on(tmp_path):
                      r"MTL 53\.[01] vs STILTs 62\.[01] points \(-9\.0\), p = [0-9.e-]+: STILTs better\.", out)
     given = run("recommend", "--target-size", "10", "--support-size", "20", "--outputs", tmp_path)
     assert "Recommendation: pairwise MTL" in given.stdout and "as trained" not in given.stdout
+
+
+def test_a_baseline_without_a_score_is_no_baseline_and_a_bad_one_skips_the_record(tmp_path):
+    from mtlvsift.run_index import discover
+
+    good = write_record(tmp_path, "single", "stsb", [], 0, 0.8, baselines={"stsb": 0.0})
+    raw = json.loads(good.read_text())
+    raw["baselines"]["stsb"]["score"] = None  # a constant's correlation is undefined
+    good.write_text(json.dumps(raw))
+    bad = write_record(tmp_path, "single", "rte", [], 0, 0.6, baselines={"rte": 0.5})
+    raw = json.loads(bad.read_text())
+    raw["baselines"]["rte"]["score"] = 52.7  # points are not scores
+    bad.write_text(json.dumps(raw))
+    found = discover(tmp_path)
+    assert [(r.target, r.baselines) for r in found.records] == [("stsb", {})]
+    assert len(found.warnings) == 1 and "'baselines'" in found.warnings[0]
