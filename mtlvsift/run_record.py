@@ -13,6 +13,7 @@ never parsed: every fact comes from the record's fields. A folder holding ``conf
 from __future__ import annotations
 
 import json
+import math
 import platform
 import re
 import statistics
@@ -249,6 +250,8 @@ def read_record(path: Path) -> RunRecord:
     for key, entry in _dict(raw, "baselines").items():
         task = _task(key)
         value = entry.get("score") if isinstance(entry, dict) else None
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue  # no constant-prediction score (a correlation of a constant is undefined)
         if not is_score(value, task, main_metrics.get(task)):
             raise InvalidRecord(f"{task}'s score in 'baselines' is {_shown(value)}, "
                                 f"{_range(task, main_metrics.get(task))}")

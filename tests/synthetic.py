@@ -30,6 +30,10 @@ from mtlvsift.train.config import TrainConfig, folder_name
 BASE_SCORES = {"mnli": 0.84, "qqp": 0.885, "qnli": 0.905, "sst2": 0.925, "cola": 0.57,
                "stsb": 0.875, "mrpc": 0.87, "rte": 0.67, "wnli": 0.56}
 SIZE_RATIOS = (1 / 3, 1 / 2, 1.0, 2.0, 3.0)
+# GLUE dev scores of the training set's majority class (MRPC, QQP: the mean of accuracy and an F1
+# of 0.81 and 0; CoLA's MCC is 0). STS-B has none: a constant's correlation is undefined.
+MAJORITY_BASELINES = {"mnli": 0.354, "qqp": 0.316, "qnli": 0.505, "sst2": 0.509, "cola": 0.0,
+                      "mrpc": 0.748, "rte": 0.527, "wnli": 0.563}
 
 
 def run_name(method: str, target: str | None, support: Iterable[str], variant: str,
@@ -44,8 +48,12 @@ def write_record(root: Path, method: str, target: str | None = None, support: It
                  train_sizes: dict[str, int] | None = None, tasks: list[str] | None = None,
                  target_fraction: float | None = None, support_ratio: float | None = None,
                  folder: str | None = None, protocol: str = "standard",
-                 start_model: dict | None = None, single_scores: dict | None = None) -> Path:
-    """Write one run folder (config.json + result.json); returns the result.json path."""
+                 start_model: dict | None = None, single_scores: dict | None = None,
+                 baselines: dict[str, float] | None = None, options: dict | None = None) -> Path:
+    """Write one run folder (config.json + result.json); returns the result.json path.
+
+    ``baselines``: task -> its constant prediction's main dev score (recorded for the run's
+    tasks); ``options``: more TrainConfig fields (``max_train_examples``, ``data_dir``, ...)."""
     support = list(support)
     if tasks is None:
         tasks = list(task_scores) if method == "mtl_all" else [target, *support]
@@ -73,7 +81,8 @@ def write_record(root: Path, method: str, target: str | None = None, support: It
                          variant=variant, model=model, seed=seed, sampling=sampling,
                          batching="heterogeneous" if sampling else None,
                          target_fraction=target_fraction, support_ratio=support_ratio,
-                         protocol=protocol, start_model=start_model, single_scores=single_scores)
+                         protocol=protocol, start_model=start_model, single_scores=single_scores,
+                         **(options or {}))
     progress = SimpleNamespace(
         train_seconds=100.0, eval_seconds=[1.0], save_seconds=[2.0], checkpoint_blocked_seconds=[0.01],
         examples=90000, step=700,
@@ -83,7 +92,10 @@ def write_record(root: Path, method: str, target: str | None = None, support: It
                   "probabilities": {t: 1 / len(tasks) for t in tasks}}],
         probabilities={"0": [1 / len(tasks)] * len(tasks)}, epoch_batches={"0": 700})
     device = {"device": "cuda", "num_processes": 1, "mixed_precision": "bf16"}
-    record = run_record.build_record(config, progress, train_sizes, train_sizes, device)
+    recorded = {t: {"prediction": "majority", "metrics": {"accuracy": b}, "score": b}
+                for t, b in (baselines or {}).items() if t in tasks}
+    record = run_record.build_record(config, progress, train_sizes, train_sizes, device,
+                                     recorded or None)
     (run_dir / "config.json").write_text(json.dumps(config.identity()))
     path = run_dir / "result.json"
     run_record.write_record(path, record)
@@ -106,8 +118,10 @@ def _noise(task: str) -> float:
 def paper_like_tree(root: Path, tasks: Iterable[str] = GLUE_TASK_NAMES,
                     seeds: Iterable[int] = range(5), model: str = DEFAULT_MODEL,
                     samplings: Iterable[str] = ("size",),
-                    size_experiments: bool = False, rng_seed: int = 8) -> int:
-    """Write single, STILTs and MTL runs for every ordered pair, and MTL_All; returns the count."""
+                    size_experiments: bool = False, rng_seed: int = 8,
+                    baselines: dict[str, float] | None = MAJORITY_BASELINES) -> int:
+    """Write single, STILTs and MTL runs for every ordered pair, and MTL_All; returns the count.
+    Every record holds ``baselines`` (GLUE's majority classes by default)."""
     rng = np.random.default_rng(rng_seed)
     tasks, seeds = list(tasks), list(seeds)
     n = {t: GLUE_TASKS[t].train_size for t in tasks}
@@ -118,7 +132,8 @@ def paper_like_tree(root: Path, tasks: Iterable[str] = GLUE_TASK_NAMES,
 
     for t in tasks:
         for seed in seeds:
-            write_record(root, "single", t, (), seed, draw(BASE_SCORES[t], t), model=model)
+            write_record(root, "single", t, (), seed, draw(BASE_SCORES[t], t), model=model,
+                         baselines=baselines)
             written += 1
     for t in tasks:
         for s in tasks:
@@ -128,15 +143,18 @@ def paper_like_tree(root: Path, tasks: Iterable[str] = GLUE_TASK_NAMES,
             # The paper's pattern: MTL's edge grows with log(support size / target size).
             diff = 0.012 * math.log10(n[s] / n[t]) + rng.normal(0, 0.007)
             for seed in seeds:
-                write_record(root, "stilts", t, [s], seed, draw(stilts, t), model=model)
+                write_record(root, "stilts", t, [s], seed, draw(stilts, t), model=model,
+                             baselines=baselines)
                 scores = {t: draw(stilts + diff, t), s: draw(BASE_SCORES[s] - 0.002, s)}
-                write_record(root, "mtl", t, [s], seed, scores[t], model=model, task_scores=scores)
+                write_record(root, "mtl", t, [s], seed, scores[t], model=model, task_scores=scores,
+                             baselines=baselines)
                 written += 2
     for sampling in samplings:
         for seed in seeds:
             scores = {t: draw(BASE_SCORES[t] - 0.012, t) for t in tasks}
             variant = "" if sampling == "size" else f"sampling-{sampling}"
             write_record(root, "mtl_all", None, (), seed, None, model=model, variant=variant,
+                         baselines=baselines,
                          sampling=sampling, task_scores=scores, tasks=tasks)
             written += 1
     if size_experiments:

@@ -86,7 +86,7 @@ def test_report_folder_and_summary(small_report, small_tree):
     assert summary["in_progress"] == ["stilts/rte--sst2__tf-0.5/seed-0"]
     report = (report_dir / "report.md").read_text()
     assert "![Figure 1](figure1.png)" in report and "## Runs in progress" in report
-    assert "predicts" in report and "MTL_All (uniform)" in report
+    assert "predicts" in report and "MTL_All (uniform, QNLI+SST-2+MRPC+RTE)" in report
 
 
 def _seed_scores(root: Path, method: str, name: str) -> list[float]:
@@ -269,9 +269,10 @@ def test_a_line_break_in_a_description_stays_in_its_comment(tmp_path):
     from mtlvsift.report.files import missing_script
     from mtlvsift.report.missing import MissingRun
 
-    run_ = MissingRun("mtl_all", None, None, (0,), sampling="size\ntouch SOMEFILE")
+    run_ = MissingRun("mtl_all", None, None, (0,), {"sampling": "size\ntouch SOMEFILE"},
+                      label="size\ntouch SOMEFILE")
     script = tmp_path / "missing.sh"
-    script.write_text(missing_script([run_], "distilroberta-base", Path("outputs")))
+    script.write_text(missing_script([run_], Path("outputs")))
     _run_missing_sh(script, tmp_path)
     assert not (tmp_path / "SOMEFILE").exists()
 

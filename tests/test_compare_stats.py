@@ -187,8 +187,8 @@ def test_mtl_all_rows_per_sampling(tmp_path):
                          variant="" if sampling == "size" else "sampling-uniform",
                          task_scores={"rte": 0.6 + shift + seed / 100, "mnli": 0.8 + shift})
     rows = {r.label: r.values for r in table1(analyze(discover(tmp_path).records, MODEL)).rows}
-    assert rows["MTL_All (size)"] == pytest.approx([80.0, 60.5, 70.25])  # MNLI, RTE, Mean
-    assert rows["MTL_All (uniform)"] == pytest.approx([85.0, 65.5, 75.25])
+    assert rows["MTL_All (size, RTE+MNLI)"] == pytest.approx([80.0, 60.5, 70.25])  # MNLI, RTE, Mean
+    assert rows["MTL_All (uniform, RTE+MNLI)"] == pytest.approx([85.0, 65.5, 75.25])
 
 
 def _record(method: str, target: str, support: tuple, seed: int, score: float,

@@ -1,3 +1,3 @@
 #!/bin/sh
-# Runs the report still lacks (written by scripts/compare.py).
+# Runs the report still lacks (written by scripts/compare.py), single runs first (STILTs and dynamic MTL read them).
 set -e

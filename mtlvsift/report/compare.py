@@ -15,22 +15,24 @@ from rich.markup import escape
 
 from mtlvsift.commands import DEFAULT_PROTOCOL
 from mtlvsift.errors import MtlvsiftError
-from mtlvsift.report.files import write_report_dir
+from mtlvsift.report.files import md_text, write_report_dir
 from mtlvsift.report.missing import missing_runs
 from mtlvsift.report.stats import Analysis, analyze, size_heuristic, task_sizes
 from mtlvsift.report.tables import table1, table2
 from mtlvsift.report.terminal import render, render_in_progress
-from mtlvsift.report.text import METHOD_NAMES, PAPER_PHRASE, fmt
+from mtlvsift.report.text import METHOD_NAMES, PAPER_PHRASE, fmt_p, report_name, seeds_phrase
+from mtlvsift.report.variants import report_keys
 from mtlvsift.run_folder import atomic_write
 from mtlvsift.run_index import discover, require_records
-from mtlvsift.tasks import normalize_task_name
+from mtlvsift.tasks import GLUE_TASKS, normalize_task_name
 
 
 def compare(outputs: Path, report_dir: Path | None = None, alpha: float = 0.1,
             welch: bool = False, model: str | None = None, console: Console | None = None,
             err_console: Console | None = None) -> list[Analysis]:
-    """Report every model (or only ``model``) and protocol under ``outputs``, each separately;
-    write the report folder (one subfolder per model and protocol when there are several)."""
+    """Report every model (or only ``model``), protocol and data variant (``n-300``: see
+    variants.py) under ``outputs``, each separately; write the report folder (one subfolder per
+    report when there are several)."""
     console = console or _console()
     err_console = err_console or Console(stderr=True)
     found = discover(outputs)
@@ -44,23 +46,26 @@ def compare(outputs: Path, report_dir: Path | None = None, alpha: float = 0.1,
                                 f"{', '.join(models)}.")
         models = [model]
     report_dir = Path(report_dir) if report_dir else Path(outputs) / "report"
-    runs = sorted({(r.model, r.protocol) for r in found.records if r.model in models},
-                  key=lambda mp: (mp[0], mp[1] != DEFAULT_PROTOCOL, mp[1]))
-    several = len(runs) > 1
+    keys = report_keys(r for r in found.records if r.model in models)
+    several = len(keys) > 1
     if several:
-        console.print(f"Runs of {len(runs)} models or protocols: each is reported separately "
-                      f"(choose a model with --model). Outputs: {outputs}", highlight=False)
+        console.print(f"Runs of {len(keys)} models, protocols or data variants: each is reported "
+                      f"separately (choose a model with --model). Outputs: {outputs}",
+                      highlight=False)
     analyses = []
-    for name, protocol in runs:
-        analysis = analyze(found.records, name, alpha, welch, protocol)
+    for key in keys:
+        analysis = analyze(found.records, key.model, alpha, welch, key.protocol, key.variant)
         for warning in analysis.warnings:
             err_console.print(f"[yellow]Warning:[/] {escape(warning)}", highlight=False)
         tables = [table1(analysis), table2(analysis)]
         missing = missing_runs(analysis)
-        render(console, analysis, tables, missing, found, outputs)
+        render(console, analysis, tables, missing, outputs)
         folder = report_dir / report_slug(analysis) if several else report_dir
-        _write(folder, lambda: write_report_dir(folder, analysis, tables, missing, found, outputs))
-        console.print(f"Report written to {folder}/ (report.md, figure1.png, figure2.png, "
+        written: list[Path] = []
+        _write(folder, lambda: written.extend(
+            write_report_dir(folder, analysis, tables, missing, found, outputs)))
+        figures = ", ".join(p.name for p in written if p.suffix == ".png")
+        console.print(f"Report written to {folder}/ (report.md, {figures + ', ' if figures else ''}"
                       "CSVs, summary.json, missing.sh)", highlight=False)
         analyses.append(analysis)
     if several:
@@ -91,22 +96,32 @@ def model_slug(model: str) -> str:
 
 
 def report_slug(analysis: Analysis) -> str:
-    """The report folder of one model and protocol: 'org-model', 'org-model__protocol-original'."""
-    slug = model_slug(analysis.model)
-    return slug if analysis.protocol == DEFAULT_PROTOCOL else f"{slug}__protocol-{analysis.protocol}"
+    """The report folder of one model, protocol and data variant: 'org-model',
+    'org-model__protocol-original', 'org-model__n-300', 'org-model__protocol-original_n-300'
+    (as run folders are named)."""
+    protocol = f"protocol-{analysis.protocol}" if analysis.protocol != DEFAULT_PROTOCOL else ""
+    suffix = "_".join(filter(None, (protocol, analysis.variant)))
+    return model_slug(analysis.model) + (f"__{suffix}" if suffix else "")
 
 
 def recommend(outputs: Path, target: str | None = None, support: str | None = None,
               target_size: int | None = None, support_size: int | None = None,
               model: str | None = None, alpha: float = 0.1, welch: bool = False,
               console: Console | None = None) -> dict:
-    """The size heuristic's pick for a new pair and how often it held (runs at hand or paper).
+    """The size heuristic's pick for a new pair and how often it held (runs at hand or paper),
+    with the pair's own measured result where it was run.
 
-    Sizes come from the options, else from the records' train_sizes, else from the registry.
+    Sizes come from the options, else from the training sizes the runs recorded (the first
+    report, default data first, whose runs trained the task), else from the registry (GLUE).
     """
     found = discover(outputs)
-    records = [r for r in found.records if model is None or r.model == model]
-    known = task_sizes(records)
+    analyses = [analyze(found.records, key.model, alpha, welch, key.protocol, key.variant)
+                for key in report_keys(r for r in found.records if model in (None, r.model))]
+    names = [normalize_task_name(n) for n in (target, support) if n]
+    # The report whose runs trained both tasks (else one): its recorded sizes are the pair's.
+    sized = sorted(analyses, key=lambda a: -len(set(names) & set(task_sizes(a.records, False))))
+    recorded = {a.key: task_sizes(a.records, glue=False) for a in analyses}
+    source: list[str] = []
 
     def size_of(name: str | None, size: int | None, option: str) -> int:
         if size is not None:
@@ -114,47 +129,54 @@ def recommend(outputs: Path, target: str | None = None, support: str | None = No
         if name is None:
             raise MtlvsiftError(f"Give --{option}-size N or --{option} TASK.")
         key = normalize_task_name(name)
-        if known.get(key):  # the records' sizes, GLUE's for GLUE tasks without records
-            return known[key]
+        for a in sized:
+            if recorded[a.key].get(key):
+                source.append(report_name(a))
+                return recorded[a.key][key]
+        if key in GLUE_TASKS:
+            source.append("GLUE's training sets")
+            return GLUE_TASKS[key].train_size
         raise MtlvsiftError(f"Task '{name}' is neither a GLUE task nor trained in any run under "
                             f"{outputs}; check the name, or give its size: --{option}-size N.")
 
     target_size = size_of(target, target_size, "target")
     support_size = size_of(support, support_size, "support")
-    pair = None
-    if target and support:
-        pair = (normalize_task_name(target), normalize_task_name(support))
+    pair = tuple(names) if target and support else None
     console = console or _console()
     pick = size_heuristic(target_size, support_size)
     relation = "smaller than" if target_size < support_size else "not smaller than"
+    origin = f"; sizes as trained in the runs of {' and '.join(dict.fromkeys(source))}" if any(
+        s != "GLUE's training sets" for s in source) else ""
     console.print(f"Recommendation: [bold]{METHOD_NAMES[pick]}[/] "
                   f"(the target's {target_size:,} training examples are {relation} the "
-                  f"supporting task's {support_size:,}).", highlight=False)
-    models = [model] if model else found.models
+                  f"supporting task's {support_size:,}{escape(origin)}).", highlight=False)
     result = {"pick": pick, "target_size": target_size, "support_size": support_size,
-              "evidence": []}
-    for name in models:
-        a = analyze(found.records, name, alpha, welch)
-        score, cells = a.heuristic, [c for c in a.cells.values() if c.significant]
-        alike = [c for c in cells if c.heuristic == pick]
-        held = sum(c.better == pick for c in alike)
-        if not score.total:
-            continue
-        console.print(f"In the runs at hand ({escape(name)}, {a.test_name}, alpha {alpha:g}): the "
-                      f"heuristic {score.phrase()}; where it picks {METHOD_NAMES[pick]}, it "
-                      f"held in {held}/{len(alike)}.", highlight=False)
-        entry = {"model": name, "correct": score.correct, "total": score.total,
-                 "same_pick_correct": held, "same_pick_total": len(alike)}
+              "sizes_from": list(dict.fromkeys(source)), "evidence": []}
+    for a in analyses:
+        name, score = escape(report_name(a)), a.heuristic
+        entry: dict = {"model": a.model, "protocol": a.protocol, "variant": a.variant}
+        if score.total:
+            alike = [c for c in a.cells.values() if c.significant and c.heuristic == pick]
+            held = sum(c.better == pick for c in alike)
+            console.print(f"In the runs at hand ({name}, {a.test_name}, alpha {alpha:g}): the "
+                          f"heuristic {score.phrase()}; where it picks {METHOD_NAMES[pick]}, it "
+                          f"held in {held}/{len(alike)}.", highlight=False)
+            entry.update(correct=score.correct, total=score.total, same_pick_correct=held,
+                         same_pick_total=len(alike))
         cell = a.cell(*pair) if pair else None
         if cell is not None and cell.complete:
             verdict = (f"{METHOD_NAMES[cell.better]} better" if cell.significant
-                       else "no significant difference")
-            console.print(f"  This pair was run: MTL - STILTs = {cell.diff:+.1f} points, "
-                          f"p = {fmt(cell.p, 3)}: {verdict}.", highlight=False)
-            entry["pair"] = {"diff": cell.diff, "p": cell.p, "better": cell.better}
-        result["evidence"].append(entry)
-    if not result["evidence"]:
-        lead = "No significant cells yet in" if records else "No run records in"
+                       else "no significant difference" if cell.p is not None
+                       else "no test (one seed on a side)")
+            console.print(f"  This pair was run ({name}, {seeds_phrase(a)}): MTL "
+                          f"{cell.mtl.mean:.1f} vs STILTs {cell.stilts.mean:.1f} points "
+                          f"({cell.diff:+.1f}), p = {fmt_p(cell.p)}: {verdict}.", highlight=False)
+            entry["pair"] = {"mtl_mean": cell.mtl.mean, "stilts_mean": cell.stilts.mean,
+                             "diff": cell.diff, "p": cell.p, "better": cell.better}
+        if len(entry) > 3:
+            result["evidence"].append(entry)
+    if not any("total" in e for e in result["evidence"]):
+        lead = "No significant cells yet in" if found.records else "No run records in"
         console.print(f"{lead} {outputs}; in the paper (Weller et al., 2022, GLUE) the heuristic "
                       f"predicts {PAPER_PHRASE.replace(',', ' significant cells,')}.",
                       highlight=False)
@@ -162,15 +184,15 @@ def recommend(outputs: Path, target: str | None = None, support: str | None = No
 
 
 def _write_index(report_dir: Path, analyses: list[Analysis]) -> None:
-    lines = ["# MTL vs STILTs reports", "", "One report per model and protocol:", ""]
+    lines = ["# MTL vs STILTs reports", "", "One report per model, protocol and data variant:", ""]
     index = {}
     for a in analyses:
-        slug, name = report_slug(a), a.model
-        if a.protocol != DEFAULT_PROTOCOL:
-            name += f" (protocol {a.protocol})"
-        lines.append(f"- [{name}]({slug}/report.md): size heuristic {a.heuristic.phrase()}")
-        index[name] = {"report_dir": slug, "model": a.model, "protocol": a.protocol, "heuristic": {
-            "correct": a.heuristic.correct, "total": a.heuristic.total,
-            "accuracy": a.heuristic.accuracy}}
+        slug, name = report_slug(a), report_name(a)
+        lines.append(f"- [{md_text(name)}]({slug}/report.md): {seeds_phrase(a)}; size heuristic "
+                     f"{a.heuristic.phrase()}")
+        index[name] = {"report_dir": slug, "model": a.model, "protocol": a.protocol,
+                       "variant": a.variant, "seeds": a.seeds_in_use, "heuristic": {
+                           "correct": a.heuristic.correct, "total": a.heuristic.total,
+                           "accuracy": a.heuristic.accuracy}}
     atomic_write(report_dir / "report.md", "\n".join(lines) + "\n")
     atomic_write(report_dir / "summary.json", json.dumps({"models": index}, indent=1))

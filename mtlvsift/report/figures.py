@@ -2,7 +2,8 @@
 Figure 2, score against the supporting-to-target size ratio in the size experiments.
 
 Figures are built on ``matplotlib.figure.Figure`` (no pyplot global state) and returned as PNG
-bytes, so that the caller writes them atomically.
+bytes, so that the caller writes them atomically; None when there is nothing to draw (the report
+says so in one line instead: ``text.FIGURE1_EMPTY``, ``text.FIGURE2_EMPTY``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
 from mtlvsift.report.stats import Analysis, Group
+from mtlvsift.report.text import report_name
 from mtlvsift.tasks import display_name
 
 MTL_COLOR = "#6baed6"  # MTL significantly better
@@ -33,12 +35,12 @@ def png_bytes(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def figure1(analysis: Analysis) -> bytes:
+def figure1(analysis: Analysis) -> bytes | None:
     """The matrix: rows targets, columns supports, cell = MTL - STILTs in points."""
     tasks = analysis.tasks
     n = len(tasks)
-    if not any(c.complete for c in analysis.cells.values()):
-        return _placeholder("Figure 1: no cell has both an MTL and a STILTs run yet.")
+    if not analysis.cells:
+        return None
     # Margins in inches, so that labels fit whatever the number of tasks.
     top, bottom, left, right, side = 1.3, 1.05, 1.1, 0.3, 0.62
     width, height = max(6.5, left + right + side * n), top + bottom + side * n
@@ -54,7 +56,7 @@ def figure1(analysis: Analysis) -> bytes:
                 color, text = DIAGONAL_COLOR, "—"
             elif cell is not None and cell.complete:
                 color = {"mtl": MTL_COLOR, "stilts": STILTS_COLOR}.get(cell.better, NS_COLOR)
-                text = f"{cell.diff:+.1f}"
+                text = f"{cell.diff:+.1f}" + ("~" if cell.at_baseline else "")
                 miss = cell.heuristic_correct is False
             elif cell is not None:
                 text = "MTL only" if cell.mtl else "STILTs only"
@@ -83,7 +85,7 @@ def figure1(analysis: Analysis) -> bytes:
     for spine in ax.spines.values():
         spine.set_visible(False)
     alpha = f"{analysis.alpha:g}"
-    fig.suptitle(f"MTL − STILTs (points), {analysis.model}", fontsize=11,
+    fig.suptitle(f"MTL − STILTs (points), {report_name(analysis)}", fontsize=11,
                  y=1 - 0.12 / height, va="top")
     handles = [
         Patch(facecolor=MTL_COLOR, label=f"MTL better (p < {alpha})"),
@@ -93,17 +95,18 @@ def figure1(analysis: Analysis) -> bytes:
     ]
     fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False,
                bbox_to_anchor=(0.5, 0.42 / height))
-    fig.text(0.5, 0.1 / height, f"{analysis.test_name}.\nSize heuristic "
+    baseline = ("  ~: both methods at the majority-class baseline."
+                if any(c.at_baseline for c in analysis.cells.values()) else "")
+    fig.text(0.5, 0.1 / height, f"{analysis.test_name}.{baseline}\nSize heuristic "
              f"{analysis.heuristic.phrase()}.", ha="center", va="bottom", fontsize=8)
     return png_bytes(fig)
 
 
-def figure2(analysis: Analysis) -> bytes:
+def figure2(analysis: Analysis) -> bytes | None:
     """Size experiments: one panel per (pair, target fraction), score vs support/target ratio."""
     groups = [g for g in analysis.size_groups if g.support_ratio is not None]
     if not groups:
-        return _placeholder("Figure 2: no size-experiment runs yet\n"
-                            "(train with --target-fraction F --support-ratio K).")
+        return None
     pairs = sorted({(g.target, g.support[0]) for g in groups})
     fractions = sorted({g.target_fraction for g in groups}, key=lambda f: (f is None, f or 0))
     rows, cols = len(pairs), len(fractions)
@@ -125,7 +128,7 @@ def figure2(analysis: Analysis) -> bytes:
             if c == 0:
                 ax.set_ylabel(f"{display_name(target)} dev score (points)", fontsize=8)
     axes[0][0].legend(fontsize=8, loc="best")
-    fig.suptitle(f"Size experiments: mean over seeds with 90% CI ({analysis.model})", fontsize=10)
+    fig.suptitle(f"Size experiments: mean over seeds with 90% CI ({report_name(analysis)})", fontsize=10)
     return png_bytes(fig)
 
 
@@ -151,9 +154,3 @@ def _size_panel(ax, panel: list[Group]) -> None:
 def _ratio_label(ratio: float) -> str:
     frac = Fraction(ratio).limit_denominator(12)
     return str(frac.numerator) if frac.denominator == 1 else f"{frac.numerator}/{frac.denominator}"
-
-
-def _placeholder(message: str) -> bytes:
-    fig = Figure(figsize=(6, 2), dpi=DPI)
-    fig.text(0.5, 0.5, message, ha="center", va="center", fontsize=10, color="#555555")
-    return png_bytes(fig)

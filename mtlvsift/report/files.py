@@ -1,8 +1,9 @@
 """The report folder: report.md, figure1.png, figure2.png, CSVs, summary.json and missing.sh.
 
 Every file is written atomically (``run_folder.atomic_write``: a temporary file in the same
-folder, then a rename), so a reader never sees a half-written report. Numbers are in points (x100); nothing depends on the
-clock, so the same runs give the same files.
+folder, then a rename), so a reader never sees a half-written report. Numbers are in points
+(x100); nothing depends on the clock, so the same runs give the same files. A figure with nothing
+to draw is not written (and one left by an earlier report is removed): report.md says so.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ import math
 from pathlib import Path
 
 from mtlvsift import __version__
-from mtlvsift.commands import DEFAULT_PROTOCOL
 from mtlvsift.report.missing import MissingRun
-from mtlvsift.report.stats import PAPER_HEURISTIC, Analysis, Cell, Group
+from mtlvsift.report.stats import BASELINE_MARGIN, PAPER_HEURISTIC, Analysis, Cell, Group
 from mtlvsift.report.tables import Table
-from mtlvsift.report.text import HEURISTIC_RULE, fmt, fmt_p, group_text, overview_line, tasks_line
+from mtlvsift.report.text import FIGURE1_EMPTY, FIGURE2_EMPTY, HEURISTIC_RULE, baselines_line, \
+    fmt, fmt_p, group_text, overview_line, report_name, seeds_phrase, tasks_line
 from mtlvsift.run_folder import atomic_write
 from mtlvsift.run_index import Discovery
 from mtlvsift.tasks import display_name
@@ -28,22 +29,26 @@ from mtlvsift.tasks import display_name
 
 def write_report_dir(report_dir: Path, analysis: Analysis, tables: list[Table],
                      missing: list[MissingRun], found: Discovery, outputs: Path) -> list[Path]:
-    """Write every file of one model's report; returns the paths written."""
+    """Write every file of one report; returns the paths written."""
     from mtlvsift.report import figures  # matplotlib only when files are written
 
-    files: dict[str, str | bytes] = {
+    files: dict[str, str | bytes | None] = {
         "figure1.png": figures.figure1(analysis),
         "figure2.png": figures.figure2(analysis),
         "matrix_diff.csv": matrix_csv(analysis, lambda c: c.diff),
         "matrix_p.csv": matrix_csv(analysis, lambda c: c.p),
         "cells.csv": cells_csv(analysis),
         "summary.json": json.dumps(summary(analysis, tables, missing, found, outputs), indent=1),
-        "missing.sh": missing_script(missing, analysis.model, outputs),
+        "missing.sh": missing_script(missing, outputs),
     }
     files.update({f"{t.key}.csv": table_csv(t) for t in tables})
-    files["report.md"] = markdown(analysis, tables, missing, found, outputs)
+    files["report.md"] = markdown(analysis, tables, missing, found, outputs,
+                                  figures=[n for n, data in files.items() if data is not None])
     written = []
     for name, data in files.items():
+        if data is None:  # nothing to draw: no placeholder image, and none left from before
+            (report_dir / name).unlink(missing_ok=True)
+            continue
         atomic_write(report_dir / name, data)
         written.append(report_dir / name)
     return written
@@ -64,7 +69,7 @@ def cell_record(cell: Cell) -> dict:
         "heuristic": cell.heuristic, "heuristic_correct": cell.heuristic_correct,
         "target_size": cell.target_size, "support_size": cell.support_size,
         "mtl_from_symmetric_runs": bool(cell.mtl and cell.mtl.symmetric),
-        "refused": cell.refused,
+        "refused": cell.refused, "at_baseline": cell.at_baseline,
     }
 
 
@@ -76,12 +81,14 @@ def summary(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
         "generated_by": f"mtlvsift {__version__} scripts/compare.py",
         "model": analysis.model,
         "protocol": analysis.protocol,
+        "variant": analysis.variant,
+        "seeds": analysis.seeds_in_use,
+        "expected_seeds": analysis.expected_seeds,
         "units": "points (dev score x 100), mean over seeds",
         "test": "welch" if analysis.welch else "student",
         "alpha": analysis.alpha,
         "tasks": analysis.tasks,
-        "task_info": {t: {"train_size": analysis.sizes.get(t),
-                          "main_metric": analysis.main_metrics.get(t)} for t in analysis.all_tasks},
+        "task_info": {t: _task_info(analysis, t) for t in analysis.all_tasks},
         "heuristic": {"rule": HEURISTIC_RULE, "correct": score.correct, "total": score.total,
                       "accuracy": score.accuracy,
                       "paper": {"correct": PAPER_HEURISTIC[0], "total": PAPER_HEURISTIC[1],
@@ -93,11 +100,19 @@ def summary(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
         "groups": [_group_record(g) for g in groups],
         "size_experiments": [dict(_group_record(g), ci90=g.ci90()) for g in analysis.size_groups],
         "missing": [{"method": m.method, "target": m.target, "support": m.support,
-                     "seeds": list(m.seeds), "sampling": m.sampling,
-                     "command": m.command(analysis.model, outputs)} for m in missing],
+                     "seeds": list(m.seeds), "label": m.label,
+                     "command": m.command(outputs)} for m in missing],
         "in_progress": [_relative(r.path, found.root) for r in found.in_progress],
         "warnings": found.warnings + analysis.warnings,
     }
+
+
+def _task_info(a: Analysis, task: str) -> dict:
+    """Training size, main metric and (when the records hold one) the majority-class baseline."""
+    info = {"train_size": a.sizes.get(task), "main_metric": a.main_metrics.get(task)}
+    if task in a.baselines:
+        info["baseline"] = a.baselines[task]
+    return info
 
 
 def matrix_csv(analysis: Analysis, value) -> str:
@@ -134,12 +149,12 @@ def table_csv(table: Table) -> str:
     return out.getvalue()
 
 
-def missing_script(missing: list[MissingRun], model: str, outputs: Path) -> str:
-    lines = ["#!/bin/sh", "# Runs the report still lacks (written by scripts/compare.py).",
-             "set -e"]
+def missing_script(missing: list[MissingRun], outputs: Path) -> str:
+    lines = ["#!/bin/sh", "# Runs the report still lacks (written by scripts/compare.py), single "
+             "runs first (STILTs and dynamic MTL read them).", "set -e"]
     for run in missing:
         # One comment line, whatever the text holds: a line break would start a command.
-        lines += ["# " + " ".join(run.describe().split()), run.command(model, outputs)]
+        lines += ["# " + " ".join(run.describe().split()), run.command(outputs)]
     return "\n".join(lines) + "\n"
 
 
@@ -159,25 +174,30 @@ def markdown_table(table: Table) -> str:
 
 
 def markdown(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
-             found: Discovery, outputs: Path) -> str:
+             found: Discovery, outputs: Path, figures: tuple[str, ...] | list[str] = ()) -> str:
+    """report.md; ``figures``: the figure files written next to it."""
     a = analysis
     correct, total = PAPER_HEURISTIC
     paper = f"the paper: {correct}/{total}, {correct / total:.1%}"
-    protocol = f" (protocol {a.protocol})" if a.protocol != DEFAULT_PROTOCOL else ""
-    parts = [f"# MTL vs STILTs: {_md(a.model)}{protocol}", _md(overview_line(a, found, outputs)),
-             _md(tasks_line(a)),
-             "## Figure 1: pairwise MTL minus STILTs", "![Figure 1](figure1.png)",
-             f"**Size heuristic** ({HEURISTIC_RULE}): {a.heuristic.phrase()} ({paper}).",
-             _markdown_matrix(a)]
+    parts = [f"# MTL vs STILTs: {md_text(report_name(a))}", md_text(overview_line(a, outputs)),
+             md_text(tasks_line(a))]
+    if baselines_line(a):
+        parts.append(md_text(baselines_line(a)))
+    parts += ["## Figure 1: pairwise MTL minus STILTs",
+              "![Figure 1](figure1.png)" if "figure1.png" in figures else FIGURE1_EMPTY,
+              f"**Size heuristic** ({HEURISTIC_RULE}): {a.heuristic.phrase()} ({paper}).",
+              _markdown_matrix(a)]
     misses = [c for c in a.cells.values() if c.heuristic_correct is False]
     if misses:
         parts.append("Heuristic wrong in: " + ", ".join(
             f"{display_name(c.target)} ← {display_name(c.support)} ({c.diff:+.1f}, "
             f"{'MTL' if c.heuristic == 'mtl' else 'STILTs'} predicted)" for c in misses) + ".")
-    parts.append(_markdown_cells(a))
+    if a.cells:
+        parts.append(_markdown_cells(a))
     parts.append("## Tables")
     parts += [markdown_table(t) for t in tables if t.rows] or ["No table rows yet."]
-    parts += ["## Figure 2: size experiments", "![Figure 2](figure2.png)"]
+    parts += ["## Figure 2: size experiments",
+              "![Figure 2](figure2.png)" if "figure2.png" in figures else FIGURE2_EMPTY]
     if a.size_groups:
         rows = ["| method | target | support | F | K | mean | 90% CI | n |", "|---" * 8 + "|"]
         for g in sorted(a.size_groups, key=lambda g: (g.target, g.support, g.target_fraction or 0,
@@ -188,31 +208,33 @@ def markdown(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
         parts.append(_details("Size-experiment groups", "\n".join(rows)))
     if a.others:
         rows = ["| run | seeds | mean ± std (n) |", "|---|---|---|"]
-        rows += [f"| {_md(g.describe())} | {', '.join(map(str, sorted(g.seeds)))} | {group_text(g)} |"
+        rows += [f"| {md_text(g.describe())} | {', '.join(map(str, sorted(g.seeds)))} | {group_text(g)} |"
                  for g in a.others]
         parts += ["## Other runs (variants, several supports)", "\n".join(rows)]
     parts.append("## Missing runs")
     if missing:
         shown = missing[:40]
-        parts.append(f"{len(missing)} configurations lack seeds; all commands are in "
-                     "[missing.sh](missing.sh).\n\n```sh\n"
-                     + "\n".join(m.command(a.model, outputs) for m in shown)
+        parts.append(f"{len(missing)} configurations lack seeds (expected: "
+                     f"{', '.join(map(str, a.expected_seeds))}); all commands are in "
+                     "[missing.sh](missing.sh), single runs first.\n\n```sh\n"
+                     + "\n".join(m.command(outputs) for m in shown)
                      + ("\n# ..." if len(missing) > len(shown) else "") + "\n```")
     else:
-        parts.append("None: every cell has every expected seed "
-                     f"({', '.join(map(str, a.expected_seeds))}).")
+        parts.append(f"None: every configuration has every seed in use: {seeds_phrase(a)}.")
     if found.in_progress:
         parts += ["## Runs in progress (config.json, no result.json yet)",
-                  "\n".join(f"- `{_md(_relative(r.path, found.root))}`" for r in found.in_progress)]
+                  "\n".join(f"- `{md_text(_relative(r.path, found.root))}`" for r in found.in_progress)]
     warnings = found.warnings + a.warnings
     if warnings:
-        parts += ["## Skipped files", "\n".join(f"- {_md(w)}" for w in warnings)]
+        parts += ["## Skipped files", "\n".join(f"- {md_text(w)}" for w in warnings)]
     parts.append("Files: `cells.csv` (one row per cell), `matrix_diff.csv`, `matrix_p.csv`, "
                  "`table1.csv`, `table2.csv`, `summary.json`, `missing.sh`.")
     return "\n\n".join(parts) + "\n"
 
 
 def _markdown_matrix(a: Analysis) -> str:
+    if not a.cells:
+        return "No cell has an MTL or a STILTs run yet."
     lines = ["| target \\ support | " + " | ".join(display_name(t) for t in a.tasks) + " |",
              "|---" + "|---:" * len(a.tasks) + "|"]
     for target in a.tasks:
@@ -228,12 +250,16 @@ def _markdown_matrix(a: Analysis) -> str:
             else:
                 text = f"{cell.diff:+.1f}"
                 text = f"**{text}**" if cell.significant else text
-                cells.append(text + (" ✗" if cell.heuristic_correct is False else ""))
+                cells.append(text + (" ✗" if cell.heuristic_correct is False else "")
+                             + (" ~" if cell.at_baseline else ""))
         lines.append(f"| **{display_name(target)}** | " + " | ".join(cells) + " |")
     legend = (f"Bold: significant at p < {a.alpha:g} ({a.test_name}); positive = MTL better, "
               "negative = STILTs better; ✗: the size heuristic predicted the other method; "
               "·: not run yet; ≠: seeds not pooled (see the warnings). Groups with one seed have "
               "no test.")
+    if any(c.at_baseline for c in a.cells.values()):
+        legend += (f" ~: both methods at the majority-class baseline (within {BASELINE_MARGIN:g} "
+                   "points): nothing learned.")
     return "\n".join(lines) + "\n\n" + legend
 
 
@@ -249,7 +275,7 @@ def _markdown_cells(a: Analysis) -> str:
     return _details("Every cell: means ± std over seeds, t-test", "\n".join(rows))
 
 
-def _md(text: str) -> str:
+def md_text(text: str) -> str:
     """Text from the records or the file system, shown as text in markdown: no raw HTML, and one
     line (a model name or a folder name is untrusted)."""
     return html.escape(" ".join(str(text).split()), quote=False).replace("|", "\\|")

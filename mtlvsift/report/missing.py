@@ -1,22 +1,33 @@
 """Runs the report still lacks, and the shell commands (a loop over seeds) that would make them.
 
-A matrix cell needs a STILTs group and an MTL group with every expected seed (the seeds seen in
-the tree; the paper's five when only one seed is seen, since a t-test needs two); STILTs needs
+A matrix cell needs a STILTs group and an MTL group with every expected seed (the seeds in use in
+the report; the paper's five when only one seed is seen, since a t-test needs two); STILTs needs
 the single-task run of its supporting task.
 One pairwise MTL run fills two cells (the supporting task's score is recorded too), so a missing
 pair is proposed once.
+
+Every command comes from ``commands.train_command`` (the one builder) with the options recorded
+by the report's own runs (``RunRecord.options``): a run that lacks some seeds repeats the options
+of its seeds that exist; a configuration with none takes the options every run of the report
+shares (model, data, epochs, batch size, learning rate, ...) from a run of the same method, else
+from any run of the report. So a command made for a mini experiment trains the mini experiment.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from mtlvsift.commands import DEFAULT_MODEL, DEFAULT_OUTPUTS, DEFAULT_PROTOCOL, train_command
+from mtlvsift.commands import DEFAULT_OUTPUTS, DEFAULT_SEEDS, OPTION_DEFAULTS, train_command
 from mtlvsift.report.stats import Analysis, Group
-from mtlvsift.tasks import GLUE_TASKS
+from mtlvsift.run_record import RunRecord
+from mtlvsift.tasks import GLUE_TASK_NAMES, GLUE_TASKS, display_name
 
-ORDER = ("single", "stilts", "mtl", "mtl_all")  # STILTs starts from its support's single run
+ORDER = ("single", "stilts", "mtl", "mtl_all")  # STILTs and dynamic MTL read the single runs
+# The options (train_command's names) that every run of an experiment shares.
+SHARED_OPTIONS = tuple("task_file" if k == "task_files" else k for k in OPTION_DEFAULTS)
 
 
 @dataclass(frozen=True)
@@ -25,18 +36,16 @@ class MissingRun:
     target: str | None
     support: str | None
     seeds: tuple[int, ...]
-    sampling: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # train_command's, --output-dir aside
     partial: bool = False  # some seeds of this configuration exist already
-    task_files: tuple[str, ...] = ()  # where its task-file tasks are defined (--task-file)
-    protocol: str = DEFAULT_PROTOCOL
+    label: str = ""  # MTL_All: its sampling and task set
 
-    def command(self, model: str = DEFAULT_MODEL, outputs: Path = Path(DEFAULT_OUTPUTS)) -> str:
-        """The shell command that trains the missing seeds, e.g. a ``for seed in ...`` loop."""
-        options = {"sampling": self.sampling if self.sampling != "size" else None,
-                   "model": model if model != DEFAULT_MODEL else None,
-                   "output_dir": outputs if Path(outputs) != Path(DEFAULT_OUTPUTS) else None,
-                   "protocol": self.protocol if self.protocol != DEFAULT_PROTOCOL else None,
-                   "task_file": list(self.task_files)}
+    def command(self, outputs: Path = Path(DEFAULT_OUTPUTS)) -> str:
+        """The shell command that trains the missing seeds, e.g. a ``for seed in ...`` loop, into
+        ``outputs`` (the folder the report read; given last, before the seed)."""
+        options = {k: v for k, v in self.options.items() if k != "output_dir"}
+        if Path(outputs) != Path(DEFAULT_OUTPUTS):
+            options["output_dir"] = str(outputs)
         return train_command(self.method, self.target, [self.support] if self.support else [],
                              options, self.seeds)
 
@@ -45,8 +54,8 @@ class MissingRun:
         what = name[self.method]
         if self.target:
             what += f" {self.target}" + (f" <- {self.support}" if self.support else "")
-        if self.sampling and self.method == "mtl_all":
-            what += f" ({self.sampling})"
+        if self.label:
+            what += f" ({self.label})"
         lacking = "seed" + ("s " if len(self.seeds) > 1 else " ") + ", ".join(map(str, self.seeds))
         return f"{what}: {lacking}" + (" (others done)" if self.partial else "")
 
@@ -56,43 +65,89 @@ def missing_runs(analysis: Analysis) -> list[MissingRun]:
     expected = tuple(analysis.expected_seeds)
     found: dict[tuple, MissingRun] = {}
 
-    def want(method: str, target: str | None, support: str | None, group: Group | None,
-             seeds: set[int] | None = None, sampling: str | None = None) -> None:
-        have = set(group.seeds) if group is not None else (seeds or set())
+    def want(method: str, target: str | None, support: str | None, groups: list[Group],
+             key: tuple = ()) -> None:
+        have = {s for g in groups for s in g.seeds}
         lacking = tuple(s for s in expected if s not in have)
-        key = (method, target, support, sampling)
+        key = (method, target, support, *key)
         if lacking and key not in found:
-            glue_only = {target, support} - {None} <= set(GLUE_TASKS)
-            found[key] = MissingRun(method, target, support, lacking, sampling, bool(have),
-                                    () if glue_only else tuple(analysis.task_files),
-                                    analysis.protocol)
+            records = [r for g in groups for r in g.records]
+            options = (_most_common(records) if records
+                       else _new_options(analysis, method, {target, support} - {None}))
+            label = _mtl_all_label(records, options) if method == "mtl_all" else ""
+            found[key] = MissingRun(method, target, support, lacking, options, bool(have), label)
 
     tasks = analysis.tasks
     for target in tasks:
-        want("single", target, None, analysis.singles.get(target))
+        want("single", target, None, _present(analysis.singles.get(target)))
     for target in tasks:
         for support in tasks:
             if target != support:
                 cell = analysis.cell(target, support)
-                want("stilts", target, support, cell.stilts if cell else None)
+                want("stilts", target, support, _present(cell.stilts if cell else None))
     for target in reversed(tasks):  # a missing pair is proposed with the smaller task as target
         for support in tasks:
             if target == support:
                 continue
             cell = analysis.cell(target, support)
             group = cell.mtl if cell else None
-            if group is None and ("mtl", support, target, None) in found:
+            if group is None and ("mtl", support, target) in found:
                 continue  # the run proposed for the symmetric cell fills this one too
             if group is not None and group.symmetric:  # seeds come from runs of (support, target)
-                want("mtl", support, target, group)
+                want("mtl", support, target, [group])
             else:
-                want("mtl", target, support, group)
+                want("mtl", target, support, _present(group))
     if len(tasks) > 1:
-        if not analysis.mtl_all:
-            want("mtl_all", None, None, None)
-        for sampling, variant in analysis.mtl_all_samplings():
-            seeds = {s for g in analysis.mtl_all if (g.sampling, g.variant) == (sampling, variant)
-                     for s in g.seeds}
-            want("mtl_all", None, None, None, seeds=seeds, sampling=sampling)
-    # Whole configurations first, then the ones that only lack some seeds.
-    return sorted(found.values(), key=lambda m: (m.partial, ORDER.index(m.method)))
+        if not analysis.mtl_all:  # over the report's tasks
+            want("mtl_all", None, None, [])
+        for config in analysis.mtl_all_samplings():
+            want("mtl_all", None, None,
+                 [g for g in analysis.mtl_all if (g.sampling, g.variant) == config], config)
+    # Prerequisites first (the single runs), then whole configurations before partial ones.
+    return sorted(found.values(), key=lambda m: (ORDER.index(m.method), m.partial))
+
+
+def _present(group: Group | None) -> list[Group]:
+    return [group] if group is not None else []
+
+
+def _most_common(records: list[RunRecord]) -> dict[str, Any]:
+    """The options most of ``records`` were made with (their seeds agree, unless --overwrite
+    remade some with other options)."""
+    counts = Counter(tuple((k, _hashable(v)) for k, v in r.options.items()) for r in records)
+    best = counts.most_common(1)[0][0]
+    return next(dict(r.options) for r in records
+                if tuple((k, _hashable(v)) for k, v in r.options.items()) == best)
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _new_options(analysis: Analysis, method: str, tasks: set[str]) -> dict[str, Any]:
+    """The options of a configuration without any run: what the report's runs share, taken from
+    runs of the same method when there are some; the seeds in use for the single runs read
+    (STILTs, dynamic MTL); MTL_All over the report's tasks."""
+    same = [r for r in analysis.records if r.method == method]
+    template = _most_common(same or analysis.records)
+    options = {k: v for k, v in template.items() if k in SHARED_OPTIONS}
+    if method == "mtl_all":
+        tasks = set(analysis.tasks)
+        if sorted(tasks) != sorted(GLUE_TASK_NAMES):
+            options["tasks"] = ",".join(analysis.tasks)
+    elif method in ("stilts", "mtl") and tuple(analysis.expected_seeds) != DEFAULT_SEEDS:
+        options["support_seeds"] = " ".join(map(str, analysis.expected_seeds))
+    options.pop("task_file", None)  # where a task-file task is defined, only where one is used
+    if not tasks <= set(GLUE_TASKS) and analysis.task_files:
+        options["task_file"] = list(analysis.task_files)
+    return options
+
+
+def _mtl_all_label(records: list[RunRecord], options: dict[str, Any]) -> str:
+    """'size, RTE+MRPC': MTL_All's sampling and, when it is not GLUE's nine, its task set."""
+    sampling = records[0].sampling if records else options.get("sampling")
+    tasks = list(records[0].tasks) if records else str(options.get("tasks", "")).split(",")
+    parts = [sampling or "size"]
+    if tasks != [""] and sorted(tasks) != sorted(GLUE_TASK_NAMES):
+        parts.append("+".join(display_name(t) for t in tasks))
+    return ", ".join(parts)

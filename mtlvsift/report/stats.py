@@ -17,12 +17,14 @@ from typing import Any
 from scipy import stats as scipy_stats
 
 from mtlvsift.commands import DEFAULT_PROTOCOL, DEFAULT_SEEDS
+from mtlvsift.report.variants import ReportKey, report_records
 from mtlvsift.run_record import RunRecord
 from mtlvsift.tasks import GLUE_TASK_NAMES, GLUE_TASKS
 
 POINTS = 100.0
 PAPER_HEURISTIC = (49, 53)  # Weller et al. (2022): significant GLUE cells the heuristic got right
 PAIRWISE = ("stilts", "mtl")
+BASELINE_MARGIN = 0.5  # points
 
 
 @dataclass
@@ -95,6 +97,9 @@ class Cell:
     better: str | None = None  # "mtl" or "stilts" when significant
     heuristic: str | None = None  # the size heuristic's pick
     refused: str | None = None  # why its seeds are not pooled (see ``pooling_problem``)
+    # Both means within BASELINE_MARGIN of the target's constant-prediction score: nothing was
+    # learned (None: no baseline recorded, or the cell is not complete).
+    at_baseline: bool | None = None
 
     @property
     def complete(self) -> bool:
@@ -148,6 +153,20 @@ class Analysis:
     main_metrics: dict[str, str] = field(default_factory=dict)  # task -> its main metric's name
     task_files: list[str] = field(default_factory=list)  # the task files the runs were made with
     protocol: str = DEFAULT_PROTOCOL
+    variant: str = ""  # the data variant every run of this report shares ('n-300'), see variants.py
+    records: list[RunRecord] = field(default_factory=list)  # the report's runs (variants within)
+    baselines: dict[str, float] = field(default_factory=dict)  # task -> constant prediction, points
+
+    @property
+    def key(self) -> ReportKey:
+        return ReportKey(self.model, self.protocol, self.variant)
+
+    @property
+    def seeds_in_use(self) -> list[int]:
+        """The seeds of the matrix's, the single and the MTL_All runs."""
+        groups = [*self.singles.values(), *self.mtl_all, *(
+            g for c in self.cells.values() for g in (c.mtl, c.stilts) if g)]
+        return sorted({s for g in groups for s in g.seeds})
 
     @property
     def test_name(self) -> str:
@@ -255,9 +274,10 @@ def _describe(value) -> str:
 
 
 def analyze(records: list[RunRecord], model: str, alpha: float = 0.1,
-            welch: bool = False, protocol: str = DEFAULT_PROTOCOL) -> Analysis:
-    """Aggregate one model's runs of one protocol and test every cell of the MTL vs STILTs matrix."""
-    records = [r for r in records if r.model == model and r.protocol == protocol]
+            welch: bool = False, protocol: str = DEFAULT_PROTOCOL, variant: str = "") -> Analysis:
+    """Aggregate one model's runs of one protocol and data variant (``n-300``, see variants.py)
+    and test every cell of the MTL vs STILTs matrix."""
+    records = report_records(records, ReportKey(model, protocol, variant))
     groups, problems = aggregate(records)
     default = [g for g in groups if not g.variant and g.target_fraction is None
                and g.support_ratio is None]
@@ -271,6 +291,8 @@ def analyze(records: list[RunRecord], model: str, alpha: float = 0.1,
     others = [g for g in groups if id(g) not in used]
 
     sizes = task_sizes(records)
+    baselines = {t: b * POINTS for t, b in _most_common(
+        (t, b) for r in records for t, b in r.baselines.items()).items()}
     symmetric = symmetric_groups(records)
     cells: dict[tuple[str, str], Cell] = {}
     for target, support in sorted({(t, s) for _, t, s in pairs} | set(symmetric)):
@@ -287,16 +309,20 @@ def analyze(records: list[RunRecord], model: str, alpha: float = 0.1,
             cell.significant = cell.p is not None and cell.p < alpha
             if cell.significant:
                 cell.better = "mtl" if cell.diff > 0 else "stilts"
+            if target in baselines:
+                cell.at_baseline = all(abs(g.mean - baselines[target]) <= BASELINE_MARGIN
+                                       for g in (mtl, stilts))
         cells[(target, support)] = cell
 
     tasks = {t for pair in cells for t in pair} | set(singles)
-    seen_seeds = {s for g in [*pairs.values(), *singles.values()] for s in g.seeds}
+    seen_seeds = {s for g in [*pairs.values(), *singles.values(), *mtl_all] for s in g.seeds}
     return Analysis(
         model=model, alpha=alpha, welch=welch, tasks=order_tasks(tasks, sizes), cells=cells,
         singles=singles, mtl_all=mtl_all, size_groups=size_groups, others=others, sizes=sizes,
         expected_seeds=expected_seeds(seen_seeds), warnings=problems, protocol=protocol,
         main_metrics=main_metrics(records),
         task_files=sorted({f for r in records for f in r.task_files}),
+        variant=variant, records=records, baselines=baselines,
     )
 
 
@@ -314,12 +340,13 @@ def order_tasks(tasks: set[str] | list[str], sizes: dict[str, int | None]) -> li
     return sorted(tasks, key=key)
 
 
-def task_sizes(records: list[RunRecord]) -> dict[str, int | None]:
-    """Each task's training size as used in the default runs (most common), else GLUE's, else as
+def task_sizes(records: list[RunRecord], glue: bool = True) -> dict[str, int | None]:
+    """Each task's training size as used in the default runs of a report (most common; records
+    as ``variants.report_records`` gives them), else GLUE's (unless ``glue`` is False), else as
     any run used it (a task-file task trained only in variants, e.g. MTL_All on chosen tasks)."""
     default = [r for r in records if not (r.variant or r.is_size_experiment)]
     return {**_most_common((t, n) for r in records for t, n in r.train_sizes.items()),
-            **{t: GLUE_TASKS[t].train_size for t in GLUE_TASKS},
+            **({t: GLUE_TASKS[t].train_size for t in GLUE_TASKS} if glue else {}),
             **_most_common((t, n) for r in default for t, n in r.train_sizes.items())}
 
 

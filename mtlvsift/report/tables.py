@@ -12,8 +12,9 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
-from mtlvsift.report.stats import Analysis, Cell
-from mtlvsift.tasks import display_name
+from mtlvsift.report.stats import Analysis, Cell, Group
+from mtlvsift.report.variants import variant_parts
+from mtlvsift.tasks import GLUE_TASK_NAMES, display_name
 
 
 @dataclass
@@ -95,14 +96,9 @@ def table1(analysis: Analysis) -> Table:
     rows: list[tuple[str, dict[str, float], dict[str, str]]] = []
     if analysis.singles:
         rows.append(("Single task", {t: g.mean for t, g in analysis.singles.items()}, {}))
-    configs = analysis.mtl_all_samplings()
-    for sampling, variant in configs:
-        label = f"MTL_All ({sampling or 'default'})"
-        if sum(s == sampling for s, _ in configs) > 1:
-            label += f" [{variant or 'default'}]"
-        scores = {g.target: g.mean for g in analysis.mtl_all
-                  if (g.sampling, g.variant) == (sampling, variant)}
-        rows.append((label, scores, {}))
+    for sampling, variant in analysis.mtl_all_samplings():
+        groups = [g for g in analysis.mtl_all if (g.sampling, g.variant) == (sampling, variant)]
+        rows.append((mtl_all_label(groups), {g.target: g.mean for g in groups}, {}))
     done = {t: s for t, s in summaries.items() if s is not None}
     if done:
         rows.append(("Avg. STILTs", {t: s.avg_stilts for t, s in done.items()}, {}))
@@ -146,6 +142,18 @@ def table2(analysis: Analysis) -> Table:
                  "Best mean over seeds of each method across supporting tasks (in brackets); "
                  "best of each row in bold. Mean over the targets with a single-task run.",
                  ["Single task", "Best STILTs", "Best MTL"], rows, mark="row")
+
+
+def mtl_all_label(groups: list[Group]) -> str:
+    """'MTL_All (size)', 'MTL_All (size, RTE+MRPC)' for other tasks than GLUE's nine, with the
+    rest of the variant in brackets: 'MTL_All (dynamic) [rule-normalized]'."""
+    sampling, variant = groups[0].sampling, groups[0].variant
+    tasks = groups[0].records[0].tasks
+    parts = [sampling or "default"]
+    if sorted(tasks) != sorted(GLUE_TASK_NAMES):
+        parts.append("+".join(display_name(t) for t in tasks))
+    rest = [p for p in variant_parts(variant) if not p.startswith(("sampling-", "tasks-"))]
+    return f"MTL_All ({', '.join(parts)})" + (f" [{'_'.join(rest)}]" if rest else "")
 
 
 def _picked(cell: Cell) -> float:

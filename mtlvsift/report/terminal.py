@@ -10,12 +10,11 @@ from rich.markup import escape
 from rich.table import Table as RichTable
 from rich.text import Text
 
-from mtlvsift.commands import DEFAULT_PROTOCOL
 from mtlvsift.report.missing import MissingRun
 from mtlvsift.report.stats import Analysis
 from mtlvsift.report.tables import Table
-from mtlvsift.report.text import HEURISTIC_RULE, PAPER_PHRASE, fmt, group_text, overview_line, \
-    tasks_line
+from mtlvsift.report.text import HEURISTIC_RULE, PAPER_PHRASE, baselines_line, fmt, group_text, \
+    overview_line, tasks_line
 from mtlvsift.run_index import Discovery
 from mtlvsift.tasks import display_name
 
@@ -26,11 +25,13 @@ SHOWN_COMMANDS = 12
 
 
 def render(console: Console, a: Analysis, tables: list[Table], missing: list[MissingRun],
-           found: Discovery, outputs: Path) -> None:
-    protocol = f" · protocol {a.protocol}" if a.protocol != DEFAULT_PROTOCOL else ""
-    console.rule(f"[bold]MTL vs STILTs · {escape(a.model)}{protocol}")
-    console.print(escape(overview_line(a, found, outputs).replace("`", "")), highlight=False)
+           outputs: Path) -> None:
+    label = " · ".join(filter(None, [a.model, *a.key.label().split(", ")]))
+    console.rule(f"[bold]MTL vs STILTs · {escape(label)}")
+    console.print(escape(overview_line(a, outputs).replace("`", "")), highlight=False)
     console.print(escape(tasks_line(a)), highlight=False)
+    if baselines_line(a):
+        console.print(escape(baselines_line(a)), highlight=False)
     if any(c.complete or c.refused for c in a.cells.values()):
         console.print(_matrix(a))
         legend = Text("Legend: ")
@@ -40,6 +41,9 @@ def render(console: Console, a: Analysis, tables: list[Table], missing: list[Mis
         legend.append("red, !", MISS_STYLE).append(": size heuristic wrong  ")
         legend.append(f"*: p < {a.alpha:g}  ·: not run yet  ≠: seeds not pooled  (one seed: no test)")
         console.print(legend)
+        if any(c.at_baseline for c in a.cells.values()):
+            console.print("~: both methods at the majority-class baseline: nothing learned",
+                          highlight=False)
     else:
         console.print("No cell has both an MTL and a STILTs run yet.")
     line = Text("Size heuristic", style="bold")
@@ -87,7 +91,7 @@ def _matrix(a: Analysis) -> RichTable:
             else:
                 miss = cell.heuristic_correct is False
                 text = f"{cell.diff:+.1f}" + ("*" if cell.significant else " ")
-                text += "!" if miss else ""
+                text += ("!" if miss else "") + ("~" if cell.at_baseline else "")
                 style = {"mtl": MTL_STYLE, "stilts": STILTS_STYLE}.get(cell.better, "")
                 row.append(Text(text, style=f"{style} {MISS_STYLE}" if miss else style))
         grid.add_row(*row)
@@ -122,7 +126,7 @@ def _render_missing(console: Console, a: Analysis, missing: list[MissingRun],
                   "commands that would fill them:")
     for run in missing[:SHOWN_COMMANDS]:
         console.print(f"  [dim]# {escape(run.describe())}[/]", highlight=False)
-        console.print("  " + escape(run.command(a.model, outputs)), highlight=False,
+        console.print("  " + escape(run.command(outputs)), highlight=False,
                       soft_wrap=True)
     if len(missing) > SHOWN_COMMANDS:
         console.print(f"  ... and {len(missing) - SHOWN_COMMANDS} more in missing.sh "

@@ -6,12 +6,15 @@ import math
 from pathlib import Path
 
 from mtlvsift.report.stats import PAPER_HEURISTIC, Analysis, Group
-from mtlvsift.run_index import Discovery
 from mtlvsift.tasks import display_name
 
 HEURISTIC_RULE = "MTL when the target's training set is smaller than the supporting one"
 PAPER_PHRASE = "{}/{}, {:.1%}".format(*PAPER_HEURISTIC, PAPER_HEURISTIC[0] / PAPER_HEURISTIC[1])
 METHOD_NAMES = {"mtl": "pairwise MTL", "stilts": "STILTs"}
+# What a report says instead of a figure with nothing to draw.
+FIGURE1_EMPTY = "No cell has an MTL or a STILTs run yet: no Figure 1."
+FIGURE2_EMPTY = ("No size-experiment runs (--target-fraction F --support-ratio K) yet: "
+                 "no Figure 2.")
 
 
 def fmt(value: float | None, digits: int = 1, sign: bool = False) -> str:
@@ -32,13 +35,36 @@ def group_text(group: Group | None) -> str:
     return f"{group.mean:.1f}{spread} (n={group.n})"
 
 
-def overview_line(a: Analysis, found: Discovery, outputs: Path) -> str:
-    runs = sum(r.model == a.model and r.protocol == a.protocol for r in found.records)
+def report_name(a: Analysis) -> str:
+    """'distilroberta-base', or 'minilm (n-300)', 'minilm (protocol original, n-300)'."""
+    label = a.key.label()
+    return f"{a.model} ({label})" if label else a.model
+
+
+def seeds_phrase(a: Analysis) -> str:
+    """The seeds in use: 'seeds 0, 1 (2 per cell)'; per cell: the seeds of a method in a cell."""
+    seeds = a.seeds_in_use
+    if not seeds:
+        return "no seeds yet"
+    text = f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
     sizes = sorted({g.n for c in a.cells.values() for g in (c.mtl, c.stilts) if g})
-    seeds = (f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]}–{sizes[-1]}") if sizes else "no"
-    plural = "" if sizes == [1] else "s"
-    return (f"{runs} run record{'' if runs == 1 else 's'} of {a.model} under `{outputs}` · "
-            f"{a.test_name}, alpha = {a.alpha:g} · {seeds} seed{plural} per pairwise group")
+    if sizes:
+        text += f" ({sizes[0] if len(sizes) == 1 else f'{sizes[0]}–{sizes[-1]}'} per cell)"
+    return text
+
+
+def overview_line(a: Analysis, outputs: Path) -> str:
+    runs = len(a.records)
+    return (f"{runs} run record{'' if runs == 1 else 's'} of {report_name(a)} under `{outputs}` · "
+            f"{seeds_phrase(a)} · {a.test_name}, alpha = {a.alpha:g}")
+
+
+def baselines_line(a: Analysis) -> str:
+    """'Majority-class baselines (dev, points): RTE 52.7 · MRPC 74.8'; '' without any."""
+    if not a.baselines:
+        return ""
+    return ("Majority-class baselines (a constant prediction, dev, points): " + " · ".join(
+        f"{display_name(t)} {a.baselines[t]:.1f}" for t in a.all_tasks if t in a.baselines))
 
 
 def tasks_line(a: Analysis) -> str:
