@@ -144,9 +144,10 @@ def test_grid_runs_then_compare_reports_its_variant(tmp_path, tiny_model, tiny_g
     summary = json.loads(next((out / "report").rglob("summary.json")).read_text())
     cells = [c for c in summary["cells"] if c["n_mtl"] and c["n_stilts"]]
     assert len(cells) == 6, summary["cells"]
-    assert all(c["n_mtl"] == 2 and c["n_stilts"] == 2 and c["t"] is not None for c in cells)
+    assert all(c["n_mtl"] == 2 and c["n_stilts"] == 2 for c in cells), cells
+    assert any(c["t"] is not None for c in cells), cells  # (equal constant scores have no t)
     report = next((out / "report").rglob("report.md")).read_text()
-    assert "MTL_All" in report and "n-40" in report
+    assert "MTL_All" in report and "n-40" in report and "Table 1" in report
 
 
 def test_emit_slurm_array_sizes_and_dependency(tmp_path):
