@@ -25,6 +25,7 @@ from pathlib import Path
 import click
 
 from bench import fixtures, report
+from mtlvsift.grid.estimate import inside_seconds
 
 
 def recorded_seconds(outputs: Path) -> tuple[int, float]:
@@ -33,9 +34,7 @@ def recorded_seconds(outputs: Path) -> tuple[int, float]:
     for result in outputs.rglob("result.json"):
         if "report" in result.parts:
             continue
-        timing = json.loads(result.read_text())["timing"]
-        inside += timing["train_seconds"] + sum(timing["eval_seconds"]) + \
-            sum(timing["checkpoint_blocked_seconds"])
+        inside += inside_seconds(json.loads(result.read_text())["timing"])
         runs += 1
     return runs, inside
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from helpers import REPO_ROOT, load_script, run_script
-from mtlvsift.grid.estimate import RunWork, Speeds, TaskSpeed, run_seconds, speed_of_record
+from mtlvsift.grid.estimate import RunWork, Speeds, TaskSpeed, inside_seconds, run_seconds, speed_of_record
 from mtlvsift.grid.plan import grid_runs
 from mtlvsift.train.config import mtl_all_config, mtl_config, stilts_config
 
@@ -107,6 +107,9 @@ def test_estimate_from_speeds():
               "checkpoint_blocked_seconds": [0.1, 0.3]}
     speed = speed_of_record(timing)
     assert (speed.train_examples_per_s, speed.eval_seconds, speed.checkpoint_seconds) == (10.0, 2.0, 0.2)
+    assert inside_seconds(timing) == pytest.approx(4 + 13 + 0.4)
+    assert inside_seconds({**timing, "eval_seconds": [1, "x"]}) == pytest.approx(4.4)
+    assert inside_seconds("not a timing") == 0.0
     for bad in ({**timing, "train_seconds": float("nan")}, {**timing, "eval_seconds": "1"},
                 {**timing, "examples": -3}, {**timing, "eval_seconds": [1, None]}, ["timing"]):
         assert speed_of_record(bad) is None

@@ -60,6 +60,16 @@ def _numbers(value: Any) -> list[float] | None:
     return None if None in numbers else numbers
 
 
+def inside_seconds(timing: Any) -> float:
+    """The seconds a run's ``timing`` says it spent training, evaluating and waiting for
+    checkpoints (what is not set-up); fields that are not numbers count 0."""
+    if not isinstance(timing, dict):
+        return 0.0
+    parts = [_number(timing.get("train_seconds")), *(_numbers(timing.get("eval_seconds")) or []),
+             *(_numbers(timing.get("checkpoint_blocked_seconds")) or [])]
+    return sum(p for p in parts if p is not None)
+
+
 def speed_of_record(timing: Any) -> TaskSpeed | None:
     """A single run's speed from its ``timing`` (None when a field is missing or not a number)."""
     if not isinstance(timing, dict):

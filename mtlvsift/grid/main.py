@@ -68,7 +68,7 @@ def run_grid(tasks: str, seeds: str, methods: str, mtl_sampling: str, mtl_all_sa
         return GridOutcome(skipped=runs)
     speeds = measured_speeds(outputs, runs[0].config.model, int(os.environ.get("WORLD_SIZE", "1")))
     unmeasured = sorted({t for r in todo for t in r.config.tasks} - set(speeds.tasks))
-    if dry_run and unmeasured and main:
+    if dry_run and unmeasured:  # every process: under accelerate launch the probe runs use DDP
         measured = calibrate(todo[0].config, unmeasured, console)
         speeds.tasks.update(measured.tasks)
         speeds.overhead.setdefault("in-process", measured.overhead["in-process"])

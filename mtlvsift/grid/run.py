@@ -27,7 +27,8 @@ from rich.console import Console
 
 from mtlvsift import run_record
 from mtlvsift.errors import MtlvsiftError
-from mtlvsift.grid.estimate import GRID_LOG, Speeds, describe_seconds, folder_bytes, speed_of_record
+from mtlvsift.grid.estimate import GRID_LOG, Speeds, describe_seconds, folder_bytes, inside_seconds, \
+    speed_of_record
 from mtlvsift.grid.plan import GridRun
 from mtlvsift.run_folder import RESULT_FILE
 from mtlvsift.train.config import TrainConfig, stilts_config
@@ -47,12 +48,9 @@ def is_main_process() -> bool:
 def log_run(outputs: Path, run: GridRun, wall: float, mode: str) -> None:
     """Append the run's wall time and overhead (wall less training, evaluation, checkpoint waits)."""
     try:
-        timing = run_record.load(Path(run.run_dir) / RESULT_FILE).get("timing") or {}
+        inside = inside_seconds(run_record.load(Path(run.run_dir) / RESULT_FILE).get("timing"))
     except run_record.InvalidRecord:
-        timing = {}
-    inside = sum(x for x in [timing.get("train_seconds"), *(timing.get("eval_seconds") or []),
-                             *(timing.get("checkpoint_blocked_seconds") or [])]
-                 if isinstance(x, (int, float)))
+        inside = 0.0
     entry = {"run": run.run_dir, "mode": mode, "model": run.config.model, "host": platform.node(),
              "wall_seconds": round(wall, 3), "overhead_seconds": round(max(0.0, wall - inside), 3),
              "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -163,8 +161,9 @@ def calibrate(config: TrainConfig, tasks: list[str], console: Console) -> Speeds
                                   seed=0, output_dir=tmp, log_every=1,
                                   max_train_examples=4 * config.batch_size)
             probe = dataclasses.replace(probe, grad_accum=config.grad_accum)
-            console.print(f"calibrating {task}: 4 batches of {config.batch_size} and 2 evaluations "
-                          f"with {config.model} ...", highlight=False)
+            if is_main_process():
+                console.print(f"calibrating {task}: 4 batches of {config.batch_size} and 2 "
+                              f"evaluations with {config.model} ...", highlight=False)
             start = time.monotonic()
             record = run_training(probe)
             wall = time.monotonic() - start
@@ -172,9 +171,7 @@ def calibrate(config: TrainConfig, tasks: list[str], console: Console) -> Speeds
             if speed is None:
                 raise MtlvsiftError(f"The calibration run of {task} recorded no timing.")
             speeds.tasks[task] = dataclasses.replace(speed, source="calibration")
-            timing = record["timing"]
-            overheads.append(wall - timing["train_seconds"] - sum(timing["eval_seconds"])
-                             - sum(timing["checkpoint_blocked_seconds"]))
+            overheads.append(wall - inside_seconds(record.get("timing")))
             if speeds.run_bytes is None:
                 speeds.run_bytes = folder_bytes(probe.run_dir)
     speeds.overhead["in-process"] = max(0.0, min(overheads))
