@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from mtlvsift.grid.main import METHODS_DEFAULT, SEEDS_DEFAULT, grid_train_options, run_grid
+from mtlvsift.params import FiniteFloatRange
 from mtlvsift.train.options import mtl_options, train_options
 from mtlvsift.train.sampling import SAMPLINGS
 
@@ -26,6 +27,12 @@ from mtlvsift.train.sampling import SAMPLINGS
               help="Pairwise MTL's sampling.")
 @click.option("--mtl-all-sampling", default="size", type=click.Choice(SAMPLINGS, case_sensitive=False),
               help="MTL_All's sampling.")
+@click.option("--support-ratios", default=None,
+              help="The size experiment (Figure 2): STILTs and MTL runs of every ordered pair with "
+                   "the supporting task subsampled to K x the target's size, for each K, e.g. "
+                   "0.333,0.5,1,2,3.")
+@click.option("--target-fraction", default=None, type=FiniteFloatRange(0, 1, min_open=True),
+              help="Size experiment: train on this fraction of the target's training set.")
 @mtl_options
 @grid_train_options(train_options)
 @click.option("--dry-run", is_flag=True,

@@ -15,6 +15,7 @@ import pytest
 
 from helpers import REPO_ROOT, load_script, run_script
 from mtlvsift.grid.estimate import RunWork, Speeds, TaskSpeed, inside_seconds, run_seconds, speed_of_record
+from mtlvsift.errors import MtlvsiftError
 from mtlvsift.grid.plan import grid_runs
 from mtlvsift.train.config import mtl_all_config, mtl_config, stilts_config
 
@@ -26,7 +27,7 @@ def _options(out: Path, **extra) -> dict:
     params = dict(ctx.params)
     for key in ("tasks", "seeds", "methods", "mtl_sampling", "mtl_all_sampling", "batching",
                 "dynamic_rule", "single_scores", "dry_run", "jobs", "emit_kind", "emit_to", "sbatch",
-                "plan_json"):
+                "plan_json", "support_ratios", "target_fraction"):
         params.pop(key)
     return {**params, **extra}
 
@@ -60,6 +61,30 @@ def test_single_runs_that_other_runs_read_are_added(tmp_path):
         ("STILTs rte <- mrpc seed 0", False), ("STILTs mrpc <- rte seed 0", False)]
     assert [r.label for r in grid_runs(["rte", "mrpc"], [0], ["mtl"], _options(tmp_path),
                                        mtl_sampling="size")] == ["MTL rte <- mrpc seed 0"]
+
+
+def test_size_experiment_adds_the_capped_supporting_runs(tmp_path):
+    """--support-ratios: every ordered pair at every ratio, STILTs from single runs of the support
+    capped at K x the target's size (GLUE's official sizes without --data-dir: RTE 2,490, MRPC
+    3,668; --target-fraction 0.5 makes the targets 1,245 and 1,834)."""
+    runs = grid_runs(["rte", "mrpc"], [0], ["stilts", "mtl"], _options(tmp_path),
+                     support_ratios=[0.5, 1.0], target_fraction=0.5)
+    folders = [str(Path(r.run_dir).relative_to(tmp_path)) for r in runs]
+    assert folders[:6] == ["single/rte/seed-0", "single/mrpc/seed-0", "single/mrpc__n-622/seed-0",
+                           "single/rte__n-917/seed-0", "single/mrpc__n-1245/seed-0",
+                           "single/rte__n-1834/seed-0"]
+    assert folders[6:] == [
+        "stilts/rte--mrpc__tf-0.5_sr-0.5/seed-0", "stilts/mrpc--rte__tf-0.5_sr-0.5/seed-0",
+        "stilts/rte--mrpc__tf-0.5_sr-1/seed-0", "stilts/mrpc--rte__tf-0.5_sr-1/seed-0",
+        "mtl/rte--mrpc__tf-0.5_sr-0.5/seed-0", "mtl/mrpc--rte__tf-0.5_sr-0.5/seed-0",
+        "mtl/rte--mrpc__tf-0.5_sr-1/seed-0", "mtl/mrpc--rte__tf-0.5_sr-1/seed-0"]
+    assert runs[6].needs == (str(tmp_path / "single/mrpc__n-622/seed-0"),)
+    assert runs[10].needs == (str(tmp_path / "single/rte/seed-0"), str(tmp_path / "single/mrpc/seed-0"))
+    for run in runs:  # the commands rebuild the same runs
+        assert _config_from_command(run).identity() == run.config.identity()
+    with pytest.raises(MtlvsiftError, match="RTE as target needs 3735 MRPC training examples .3 x the target.s., but 3668"):
+        grid_runs(["rte", "mrpc"], [0], ["stilts"], _options(tmp_path), support_ratios=[3.0],
+                  target_fraction=0.5)
 
 
 def _config_from_command(run) -> object:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -43,16 +44,31 @@ def seeds_of(value: str) -> list[int]:
     return seeds
 
 
+def ratios_of(value: str) -> list[float]:
+    """--support-ratios: distinct finite numbers above 0 (the paper: 0.333,0.5,1,2,3)."""
+    try:
+        ratios = [float(r) for r in parse_list(value, "support-ratios")]
+    except ValueError:
+        raise MtlvsiftError(f"--support-ratios {value!r} is not a list of numbers such as "
+                            f"0.333,0.5,1,2,3.") from None
+    if not all(math.isfinite(r) and 0 < r <= 1000 for r in ratios):
+        raise MtlvsiftError(f"--support-ratios {value!r}: each ratio is a number above 0 and at "
+                            f"most 1000.")
+    return ratios
+
+
 def run_grid(tasks: str, seeds: str, methods: str, mtl_sampling: str, mtl_all_sampling: str,
              batching: str, dynamic_rule: str, dry_run: bool, jobs: int, emit_kind: str | None,
              emit_to: str | None, sbatch: tuple[str, ...], repo_root: Path,
-             plan_json: str | None = None, **options: Any) -> GridOutcome | None:
+             plan_json: str | None = None, support_ratios: str | None = None,
+             target_fraction: float | None = None, **options: Any) -> GridOutcome | None:
     """What scripts/run_grid.py does with its options."""
     console = Console(highlight=False)
     if emit_kind and not emit_to:
         raise MtlvsiftError("--emit needs --emit-to DIR: the folder to write the scripts into.")
     runs = grid_runs(parse_list(tasks, "tasks"), seeds_of(seeds), parse_list(methods, "methods"),
-                     options, mtl_sampling, mtl_all_sampling, batching, dynamic_rule)
+                     options, mtl_sampling, mtl_all_sampling, batching, dynamic_rule,
+                     ratios_of(support_ratios) if support_ratios else [], target_fraction)
     outputs = Path(options["output_dir"])
     main = is_main_process()
     if emit_kind:

@@ -12,6 +12,7 @@ holds both tasks' scores, so it fills both cells of the matrix), with the smalle
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import combinations, permutations
 from typing import Any
 
@@ -20,7 +21,8 @@ from mtlvsift.commands import run_command, run_options, train_args
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.run_folder import RunFolder
 from mtlvsift.tasks import get_task, get_tasks
-from mtlvsift.train.config import TrainConfig, mtl_all_config, mtl_config, stilts_config
+from mtlvsift.train.config import TrainConfig, mtl_all_config, mtl_config, stilts_config, \
+    support_examples_needed
 
 METHODS = ("single", "stilts", "mtl", "mtl_all")
 READS_SINGLE_RUNS = 2  # the stage of runs that read finished single runs
@@ -82,9 +84,15 @@ def parse_list(value: str, what: str) -> list[str]:
 
 def grid_runs(tasks: list[str], seeds: list[int], methods: list[str], options: dict[str, Any],
               mtl_sampling: str = "dynamic", mtl_all_sampling: str = "size",
-              batching: str = "heterogeneous", dynamic_rule: str = "softmax") -> list[GridRun]:
+              batching: str = "heterogeneous", dynamic_rule: str = "softmax",
+              support_ratios: list[float] = (), target_fraction: float | None = None) -> list[GridRun]:
     """Every run of the grid, prerequisites first (single runs a STILTs or dynamic run reads are
-    added when ``single`` is not among ``methods``); ``options`` are the train scripts' options."""
+    added when ``single`` is not among ``methods``); ``options`` are the train scripts' options.
+
+    With ``support_ratios`` the STILTs and MTL runs are the size experiment's (Figure 2): every
+    ordered pair at every ratio K (``--support-ratio K``, ``--target-fraction``), MTL both ways
+    (each direction subsamples another task); STILTs starts from single runs of the supporting
+    task capped at K x the target's size, which the grid adds."""
     unknown = set(methods) - set(METHODS)
     if unknown:
         raise MtlvsiftError(f"Unknown --methods {', '.join(sorted(unknown))}: choose from "
@@ -93,9 +101,15 @@ def grid_runs(tasks: list[str], seeds: list[int], methods: list[str], options: d
     if len(names) < 2 and set(methods) - {"single"}:
         raise MtlvsiftError("STILTs, MTL and MTL_All need at least two --tasks.")
     options = {**options, "support_seeds": tuple(seeds)}
+    if target_fraction is not None and not support_ratios:
+        raise MtlvsiftError("--target-fraction belongs to the size experiment: give --support-ratios too.")
     later: list[TrainConfig] = []
     for seed in seeds:
         each = {**options, "seed": seed}
+        if support_ratios:
+            later += _size_experiment(names, methods, each, support_ratios, target_fraction,
+                                      (mtl_sampling, batching, dynamic_rule))
+            continue
         if "stilts" in methods:
             later += [stilts_config(t, s, None, None, None, **each) for t, s in permutations(names, 2)]
         if "mtl" in methods:
@@ -106,15 +120,20 @@ def grid_runs(tasks: list[str], seeds: list[int], methods: list[str], options: d
         if "mtl_all" in methods:
             later.append(mtl_all_config(tuple(names), mtl_all_sampling, batching, dynamic_rule,
                                         None, **each))
-    singles = {(t, seed): stilts_config(t, None, None, None, None, **{**options, "seed": seed})
-               for t in names for seed in seeds}
-    reads = {str(c.run_dir): _single_tasks_read(c) for c in later}
-    wanted = {t for tasks_read in reads.values() for t in tasks_read}
-    runs = [GridRun(config, 1, added="single" not in methods)
-            for (task, seed), config in singles.items() if "single" in methods or task in wanted]
+    caps = {options.get("max_train_examples")}
+    caps |= {_support_cap(c) for c in later if c.method == "stilts" and c.support_ratio is not None}
+    singles = {(t, cap, seed): stilts_config(t, None, None, None, None,
+                                             **{**options, "seed": seed, "max_train_examples": cap})
+               for cap in sorted(caps, key=lambda c: c or 0) for t in names for seed in seeds}
+    reads = {str(c.run_dir): _single_runs_read(c, options.get("max_train_examples")) for c in later}
+    wanted = {key for tasks_read in reads.values() for key in tasks_read}
+    base = options.get("max_train_examples")
+    runs = [GridRun(config, 1, added="single" not in methods or cap != base)
+            for (task, cap, seed), config in singles.items()
+            if ("single" in methods and cap == base) or (task, cap) in wanted]
     first = [GridRun(c, 1) for c in later if not reads[str(c.run_dir)]]
-    second = [GridRun(c, READS_SINGLE_RUNS,
-                      tuple(str(singles[t, s].run_dir) for t in reads[str(c.run_dir)] for s in seeds))
+    second = [GridRun(c, READS_SINGLE_RUNS, tuple(str(singles[t, cap, s].run_dir)
+                                                  for t, cap in reads[str(c.run_dir)] for s in seeds))
               for c in later if reads[str(c.run_dir)]]
     ordered = runs + _by_method(first) + _by_method(second)
     folders = [r.run_dir for r in ordered]
@@ -123,12 +142,50 @@ def grid_runs(tasks: list[str], seeds: list[int], methods: list[str], options: d
     return ordered
 
 
-def _single_tasks_read(config: TrainConfig) -> list[str]:
+def _single_runs_read(config: TrainConfig, base_cap: int | None) -> list[tuple[str, int | None]]:
+    """(task, --max-train-examples) of the single runs a run reads (its --support-seeds each)."""
     if config.method == "stilts":
-        return list(config.support)
+        cap = _support_cap(config) if config.support_ratio is not None else base_cap
+        return [(config.support[0], cap)]
     if config.sampling == "dynamic":
-        return list(config.tasks)
+        return [(t, base_cap) for t in config.tasks]
     return []
+
+
+def _support_cap(config: TrainConfig) -> int:
+    """A size-experiment STILTs run's supporting single runs: K x the target's used size (the
+    same draw MTL makes), from the target's training rows (counted, not tokenized)."""
+    return support_examples_needed(config, _train_rows(config.target, config.data_dir))
+
+
+@lru_cache(maxsize=None)
+def _train_rows(task: str, data_dir: str | None) -> int:
+    from mtlvsift.train.data import resolve_data_dir
+    from mtlvsift.train.plan import train_rows
+
+    return train_rows(get_task(task), resolve_data_dir(data_dir))
+
+
+def _size_experiment(names: list[str], methods: list[str], each: dict[str, Any],
+                     ratios: list[float], fraction: float | None,
+                     mtl: tuple[str, str, str]) -> list[TrainConfig]:
+    configs = []
+    for ratio in ratios:
+        for target, support in permutations(names, 2):
+            if "stilts" in methods:
+                stilts = stilts_config(target, support, None, fraction, ratio, **each)
+                need, cap = _support_cap(stilts), stilts.max_train_examples
+                have = min(_train_rows(support, stilts.data_dir), cap or 10**12)
+                if need > have:
+                    raise MtlvsiftError(
+                        f"--support-ratios {ratio:g}: {get_task(target).display} as target needs "
+                        f"{need} {get_task(support).display} training examples ({ratio:g} x the "
+                        f"target's), but {have} are available. Use smaller ratios or a smaller "
+                        f"--target-fraction.")
+                configs.append(stilts)
+            if "mtl" in methods:
+                configs.append(mtl_config(target, (support,), *mtl, None, fraction, ratio, **each))
+    return configs
 
 
 def _size_order(task: str) -> tuple[int, str]:
