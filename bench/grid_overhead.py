@@ -25,11 +25,12 @@ from pathlib import Path
 import click
 
 from bench import fixtures, report
-from mtlvsift.grid.estimate import inside_seconds
 
 
 def recorded_seconds(outputs: Path) -> tuple[int, float]:
     """Runs and the seconds they recorded inside the loop (train + evaluations + checkpoint waits)."""
+    from mtlvsift.grid.estimate import inside_seconds  # loads the trainer's modules
+
     runs, inside = 0, 0.0
     for result in outputs.rglob("result.json"):
         if "report" in result.parts:

@@ -40,7 +40,7 @@ def test_bench_is_a_package_that_changes_nothing_on_import():
     code = (
         "import json, os, sys\n"
         "path, env = list(sys.path), dict(os.environ)\n"
-        "import bench.gpu_train, bench.cpu_train, bench.paper_cost, bench.compare_report\n"
+        "import bench.gpu_train, bench.cpu_train, bench.paper_cost, bench.compare_report, bench.grid_overhead\n"
         "print(json.dumps({'path': sys.path == path, 'env': dict(os.environ) == env,\n"
         "                  'heavy': sorted(m for m in ('transformers', 'datasets') if m in sys.modules)}))\n")
     env = {k: v for k, v in os.environ.items() if k not in bench_fixtures.OFFLINE}
@@ -53,7 +53,7 @@ def test_bench_is_a_package_that_changes_nothing_on_import():
 
 
 def test_scripts_run_as_modules_from_the_repository_root():
-    for name in ("gpu_train", "cpu_train", "paper_cost", "compare_report"):
+    for name in ("gpu_train", "cpu_train", "paper_cost", "compare_report", "grid_overhead"):
         done = subprocess.run([sys.executable, "-m", f"bench.{name}", "--help"], cwd=REPO_ROOT,
                               capture_output=True, text=True)
         assert done.returncode == 0 and "Usage:" in done.stdout, (name, done.stderr)

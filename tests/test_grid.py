@@ -176,6 +176,8 @@ def test_grid_runs_then_compare_reports_its_variant(tmp_path, tiny_model, tiny_g
     assert any(c["t"] is not None for c in cells), cells  # (equal constant scores have no t)
     report = next((out / "report").rglob("report.md")).read_text()
     assert "MTL_All" in report and "n-40" in report and "Table 1" in report
+    again = run_script("run_grid", [*grid, "--methods", "single", "--overwrite"])  # trains again
+    assert "Grid: 6 trained, 0 already complete, 0 failed." in " ".join(again.output.split())
 
 
 def test_emit_slurm_array_sizes_and_dependency(tmp_path):

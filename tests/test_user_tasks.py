@@ -52,8 +52,12 @@ def test_own_tasks_through_every_method_then_compare(tiny_model, tiny_glue, tmp_
     report = tmp_path / "report"
     result = run_script("compare", ["--outputs", out, "--report-dir", report])
     summary = json.loads((report / "summary.json").read_text())
-    assert summary["task_info"]["mysent"] == {"train_size": 48, "main_metric": "f1"}
-    assert summary["task_info"]["myscore"] == {"train_size": 48, "main_metric": "spearman"}
+    # Each task's majority-class (regression: mean-label) baseline, as its runs recorded it.
+    baseline = read_result(out, "single", "mysent")["baselines"]["mysent"]["score"]
+    assert summary["task_info"]["mysent"] == {"train_size": 48, "main_metric": "f1",
+                                              "baseline": 100 * baseline}  # points
+    assert summary["task_info"]["myscore"] == {"train_size": 48, "main_metric": "spearman",
+                                               "baseline": 0.0}
     assert summary["task_info"]["rte"]["main_metric"] == "accuracy"
     tasks_line = "Tasks (training examples, main metric): "
     assert "MYSENT 48 f1" in result.output and "MYSCORE 48 spearman" in result.output

@@ -76,7 +76,9 @@ def run_grid(tasks: str, seeds: str, methods: str, mtl_sampling: str, mtl_all_sa
             write_emitted(runs, emit_kind, Path(emit_to), repo_root, outputs, sbatch, console)
         return None
     mode = "process" if jobs > 1 else "in-process"
-    todo = [r for r in runs if r.status() != "complete"]
+    # --overwrite trains every run again; otherwise finished runs are skipped.
+    todo = runs if options.get("overwrite") else [r for r in runs if r.status() != "complete"]
+    skipped = [r for r in runs if r not in todo]
     if not todo:
         if main:
             console.print(f"All {len(runs)} runs of the grid are complete under {outputs}: nothing "
@@ -97,9 +99,9 @@ def run_grid(tasks: str, seeds: str, methods: str, mtl_sampling: str, mtl_all_sa
     if dry_run:
         return None
     if jobs > 1:
-        outcome = run_jobs(runs, outputs, jobs, repo_root, console)
+        outcome = run_jobs(todo, skipped, outputs, jobs, repo_root, console)
     else:
-        outcome = run_here(runs, outputs, estimates, console)
+        outcome = run_here(todo, skipped, outputs, estimates, console)
     if main:
         show_outcome(outcome, outputs, console)
     if outcome.failed:

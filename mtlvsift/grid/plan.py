@@ -17,7 +17,7 @@ from itertools import combinations, permutations
 from typing import Any
 
 from mtlvsift import run_record
-from mtlvsift.commands import run_command, run_options, train_args
+from mtlvsift.commands import run_options, train_args, train_command
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.run_folder import RunFolder
 from mtlvsift.tasks import get_task, get_tasks
@@ -53,12 +53,14 @@ class GridRun:
     def args(self) -> list[str]:
         """The train script and its arguments (without ``accelerate launch``)."""
         c = self.config
-        options = run_options(c.method, c.as_dict())
+        options = {**run_options(c.method, c.as_dict()), "overwrite": c.overwrite}
         return [*train_args(c.method, c.target, c.support, options), "--seed", str(c.seed)]
 
     def command(self) -> str:
+        """The run's shell command (``--overwrite`` too when the grid was given it)."""
         c = self.config
-        return run_command(c.method, c.target, c.support, c.as_dict(), [c.seed])
+        options = {**run_options(c.method, c.as_dict()), "overwrite": c.overwrite}
+        return train_command(c.method, c.target, c.support, options, [c.seed])
 
     def status(self) -> str:
         """``complete`` (a readable result.json), ``partial`` (started, not finished) or ``new``."""

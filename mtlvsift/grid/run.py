@@ -59,14 +59,12 @@ def log_run(outputs: Path, run: GridRun, wall: float, mode: str) -> None:
         handle.write(json.dumps(entry) + "\n")
 
 
-def run_here(runs: list[GridRun], outputs: Path, estimates: dict[str, float | None],
-             console: Console) -> GridOutcome:
-    """Train the runs one after another in this process."""
+def run_here(todo: list[GridRun], skipped: list[GridRun], outputs: Path,
+             estimates: dict[str, float | None], console: Console) -> GridOutcome:
+    """Train the runs ``todo`` one after another in this process."""
     from mtlvsift.train.loop import run_training  # torch, only when something trains
 
-    outcome, main = GridOutcome(), is_main_process()
-    todo = [r for r in runs if r.status() != "complete"]
-    outcome.skipped = [r for r in runs if r not in todo]
+    outcome, main = GridOutcome(skipped=skipped), is_main_process()
     started = time.monotonic()
     for number, run in enumerate(todo, 1):
         left = sum(estimates.get(r.run_dir) or 0 for r in todo[number - 1:])
@@ -88,13 +86,11 @@ def run_here(runs: list[GridRun], outputs: Path, estimates: dict[str, float | No
     return outcome
 
 
-def run_jobs(runs: list[GridRun], outputs: Path, jobs: int, repo_root: Path,
-             console: Console) -> GridOutcome:
+def run_jobs(todo: list[GridRun], skipped: list[GridRun], outputs: Path, jobs: int,
+             repo_root: Path, console: Console) -> GridOutcome:
     """Up to ``jobs`` runs at once, each a process of its train script (``CUDA_VISIBLE_DEVICES``
     set to one GPU per slot where there are GPUs); a run starts once the runs it reads finished."""
-    outcome = GridOutcome()
-    todo = [r for r in runs if r.status() != "complete"]
-    outcome.skipped = [r for r in runs if r not in todo]
+    outcome, todo = GridOutcome(skipped=skipped), list(todo)
     gpus = _gpu_count()
     log_dir = outputs / "grid-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
