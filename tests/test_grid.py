@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -232,3 +233,25 @@ def test_emitted_shell_script_makes_the_same_runs(tmp_path, tiny_model, tiny_glu
     jobs = run_script("run_grid", [*common, "--output-dir", tmp_path / "jobs", "--jobs", "2"])
     assert "Grid: 6 trained" in " ".join(jobs.output.split())
     assert runs(tmp_path / "jobs") == here
+
+
+@pytest.mark.slow
+def test_grid_under_accelerate_launch_runs_each_run_on_both_processes(tmp_path, tiny_model_no_dropout,
+                                                                     tiny_glue):
+    """Every process walks the same plan; each run is one DDP run over both (its record says 2
+    processes), and a STILTs run finds the single runs the grid made before it."""
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+               str(REPO_ROOT / "launch_configs" / "cpu_multi_process.yaml"), "--num_processes", "2",
+               str(REPO_ROOT / "scripts" / "run_grid.py"), "--tasks", "rte,sst2", "--seeds", "0",
+               "--methods", "single,stilts", "--model", str(tiny_model_no_dropout), "--data-dir",
+               str(tiny_glue), "--output-dir", str(out), "--epochs", "1", "--batch-size", "8"]
+    done = subprocess.run(command, env=dict(os.environ, HF_HUB_OFFLINE="1"), capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "Grid: 4 trained, 0 already complete, 0 failed." in " ".join(done.stdout.split())
+    assert done.stdout.count("Grid: 4 trained") == 1  # the main process reports
+    records = [json.loads(p.read_text()) for p in out.rglob("result.json")]
+    assert len(records) == 4 and all(r["timing"]["num_processes"] == 2 for r in records)
+    stilts = json.loads((out / "stilts" / "rte--sst2" / "seed-0" / "result.json").read_text())
+    assert stilts["start_model"]["run"] == "single/sst2/seed-0"
