@@ -181,6 +181,22 @@ def test_grid_runs_then_compare_reports_its_variant(tmp_path, tiny_model, tiny_g
     assert "Grid: 6 trained, 0 already complete, 0 failed." in " ".join(again.output.split())
 
 
+def test_a_finished_run_with_other_options_is_not_taken_as_done(tmp_path, tiny_model, tiny_glue):
+    """--epochs is not in the folder name: a grid with other epochs must not call the runs done."""
+    grid = ["--tasks", "rte,sst2", "--seeds", "0", "--methods", "single", "--model", tiny_model,
+            "--data-dir", tiny_glue, "--output-dir", tmp_path, "--batch-size", "8"]
+    run_script("run_grid", [*grid, "--epochs", "1"])
+    dry = " ".join(run_script("run_grid", [*grid, "--epochs", "2", "--dry-run"]).output.split())
+    assert "2 runs, 2 to train" in dry and "2 run folder(s) hold a run with other options" in dry
+    failed = run_script("run_grid", [*grid, "--epochs", "2"], expect_ok=False)
+    assert failed.exit_code == 1
+    text = " ".join(failed.output.split())
+    assert "Grid: 0 trained, 0 already complete, 2 failed." in text and "epochs: 1 -> 2" in text
+    done = run_script("run_grid", [*grid, "--epochs", "2", "--overwrite"])
+    assert "Grid: 2 trained" in " ".join(done.output.split())
+    assert json.loads((tmp_path / "single/rte/seed-0/result.json").read_text())["config"]["epochs"] == 2
+
+
 def test_emit_slurm_array_sizes_and_dependency(tmp_path):
     folder = tmp_path / "slurm"
     run_script("run_grid", ["--tasks", "rte,mrpc,stsb", "--seeds", "0,1", "--output-dir", tmp_path / "out",
@@ -197,6 +213,11 @@ def test_emit_slurm_array_sizes_and_dependency(tmp_path):
     submit = (folder / "submit.sh").read_text()
     subprocess.run(["bash", "-n", folder / "submit.sh"], check=True)
     assert re.search(r"sbatch --parsable --dependency=afterok:\$\{stage1\} stage-2.sbatch", submit)
+    for bad in (["--sbatch", "--gres=gpu:1\nrm -rf ~"], ["--sbatch", "gres"], ["--emit-to", tmp_path / "a b"]):
+        args = ["--tasks", "rte,mrpc", "--emit", "slurm", "--emit-to", folder, *bad]
+        result = run_script("run_grid", args, expect_ok=False)
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert not (tmp_path / "a b").exists()
     # A command picked by an array index is the one the plan has at that place.
     stage2 = [r for r in runs if r.stage == 2]
     listing = subprocess.run(["bash", "-c", f"SLURM_ARRAY_TASK_ID=4; eval \"$(sed -n '/^commands=(/,/^)/p' "

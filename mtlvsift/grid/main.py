@@ -57,6 +57,20 @@ def ratios_of(value: str) -> list[float]:
     return ratios
 
 
+def check_slurm_text(emit_kind: str | None, emit_to: str | None, sbatch: tuple[str, ...]) -> None:
+    """What goes on an ``#SBATCH`` line verbatim: one printable line, no shell quoting there."""
+    for line in sbatch:
+        if not line.startswith("-") or not line.isprintable() or not line.strip():
+            raise MtlvsiftError(f"--sbatch {line!r}: give one sbatch option per --sbatch, such as "
+                                f"'--gres=gpu:1' or '--time=04:00:00' (one printable line).")
+    if sbatch and emit_kind != "slurm":
+        raise MtlvsiftError("--sbatch goes with --emit slurm.")
+    if emit_kind == "slurm" and emit_to and (any(c.isspace() for c in str(Path(emit_to).resolve()))
+                                             or not str(emit_to).isprintable()):
+        raise MtlvsiftError(f"--emit-to {emit_to!r}: SLURM's #SBATCH --output line cannot quote a "
+                            f"path with spaces; choose a folder whose path has none.")
+
+
 def run_grid(tasks: str, seeds: str, methods: str, mtl_sampling: str, mtl_all_sampling: str,
              batching: str, dynamic_rule: str, dry_run: bool, jobs: int, emit_kind: str | None,
              emit_to: str | None, sbatch: tuple[str, ...], repo_root: Path,
@@ -66,6 +80,7 @@ def run_grid(tasks: str, seeds: str, methods: str, mtl_sampling: str, mtl_all_sa
     console = Console(highlight=False)
     if emit_kind and not emit_to:
         raise MtlvsiftError("--emit needs --emit-to DIR: the folder to write the scripts into.")
+    check_slurm_text(emit_kind, emit_to, sbatch)
     runs = grid_runs(parse_list(tasks, "tasks"), seeds_of(seeds), parse_list(methods, "methods"),
                      options, mtl_sampling, mtl_all_sampling, batching, dynamic_rule,
                      ratios_of(support_ratios) if support_ratios else [], target_fraction)
@@ -122,6 +137,12 @@ def show_plan(runs: list[GridRun], estimates: dict[str, float | None], speeds: S
                       run.status(), f"{run_work(run.config).steps:,}" if known else "",
                       describe_seconds(estimates[run.run_dir]) if known else "")
     console.print(table)
+    clashing = [r for r in runs if r.status() in ("changed", "damaged")]
+    if clashing:
+        console.print(f"{len(clashing)} run folder(s) hold a run with other options, or a damaged "
+                      f"config.json (status changed/damaged; e.g. {clashing[0].run_dir}): those "
+                      f"runs stop with an error unless --overwrite replaces them; or choose another "
+                      f"--output-dir.")
     if dry_run:  # one line each, unwrapped, to copy
         console.print("Commands (in this order; finished runs left out):")
         for number, run in enumerate(runs, 1):

@@ -26,6 +26,8 @@ from mtlvsift.train.config import TrainConfig, mtl_all_config, mtl_config, stilt
 
 METHODS = ("single", "stilts", "mtl", "mtl_all")
 READS_SINGLE_RUNS = 2  # the stage of runs that read finished single runs
+# Identity fields a run resolves when it starts (single runs' scores, the data's checksums).
+RESOLVED_AT_RUN_TIME = ("single_scores", "data_fingerprints")
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,20 @@ class GridRun:
         return train_command(c.method, c.target, c.support, options, [c.seed])
 
     def status(self) -> str:
-        """``complete`` (a readable result.json), ``partial`` (started, not finished) or ``new``."""
+        """``complete`` (a readable result.json), ``partial`` (started, not finished), ``new``, or
+        ``changed``: the folder holds a run with other options (``config.json``; e.g. another
+        --epochs, which the folder name does not show), which the run itself refuses unless
+        --overwrite; ``damaged`` when its config.json cannot be read."""
         folder = RunFolder(self.config.run_dir)
+        try:
+            stored = folder.stored_identity()
+        except MtlvsiftError:
+            return "damaged"
+        if stored is not None:
+            planned = self.config.identity()
+            if any(stored.get(k) != planned.get(k) for k in set(stored) | set(planned)
+                   if k not in RESOLVED_AT_RUN_TIME):
+                return "changed"
         if folder.is_complete():
             try:
                 run_record.load(folder.result_file)
