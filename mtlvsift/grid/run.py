@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import click
 from rich.console import Console
 
 from mtlvsift import run_record
@@ -96,40 +97,50 @@ def run_jobs(todo: list[GridRun], skipped: list[GridRun], outputs: Path, jobs: i
     log_dir.mkdir(parents=True, exist_ok=True)
     failed_dirs: set[str] = set()
     running: dict[int, tuple[GridRun, subprocess.Popen, float, Path]] = {}
-    while todo or running:
-        for slot in [s for s, (run, process, start, log) in running.items() if process.poll() is not None]:
-            run, process, start, log = running.pop(slot)
-            if process.returncode == 0:
-                outcome.trained.append(run)
-                log_run(outputs, run, time.monotonic() - start, "process")
-                console.print(f"done: {run.label}", highlight=False)
-            else:
-                failed_dirs.add(run.run_dir)
-                outcome.failed.append((run, f"exit code {process.returncode}; its output: {log}"))
-                console.print(f"[red]failed:[/] {run.label} (see {log})", highlight=False)
-        for run in list(todo):
-            if len(running) >= jobs:
-                break
-            if any(need in failed_dirs for need in run.needs):
+    try:
+        while todo or running:
+            for slot in [s for s, (run, process, start, log) in running.items() if process.poll() is not None]:
+                run, process, start, log = running.pop(slot)
+                if process.returncode == 0:
+                    outcome.trained.append(run)
+                    log_run(outputs, run, time.monotonic() - start, "process")
+                    console.print(f"done: {run.label}", highlight=False)
+                else:
+                    failed_dirs.add(run.run_dir)
+                    outcome.failed.append((run, f"exit code {process.returncode}; its output: {log}"))
+                    console.print(f"[red]failed:[/] {run.label} (see {log})", highlight=False)
+            for run in list(todo):
+                if len(running) >= jobs:
+                    break
+                if any(need in failed_dirs for need in run.needs):
+                    todo.remove(run)
+                    outcome.failed.append((run, "a single run it reads failed"))
+                    continue
+                if any(need in {r.run_dir for r in todo} | {r.run_dir for r, *_ in running.values()}
+                       for need in run.needs):
+                    continue  # waits for the runs it reads
+                slot = next(s for s in range(jobs) if s not in running)
+                log = log_dir / (Path(run.run_dir).relative_to(outputs).as_posix().replace("/", "__") + ".log")
+                gpu = str(slot % gpus) if gpus else None
+                running[slot] = (run, _start(run, repo_root, gpu, log), time.monotonic(), log)
                 todo.remove(run)
-                outcome.failed.append((run, "a single run it reads failed"))
-                continue
-            if any(need in {r.run_dir for r in todo} | {r.run_dir for r, *_ in running.values()}
-                   for need in run.needs):
-                continue  # waits for the runs it reads
-            slot = next(s for s in range(jobs) if s not in running)
-            env = dict(os.environ)
-            if gpus:
-                env["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
-            log = log_dir / (Path(run.run_dir).relative_to(outputs).as_posix().replace("/", "__") + ".log")
-            with open(log, "w", encoding="utf-8") as handle:
-                process = subprocess.Popen([sys.executable, *run.args()], cwd=repo_root, env=env,
-                                           stdout=handle, stderr=subprocess.STDOUT)
-            running[slot] = (run, process, time.monotonic(), log)
-            todo.remove(run)
-            console.print(f"started ({len(running)}/{jobs} slots): {run.label}", highlight=False)
-        time.sleep(0.2)
+                console.print(f"started ({len(running)}/{jobs} slots): {run.label}", highlight=False)
+            time.sleep(0.2)
+    except KeyboardInterrupt:  # Ctrl-C reaches the runs too: each saves its state and stops
+        for run, process, _, _ in running.values():
+            process.wait()
+        console.print(f"Stopped (Ctrl-C): {len(running)} run(s) were interrupted and "
+                      f"{len(todo)} not started; rerun the same command to resume the grid.")
+        raise click.exceptions.Exit(130) from None
     return outcome
+
+
+def _start(run: GridRun, repo_root: Path, gpu: str | None, log: Path) -> subprocess.Popen:
+    """The run's train script in its own process (on one GPU when ``gpu``), output to ``log``."""
+    env = dict(os.environ, **({"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else {}))
+    with open(log, "w", encoding="utf-8") as handle:
+        return subprocess.Popen([sys.executable, *run.args()], cwd=repo_root, env=env,
+                                stdout=handle, stderr=subprocess.STDOUT)
 
 
 def _gpu_count() -> int:
