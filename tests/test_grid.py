@@ -276,3 +276,20 @@ def test_grid_under_accelerate_launch_runs_each_run_on_both_processes(tmp_path, 
     assert len(records) == 4 and all(r["timing"]["num_processes"] == 2 for r in records)
     stilts = json.loads((out / "stilts" / "rte--sst2" / "seed-0" / "result.json").read_text())
     assert stilts["start_model"]["run"] == "single/sst2/seed-0"
+
+
+@pytest.mark.slow
+def test_jobs_skip_the_runs_whose_single_runs_failed(tmp_path, tiny_model, tiny_glue):
+    """--jobs: a single run that fails (here --max-seq-length beyond the model's 128 positions)
+    is reported with its log, and the STILTs runs that read it never start."""
+    result = run_script("run_grid", ["--tasks", "rte,sst2", "--seeds", "0", "--methods", "stilts",
+                                     "--model", tiny_model, "--data-dir", tiny_glue, "--output-dir",
+                                     tmp_path / "out", "--max-seq-length", "512", "--jobs", "2"],
+                        expect_ok=False)
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1 and "Grid: 0 trained, 0 already complete, 4 failed." in text
+    assert text.count("a single run it reads failed") == 2
+    logs = sorted(p.name for p in (tmp_path / "out" / "grid-logs").iterdir())
+    assert logs == ["single__rte__seed-0.log", "single__sst2__seed-0.log"]
+    assert "max-seq-length" in (tmp_path / "out" / "grid-logs" / logs[0]).read_text()
+    assert not list((tmp_path / "out").glob("stilts/*"))
