@@ -11,14 +11,20 @@ from pathlib import Path
 
 import click
 
-from mtlvsift.grid.main import METHODS_DEFAULT, SEEDS_DEFAULT, grid_train_options, run_grid
+from mtlvsift.grid.main import METHODS_DEFAULT, SEEDS_DEFAULT, grid_options, run_grid
 from mtlvsift.params import FiniteFloatRange
+from mtlvsift.tasks import GLUE_TASK_NAMES
 from mtlvsift.train.options import mtl_options, train_options
 from mtlvsift.train.sampling import SAMPLINGS
 
 
-@click.command(context_settings={"show_default": True})
-@click.option("--tasks", required=True, help="Comma-separated tasks, e.g. rte,mrpc,stsb.")
+@click.command(context_settings={"show_default": True},
+               help="The experiment as one command: the single, STILTs, pairwise MTL and MTL_All "
+                    "runs of a grid of tasks and seeds, prerequisites first, finished runs "
+                    "skipped; --dry-run for the plan and ETA, --emit for shell or SLURM scripts.")
+@click.option("--tasks", required=True,
+              help=f"Comma-separated tasks, e.g. rte,mrpc,stsb: GLUE's {', '.join(GLUE_TASK_NAMES)}, "
+                   f"or a --task-file's.")
 @click.option("--seeds", default=SEEDS_DEFAULT, help="Comma-separated seeds of every run.")
 @click.option("--methods", default=METHODS_DEFAULT,
               help="Comma-separated: single, stilts, mtl, mtl_all (single runs that STILTs or "
@@ -33,8 +39,8 @@ from mtlvsift.train.sampling import SAMPLINGS
                    "0.333,0.5,1,2,3.")
 @click.option("--target-fraction", default=None, type=FiniteFloatRange(0, 1, min_open=True),
               help="Size experiment: train on this fraction of the target's training set.")
-@mtl_options
-@grid_train_options(train_options)
+@grid_options(mtl_options)
+@grid_options(train_options)
 @click.option("--dry-run", is_flag=True,
               help="Print the plan (every run, its command, steps, estimated time), the ETA and "
                    "the disk it needs; train nothing, write nothing under the outputs.")
@@ -47,9 +53,7 @@ from mtlvsift.train.sampling import SAMPLINGS
 @click.option("--emit-to", default=None, type=click.Path(file_okay=False), help="Folder for --emit.")
 @click.option("--sbatch", multiple=True,
               help="An extra #SBATCH line for --emit slurm, e.g. '--gres=gpu:1' (repeatable).")
-def main(single_scores, **options):
-    if single_scores:
-        raise click.UsageError("--single-scores is per run; a grid reads its own single runs.")
+def main(**options):
     run_grid(repo_root=Path(__file__).resolve().parents[1], **options)
 
 

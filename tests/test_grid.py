@@ -29,7 +29,7 @@ def _options(out: Path, **extra) -> dict:
     for key in ("tasks", "seeds", "methods", "mtl_sampling", "mtl_all_sampling", "batching",
                 "dynamic_rule", "single_scores", "dry_run", "jobs", "emit_kind", "emit_to", "sbatch",
                 "plan_json", "support_ratios", "target_fraction"):
-        params.pop(key)
+        params.pop(key, None)
     return {**params, **extra}
 
 
@@ -94,7 +94,7 @@ def _config_from_command(run) -> object:
     script = load_script(Path(args[0]).stem)
     params = dict(script.main.make_context(Path(args[0]).name, args[1:]).params)
     for key in ("restart", "dry_run", "plan_json"):
-        params.pop(key)
+        params.pop(key, None)
     if run.method in ("single", "stilts"):
         return stilts_config(**params)
     if run.method == "mtl":

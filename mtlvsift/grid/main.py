@@ -20,14 +20,14 @@ from mtlvsift.grid.plan import METHODS, GridRun, grid_runs, parse_list
 from mtlvsift.run_folder import atomic_write_json
 from mtlvsift.grid.run import GridOutcome, calibrate, is_main_process, run_here, run_jobs
 
-# Train-script options the grid sets itself, per run.
-GRID_SET = {"seed", "support_seeds"}
+# Train-script options the grid sets itself, per run (a grid reads its own single runs).
+GRID_SET = {"seed", "support_seeds", "single_scores"}
 
 
-def grid_train_options(train_options: Callable) -> Callable:
-    """The train scripts' shared options, less those the grid sets per run."""
+def grid_options(options: Callable) -> Callable:
+    """A group of the train scripts' options (a decorator), less those the grid sets per run."""
     def decorate(function: Callable) -> Callable:
-        function = train_options(function)
+        function = options(function)
         function.__click_params__ = [p for p in function.__click_params__ if p.name not in GRID_SET]
         return function
 
