@@ -293,3 +293,10 @@ def test_jobs_skip_the_runs_whose_single_runs_failed(tmp_path, tiny_model, tiny_
     assert logs == ["single__rte__seed-0.log", "single__sst2__seed-0.log"]
     assert "max-seq-length" in (tmp_path / "out" / "grid-logs" / logs[0]).read_text()
     assert not list((tmp_path / "out").glob("stilts/*"))
+
+
+def test_help_says_what_the_grid_is():
+    text = " ".join(run_script("run_grid", ["--help"]).output.split())
+    assert text.startswith("Usage: ") and "The experiment as one command" in text
+    assert "mrpc, rte, wnli" in text and "--support-ratios" in text and "--emit-to" in text
+    assert "--single-scores" not in text and "--seed " not in text and "--support-seeds" not in text
