@@ -131,6 +131,19 @@ def fails(script: str, arguments: list, *expected: str) -> str:
     return result.output
 
 
+def stopped_at_a_checkpoint_then_resumed(monkeypatch, script: str, args: list, fault: str) -> None:
+    """Run ``script`` with a failed checkpoint write injected (``fault``, e.g.
+    ``after_checkpoint:oserror:3``): it must stop with that error; then rerun it to the end."""
+    import mtlvsift.faults as faults
+
+    faults._hits.clear()
+    monkeypatch.setenv("MTLVSIFT_FAULT", fault)
+    fails(script, args, "Could not write the checkpoint")
+    monkeypatch.delenv("MTLVSIFT_FAULT")
+    faults._hits.clear()
+    run_script(script, args)
+
+
 def nothing_written(out: Path) -> bool:
     return not out.exists() or not any(out.rglob("*"))
 

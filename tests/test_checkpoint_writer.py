@@ -16,7 +16,8 @@ from safetensors.torch import load_file
 
 import mtlvsift.faults as faults
 import mtlvsift.train.checkpoint_writer as checkpoint_writer
-from helpers import REPO_ROOT, fails, read_log, read_result, run_script, tiny_args
+from helpers import (REPO_ROOT, fails, read_log, read_result, run_script, stopped_at_a_checkpoint_then_resumed,
+                     tiny_args)
 from mtlvsift.train.checkpoint_writer import HostCopy
 
 
@@ -78,12 +79,8 @@ def test_a_slow_copy_still_holds_the_checkpoint_step(tiny_model, tiny_glue, tmp_
         return ["--target", "rte", "--keep-state", "--log-every", 1, *tiny_args(tiny_model, tiny_glue, out)]
 
     run_script("train_stilts", command(tmp_path / "clean"))
-    faults._hits.clear()
-    monkeypatch.setenv("MTLVSIFT_FAULT", "after_checkpoint:oserror:1")
-    fails("train_stilts", command(tmp_path / "resumed"), "Could not write the checkpoint")
-    monkeypatch.delenv("MTLVSIFT_FAULT")
-    faults._hits.clear()
-    run_script("train_stilts", command(tmp_path / "resumed"))
+    stopped_at_a_checkpoint_then_resumed(monkeypatch, "train_stilts", command(tmp_path / "resumed"),
+                                         "after_checkpoint:oserror:1")
     clean, resumed = (tmp_path / n / "single" / "rte" / "seed-0" for n in ("clean", "resumed"))
     a, b = (load_file(folder / "state" / "model.safetensors") for folder in (clean, resumed))
     assert all(torch.equal(a[name], b[name]) for name in a)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers import REPO_ROOT, fails, read_result, run_script, tiny_args
+from helpers import REPO_ROOT, fails, read_result, run_script, stopped_at_a_checkpoint_then_resumed, tiny_args
 
 
 def test_dynamic_mtl_after_single_runs(tiny_model, tiny_glue, tmp_path):
@@ -145,8 +145,6 @@ def test_two_processes_match_one(tiny_model_no_dropout, tiny_glue, tmp_path, pro
 def test_interrupted_dynamic_mtl_resumes_the_same_batches(tiny_model, tiny_glue, tmp_path, monkeypatch):
     """Stopped after its third checkpoint (mid-epoch 2), a dynamic MTL run resumes with the saved
     probabilities and sampler position and ends exactly like an uninterrupted run."""
-    import mtlvsift.faults as faults
-
     scores = tmp_path / "scores.json"
     scores.write_text(json.dumps({"rte": 0.9, "sst2": 0.8}))
 
@@ -155,12 +153,8 @@ def test_interrupted_dynamic_mtl_resumes_the_same_batches(tiny_model, tiny_glue,
                 *tiny_args(tiny_model, tiny_glue, out, epochs=3)]
 
     run_script("train_mtl", command(tmp_path / "clean"))
-    faults._hits.clear()
-    monkeypatch.setenv("MTLVSIFT_FAULT", "after_checkpoint:oserror:3")
-    fails("train_mtl", command(tmp_path / "resumed"), "Could not write the checkpoint")
-    monkeypatch.delenv("MTLVSIFT_FAULT")
-    faults._hits.clear()
-    run_script("train_mtl", command(tmp_path / "resumed"))
+    stopped_at_a_checkpoint_then_resumed(monkeypatch, "train_mtl", command(tmp_path / "resumed"),
+                                         "after_checkpoint:oserror:3")
     clean, resumed = (read_result(tmp_path / n, "mtl", "rte--sst2") for n in ("clean", "resumed"))
     assert clean["probabilities"] == resumed["probabilities"]
     assert clean["probabilities"]["1"] != [0.5, 0.5]  # the gaps moved p after epoch 0

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from mtlvsift.run_folder import existing_folder
+from mtlvsift.train.checkpoint import PROGRESS_FILE
 
 # Fewer optimizer steps than this in all and a run barely moves from its start.
 FEW_STEPS = 20
@@ -81,7 +82,7 @@ def interrupted_message(run_dir: Path) -> str:
     step = None
     if state is not None:
         try:
-            step = json.loads((state / "progress.json").read_text())["step"]
+            step = json.loads((state / PROGRESS_FILE).read_text())["step"]
         except (OSError, ValueError, KeyError, TypeError):
             step = None
     if isinstance(step, int) and not isinstance(step, bool):
