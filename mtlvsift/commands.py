@@ -7,12 +7,13 @@ alike. Imports neither torch nor transformers.
 
 from __future__ import annotations
 
-import math
 import re
 import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mtlvsift.params import MAX_SEED
+from mtlvsift.scores import is_number
 from mtlvsift.tasks import GLUE_TASK_NAMES
 
 DEFAULT_MODEL = "distilroberta-base"  # the paper's encoder
@@ -132,10 +133,10 @@ def _checked(key: str, value: Any) -> Any:
         return None
     bad = ValueError(f"config field {key!r} holds {type(value).__name__} {str(value)[:40]!r}")
     if key in _INTS:
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 2**32 - 1:
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SEED:
             raise bad
     elif key in _FLOATS:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if not is_number(value):
             raise bad
         value = float(value)
     elif key == "varlen_attention":
@@ -153,7 +154,7 @@ def _checked(key: str, value: Any) -> Any:
 
 def _item_ok(key: str, value: Any) -> bool:
     if key == "support_seeds":
-        return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 2**32 - 1
+        return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SEED
     if key == "tasks":
         return isinstance(value, str) and bool(_TASK_NAME.fullmatch(value))
     return isinstance(value, str) and bool(value) and value.isprintable()

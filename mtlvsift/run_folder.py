@@ -276,7 +276,8 @@ def _log_step(line: str) -> int | None:
     return step if isinstance(step, int) and not isinstance(step, bool) else None
 
 
-def _folder_bytes(folder: Path) -> int:
+def folder_bytes(folder: Path) -> int:
+    """The bytes of the files under ``folder`` (0 where it cannot be read)."""
     try:
         return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
     except OSError:
@@ -288,8 +289,8 @@ def _space_needed(where: Path, folder: Path | None) -> str:
     space free on that disk."""
     if folder is None:
         return ""
-    previous = _folder_bytes(folder) if folder.is_dir() else 0
-    partial = _folder_bytes(folder.with_name(folder.name + ".tmp"))
+    previous = folder_bytes(folder) if folder.is_dir() else 0
+    partial = folder_bytes(folder.with_name(folder.name + ".tmp"))
     try:
         free = f"; {shutil.disk_usage(where).free / 1e6:.1f} MB are free there"
     except OSError:

@@ -14,7 +14,7 @@ import click
 from mtlvsift.grid.main import METHODS_DEFAULT, SEEDS_DEFAULT, grid_options, run_grid
 from mtlvsift.params import FiniteFloatRange
 from mtlvsift.tasks import GLUE_TASK_NAMES
-from mtlvsift.train.options import mtl_options, train_options
+from mtlvsift.train.options import mtl_options, seed_list, train_options
 from mtlvsift.train.sampling import SAMPLINGS
 
 
@@ -25,7 +25,8 @@ from mtlvsift.train.sampling import SAMPLINGS
 @click.option("--tasks", required=True,
               help=f"Comma-separated tasks, e.g. rte,mrpc,stsb: GLUE's {', '.join(GLUE_TASK_NAMES)}, "
                    f"or a --task-file's.")
-@click.option("--seeds", default=SEEDS_DEFAULT, help="Comma-separated seeds of every run.")
+@click.option("--seeds", default=SEEDS_DEFAULT, callback=seed_list,
+              help="Comma-separated seeds of every run.")
 @click.option("--methods", default=METHODS_DEFAULT,
               help="Comma-separated: single, stilts, mtl, mtl_all (single runs that STILTs or "
                    "dynamic sampling read are added when single is left out).")

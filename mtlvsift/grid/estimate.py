@@ -12,7 +12,6 @@ Timing fields are read from disk, so each is checked before it is used.
 from __future__ import annotations
 
 import json
-import math
 import platform
 import statistics
 from dataclasses import dataclass, field
@@ -20,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from mtlvsift import run_record
+from mtlvsift.run_folder import folder_bytes
 from mtlvsift.run_index import discover
+from mtlvsift.scores import is_number
 from mtlvsift.train.config import TrainConfig
 from mtlvsift.train.plan import available_train_sizes, eval_points, first_epoch_layout, \
     first_probabilities, used_train_sizes
@@ -49,8 +50,8 @@ class Speeds:
 
 
 def _number(value: Any) -> float | None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    return float(value) if ok and value >= 0 else None
+    """A non-negative finite number read from a record, else None."""
+    return float(value) if is_number(value) and value >= 0 else None
 
 
 def _numbers(value: Any) -> list[float] | None:
@@ -130,10 +131,6 @@ def logged_overhead(log: Path, model: str, host: str) -> dict[str, float]:
         if overhead is not None and entry.get("mode") in DEFAULT_OVERHEAD:
             seen.setdefault(entry["mode"], []).append(overhead)
     return {mode: statistics.median(values) for mode, values in seen.items()}
-
-
-def folder_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 @dataclass

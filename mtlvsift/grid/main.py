@@ -34,16 +34,6 @@ def grid_options(options: Callable) -> Callable:
     return decorate
 
 
-def seeds_of(value: str) -> list[int]:
-    try:
-        seeds = [int(s) for s in parse_list(value, "seeds")]
-    except ValueError:
-        raise MtlvsiftError(f"--seeds {value!r} is not a list of seeds such as 0,1,2.") from None
-    if min(seeds) < 0 or max(seeds) > 2**32 - 1:
-        raise MtlvsiftError(f"--seeds {value!r}: seeds go from 0 to 2**32 - 1.")
-    return seeds
-
-
 def ratios_of(value: str) -> list[float]:
     """--support-ratios: distinct finite numbers above 0 (the paper: 0.333,0.5,1,2,3)."""
     try:
@@ -71,7 +61,7 @@ def check_slurm_text(emit_kind: str | None, emit_to: str | None, sbatch: tuple[s
                             f"path with spaces; choose a folder whose path has none.")
 
 
-def run_grid(tasks: str, seeds: str, methods: str, mtl_sampling: str, mtl_all_sampling: str,
+def run_grid(tasks: str, seeds: tuple[int, ...], methods: str, mtl_sampling: str, mtl_all_sampling: str,
              batching: str, dynamic_rule: str, dry_run: bool, jobs: int, emit_kind: str | None,
              emit_to: str | None, sbatch: tuple[str, ...], repo_root: Path,
              plan_json: str | None = None, support_ratios: str | None = None,
@@ -81,7 +71,7 @@ def run_grid(tasks: str, seeds: str, methods: str, mtl_sampling: str, mtl_all_sa
     if emit_kind and not emit_to:
         raise MtlvsiftError("--emit needs --emit-to DIR: the folder to write the scripts into.")
     check_slurm_text(emit_kind, emit_to, sbatch)
-    runs = grid_runs(parse_list(tasks, "tasks"), seeds_of(seeds), parse_list(methods, "methods"),
+    runs = grid_runs(parse_list(tasks, "tasks"), list(seeds), parse_list(methods, "methods"),
                      options, mtl_sampling, mtl_all_sampling, batching, dynamic_rule,
                      ratios_of(support_ratios) if support_ratios else [], target_fraction)
     outputs = Path(options["output_dir"])

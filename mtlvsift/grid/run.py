@@ -28,10 +28,9 @@ from rich.console import Console
 
 from mtlvsift import run_record
 from mtlvsift.errors import MtlvsiftError
-from mtlvsift.grid.estimate import GRID_LOG, Speeds, describe_seconds, folder_bytes, inside_seconds, \
-    speed_of_record
+from mtlvsift.grid.estimate import GRID_LOG, Speeds, describe_seconds, inside_seconds, speed_of_record
 from mtlvsift.grid.plan import GridRun
-from mtlvsift.run_folder import RESULT_FILE
+from mtlvsift.run_folder import RESULT_FILE, folder_bytes
 from mtlvsift.train.config import TrainConfig, stilts_config
 
 

@@ -7,7 +7,7 @@ from typing import Callable
 
 import click
 
-from mtlvsift.params import SEED, FiniteFloatRange, count
+from mtlvsift.params import MAX_SEED, SEED, FiniteFloatRange, count
 from mtlvsift.commands import DEFAULT_PROTOCOL, DEFAULT_SEEDS, PROTOCOLS
 from mtlvsift.tasks import GLUE_TASKS, user_task_names
 from mtlvsift.train.sampling import BATCHINGS, DYNAMIC_RULES, SAMPLINGS
@@ -15,16 +15,16 @@ from mtlvsift.train.task_files import load_task_files
 from mtlvsift.train.trackers import TRACKERS, check_trackers
 
 
-def _seed_list(ctx, param, value: str | None) -> tuple[int, ...] | None:
-    """``0 1 2`` or ``0,1,2`` -> (0, 1, 2)."""
+def seed_list(ctx, param, value: str | None) -> tuple[int, ...] | None:
+    """A click callback: ``0 1 2`` or ``0,1,2`` -> (0, 1, 2), distinct seeds from 0 to 2**32 - 1."""
     if value is None:
         return None
     try:
         seeds = tuple(int(s) for s in value.replace(",", " ").split())
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a list of seeds such as '0 1 2 3 4'.") from None
-    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
-        raise click.BadParameter(f"{value!r}: give distinct non-negative seeds, e.g. '0 1 2 3 4'.")
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0 or max(seeds) > MAX_SEED:
+        raise click.BadParameter(f"{value!r}: give distinct seeds from 0 to {MAX_SEED}, e.g. '0 1 2 3 4'.")
     return seeds
 
 
@@ -119,7 +119,7 @@ train_options = _apply([
                       "first task runs out, sum of task means, heads shared by label count, ...; "
                       "docs/fidelity.md)."),
     click.option("--support-seeds", default=" ".join(map(str, DEFAULT_SEEDS)), show_default=True,
-                 callback=_seed_list,
+                 callback=seed_list,
                  help="Seeds of the single runs that STILTs (best of them) and dynamic sampling "
                       "(their mean) read; all must be finished."),
     click.option("--packing/--no-packing", default=True, show_default=True,
