@@ -20,7 +20,7 @@ from mtlvsift.report.missing import MissingRun
 from mtlvsift.report.stats import BASELINE_MARGIN, PAPER_HEURISTIC, Analysis, Cell, Group
 from mtlvsift.report.tables import Table
 from mtlvsift.report.text import FIGURE1_EMPTY, FIGURE2_EMPTY, HEURISTIC_RULE, baselines_line, \
-    fmt, fmt_p, group_text, overview_line, report_name, seeds_phrase, tasks_line
+    fmt, fmt_p, group_text, lacking_phrase, overview_line, report_name, seeds_phrase, tasks_line
 from mtlvsift.run_folder import atomic_write
 from mtlvsift.run_index import Discovery
 from mtlvsift.tasks import display_name
@@ -214,7 +214,7 @@ def markdown(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
     parts.append("## Missing runs")
     if missing:
         shown = missing[:40]
-        parts.append(f"{len(missing)} configurations lack seeds (expected: "
+        parts.append(f"{lacking_phrase(len(missing))} (expected: "
                      f"{', '.join(map(str, a.expected_seeds))}); all commands are in "
                      "[missing.sh](missing.sh), single runs first.\n\n```sh\n"
                      + "\n".join(m.command(outputs) for m in shown)

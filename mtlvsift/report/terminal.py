@@ -14,7 +14,7 @@ from mtlvsift.report.missing import MissingRun
 from mtlvsift.report.stats import Analysis
 from mtlvsift.report.tables import Table
 from mtlvsift.report.text import HEURISTIC_RULE, PAPER_PHRASE, baselines_line, fmt, group_text, \
-    overview_line, tasks_line
+    lacking_phrase, overview_line, tasks_line
 from mtlvsift.run_index import Discovery
 from mtlvsift.tasks import display_name
 
@@ -122,7 +122,7 @@ def _render_missing(console: Console, a: Analysis, missing: list[MissingRun],
     if not missing:
         console.print("Missing runs: none.")
         return
-    console.print(f"[bold]Missing runs[/]: {len(missing)} configurations lack seeds; "
+    console.print(f"[bold]Missing runs[/]: {lacking_phrase(len(missing))}; "
                   "commands that would fill them:")
     for run in missing[:SHOWN_COMMANDS]:
         console.print(f"  [dim]# {escape(run.describe())}[/]", highlight=False)

@@ -23,6 +23,11 @@ def fmt(value: float | None, digits: int = 1, sign: bool = False) -> str:
     return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
 
 
+def lacking_phrase(count: int) -> str:
+    """'1 configuration lacks seeds', '3 configurations lack seeds'."""
+    return f"{count} configuration lacks seeds" if count == 1 else f"{count} configurations lack seeds"
+
+
 def fmt_p(p: float | None) -> str:
     return "n/a" if p is None else (f"{p:.3f}" if p >= 0.001 else f"{p:.1e}")
 
