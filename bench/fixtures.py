@@ -51,7 +51,7 @@ def default_tokenizer_source() -> str:
     bundled = REPO_ROOT / ".gpu-bundle" / "minilm"
     if (bundled / "tokenizer_config.json").is_file():
         return str(bundled)
-    from mtlvsift.train.model import resolve_model_path
+    from mtlvsift.train.model.pretrained import resolve_model_path
 
     return resolve_model_path("minilm")
 

@@ -118,8 +118,8 @@ def prepare(tiny: bool, small_model: bool, work_dir: Path, source: Path, tokeniz
 
 def padding_report(cases: list[Case], s: Settings) -> tuple[list[str], list[list[str]]]:
     """Real and padded tokens per example of each loop configuration's batches, no training."""
-    from mtlvsift.train.batches import prepare_task_data
-    from mtlvsift.train.model import load_tokenizer
+    from mtlvsift.train.batches.loader import prepare_task_data
+    from mtlvsift.train.model.pretrained import load_tokenizer
 
     head = ["configuration", "train sizes", "real tokens/ex", "padded/ex as run",
             "2 sorted micro-batches", "4 sorted micro-batches", "packed", "packed, compile budgets"]

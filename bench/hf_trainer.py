@@ -22,8 +22,8 @@ def run_trainer(case: Case, s: Settings, params: int) -> dict[str, Any]:
     from transformers import (AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer,
                               TrainerCallback, TrainingArguments, set_seed)
 
-    from mtlvsift.train.batches import prepare_task_data
-    from mtlvsift.train.model import load_tokenizer
+    from mtlvsift.train.batches.loader import prepare_task_data
+    from mtlvsift.train.model.pretrained import load_tokenizer
 
     reset_accelerate()
     cuda = s.device == "cuda"

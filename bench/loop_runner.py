@@ -60,7 +60,7 @@ def loop_config(tasks: Sequence[str], model_dir: Path, data_dir: Path, output_di
     a one-epoch run, else one per epoch (each evaluation also writes a checkpoint)."""
     from mtlvsift.tasks import get_task
     from mtlvsift.train.config import mtl_config, stilts_config
-    from mtlvsift.train.data import load_split
+    from mtlvsift.train.data.glue import load_split
 
     cap, epochs = plan_size([len(load_split(get_task(t), "train", data_dir)) for t in tasks], examples)
     eval_every = eval_every or (0.5 if epochs == 1 else 1.0)
@@ -121,7 +121,7 @@ def run_loop(name: str, config, device: str, precision: str, params: int) -> dic
 
     from mtlvsift.tasks import get_task
     from mtlvsift.train.loop import run_training
-    from mtlvsift.train.metrics import load_glue_metric
+    from mtlvsift.train.evaluation.metrics import load_glue_metric
 
     cuda = device == "cuda"
     for task in config.tasks:  # evaluate.load is once per process: keep it out of the first evaluation
@@ -166,9 +166,9 @@ def token_rates(config, record: dict[str, Any], log: list[dict[str, Any]], preci
     finished run (its data is tokenized again from the cache, as the loop saw it)."""
     from accelerate.utils import set_seed
 
-    from mtlvsift.train.batches import prepare_task_data
-    from mtlvsift.train.model import load_tokenizer
-    from mtlvsift.train.sampling import epoch_batch_sizes
+    from mtlvsift.train.batches.loader import prepare_task_data
+    from mtlvsift.train.model.pretrained import load_tokenizer
+    from mtlvsift.train.batches.sampling import epoch_batch_sizes
 
     set_seed(0)
     data = prepare_task_data(config, load_tokenizer(config.model), nullcontext)

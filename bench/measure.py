@@ -69,7 +69,7 @@ def padded_tokens(lengths: Sequence[Any], batches: Sequence[Any], multiple: int 
 
 def budgeted_tokens(lengths: Sequence[Any], batches: Sequence[Any]) -> float:
     """Tokens per example when each packed batch is rounded up to its token budget (--compile)."""
-    from mtlvsift.train.packing import token_budget
+    from mtlvsift.train.batches.packing import token_budget
 
     total = sum(token_budget(int(sum(lengths[t][i] for t, i in batch))) for batch in batches)
     return total / max(sum(len(b) for b in batches), 1)
@@ -80,7 +80,7 @@ def loop_padding(config, data: Sequence[Any], multiple: int | None) -> dict[str,
     collator pads them ("1"), or if each batch were split into 2 or 4 length-sorted micro-batches
     (same examples per step); packed ("packed": the real tokens), and packed under --compile
     ("budgeted": each batch rounded up to its token budget)."""
-    from mtlvsift.train.sampling import epoch_schedule, task_probabilities
+    from mtlvsift.train.batches.sampling import epoch_schedule, task_probabilities
 
     sizes = [len(d.train) for d in data]
     p = task_probabilities("size", sizes, 0) if len(sizes) > 1 else [1.0]

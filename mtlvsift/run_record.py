@@ -27,7 +27,7 @@ from mtlvsift.params import MAX_SEED
 from mtlvsift.scores import METRIC_NAME, is_number as _is_number, is_score, score_range
 from mtlvsift.run_folder import atomic_write_json, json_kind
 from mtlvsift.tasks import GLUE_TASKS, USER_TASK_NAME, get_task, normalize_task_name
-from mtlvsift.train.sampling import BATCHINGS, SAMPLINGS  # plain names: no torch
+from mtlvsift.train.batches.sampling import BATCHINGS, SAMPLINGS  # plain names: no torch
 
 SCHEMA = 1
 METHODS = ("single", "stilts", "mtl", "mtl_all")

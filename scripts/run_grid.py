@@ -15,7 +15,7 @@ from mtlvsift.grid.main import METHODS_DEFAULT, SEEDS_DEFAULT, grid_options, run
 from mtlvsift.params import FiniteFloatRange
 from mtlvsift.tasks import GLUE_TASK_NAMES
 from mtlvsift.train.options import mtl_options, seed_list, train_options
-from mtlvsift.train.sampling import SAMPLINGS
+from mtlvsift.train.batches.sampling import SAMPLINGS
 
 
 @click.command(context_settings={"show_default": True},

@@ -10,7 +10,7 @@ from mtlvsift.train.config import mtl_config
 from mtlvsift.train.options import (mtl_options, plan_options, restart_option, sampling_option, size_options,
                                     task_option, train_options)
 from mtlvsift.train.loop import run_training
-from mtlvsift.train.plan import show_plan
+from mtlvsift.train.plan_display import show_plan
 
 
 @click.command(context_settings={"show_default": True})

@@ -11,7 +11,7 @@ from mtlvsift.train.config import mtl_all_config
 from mtlvsift.train.options import mtl_options, plan_options, restart_option, sampling_option, task_option, \
     train_options
 from mtlvsift.train.loop import run_training
-from mtlvsift.train.plan import show_plan
+from mtlvsift.train.plan_display import show_plan
 
 
 @click.command(context_settings={"show_default": True})

@@ -15,10 +15,10 @@ import torch
 from safetensors.torch import load_file
 
 import mtlvsift.faults as faults
-import mtlvsift.train.checkpoint_writer as checkpoint_writer
+import mtlvsift.train.checkpoint.writer as checkpoint_writer
 from helpers import (REPO_ROOT, fails, read_log, read_result, run_script, stopped_at_a_checkpoint_then_resumed,
                      tiny_args)
-from mtlvsift.train.checkpoint_writer import HostCopy
+from mtlvsift.train.checkpoint.writer import HostCopy
 
 
 @pytest.fixture(autouse=True)

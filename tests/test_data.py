@@ -16,18 +16,14 @@ import pytest
 import torch
 
 from helpers import REPO_ROOT
-from mtlvsift.train import data
-from mtlvsift.train.data import (
-    data_fingerprint,
-    length_sorted_batches,
-    load_split,
-    load_tokenized,
-    resolve_data_dir,
-    split_names,
-    subsample_indices,
-)
+from mtlvsift.train.data import glue as data
+from mtlvsift.train.data import tokenized
+from mtlvsift.train.data.glue import data_fingerprint, load_split, resolve_data_dir, split_names
+from mtlvsift.train.evaluation.dev import length_sorted_batches
+from mtlvsift.train.data.tokenized import load_tokenized
+from mtlvsift.train.batches.loader import subsample_indices
 from mtlvsift.errors import DataError, MtlvsiftError
-from mtlvsift.train.padding import make_collator
+from mtlvsift.train.batches.padding import make_collator
 from mtlvsift.tasks import get_task
 
 OFFICIAL_ROWS = [
@@ -233,7 +229,7 @@ _HUB_SCRIPT = """
 import json, sys
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.tasks import get_task
-from mtlvsift.train.data import load_split
+from mtlvsift.train.data.glue import load_split
 try:
     load_split(get_task("rte"), "train", None)
 except MtlvsiftError as error:
@@ -305,14 +301,14 @@ def test_tokenized_default_cache_dir_from_env(tmp_path, rte_dir, tokenizer, monk
 
 
 def test_tokenized_race_keeps_the_first_folder(tmp_path, rte_dir, tokenizer, monkeypatch):
-    original = data._tokenize
+    original = tokenized._tokenize
 
     def other_process_wins(ds, task, split, tok, max_len, key):
         result = original(ds, task, split, tok, max_len, key)
         result.save_to_disk(str(tmp_path / "c" / "tokenized" / key))  # finished meanwhile
         return result
 
-    monkeypatch.setattr(data, "_tokenize", other_process_wins)
+    monkeypatch.setattr(tokenized, "_tokenize", other_process_wins)
     ds = load_tokenized(get_task("rte"), "train", tokenizer, 64, rte_dir, cache_dir=tmp_path / "c")
     assert len(ds) == 3
     assert len(os.listdir(tmp_path / "c" / "tokenized")) == 1  # our temporary folder is gone

@@ -12,7 +12,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mtlvsift.train.data import load_split
+from mtlvsift.train.data.glue import load_split
 from mtlvsift.errors import DataError
 from mtlvsift.tasks import Task, get_task
 

@@ -106,7 +106,7 @@ def test_damaged_supporting_model_is_named(tiny_model, tiny_glue, tmp_path):
 
 
 def test_non_finite_loss_stops_with_step_and_task(tiny_model, tiny_glue, tmp_path, monkeypatch):
-    from mtlvsift.train.model import MultiTaskModel
+    from mtlvsift.train.model.multitask import MultiTaskModel
 
     real_forward = MultiTaskModel.forward
     calls = {"n": 0}
@@ -236,8 +236,8 @@ def test_real_save_errors_name_the_space_and_remove_the_partial_copy(what, tiny_
                                                                      tmp_path, monkeypatch):
     from safetensors import SafetensorError
 
-    from mtlvsift.train import checkpoint_writer
-    from mtlvsift.train.model import MultiTaskModel
+    from mtlvsift.train.checkpoint import writer as checkpoint_writer
+    from mtlvsift.train.model.multitask import MultiTaskModel
 
     folder = folder_of(tmp_path)
     if what == "best model":  # the first evaluation saves it; safetensors fails so on a full disk
@@ -294,7 +294,7 @@ def test_a_real_full_disk_then_a_rerun_on_the_still_full_disk(tiny_model, tiny_g
 
 
 def test_resume_or_rerun_on_other_data_names_the_file(tiny_model, tiny_glue, tmp_path, monkeypatch):
-    import mtlvsift.train.data as data
+    import mtlvsift.train.data.glue as data
 
     hashed = []
     real_sha256 = data._file_sha256
@@ -337,7 +337,7 @@ def test_a_deleted_supporting_model_is_not_blamed_on_model(tiny_model, tiny_glue
 
 def test_a_non_finite_loss_before_any_checkpoint_says_none_was_kept(tiny_model, tiny_glue, tmp_path,
                                                                      monkeypatch):
-    from mtlvsift.train.model import MultiTaskModel
+    from mtlvsift.train.model.multitask import MultiTaskModel
 
     real_forward = MultiTaskModel.forward
 

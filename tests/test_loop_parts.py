@@ -8,7 +8,7 @@ import pytest
 
 from mtlvsift.commands import train_command
 from mtlvsift.train.plan import eval_points
-from mtlvsift.train.sampling import epoch_batch_sizes, epoch_schedule
+from mtlvsift.train.batches.sampling import epoch_batch_sizes, epoch_schedule
 
 
 @pytest.mark.parametrize("steps, every, expected", [

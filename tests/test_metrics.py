@@ -10,12 +10,7 @@ import evaluate
 import numpy as np
 import pytest
 
-from mtlvsift.train.metrics import (
-    GLUE_METRIC_PATH,
-    compute_task_metrics,
-    load_glue_metric,
-    logits_to_predictions,
-)
+from mtlvsift.train.evaluation.metrics import (GLUE_METRIC_PATH, compute_task_metrics, load_glue_metric, logits_to_predictions)
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.tasks import GLUE_TASKS, get_task
 
@@ -127,7 +122,7 @@ def test_logits_to_predictions():
 
 def own_task(tmp_path, metrics, main=None, labels=("neg", "pos"), regression=False):
     """A task-file task with these metrics (local module paths relative to ``tmp_path``)."""
-    from mtlvsift.train.task_files import parse_task_file
+    from mtlvsift.train.data.task_files import parse_task_file
 
     for split in ("train", "dev"):
         (tmp_path / f"{split}.csv").write_text("t,y\na,neg\n")

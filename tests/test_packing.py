@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-import mtlvsift.train.packing as packing
+import mtlvsift.train.batches.packing as packing
+import mtlvsift.train.model.encoders as encoders
+import mtlvsift.train.model.packed_attention as packed_attention
 from helpers import read_log, run_script, tiny_args
-from mtlvsift.train.padding import make_collator
-from mtlvsift.train.model import MultiTaskModel
-from mtlvsift.train.packing import PackedCollator, token_budget
+from mtlvsift.train.batches.padding import make_collator
+from mtlvsift.train.model.multitask import MultiTaskModel
+from mtlvsift.train.batches.packing import PackedCollator, token_budget
 
 
 def rows_of(lengths, vocab=30522, types=False, seed=0):
@@ -87,8 +89,8 @@ def test_packed_equals_padded_logits_and_gradients(kind, minilm_path):
     if kind == "roberta":
         features = [{k: v for k, v in f.items() if k != "token_type_ids"} for f in features]
     padded = make_collator(tokenizer, None)(features)
-    assert packing.unsupported_reason(model.encoder) is None
-    collate, notice = packing.batch_collator(_Options(), model, tokenizer, None)
+    assert encoders.unsupported_reason(model.encoder) is None
+    collate, notice = encoders.batch_collator(_Options(), model, tokenizer, None)
     assert notice is None and isinstance(collate, PackedCollator)
     packed = collate(features)
     results = []
@@ -117,10 +119,10 @@ def test_a_leaking_attention_is_caught(minilm_path, monkeypatch):
     """If the packed layout never reached attention (stock SDPA over the packed row), rows would
     see each other: the start-up check notices and the run falls back to padding."""
     encoder = tiny_encoder("bert", minilm_path)
-    assert packing.rows_stay_apart(encoder)
-    monkeypatch.setattr(packing, "packed_sdpa_attention", packing.sdpa_attention_forward)
-    assert not packing.rows_stay_apart(encoder)
-    assert "does not match row by row" in packing.unsupported_reason(encoder)
+    assert encoders.rows_stay_apart(encoder)
+    monkeypatch.setattr(packed_attention, "packed_sdpa_attention", packed_attention.sdpa_attention_forward)
+    assert not encoders.rows_stay_apart(encoder)
+    assert "does not match row by row" in encoders.unsupported_reason(encoder)
 
 
 def test_heterogeneous_run_losses_match_padded(tiny_model_no_dropout, tiny_glue, tmp_path):
@@ -156,14 +158,14 @@ def test_compile_makes_one_graph_per_budget(tiny_model_no_dropout, minilm_path):
     from torch._dynamo.utils import counters
     from transformers import AutoTokenizer
 
-    from mtlvsift.train.model import load_encoder
+    from mtlvsift.train.model.pretrained import load_encoder
 
     torch._dynamo.reset()
     counters.clear()
     model = MultiTaskModel(load_encoder(str(tiny_model_no_dropout)), ["rte", "sst2"], [2, 2])
     options = _Options()
     options.compile_model = True
-    collate, _ = packing.batch_collator(options, model, AutoTokenizer.from_pretrained(minilm_path), None)
+    collate, _ = encoders.batch_collator(options, model, AutoTokenizer.from_pretrained(minilm_path), None)
     model.encoder.compile(dynamic=None)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     rng = random.Random(0)

@@ -10,19 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mtlvsift.errors import MtlvsiftError
-from mtlvsift.train.sampling import (
-    BATCHINGS,
-    DYNAMIC_RULES,
-    SAMPLINGS,
-    check_choice,
-    dynamic_probabilities,
-    epoch_batch_sizes,
-    epoch_schedule,
-    largest_remainder_quotas,
-    size_probabilities,
-    task_probabilities,
-    uniform_probabilities,
-)
+from mtlvsift.train.batches.sampling import (BATCHINGS, DYNAMIC_RULES, SAMPLINGS, check_choice, dynamic_probabilities, epoch_batch_sizes, epoch_schedule, largest_remainder_quotas, size_probabilities, task_probabilities, uniform_probabilities)
 
 GLUE_SIZES = (392702, 363846, 104743, 67349, 8551, 5749, 3668, 2490, 635)
 

@@ -13,15 +13,7 @@ import numpy as np
 import pytest
 
 from helpers import REPO_ROOT
-from mtlvsift.train.sampling import (
-    BATCHINGS,
-    epoch_batch_sizes,
-    epoch_schedule,
-    largest_remainder_quotas,
-    process_slice,
-    schedule_counts,
-    size_probabilities,
-)
+from mtlvsift.train.batches.sampling import (BATCHINGS, epoch_batch_sizes, epoch_schedule, largest_remainder_quotas, process_slice, schedule_counts, size_probabilities)
 
 GLUE_SIZES = (392702, 363846, 104743, 67349, 8551, 5749, 3668, 2490, 635)
 
@@ -190,7 +182,7 @@ _RESUME_SCRIPT = """
 import json, sys
 import numpy as np
 np.random.seed(987)  # the global state of a fresh process differs: it must not matter
-from mtlvsift.train.sampling import epoch_schedule
+from mtlvsift.train.batches.sampling import epoch_schedule
 sizes, p, batch_size, seed, epoch, batching, done = json.loads(sys.argv[1])
 tail = epoch_schedule(sizes, p, batch_size, seed, epoch, batching=batching)[done:]
 print(json.dumps([b.tolist() for b in tail]))

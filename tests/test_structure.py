@@ -176,7 +176,7 @@ def test_imports_are_resolved_to_package_modules(tmp_path):
         ("pkg.a", 3), ("pkg.sub.b", 1), ("pkg.sub.c", 2)]  # its own name (line 4) is no edge
     assert imports_of("pkg", modules["pkg"], modules) == [("pkg.sub.b", 1)]
     assert module_name(REPO_ROOT / "mtlvsift" / "train" / "__init__.py") == "mtlvsift.train"
-    assert module_name(REPO_ROOT / "mtlvsift" / "train" / "sampling.py") == "mtlvsift.train.sampling"
+    assert module_name(REPO_ROOT / "mtlvsift" / "train" / "batches" / "sampling.py") == "mtlvsift.train.batches.sampling"
 
 
 def test_no_import_cycles_among_package_modules():

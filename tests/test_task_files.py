@@ -13,8 +13,8 @@ import yaml
 from helpers import fails, nothing_written, tiny_args
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.tasks import get_task
-from mtlvsift.train.data import load_split
-from mtlvsift.train.task_files import load_task_files, parse_task_file
+from mtlvsift.train.data.glue import load_split
+from mtlvsift.train.data.task_files import load_task_files, parse_task_file
 
 ROWS = [("a", "good fine", "pos"), ("b", "bad sad", "neg"), ("c", "nice happy", "pos"),
         ("d", "dull grim", "neg")]

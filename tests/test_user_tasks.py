@@ -9,8 +9,8 @@ import pytest
 
 from helpers import fails, read_result, run_script, tiny_args, write_user_tasks
 from mtlvsift.tasks import get_task, set_user_tasks
-from mtlvsift.train.data import cache_root, load_tokenized
-from mtlvsift.train.task_files import load_task_files
+from mtlvsift.train.data.tokenized import cache_root, load_tokenized
+from mtlvsift.train.data.task_files import load_task_files
 
 
 def test_own_tasks_through_every_method_then_compare(tiny_model, tiny_glue, tmp_path):

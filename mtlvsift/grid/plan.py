@@ -176,8 +176,8 @@ def _support_cap(config: TrainConfig) -> int:
 
 @lru_cache(maxsize=None)
 def _train_rows(task: str, data_dir: str | None) -> int:
-    from mtlvsift.train.data import resolve_data_dir
-    from mtlvsift.train.plan import train_rows
+    from mtlvsift.train.data.glue import resolve_data_dir
+    from mtlvsift.train.data.glue import train_rows
 
     return train_rows(get_task(task), resolve_data_dir(data_dir))
 

@@ -33,22 +33,23 @@ from mtlvsift import run_record
 from mtlvsift.run_folder import RunFolder, existing_folder
 from mtlvsift.run_lock import RunLock
 from mtlvsift.run_record import build_record, selection_entry, write_record
-from mtlvsift.train.baseline import constant_baselines
-from mtlvsift.train.batches import MixedTaskDataset, micro_batch_collator, prepare_task_data, train_loader
-from mtlvsift.train.checkpoint import Progress, load_checkpoint
-from mtlvsift.train.checkpoint_writer import CheckpointWriter
+from mtlvsift.train.evaluation.baseline import constant_baselines
+from mtlvsift.train.batches.loader import MixedTaskDataset, micro_batch_collator, prepare_task_data, train_loader
+from mtlvsift.train.checkpoint.state import Progress, load_checkpoint
+from mtlvsift.train.checkpoint.writer import CheckpointWriter
 from mtlvsift.train.config import TrainConfig
-from mtlvsift.train.evaluation import build_eval_batches, evaluate
-from mtlvsift.train.data_identity import check_same_data, with_data_fingerprints
-from mtlvsift.train.model import MultiTaskModel, check_max_seq_length, is_model_folder, load_encoder, \
-    load_tokenizer, loss_weights, lowercase_tokenizer, model_folder_problem, reuse_heads
+from mtlvsift.train.evaluation.dev import build_eval_batches, evaluate
+from mtlvsift.train.data.fingerprints import check_same_data, with_data_fingerprints
+from mtlvsift.train.model.multitask import (MultiTaskModel, is_model_folder, loss_weights, model_folder_problem,
+                                            reuse_heads)
+from mtlvsift.train.model.pretrained import check_max_seq_length, load_encoder, load_tokenizer, lowercase_tokenizer
 from mtlvsift.train.plan import (epoch_settings, eval_points, first_epoch_layout, lr_schedule_steps,
                                  with_prerequisites)
-from mtlvsift.train.packing import batch_collator, check_packing_options
+from mtlvsift.train.model.encoders import batch_collator, check_packing_options
 from mtlvsift.train.progress_bar import TrainDisplay
 from mtlvsift.train.run_messages import (few_steps_warning, interrupted_message, quiet_transformers,
                                          resume_line, summary_lines)
-from mtlvsift.train.sampling import epoch_schedule, process_slice, task_probabilities
+from mtlvsift.train.batches.sampling import epoch_schedule, process_slice, task_probabilities
 from mtlvsift.train.trackers import Trackers, tracking_dir
 
 

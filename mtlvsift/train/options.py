@@ -10,8 +10,8 @@ import click
 from mtlvsift.params import MAX_SEED, SEED, FiniteFloatRange, count
 from mtlvsift.commands import DEFAULT_PROTOCOL, DEFAULT_SEEDS, PROTOCOLS
 from mtlvsift.tasks import GLUE_TASKS, user_task_names
-from mtlvsift.train.sampling import BATCHINGS, DYNAMIC_RULES, SAMPLINGS
-from mtlvsift.train.task_files import load_task_files
+from mtlvsift.train.batches.sampling import BATCHINGS, DYNAMIC_RULES, SAMPLINGS
+from mtlvsift.train.data.task_files import load_task_files
 from mtlvsift.train.trackers import TRACKERS, check_trackers
 
 

@@ -1,4 +1,5 @@
-"""A run's plan, resolved before (or instead of) training: ``--dry-run`` and ``--plan-json``.
+"""A run's plan, resolved before (or instead of) training: the arithmetic of ``--dry-run`` and
+``--plan-json`` (shown by ``plan_display``) and of the loop.
 
 Everything a run will do that can be known up front: its folder, the training sizes after
 subsampling (lines of the TSV files, or rows of a task file's data read by its reader; never
@@ -6,28 +7,22 @@ tokenized), the first epoch's probabilities, quotas and rows, the batches of eve
 sampling under ``--protocol original`` sets an epoch's length from dev scores), the LR schedule's
 steps, the evaluations, the STILTs start model and the single-task scores. The training loop
 takes its epoch settings, LR steps and evaluation points from here too, so the plan and the run
-cannot disagree. Reads files, writes nothing but the ``--plan-json`` file.
+cannot disagree. Reads files, writes nothing.
 """
 
 from __future__ import annotations
 
-import gzip
 import math
 import os
-from pathlib import Path
 from typing import Any
 
-import click
 import numpy as np
 
-from mtlvsift.run_folder import atomic_write_json
-from mtlvsift.tasks import AUTHORS_TASK_ORDER, Task, get_task
-from mtlvsift.train import user_data
+from mtlvsift.tasks import AUTHORS_TASK_ORDER, get_task
 from mtlvsift.train.config import TrainConfig, used_train_size
-from mtlvsift.train.data import _tsv_path, resolve_data_dir
+from mtlvsift.train.data.glue import resolve_data_dir, train_rows
 from mtlvsift.train.prerequisites import with_single_scores, with_start_model
-from mtlvsift.train.run_messages import few_steps_warning
-from mtlvsift.train.sampling import EpochLayout, epoch_layout, task_probabilities
+from mtlvsift.train.batches.sampling import EpochLayout, epoch_layout, task_probabilities
 
 
 def eval_points(steps_per_epoch: int, eval_every: float) -> set[int]:
@@ -36,14 +31,6 @@ def eval_points(steps_per_epoch: int, eval_every: float) -> set[int]:
     points = {min(steps_per_epoch, max(1, math.ceil(k * eval_every * steps_per_epoch - 1e-9)))
               for k in range(1, count + 1)}
     return points | {steps_per_epoch}
-
-
-def count_rows(path: Path, has_header: bool) -> int:
-    """Data rows of a GLUE TSV file (``.gz`` too): its non-empty lines, less the header."""
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rb") as handle:
-        lines = sum(1 for line in handle if line.rstrip(b"\r\n"))
-    return max(0, lines - int(has_header))
 
 
 def available_train_sizes(config: TrainConfig) -> tuple[list[int], str]:
@@ -57,16 +44,6 @@ def available_train_sizes(config: TrainConfig) -> tuple[list[int], str]:
     if any(t.source is not None for t in tasks):
         sources.append("rows of the task files' training data")
     return [train_rows(t, data_dir) for t in tasks], "; ".join(sources)
-
-
-def train_rows(task: Task, data_dir: Path | None) -> int:
-    """One task's training rows: a task file's data read by its reader (never tokenized), a GLUE
-    TSV file's lines, or GLUE's official size when the data comes from the hub."""
-    if task.source is not None:
-        return len(user_data.split_table(task, "train"))
-    if data_dir is None:  # the hub: without downloading anything
-        return task.train_size
-    return count_rows(_tsv_path(task, "train", data_dir), task.has_header)
 
 
 def used_train_sizes(config: TrainConfig, available: list[int]) -> list[int]:
@@ -145,53 +122,3 @@ def make_plan(config: TrainConfig, num_processes: int | None = None) -> dict[str
     }
 
 
-def format_plan(plan: dict[str, Any]) -> str:
-    """The plan as a few lines of text."""
-    def numbers(values, digits=None) -> str:
-        shown = ["?" if v is None else (f"{v:.{digits}f}" if digits else f"{v:,}") for v in values]
-        return ", ".join(shown)
-
-    batches, runs = plan["batches_per_epoch"], []  # runs of equal values: "498, ? x 9"
-    for value in batches:
-        if runs and runs[-1][0] == value:
-            runs[-1][1] += 1
-        else:
-            runs.append([value, 1])
-    per_epoch = ", ".join(numbers([v]) + (f" x {n}" if n > 1 else "") for v, n in runs)
-    lines = [
-        f"Plan of {plan['method']} {plan['name']} seed {plan['seed']} (protocol {plan['protocol']}; "
-        f"dry run: nothing trained or written) -> {plan['run_dir']}",
-        f"  tasks:           {', '.join(plan['tasks'])}",
-        f"  train sizes:     {numbers(plan['train_sizes'])} (of {numbers(plan['available_train_sizes'])}; "
-        f"{plan['sizes_from']})",
-        f"  epoch 1:         p {numbers(plan['probabilities'], 4)}; rows per batch "
-        f"{'(one task per batch)' if plan['quotas'] is None else numbers(plan['quotas'])}",
-        f"  batches/epoch:   {per_epoch}" + (" (?: set by the dev scores)" if None in batches else ""),
-        f"  LR schedule:     {plan['lr_schedule_steps']:,} steps, batch {plan['batch_size']}, "
-        f"{plan['num_processes']} process(es); evaluations: {plan['evaluations'] or '?'}",
-    ]
-    if plan["sampling"]:
-        lines.append(f"  sampling:        {plan['sampling']}, {plan['batching']} batches")
-    if plan["start_model"]:
-        start = plan["start_model"]
-        lines.append(f"  start model:     {start['run']} (best of seeds "
-                     f"{' '.join(map(str, start['seeds']))}: dev {100 * start['score']:.2f})")
-    if plan["single_scores"]:
-        scores = ", ".join(f"{t} {100 * s:.2f}" for t, s in plan["single_scores"].items())
-        lines.append(f"  single scores:   {scores}")
-    few = few_steps_warning(plan["lr_schedule_steps"], plan["epochs"], batches[0], plan["batch_size"])
-    if few:
-        lines.append(few)
-    return "\n".join(lines)
-
-
-def show_plan(config: TrainConfig, plan_json: str | None = None) -> dict[str, Any]:
-    """--dry-run: print the plan; --plan-json FILE: write it as JSON too (the main process only,
-    under ``accelerate launch``)."""
-    plan = make_plan(config)
-    if int(os.environ.get("RANK", "0")) == 0:
-        click.echo(format_plan(plan))
-        if plan_json:
-            atomic_write_json(plan_json, plan)
-            click.echo(f"Plan written to {plan_json}")
-    return plan

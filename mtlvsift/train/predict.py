@@ -24,14 +24,15 @@ from mtlvsift import run_record
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.run_folder import RESULT_FILE, atomic_write
 from mtlvsift.tasks import GLUE_TASKS, Task, get_task
-from mtlvsift.train import user_data
-from mtlvsift.train.batches import TaskData
-from mtlvsift.train.data import _tokenize, glue_hub_split, resolve_data_dir
-from mtlvsift.train.padding import make_collator
-from mtlvsift.train.evaluation import build_eval_batches
-from mtlvsift.train.metrics import logits_to_predictions
-from mtlvsift.train.model import MultiTaskModel, model_folder_problem
-from mtlvsift.train.task_files import load_task_files
+from mtlvsift.train.data import user_data
+from mtlvsift.train.batches.loader import TaskData
+from mtlvsift.train.data.tokenized import _tokenize
+from mtlvsift.train.data.glue import glue_hub_split, resolve_data_dir
+from mtlvsift.train.batches.padding import make_collator
+from mtlvsift.train.evaluation.dev import build_eval_batches
+from mtlvsift.train.evaluation.metrics import logits_to_predictions
+from mtlvsift.train.model.multitask import MultiTaskModel, model_folder_problem
+from mtlvsift.train.data.task_files import load_task_files
 
 SPLITS = ("test", "dev")
 

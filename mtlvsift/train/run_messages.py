@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from mtlvsift.run_folder import existing_folder
-from mtlvsift.train.checkpoint import PROGRESS_FILE
+from mtlvsift.train.checkpoint.state import PROGRESS_FILE
 
 # Fewer optimizer steps than this in all and a run barely moves from its start.
 FEW_STEPS = 20

@@ -18,7 +18,7 @@ from typing import Any
 
 from mtlvsift.errors import DataError, MtlvsiftError
 from mtlvsift.tasks import Task
-from mtlvsift.train.task_files import label_text
+from mtlvsift.train.data.task_files import label_text
 
 TEXT_NAMES = ("text_a", "text_b")
 

@@ -14,10 +14,9 @@ from typing import Any
 
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.tasks import Task, get_task
-from mtlvsift.train import user_data
+from mtlvsift.train.data import user_data
 from mtlvsift.train.config import TrainConfig
-from mtlvsift.train.data import (HUB_DATASET, _hub_split, _tsv_path, data_fingerprint,
-                                 resolve_data_dir, split_names)
+from mtlvsift.train.data.glue import (HUB_DATASET, _hub_split, _tsv_path, data_fingerprint, resolve_data_dir, split_names)
 
 
 def with_data_fingerprints(config: TrainConfig) -> TrainConfig:

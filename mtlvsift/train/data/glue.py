@@ -1,9 +1,9 @@
-"""Loading GLUE (a folder in the original layout, or the hub), tokenization with an on-disk cache,
-collation and evaluation batches.
+"""Loading GLUE (a folder in the original layout, or the hub): every split checked, its file's
+fingerprint, and its rows counted for a dry run. Tokenization is ``tokenized.py``.
 
 Every split becomes a ``datasets.Dataset`` with ``text_a``, ``text_b`` (pair tasks only) and a
 float32 ``label`` (the class id in ``task.label_names`` order, or the STS-B score). Tasks of task
-files read their own files or hub dataset through ``mtlvsift.train.user_data``.
+files read their own files or hub dataset through ``user_data``.
 """
 
 from __future__ import annotations
@@ -11,29 +11,18 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
-import json
 import os
-import shutil
-import uuid
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import datasets
-import numpy as np
 
 from mtlvsift.errors import DataError, MtlvsiftError
 from mtlvsift.tasks import Task
-from mtlvsift.train import user_data
-
-if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
+from mtlvsift.train.data import user_data
 
 HUB_DATASET = "nyu-mll/glue"
-# Bump when the tokenized format changes, so that old cache folders are not reused.
-CACHE_FORMAT_VERSION = 1
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # Header-less GLUE files and their column count; other header-less files use their first row's.
 _HEADERLESS_WIDTH = {"cola": 4}
 _LAYOUT_HINT = (
@@ -259,134 +248,22 @@ def data_fingerprint(task: Task, split: str, data_dir: Path | None) -> str:
     return _file_sha256(_tsv_path(task, split, Path(data_dir)))
 
 
-# --------------------------------------------------------------------------- tokenization
+# --------------------------------------------------------------------------- counting rows (a dry run)
 
 
-def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
-    """Class name + sha256 of the fast tokenizer's full JSON (else name_or_path + vocabulary)."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None and hasattr(backend, "to_str"):
-        spec = json.loads(backend.to_str())
-        # Calling the tokenizer stores its last truncation/padding in the backend: not identity.
-        spec.pop("truncation", None)
-        spec.pop("padding", None)
-        content = json.dumps(spec, sort_keys=True)
-    else:
-        content = json.dumps([tokenizer.name_or_path, sorted(tokenizer.get_vocab().items())])
-    # These settings change the output but live outside the backend's JSON.
-    content += json.dumps([list(tokenizer.model_input_names), tokenizer.truncation_side])
-    return f"{type(tokenizer).__name__}-{hashlib.sha256(content.encode()).hexdigest()}"
+def count_rows(path: Path, has_header: bool) -> int:
+    """Data rows of a GLUE TSV file (``.gz`` too): its non-empty lines, less the header."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rb") as handle:
+        lines = sum(1 for line in handle if line.rstrip(b"\r\n"))
+    return max(0, lines - int(has_header))
 
 
-def cache_root(cache_dir: Path | None = None) -> Path:
-    """``cache_dir``, else ``$MTLVSIFT_CACHE_DIR``, else ``~/.cache/mtlvsift``."""
-    if cache_dir is not None:
-        return Path(cache_dir)
-    env = os.environ.get("MTLVSIFT_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "mtlvsift"
-
-
-def tokenized_cache_key(
-    task: Task, split: str, tokenizer: PreTrainedTokenizerBase, max_seq_length: int, data_fp: str
-) -> str:
-    parts = [CACHE_FORMAT_VERSION, tokenizer_fingerprint(tokenizer), max_seq_length, task.name,
-             split, data_fp]
-    if task.source is not None:  # its columns and label order are the task file's
-        parts.append(task.source.task_file_sha256)
-    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
-
-
-def _tokenize(
-    ds: datasets.Dataset,
-    task: Task,
-    split: str,
-    tokenizer: PreTrainedTokenizerBase,
-    max_seq_length: int,
-    key: str,
-) -> datasets.Dataset:
-    inputs = [k for k in MODEL_INPUTS if k in tokenizer.model_input_names]
-    small = {"input_ids": "int32", "attention_mask": "int8", "token_type_ids": "int8"}
-    features = datasets.Features(
-        {
-            **{k: datasets.Sequence(datasets.Value(small[k])) for k in inputs},
-            "label": datasets.Value("float32"),
-            "length": datasets.Value("int32"),
-        }
-    )
-
-    def encode(batch: dict[str, list]) -> dict[str, list]:
-        enc = tokenizer(
-            batch["text_a"], batch.get("text_b"), truncation="longest_first",
-            max_length=max_seq_length, return_length=True,
-        )
-        return {**{k: enc[k] for k in inputs}, "length": enc["length"]}
-
-    return ds.map(
-        encode, batched=True, remove_columns=[c for c in ds.column_names if c != "label"],
-        features=features, keep_in_memory=True, new_fingerprint=key,  # no hashing of the tokenizer
-        desc=f"Tokenizing {task.display} {split}",
-    )
-
-
-def load_tokenized(
-    task: Task,
-    split: str,
-    tokenizer: PreTrainedTokenizerBase,
-    max_seq_length: int,
-    data_dir: Path | None,
-    cache_dir: Path | None = None,
-    data_fp: str | None = None,
-) -> datasets.Dataset:
-    """input_ids, attention_mask, [token_type_ids], label, length; truncated, not padded.
-
-    Cached in ``<cache root>/tokenized/<key>``; the key covers the tokenizer, the length, the task,
-    the split and the data's fingerprint (``data_fp`` when the caller has it already), so a
-    changed file is tokenized again.
-    """
-    raw = _hub_dataset(task, split) if data_dir is None and task.source is None else None
-    if data_fp is None:
-        data_fp = raw._fingerprint if raw is not None else data_fingerprint(task, split, data_dir)
-    key = tokenized_cache_key(task, split, tokenizer, max_seq_length, data_fp)
-    final = cache_root(cache_dir) / "tokenized" / key
-    if not final.is_dir():
-        ds = _from_hub(task, raw) if raw is not None else load_split(task, split, data_dir)
-        tokenized = _tokenize(ds, task, split, tokenizer, max_seq_length, key)
-        # Write beside, then rename: a reader never sees a half-written folder, and of several
-        # processes racing here (accelerate), the first rename wins and the others drop theirs.
-        tmp = final.with_name(f".{key}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-        try:
-            tokenized.save_to_disk(str(tmp))
-            os.rename(tmp, final)
-        except Exception as exc:  # a full disk, a cache root that is a file, a lost race
-            shutil.rmtree(tmp, ignore_errors=True)
-            if not final.is_dir():
-                raise MtlvsiftError(
-                    f"Could not write the tokenization cache in {final.parent} ({exc}). Set "
-                    f"MTLVSIFT_CACHE_DIR to a writable folder with free space, then rerun.") from exc
-    try:
-        return datasets.load_from_disk(str(final))
-    except Exception as exc:
-        raise MtlvsiftError(
-            f"The tokenization cache {final} is unreadable ({exc}); delete that folder and rerun."
-        ) from exc
-
-
-# --------------------------------------------------------------------------- sampling, batches
-
-
-def subsample_indices(n: int, k: int, data_seed: int) -> np.ndarray:
-    """``k`` distinct sorted indices of range(n), drawn from their own generator (``data_seed``)."""
-    if not 0 <= k <= n:
-        raise MtlvsiftError(
-            f"Cannot draw {k} examples from a training set of {n}; ask for at most {n}."
-        )
-    rng = np.random.default_rng(data_seed)
-    return np.sort(rng.choice(n, size=k, replace=False))
-
-
-def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
-    """Evaluation batches of indices, longest first, so each batch pads little."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
-    return np.array_split(order, range(batch_size, len(order), batch_size)) if len(order) else []
+def train_rows(task: Task, data_dir: Path | None) -> int:
+    """One task's training rows: a task file's data read by its reader (never tokenized), a GLUE
+    TSV file's lines, or GLUE's official size when the data comes from the hub."""
+    if task.source is not None:
+        return len(user_data.split_table(task, "train"))
+    if data_dir is None:  # the hub: without downloading anything
+        return task.train_size
+    return count_rows(_tsv_path(task, "train", data_dir), task.has_header)

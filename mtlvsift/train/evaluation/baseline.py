@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from mtlvsift.train.batches import TaskData
-from mtlvsift.train.metrics import compute_task_metrics
+from mtlvsift.train.batches.loader import TaskData
+from mtlvsift.train.evaluation.metrics import compute_task_metrics
 
 
 def constant_baseline(data: TaskData) -> dict[str, Any]:

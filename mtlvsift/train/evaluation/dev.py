@@ -8,6 +8,7 @@ best-model decision.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Callable
 
 import numpy as np
@@ -15,9 +16,8 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list, gather_object
 
-from mtlvsift.train.batches import TaskData
-from mtlvsift.train.data import length_sorted_batches
-from mtlvsift.train.metrics import compute_task_metrics, logits_to_predictions
+from mtlvsift.train.batches.loader import TaskData
+from mtlvsift.train.evaluation.metrics import compute_task_metrics, logits_to_predictions
 
 
 @dataclass
@@ -84,3 +84,11 @@ def _metrics(task_data: list[TaskData], outputs: list) -> dict[str, dict[str, fl
             per_split[split] = (predictions, references)
         metrics[data.task.name] = compute_task_metrics(data.task, per_split)
     return metrics
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
+    """Evaluation batches of indices, longest first, so each batch pads little."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
+    return np.array_split(order, range(batch_size, len(order), batch_size)) if len(order) else []

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from mtlvsift.train.data import MODEL_INPUTS
+from mtlvsift.train.data.tokenized import MODEL_INPUTS
 
 
 class _Collator:

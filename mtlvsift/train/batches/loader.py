@@ -17,8 +17,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from mtlvsift.train.config import TrainConfig, used_train_size
-from mtlvsift.train.data import load_tokenized, resolve_data_dir, split_names, subsample_indices
-from mtlvsift.train.data_identity import data_source
+from mtlvsift.train.data.tokenized import load_tokenized
+from mtlvsift.train.data.glue import resolve_data_dir, split_names
+from mtlvsift.train.data.fingerprints import data_source
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.tasks import Task, get_task
 
@@ -121,3 +122,13 @@ def train_loader(dataset: MixedTaskDataset, local_batches: list[np.ndarray], col
     return DataLoader(dataset, batch_sampler=local_batches, collate_fn=collate,
                       num_workers=num_workers, pin_memory=pin_memory,
                       generator=torch.Generator().manual_seed(0))
+
+
+def subsample_indices(n: int, k: int, data_seed: int) -> np.ndarray:
+    """``k`` distinct sorted indices of range(n), drawn from their own generator (``data_seed``)."""
+    if not 0 <= k <= n:
+        raise MtlvsiftError(
+            f"Cannot draw {k} examples from a training set of {n}; ask for at most {n}."
+        )
+    rng = np.random.default_rng(data_seed)
+    return np.sort(rng.choice(n, size=k, replace=False))

@@ -36,7 +36,7 @@ from accelerate.utils import broadcast_object_list, gather_object
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.faults import fault_point
 from mtlvsift.run_folder import RunFolder, atomic_write_json, replace_folder
-from mtlvsift.train.checkpoint import PROGRESS_FILE, Progress, rng_state, write_state
+from mtlvsift.train.checkpoint.state import PROGRESS_FILE, Progress, rng_state, write_state
 
 
 @dataclass
