@@ -71,11 +71,8 @@ def loop_config(tasks: Sequence[str], model_dir: Path, data_dir: Path, output_di
                    num_workers=num_workers, overwrite=True, compile_model=compile_model,
                    packing=packing, varlen_attention=varlen_attention)
     if len(tasks) == 1:
-        return stilts_config(tasks[0], support=None, init_from=None, target_fraction=None,
-                             support_ratio=None, **options)
-    return mtl_config(tasks[0], tuple(tasks[1:]), sampling="size", batching="heterogeneous",
-                      dynamic_rule="softmax", single_scores=None, target_fraction=None,
-                      support_ratio=None, **options)
+        return stilts_config(tasks[0], None, options)
+    return mtl_config(tasks[0], tuple(tasks[1:]), {**options, "sampling": "size"})
 
 
 def reset_accelerate() -> None:

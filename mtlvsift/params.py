@@ -12,8 +12,7 @@ from typing import Any
 
 import click
 
-MAX_SEED = 2**32 - 1  # numpy's legacy seeding (used by accelerate's set_seed) takes 32 bits
-MAX_COUNT = 10**9  # epochs, batch sizes, examples, steps: far beyond any real run
+from mtlvsift.names import MAX_COUNT, MAX_SEED
 
 
 class FiniteFloatRange(click.FloatRange):

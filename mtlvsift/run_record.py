@@ -22,15 +22,14 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from mtlvsift.commands import DEFAULT_PROTOCOL, PROTOCOLS, run_options
+from mtlvsift.commands import command_options
+from mtlvsift.names import BATCHINGS, DEFAULT_PROTOCOL, METHODS, PROTOCOLS, SAMPLINGS
 from mtlvsift.params import MAX_SEED
 from mtlvsift.scores import METRIC_NAME, is_number as _is_number, is_score, score_range
 from mtlvsift.run_folder import atomic_write_json, json_kind
 from mtlvsift.tasks import GLUE_TASKS, USER_TASK_NAME, get_task, normalize_task_name
-from mtlvsift.train.batches.sampling import BATCHINGS, SAMPLINGS  # plain names: no torch
 
 SCHEMA = 1
-METHODS = ("single", "stilts", "mtl", "mtl_all")
 MEAN_MAIN = "mean_main"  # MTL_All selects its single best model by the mean main score
 _VARIANT = re.compile(r"[A-Za-z0-9._+-]*")  # what run_folder.variant_suffix writes
 
@@ -144,7 +143,7 @@ class RunRecord:
     protocol: str = DEFAULT_PROTOCOL  # records from before the protocol option: standard
     start_model: tuple | None = None  # STILTs: (run, seed, score) of the supporting run started from
     single_scores: tuple | None = None  # dynamic sampling: ((task, score), ...) read by the run
-    # The options that make this run again (commands.run_options of its config, checked); the
+    # The options that make this run again (commands.command_options of its config, checked); the
     # report's commands for missing runs of the same variant start from them.
     options: dict[str, Any] = field(default_factory=dict)
     # Each task's main dev score of a constant prediction (majority class; records before the
@@ -243,7 +242,7 @@ def read_record(path: Path) -> RunRecord:
     size_exp = _dict(raw, "size_experiment")
     sizes = _dict(raw, "train_sizes")
     try:
-        options = run_options(method, _dict(raw, "config"))
+        options = command_options(method, _dict(raw, "config"))
     except ValueError as err:
         raise InvalidRecord(str(err)) from None
     baselines: dict[str, float] = {}

@@ -8,14 +8,14 @@
 
 import click
 
-from mtlvsift.train.options import task_file_option
-from mtlvsift.train.predict import SPLITS, predict
+from mtlvsift.cli import named_option
+from mtlvsift.names import PREDICT_SPLITS
 
 
 @click.command(context_settings={"show_default": True})
 @click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="A finished run's folder (one seed): its best/ model predicts.")
-@click.option("--split", type=click.Choice(SPLITS), default=None,
+@click.option("--split", type=click.Choice(PREDICT_SPLITS), default=None,
               help="Predict the task's own test (or dev) split.")
 @click.option("--file", "file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Predict the examples of this file (in the task's format) instead.")
@@ -24,11 +24,12 @@ from mtlvsift.train.predict import SPLITS, predict
                    "your own tasks: <task>.csv).")
 @click.option("--task", "task_name", default=None,
               help="Which task of an MTL model (default: its target; MTL_All: every task).")
-@click.option("--data-dir", default=None, type=click.Path(file_okay=False),
-              help="GLUE folder in the original layout (default: $MTLVSIFT_GLUE_DIR, else the hub).")
+@named_option("data_dir")
 @click.option("--batch-size", default=256, type=click.IntRange(min=1))
-@task_file_option
+@named_option("task_files")
 def main(run_dir, split, file, out_dir, task_name, data_dir, batch_size, task_files):
+    from mtlvsift.train.predict import predict
+
     if (split is None) == (file is None):
         raise click.UsageError("Give either --split test|dev or --file FILE.")
     written = predict(run_dir, out_dir, split=split, file=file, task_name=task_name,

@@ -11,11 +11,9 @@ from pathlib import Path
 
 import click
 
-from mtlvsift.grid.main import METHODS_DEFAULT, SEEDS_DEFAULT, grid_options, run_grid
-from mtlvsift.params import FiniteFloatRange
+from mtlvsift.cli import grid_options, named_option, seed_list
+from mtlvsift.names import DEFAULT_SEEDS, METHODS, SAMPLINGS
 from mtlvsift.tasks import GLUE_TASK_NAMES
-from mtlvsift.train.options import mtl_options, seed_list, train_options
-from mtlvsift.train.batches.sampling import SAMPLINGS
 
 
 @click.command(context_settings={"show_default": True},
@@ -25,9 +23,9 @@ from mtlvsift.train.batches.sampling import SAMPLINGS
 @click.option("--tasks", required=True,
               help=f"Comma-separated tasks, e.g. rte,mrpc,stsb: GLUE's {', '.join(GLUE_TASK_NAMES)}, "
                    f"or a --task-file's.")
-@click.option("--seeds", default=SEEDS_DEFAULT, callback=seed_list,
+@click.option("--seeds", default=",".join(map(str, DEFAULT_SEEDS)), callback=seed_list,
               help="Comma-separated seeds of every run.")
-@click.option("--methods", default=METHODS_DEFAULT,
+@click.option("--methods", default=",".join(METHODS),
               help="Comma-separated: single, stilts, mtl, mtl_all (single runs that STILTs or "
                    "dynamic sampling read are added when single is left out).")
 @click.option("--mtl-sampling", default="dynamic", type=click.Choice(SAMPLINGS, case_sensitive=False),
@@ -38,10 +36,8 @@ from mtlvsift.train.batches.sampling import SAMPLINGS
               help="The size experiment (Figure 2): STILTs and MTL runs of every ordered pair with "
                    "the supporting task subsampled to K x the target's size, for each K, e.g. "
                    "0.333,0.5,1,2,3.")
-@click.option("--target-fraction", default=None, type=FiniteFloatRange(0, 1, min_open=True),
-              help="Size experiment: train on this fraction of the target's training set.")
-@grid_options(mtl_options)
-@grid_options(train_options)
+@named_option("target_fraction")
+@grid_options()
 @click.option("--dry-run", is_flag=True,
               help="Print the plan (every run, its command, steps, estimated time), the ETA and "
                    "the disk it needs; train nothing, write nothing under the outputs.")
@@ -55,6 +51,8 @@ from mtlvsift.train.batches.sampling import SAMPLINGS
 @click.option("--sbatch", multiple=True,
               help="An extra #SBATCH line for --emit slurm, e.g. '--gres=gpu:1' (repeatable).")
 def main(**options):
+    from mtlvsift.grid.main import run_grid
+
     run_grid(repo_root=Path(__file__).resolve().parents[1], **options)
 
 

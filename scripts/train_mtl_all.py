@@ -7,18 +7,12 @@
 
 import click
 
-from mtlvsift.train.config import mtl_all_config
-from mtlvsift.train.options import mtl_options, plan_options, restart_option, sampling_option, task_option, \
-    train_options
-from mtlvsift.train.loop import run_training
-from mtlvsift.train.plan_display import show_plan
+from mtlvsift.cli import plan_options, restart_option, script_options, task_option
 
 
 @click.command(context_settings={"show_default": True})
 @task_option("--tasks", default=None, show_default="the nine GLUE tasks", help="Comma-separated tasks.")
-@sampling_option("size")
-@mtl_options
-@train_options
+@script_options("train_mtl_all")
 @restart_option
 @plan_options
 def main(tasks, restart, dry_run, plan_json, **options):
@@ -27,12 +21,11 @@ def main(tasks, restart, dry_run, plan_json, **options):
     One seed per run; each task's own best dev score is recorded. A rerun of the same command
     resumes an unfinished run and skips a finished one.
     """
+    from mtlvsift.train.config import mtl_all_config
+    from mtlvsift.train.main import train_or_plan
+
     names = tuple(t.strip() for t in (tasks or "").split(",") if t.strip())
-    config = mtl_all_config(names, **options)
-    if dry_run or plan_json:
-        show_plan(config, plan_json)
-    else:
-        run_training(config, restart=restart)
+    train_or_plan(mtl_all_config(names, options), restart, dry_run, plan_json)
 
 
 if __name__ == "__main__":

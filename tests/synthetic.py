@@ -21,7 +21,8 @@ from typing import Iterable
 
 import numpy as np
 
-from mtlvsift.commands import DEFAULT_MODEL
+from mtlvsift import run_options
+from mtlvsift.names import DEFAULT_MODEL
 from mtlvsift import run_record
 from mtlvsift.tasks import GLUE_TASK_NAMES, GLUE_TASKS
 from mtlvsift.train.config import TrainConfig, folder_name
@@ -77,12 +78,13 @@ def write_record(root: Path, method: str, target: str | None = None, support: It
         main = best(tasks[0], float(np.mean(list(task_scores.values()))))
     else:
         main = best(target, score)
+    # The method's defaults, then what the record says (not checked: a record may be odd).
+    values = {**run_options.resolve(method, {}), "model": model, "seed": seed, "sampling": sampling,
+              "batching": "heterogeneous" if sampling else None, "target_fraction": target_fraction,
+              "support_ratio": support_ratio, "protocol": protocol, **(options or {})}
     config = TrainConfig(method=method, tasks=tasks, target=target, support=support, name=name,
-                         variant=variant, model=model, seed=seed, sampling=sampling,
-                         batching="heterogeneous" if sampling else None,
-                         target_fraction=target_fraction, support_ratio=support_ratio,
-                         protocol=protocol, start_model=start_model, single_scores=single_scores,
-                         **(options or {}))
+                         variant=variant, options=values, start_model=start_model,
+                         single_scores=single_scores)
     progress = SimpleNamespace(
         train_seconds=100.0, eval_seconds=[1.0], save_seconds=[2.0], checkpoint_blocked_seconds=[0.01],
         examples=90000, step=700,

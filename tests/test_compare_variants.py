@@ -138,7 +138,7 @@ def test_missing_runs_use_the_seeds_in_use_and_the_recorded_options(mixed):
     out = shlex.quote(str(root))
     assert commands == [  # MTL_All lacks seed 1, nothing else
         "accelerate launch scripts/train_mtl_all.py --epochs 2 --batch-size 32 --max-seq-length "
-        "64 --max-train-examples 300 --data-dir '/data/glue dir' --tasks rte,mrpc "
+        "64 --data-dir '/data/glue dir' --max-train-examples 300 --tasks rte,mrpc "
         f"--output-dir {out} --seed 1"]
     assert "# MTL_All (size, RTE+MRPC): seed 1 (others done)" in script
     default = (root / "report" / MODEL / "missing.sh").read_text()
@@ -156,8 +156,8 @@ def test_new_configurations_take_the_shared_options_and_seeds(tmp_path):
     assert result.exit_code == 0, result.output
     script = (tmp_path / "report" / "missing.sh").read_text()
     out = shlex.quote(str(tmp_path))
-    shared = ("--epochs 2 --batch-size 32 --max-seq-length 64 --max-train-examples 300 "
-              "--data-dir '/data/glue dir'")
+    shared = ("--epochs 2 --batch-size 32 --max-seq-length 64 --data-dir '/data/glue dir' "
+              "--max-train-examples 300")
     assert (f"for seed in 0 1; do accelerate launch scripts/train_stilts.py --target mrpc "
             f"--support rte {shared} --support-seeds '0 1' --output-dir {out} --seed $seed; "
             "done") in script.splitlines()

@@ -18,6 +18,7 @@ from helpers import REPO_ROOT, load_script, run_script
 from mtlvsift.grid.estimate import RunWork, Speeds, TaskSpeed, inside_seconds, run_seconds, speed_of_record
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.grid.plan import grid_runs
+from mtlvsift import run_options
 from mtlvsift.train.config import mtl_all_config, mtl_config, stilts_config
 
 
@@ -25,11 +26,7 @@ def _options(out: Path, **extra) -> dict:
     """The train scripts' option values (their defaults) as run_grid.py hands them over."""
     script = load_script("run_grid")
     ctx = script.main.make_context("run_grid", ["--tasks", "rte", "--output-dir", str(out)])
-    params = dict(ctx.params)
-    for key in ("tasks", "seeds", "methods", "mtl_sampling", "mtl_all_sampling", "batching",
-                "dynamic_rule", "single_scores", "dry_run", "jobs", "emit_kind", "emit_to", "sbatch",
-                "plan_json", "support_ratios", "target_fraction"):
-        params.pop(key, None)
+    params = {k: v for k, v in ctx.params.items() if k in run_options.names() and k != "target_fraction"}
     return {**params, **extra}
 
 
@@ -96,11 +93,11 @@ def _config_from_command(run) -> object:
     for key in ("restart", "dry_run", "plan_json"):
         params.pop(key, None)
     if run.method in ("single", "stilts"):
-        return stilts_config(**params)
+        return stilts_config(params.pop("target"), params.pop("support"), params)
     if run.method == "mtl":
-        return mtl_config(params.pop("target"), params.pop("support"), **params)
+        return mtl_config(params.pop("target"), params.pop("support"), params)
     tasks = tuple(t for t in params.pop("tasks").split(",") if t)
-    return mtl_all_config(tasks, **params)
+    return mtl_all_config(tasks, params)
 
 
 @pytest.mark.parametrize("extra", [

@@ -6,33 +6,18 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from mtlvsift.commands import DEFAULT_SEEDS
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.grid import emit
 from mtlvsift.grid.estimate import Speeds, describe_bytes, describe_seconds, measured_speeds, \
     run_seconds, run_work
-from mtlvsift.grid.plan import METHODS, GridRun, grid_runs, parse_list
+from mtlvsift.grid.plan import GridRun, grid_runs, parse_list
 from mtlvsift.run_folder import atomic_write_json
 from mtlvsift.grid.run import GridOutcome, calibrate, is_main_process, run_here, run_jobs
-
-# Train-script options the grid sets itself, per run (a grid reads its own single runs).
-GRID_SET = {"seed", "support_seeds", "single_scores"}
-
-
-def grid_options(options: Callable) -> Callable:
-    """A group of the train scripts' options (a decorator), less those the grid sets per run."""
-    def decorate(function: Callable) -> Callable:
-        function = options(function)
-        function.__click_params__ = [p for p in function.__click_params__ if p.name not in GRID_SET]
-        return function
-
-    return decorate
-
 
 def ratios_of(value: str) -> list[float]:
     """--support-ratios: distinct finite numbers above 0 (the paper: 0.333,0.5,1,2,3)."""
@@ -62,17 +47,18 @@ def check_slurm_text(emit_kind: str | None, emit_to: str | None, sbatch: tuple[s
 
 
 def run_grid(tasks: str, seeds: tuple[int, ...], methods: str, mtl_sampling: str, mtl_all_sampling: str,
-             batching: str, dynamic_rule: str, dry_run: bool, jobs: int, emit_kind: str | None,
+             dry_run: bool, jobs: int, emit_kind: str | None,
              emit_to: str | None, sbatch: tuple[str, ...], repo_root: Path,
              plan_json: str | None = None, support_ratios: str | None = None,
              target_fraction: float | None = None, **options: Any) -> GridOutcome | None:
-    """What scripts/run_grid.py does with its options."""
+    """What scripts/run_grid.py does with its options (``options``: the run options it passes on,
+    ``cli.grid_options``)."""
     console = Console(highlight=False)
     if emit_kind and not emit_to:
         raise MtlvsiftError("--emit needs --emit-to DIR: the folder to write the scripts into.")
     check_slurm_text(emit_kind, emit_to, sbatch)
     runs = grid_runs(parse_list(tasks, "tasks"), list(seeds), parse_list(methods, "methods"),
-                     options, mtl_sampling, mtl_all_sampling, batching, dynamic_rule,
+                     options, mtl_sampling, mtl_all_sampling,
                      ratios_of(support_ratios) if support_ratios else [], target_fraction)
     outputs = Path(options["output_dir"])
     main = is_main_process()
@@ -187,7 +173,3 @@ def write_emitted(runs: list[GridRun], kind: str, folder: Path, repo_root: Path,
     console.print(f"{len(runs)} runs ({', '.join(f'stage {s}: {n}' for s, n in stages.items())}); "
                   f"nothing trained. " + ("Run: bash " + str(folder / "grid.sh") if kind == "shell"
                                           else "Submit: bash " + str(folder / "submit.sh")))
-
-
-SEEDS_DEFAULT = ",".join(map(str, DEFAULT_SEEDS))
-METHODS_DEFAULT = ",".join(METHODS)

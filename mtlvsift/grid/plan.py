@@ -16,15 +16,14 @@ from functools import lru_cache
 from itertools import combinations, permutations
 from typing import Any
 
-from mtlvsift import run_record
-from mtlvsift.commands import run_options, train_args, train_command
+from mtlvsift import run_options, run_record
+from mtlvsift.commands import run_args, run_command
 from mtlvsift.errors import MtlvsiftError
+from mtlvsift.names import METHODS
 from mtlvsift.run_folder import RunFolder
 from mtlvsift.tasks import get_task, get_tasks
 from mtlvsift.train.config import TrainConfig, mtl_all_config, mtl_config, stilts_config, \
     support_examples_needed
-
-METHODS = ("single", "stilts", "mtl", "mtl_all")
 READS_SINGLE_RUNS = 2  # the stage of runs that read finished single runs
 # Identity fields a run resolves when it starts (single runs' scores, the data's checksums).
 RESOLVED_AT_RUN_TIME = ("single_scores", "data_fingerprints")
@@ -53,16 +52,14 @@ class GridRun:
         return f"{what} {tasks} seed {c.seed}"
 
     def args(self) -> list[str]:
-        """The train script and its arguments (without ``accelerate launch``)."""
-        c = self.config
-        options = {**run_options(c.method, c.as_dict()), "overwrite": c.overwrite}
-        return [*train_args(c.method, c.target, c.support, options), "--seed", str(c.seed)]
+        """The train script and its arguments (without ``accelerate launch``; ``--overwrite``
+        too when the grid was given it)."""
+        return run_args(self.config.as_dict(), overwrite=self.config.overwrite)
 
     def command(self) -> str:
         """The run's shell command (``--overwrite`` too when the grid was given it)."""
         c = self.config
-        options = {**run_options(c.method, c.as_dict()), "overwrite": c.overwrite}
-        return train_command(c.method, c.target, c.support, options, [c.seed])
+        return run_command(c.as_dict(), [c.seed], overwrite=c.overwrite)
 
     def status(self) -> str:
         """``complete`` (a readable result.json), ``partial`` (started, not finished), ``new``, or
@@ -100,10 +97,10 @@ def parse_list(value: str, what: str) -> list[str]:
 
 def grid_runs(tasks: list[str], seeds: list[int], methods: list[str], options: dict[str, Any],
               mtl_sampling: str = "dynamic", mtl_all_sampling: str = "size",
-              batching: str = "heterogeneous", dynamic_rule: str = "softmax",
               support_ratios: list[float] = (), target_fraction: float | None = None) -> list[GridRun]:
     """Every run of the grid, prerequisites first (single runs a STILTs or dynamic run reads are
-    added when ``single`` is not among ``methods``); ``options`` are the train scripts' options.
+    added when ``single`` is not among ``methods``); ``options`` are run options (``run_options``)
+    given to every run they apply to.
 
     With ``support_ratios`` the STILTs and MTL runs are the size experiment's (Figure 2): every
     ordered pair at every ratio K (``--support-ratio K``, ``--target-fraction``), MTL both ways
@@ -122,24 +119,22 @@ def grid_runs(tasks: list[str], seeds: list[int], methods: list[str], options: d
     later: list[TrainConfig] = []
     for seed in seeds:
         each = {**options, "seed": seed}
+        mtl = {**each, "sampling": mtl_sampling}
         if support_ratios:
-            later += _size_experiment(names, methods, each, support_ratios, target_fraction,
-                                      (mtl_sampling, batching, dynamic_rule))
+            later += _size_experiment(names, methods, each, mtl, support_ratios, target_fraction)
             continue
         if "stilts" in methods:
-            later += [stilts_config(t, s, None, None, None, **each) for t, s in permutations(names, 2)]
+            later += [stilts_config(t, s, _own("stilts", each)) for t, s in permutations(names, 2)]
         if "mtl" in methods:
             for a, b in combinations(names, 2):
                 target, support = sorted((a, b), key=_size_order)
-                later.append(mtl_config(target, (support,), mtl_sampling, batching, dynamic_rule,
-                                        None, None, None, **each))
+                later.append(mtl_config(target, (support,), _own("mtl", mtl)))
         if "mtl_all" in methods:
-            later.append(mtl_all_config(tuple(names), mtl_all_sampling, batching, dynamic_rule,
-                                        None, **each))
+            later.append(mtl_all_config(tuple(names), _own("mtl_all", {**each, "sampling": mtl_all_sampling})))
     caps = {options.get("max_train_examples")}
     caps |= {_support_cap(c) for c in later if c.method == "stilts" and c.support_ratio is not None}
-    singles = {(t, cap, seed): stilts_config(t, None, None, None, None,
-                                             **{**options, "seed": seed, "max_train_examples": cap})
+    singles = {(t, cap, seed): stilts_config(t, None, _own("single", {**options, "seed": seed,
+                                                                       "max_train_examples": cap}))
                for cap in sorted(caps, key=lambda c: c or 0) for t in names for seed in seeds}
     reads = {str(c.run_dir): _single_runs_read(c, options.get("max_train_examples")) for c in later}
     wanted = {key for tasks_read in reads.values() for key in tasks_read}
@@ -156,6 +151,11 @@ def grid_runs(tasks: list[str], seeds: list[int], methods: list[str], options: d
     if len(set(folders)) != len(folders):  # e.g. a task named twice under different spellings
         raise MtlvsiftError("Two runs of the grid would share a run folder; check --tasks.")
     return ordered
+
+
+def _own(method: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The grid's options that a run of ``method`` takes."""
+    return run_options.applicable(method, options)
 
 
 def _single_runs_read(config: TrainConfig, base_cap: int | None) -> list[tuple[str, int | None]]:
@@ -176,20 +176,19 @@ def _support_cap(config: TrainConfig) -> int:
 
 @lru_cache(maxsize=None)
 def _train_rows(task: str, data_dir: str | None) -> int:
-    from mtlvsift.train.data.glue import resolve_data_dir
-    from mtlvsift.train.data.glue import train_rows
+    from mtlvsift.train.data.glue import resolve_data_dir, train_rows
 
     return train_rows(get_task(task), resolve_data_dir(data_dir))
 
 
-def _size_experiment(names: list[str], methods: list[str], each: dict[str, Any],
-                     ratios: list[float], fraction: float | None,
-                     mtl: tuple[str, str, str]) -> list[TrainConfig]:
+def _size_experiment(names: list[str], methods: list[str], each: dict[str, Any], mtl: dict[str, Any],
+                     ratios: list[float], fraction: float | None) -> list[TrainConfig]:
     configs = []
     for ratio in ratios:
+        size = {"target_fraction": fraction, "support_ratio": ratio}
         for target, support in permutations(names, 2):
             if "stilts" in methods:
-                stilts = stilts_config(target, support, None, fraction, ratio, **each)
+                stilts = stilts_config(target, support, _own("stilts", {**each, **size}))
                 need, cap = _support_cap(stilts), stilts.max_train_examples
                 have = min(_train_rows(support, stilts.data_dir), cap or 10**12)
                 if need > have:
@@ -200,7 +199,7 @@ def _size_experiment(names: list[str], methods: list[str], each: dict[str, Any],
                         f"--target-fraction.")
                 configs.append(stilts)
             if "mtl" in methods:
-                configs.append(mtl_config(target, (support,), *mtl, None, fraction, ratio, **each))
+                configs.append(mtl_config(target, (support,), _own("mtl", {**mtl, **size})))
     return configs
 
 

@@ -31,7 +31,7 @@ from mtlvsift.errors import MtlvsiftError
 from mtlvsift.grid.estimate import GRID_LOG, Speeds, describe_seconds, inside_seconds, speed_of_record
 from mtlvsift.grid.plan import GridRun
 from mtlvsift.run_folder import RESULT_FILE, folder_bytes
-from mtlvsift.train.config import TrainConfig, stilts_config
+from mtlvsift.train.config import TrainConfig, single_config_like, stilts_config
 
 
 @dataclass
@@ -160,13 +160,11 @@ def calibrate(config: TrainConfig, tasks: list[str], console: Console) -> Speeds
     overheads = []
     with tempfile.TemporaryDirectory(prefix="mtlvsift-calibration-") as tmp:
         for task in tasks:
-            options = {k: getattr(config, k) for k in ("model", "lr", "batch_size", "max_seq_length",
-                                                       "data_dir", "protocol", "data_seed",
-                                                       "eval_batch_size", "packing", "task_files")}
-            probe = stilts_config(task, None, None, None, None, **options, epochs=1, eval_every=0.5,
-                                  seed=0, output_dir=tmp, log_every=1,
-                                  max_train_examples=4 * config.batch_size)
-            probe = dataclasses.replace(probe, grad_accum=config.grad_accum)
+            # The grid's single-run options, on a short run of 4 batches and 2 evaluations.
+            options = {**single_config_like(config, task, 4 * config.batch_size).options,
+                       "epochs": 1, "eval_every": 0.5, "seed": 0, "output_dir": tmp, "log_every": 1,
+                       "overwrite": False, "keep_state": False, "report_to": []}
+            probe = stilts_config(task, None, options)
             if is_main_process():
                 console.print(f"calibrating {task}: 4 batches of {config.batch_size} and 2 "
                               f"evaluations with {config.model} ...", highlight=False)

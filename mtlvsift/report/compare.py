@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from mtlvsift.commands import DEFAULT_PROTOCOL
+from mtlvsift.names import DEFAULT_PROTOCOL
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.report.files import md_text, write_report_dir
 from mtlvsift.report.missing import missing_runs

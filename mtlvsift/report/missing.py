@@ -20,14 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mtlvsift.commands import DEFAULT_OUTPUTS, DEFAULT_SEEDS, OPTION_DEFAULTS, train_command
+from mtlvsift.commands import TASKS, train_command
+from mtlvsift.names import DEFAULT_OUTPUTS, DEFAULT_SEEDS, METHODS
+from mtlvsift.run_options import OPTIONS
 from mtlvsift.report.stats import Analysis, Group
 from mtlvsift.run_record import RunRecord
 from mtlvsift.tasks import GLUE_TASK_NAMES, GLUE_TASKS, display_name
 
 ORDER = ("single", "stilts", "mtl", "mtl_all")  # STILTs and dynamic MTL read the single runs
-# The options (train_command's names) that every run of an experiment shares.
-SHARED_OPTIONS = tuple("task_file" if k == "task_files" else k for k in OPTION_DEFAULTS)
+# The options (train_command's names) that every run of an experiment shares: every method's.
+SHARED_OPTIONS = tuple(o.name for o in OPTIONS if o.command and set(o.methods) == set(METHODS))
 
 
 @dataclass(frozen=True)
@@ -134,12 +136,12 @@ def _new_options(analysis: Analysis, method: str, tasks: set[str]) -> dict[str, 
     if method == "mtl_all":
         tasks = set(analysis.tasks)
         if sorted(tasks) != sorted(GLUE_TASK_NAMES):
-            options["tasks"] = ",".join(analysis.tasks)
+            options[TASKS] = ",".join(analysis.tasks)
     elif method in ("stilts", "mtl") and tuple(analysis.expected_seeds) != DEFAULT_SEEDS:
-        options["support_seeds"] = " ".join(map(str, analysis.expected_seeds))
-    options.pop("task_file", None)  # where a task-file task is defined, only where one is used
+        options["support_seeds"] = list(analysis.expected_seeds)
+    options.pop("task_files", None)  # where a task-file task is defined, only where one is used
     if not tasks <= set(GLUE_TASKS) and analysis.task_files:
-        options["task_file"] = list(analysis.task_files)
+        options["task_files"] = list(analysis.task_files)
     return options
 
 

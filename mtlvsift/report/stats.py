@@ -16,7 +16,7 @@ from typing import Any
 
 from scipy import stats as scipy_stats
 
-from mtlvsift.commands import DEFAULT_PROTOCOL, DEFAULT_SEEDS
+from mtlvsift.names import DEFAULT_PROTOCOL, DEFAULT_SEEDS
 from mtlvsift.report.variants import ReportKey, report_records
 from mtlvsift.run_record import RunRecord
 from mtlvsift.tasks import GLUE_TASK_NAMES, GLUE_TASKS

@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from mtlvsift.commands import DEFAULT_PROTOCOL
+from mtlvsift.names import DEFAULT_PROTOCOL
 from mtlvsift.run_record import RunRecord
 
 DATA_KEYS = ("n", "ds")  # variant parts every method of an experiment shares

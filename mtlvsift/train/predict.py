@@ -22,6 +22,7 @@ import torch
 
 from mtlvsift import run_record
 from mtlvsift.errors import MtlvsiftError
+from mtlvsift.names import PREDICT_SPLITS
 from mtlvsift.run_folder import RESULT_FILE, atomic_write
 from mtlvsift.tasks import GLUE_TASKS, Task, get_task
 from mtlvsift.train.data import user_data
@@ -34,7 +35,7 @@ from mtlvsift.train.evaluation.metrics import logits_to_predictions
 from mtlvsift.train.model.multitask import MultiTaskModel, model_folder_problem
 from mtlvsift.train.data.task_files import load_task_files
 
-SPLITS = ("test", "dev")
+SPLITS = PREDICT_SPLITS
 
 
 @dataclass

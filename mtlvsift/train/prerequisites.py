@@ -17,14 +17,15 @@ import json
 import statistics
 from pathlib import Path
 
-from mtlvsift.commands import DEFAULT_SEEDS, run_command
+from mtlvsift.commands import run_command
+from mtlvsift.names import DEFAULT_SEEDS
 from mtlvsift.errors import MtlvsiftError
-from mtlvsift.run_folder import json_kind, variant_suffix
+from mtlvsift.run_folder import json_kind
 from mtlvsift.run_index import finished_runs
 from mtlvsift.run_record import RunRecord
 from mtlvsift.scores import is_score, score_range
 from mtlvsift.tasks import normalize_task_name
-from mtlvsift.train.config import TrainConfig, folder_name, support_examples_needed
+from mtlvsift.train.config import TrainConfig, single_config_like, support_examples_needed
 
 
 def _support_seeds(config: TrainConfig) -> list[int]:
@@ -36,14 +37,13 @@ def _single_runs(config: TrainConfig, task: str,
     """The finished single runs of ``task`` (trained with ``cap`` examples) for the seeds of
     ``--support-seeds``, their folder (relative to the outputs) and, when seeds are missing, the
     loop that makes them."""
-    variant = variant_suffix({"n": cap, "ds": config.data_seed or None})
-    folder = Path(config.output_dir) / "single" / folder_name(task, variant, config.protocol)
+    single = single_config_like(config, task, cap)
+    folder = single.run_dir.parent
     seeds = _support_seeds(config)
     by_seed = {r.seed: r for r in finished_runs(folder, config.model) if r.seed in seeds}
     missing = [s for s in seeds if s not in by_seed]
     # The single run's command, with every option of this run that the single run shares.
-    command = (run_command("single", task, (), {**config.as_dict(), "max_train_examples": cap},
-                           missing) if missing else None)
+    command = run_command(single.as_dict(), missing) if missing else None
     found = [by_seed[s] for s in seeds if s in by_seed]
     return found, str(folder.relative_to(config.output_dir)), command
 

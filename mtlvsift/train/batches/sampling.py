@@ -29,12 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mtlvsift.commands import DEFAULT_PROTOCOL, PROTOCOLS
 from mtlvsift.errors import MtlvsiftError
-
-SAMPLINGS = ("dynamic", "size", "uniform")
-BATCHINGS = ("heterogeneous", "homogeneous")
-DYNAMIC_RULES = ("softmax", "normalized")
+from mtlvsift.names import BATCHINGS, DEFAULT_PROTOCOL, DYNAMIC_RULES, PROTOCOLS, SAMPLINGS
 
 _ROUND_DECIMALS = 12  # fractional parts equal up to float noise count as ties (broken by index)
 
