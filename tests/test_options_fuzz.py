@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from helpers import nothing_written, run_script
+from mtlvsift.run_options import OPTIONS
 
 FLOATS = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
@@ -29,11 +30,8 @@ INTEGERS = st.one_of(
     st.integers(min_value=-3, max_value=200),
     st.sampled_from([-1, 0, 1, 2**31, 2**32 - 1, 2**32, 2**63, 10**30, 10**400]),
 )
-FLOAT_OPTIONS = ["--lr", "--eval-every", "--warmup-ratio", "--weight-decay", "--target-fraction",
-                 "--support-ratio"]
-INT_OPTIONS = ["--seed", "--epochs", "--batch-size", "--grad-accum", "--max-seq-length",
-               "--eval-batch-size", "--max-train-examples", "--data-seed", "--log-every",
-               "--num-workers"]
+FLOAT_OPTIONS = [o.flag for o in OPTIONS if o.kind == "float"]
+INT_OPTIONS = [o.flag for o in OPTIONS if o.kind == "int"]
 SCRIPTS = {  # each script's least arguments for a quick run on the tiny files
     "train_stilts": ["--target", "rte"],
     "train_mtl": ["--target", "rte", "--support", "sst2", "--sampling", "size"],
