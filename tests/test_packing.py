@@ -125,6 +125,28 @@ def test_a_leaking_attention_is_caught(minilm_path, monkeypatch):
     assert "does not match row by row" in encoders.unsupported_reason(encoder)
 
 
+def test_packed_attention_refuses_what_it_does_not_implement(minilm_path, monkeypatch):
+    """A sliding window (ModernBERT passes one) or any other attention feature with a value is
+    refused, never ignored; the encoder then falls back to padding with the reason."""
+    collate = PackedCollator(0, 0, 16, False)
+    batch = collate(rows_of([5, 3]))
+    q = torch.randn(1, 2, batch["input_ids"].shape[1], 4)
+    layout = batch["packed_layout"]
+    out, _ = packed_attention.packed_sdpa_attention(None, q, q, q, None, packed_layout=layout,
+                                                    position_ids=batch["position_ids"], sliding_window=None)
+    assert out.shape == (1, q.shape[2], 2, 4)
+    with pytest.raises(packed_attention.UnsupportedAttentionArgument, match="sliding_window=64"):
+        packed_attention.packed_sdpa_attention(None, q, q, q, None, packed_layout=layout, sliding_window=64)
+    with pytest.raises(packed_attention.UnsupportedAttentionArgument, match="is_causal"):
+        packed_attention.packed_sdpa_attention(None, q, q, q, None, packed_layout=layout, is_causal=True)
+
+    encoder = tiny_encoder("bert", minilm_path)
+    stock = packed_attention.packed_sdpa_attention
+    monkeypatch.setattr(packed_attention, "packed_sdpa_attention",
+                        lambda *a, **k: stock(*a, **k, sliding_window=128))  # as such an encoder would
+    assert "sliding_window=128" in encoders.unsupported_reason(encoder)
+
+
 def test_heterogeneous_run_losses_match_padded(tiny_model_no_dropout, tiny_glue, tmp_path):
     """Two tasks, heterogeneous batches, 24 steps: every logged loss agrees to 1e-4 relative."""
     logs = {}

@@ -26,6 +26,22 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from mtlvsift.train.batches.packing import PackedLayout
 
+# Arguments an encoder may pass that packing already accounts for (position ids are laid out per
+# row by the collator). Any other argument with a value (a sliding window, is_causal, a soft
+# cap, cross-attention states) is a feature these functions do not implement: refused.
+_ACCOUNTED_FOR = frozenset({"position_ids"})
+
+
+class UnsupportedAttentionArgument(TypeError):
+    """The encoder asked packed attention for something it does not implement."""
+
+
+def refuse_unimplemented(arguments: dict) -> None:
+    for name, value in arguments.items():
+        if name not in _ACCOUNTED_FOR and value is not None and value is not False:
+            raise UnsupportedAttentionArgument(
+                f"packed attention does not implement {name}={str(value)[:40]}")
+
 
 PACKED_SDPA = "mtlvsift_packed_sdpa"
 
@@ -42,6 +58,7 @@ def packed_sdpa_attention(module: torch.nn.Module, query: torch.Tensor, key: tor
     if packed_layout is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, **kwargs)
+    refuse_unimplemented(kwargs)
     q, k, v = (x[0].transpose(0, 1) for x in (query, key, value))  # (T, H, D)
     outputs = []
     for places, inside in zip(packed_layout.blocks, packed_layout.inside):
@@ -64,6 +81,7 @@ def packed_varlen_attention(module: torch.nn.Module, query: torch.Tensor, key: t
     if packed_layout is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, **kwargs)
+    refuse_unimplemented(kwargs)
     from torch.nn.attention.varlen import varlen_attn
 
     q, k, v = (x[0].transpose(0, 1) for x in (query, key, value))  # (T, H, D)
