@@ -300,3 +300,25 @@ def test_help_says_what_the_grid_is():
     assert text.startswith("Usage: ") and "The experiment as one command" in text
     assert "mrpc, rte, wnli" in text and "--support-ratios" in text and "--emit-to" in text
     assert "--single-scores" not in text and "--seed " not in text and "--support-seeds" not in text
+
+
+def test_a_failed_runs_message_is_shown_escaped(tmp_path, monkeypatch):
+    """A run that fails with an error naming a path with ESC sequences: the grid's line and the
+    outcome hold it escaped (\\x1b), rich markup in it shown as text."""
+    import io
+
+    from rich.console import Console
+
+    import mtlvsift.train.loop
+    from mtlvsift.grid.run import run_here
+
+    def fail(config):
+        raise MtlvsiftError(f"{tmp_path}/x\x1b[2J\x07[bold]y is damaged.")
+
+    monkeypatch.setattr(mtlvsift.train.loop, "run_training", fail)
+    runs = grid_runs(["rte"], [0], ["single"], _options(tmp_path))
+    shown = io.StringIO()
+    outcome = run_here(runs, [], tmp_path, {}, Console(file=shown, width=400))
+    text = shown.getvalue()
+    assert "\x1b" not in text and "\x07" not in text and "x\\x1b[2J\\x07[bold]y" in text, text
+    assert "\x1b" not in outcome.failed[0][1]

@@ -27,6 +27,7 @@ import click
 from rich.console import Console
 
 from mtlvsift import run_record
+from mtlvsift.display import safe_markup, safe_text
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.grid.estimate import GRID_LOG, Speeds, describe_seconds, inside_seconds, speed_of_record
 from mtlvsift.grid.plan import GridRun
@@ -76,9 +77,10 @@ def run_here(todo: list[GridRun], skipped: list[GridRun], outputs: Path,
         try:
             run_training(run.config)
         except MtlvsiftError as err:
-            outcome.failed.append((run, str(err)))
+            outcome.failed.append((run, safe_text(err, keep_lines=True)))
             if main:
-                console.print(f"[red]{run.label} failed:[/] {err}", highlight=False)
+                console.print(f"[red]{run.label} failed:[/] {safe_markup(err, keep_lines=True)}",
+                              highlight=False)
             continue
         outcome.trained.append(run)
         if main:
@@ -106,8 +108,10 @@ def run_jobs(todo: list[GridRun], skipped: list[GridRun], outputs: Path, jobs: i
                     console.print(f"done: {run.label}", highlight=False)
                 else:
                     failed_dirs.add(run.run_dir)
-                    outcome.failed.append((run, f"exit code {process.returncode}; its output: {log}"))
-                    console.print(f"[red]failed:[/] {run.label} (see {log})", highlight=False)
+                    outcome.failed.append((run, f"exit code {process.returncode}; its output: "
+                                                f"{safe_text(log)}"))
+                    console.print(f"[red]failed:[/] {run.label} (see {safe_markup(log)})",
+                                  highlight=False)
             for run in list(todo):
                 if len(running) >= jobs:
                     break
@@ -169,7 +173,7 @@ def calibrate(config: TrainConfig, tasks: list[str], console: Console) -> Speeds
             probe = dataclasses.replace(probe, grad_accum=config.grad_accum)
             if is_main_process():
                 console.print(f"calibrating {task}: 4 batches of {config.batch_size} and 2 "
-                              f"evaluations with {config.model} ...", highlight=False)
+                              f"evaluations with {safe_markup(config.model)} ...", highlight=False)
             start = time.monotonic()
             record = run_training(probe)
             wall = time.monotonic() - start

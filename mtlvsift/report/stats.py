@@ -17,6 +17,7 @@ from typing import Any
 from scipy import stats as scipy_stats
 
 from mtlvsift.commands import DEFAULT_PROTOCOL, DEFAULT_SEEDS
+from mtlvsift.display import safe_text
 from mtlvsift.report.variants import ReportKey, report_records
 from mtlvsift.run_record import RunRecord
 from mtlvsift.tasks import GLUE_TASK_NAMES, GLUE_TASKS
@@ -68,8 +69,8 @@ class Group:
         """Add one seed; a second run of the same seed is kept out and reported."""
         if record.seed in self.seeds:
             first = self.records[self.seeds.index(record.seed)].path
-            return (f"{record.path}: seed {record.seed} of {self.describe()} was already read "
-                    f"from {first}; kept the first")
+            return (f"{safe_text(record.path)}: seed {record.seed} of {self.describe()} was "
+                    f"already read from {safe_text(first)}; kept the first")
         self.seeds.append(record.seed)
         self.scores.append(score)
         self.records.append(record)
@@ -258,7 +259,7 @@ def pooling_problem(group: Group) -> str | None:
             kinds.setdefault(key(record), []).append(record)
         if len(kinds) > 1:
             parts = [f"seed(s) {', '.join(str(r.seed) for r in rs)} {_describe(value)} "
-                     f"({', '.join(str(r.folder) for r in rs)})" for value, rs in kinds.items()]
+                     f"({', '.join(safe_text(r.folder) for r in rs)})" for value, rs in kinds.items()]
             return (f"not pooled: the seeds of {group.describe()} {what}: {'; '.join(parts)}. "
                     f"Retrain the odd ones with --overwrite once the supporting runs are final.")
     return None
@@ -270,7 +271,7 @@ def _describe(value) -> str:
     if isinstance(value[0], tuple):  # single scores: ((task, score), ...)
         return "read " + ", ".join(f"{t} {s:.4f}" for t, s in value)
     run, seed, score = value
-    return f"started from {run} (seed {seed}, dev {score})"
+    return f"started from {safe_text(run)} (seed {seed}, dev {score})"
 
 
 def analyze(records: list[RunRecord], model: str, alpha: float = 0.1,
