@@ -322,3 +322,60 @@ def test_a_failed_runs_message_is_shown_escaped(tmp_path, monkeypatch):
     text = shown.getvalue()
     assert "\x1b" not in text and "\x07" not in text and "x\\x1b[2J\\x07[bold]y" in text, text
     assert "\x1b" not in outcome.failed[0][1]
+
+
+def _stub_accelerate(folder: Path) -> tuple[Path, Path]:
+    """A bin folder with an `accelerate` that only records its arguments; (bin, calls file)."""
+    bin_dir = folder / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "accelerate").write_text('#!/bin/sh\necho "$@" >> "$CALLS"\n')
+    (bin_dir / "accelerate").chmod(0o755)
+    return bin_dir, folder / "calls.txt"
+
+
+def test_emitted_scripts_keep_relative_paths_where_the_caller_meant(tmp_path, monkeypatch):
+    """grid.sh and stage-*.sbatch cd into the repository: a relative --output-dir and --data-dir
+    become absolute against the folder the grid was emitted from, whatever folder the scripts
+    then run in."""
+    caller = tmp_path / "caller"
+    caller.mkdir()
+    monkeypatch.chdir(caller)
+    common = ["--tasks", "rte,mrpc", "--seeds", "0", "--methods", "single,mtl", "--output-dir",
+              "rel", "--data-dir", "glue"]
+    run_script("run_grid", [*common, "--emit", "shell", "--emit-to", "emitted"])
+    run_script("run_grid", [*common, "--emit", "slurm", "--emit-to", "slurm"])
+    elsewhere = tmp_path / "elsewhere"
+    bin_dir, calls = _stub_accelerate(elsewhere)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "CALLS": str(calls), "SLURM_ARRAY_TASK_ID": "0"}
+    for script in (caller / "emitted" / "grid.sh", caller / "slurm" / "stage-1.sbatch",
+                   caller / "slurm" / "stage-2.sbatch"):
+        done = subprocess.run(["bash", str(script)], cwd=elsewhere, env=env, capture_output=True,
+                              text=True)
+        assert done.returncode == 0, done.stderr
+    launched = calls.read_text().splitlines()
+    assert len(launched) == 3 + 2  # grid.sh: 2 single runs and the MTL run; one per array job
+    for line in launched:
+        assert f"--output-dir {caller / 'rel'} " in line and f"--data-dir {caller / 'glue'} " in line, line
+    assert not (REPO_ROOT / "rel").exists()
+
+
+@pytest.mark.slow
+def test_jobs_started_elsewhere_keep_relative_paths_where_the_caller_meant(tmp_path, monkeypatch,
+                                                                           tiny_model, tiny_glue):
+    """--jobs 2 from a folder outside the repository, with a relative --output-dir and
+    --data-dir: the runs' processes (started in the repository) read and write where the grid
+    itself looks, so the runs are trained, logged and found by the next call."""
+    caller = tmp_path / "caller"
+    caller.mkdir()
+    shutil.copytree(tiny_glue, caller / "glue")
+    monkeypatch.chdir(caller)
+    grid = ["--tasks", "rte", "--seeds", "0,1", "--methods", "single", "--model", tiny_model,
+            "--data-dir", "glue", "--output-dir", "rel", "--epochs", "1", "--batch-size", "8",
+            "--max-train-examples", "16", "--max-seq-length", "32", "--jobs", "2"]
+    first = run_script("run_grid", grid)
+    assert "Grid: 2 trained, 0 already complete, 0 failed." in " ".join(first.output.split())
+    assert sorted(p.parent.name for p in (caller / "rel").rglob("result.json")) == ["seed-0", "seed-1"]
+    assert len((caller / "rel" / "grid-log.jsonl").read_text().splitlines()) == 2
+    assert not (REPO_ROOT / "rel").exists()
+    again = run_script("run_grid", grid)
+    assert "All 2 runs of the grid are complete" in " ".join(again.output.split())

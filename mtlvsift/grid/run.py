@@ -30,6 +30,7 @@ from mtlvsift import run_record
 from mtlvsift.display import safe_markup, safe_text
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.grid.estimate import GRID_LOG, Speeds, describe_seconds, inside_seconds, speed_of_record
+from mtlvsift.grid.paths import resolved_run
 from mtlvsift.grid.plan import GridRun
 from mtlvsift.run_folder import RESULT_FILE, folder_bytes
 from mtlvsift.train.config import TrainConfig, stilts_config
@@ -93,6 +94,7 @@ def run_jobs(todo: list[GridRun], skipped: list[GridRun], outputs: Path, jobs: i
     """Up to ``jobs`` runs at once, each a process of its train script (``CUDA_VISIBLE_DEVICES``
     set to one GPU per slot where there are GPUs); a run starts once the runs it reads finished."""
     outcome, todo = GridOutcome(skipped=skipped), list(todo)
+    caller = Path.cwd()  # the runs' processes start in the repository: their paths made absolute
     gpus = _gpu_count()
     log_dir = outputs / "grid-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -125,7 +127,8 @@ def run_jobs(todo: list[GridRun], skipped: list[GridRun], outputs: Path, jobs: i
                 slot = next(s for s in range(jobs) if s not in running)
                 log = log_dir / (Path(run.run_dir).relative_to(outputs).as_posix().replace("/", "__") + ".log")
                 gpu = str(slot % gpus) if gpus else None
-                running[slot] = (run, _start(run, repo_root, gpu, log), time.monotonic(), log)
+                process = _start(resolved_run(run, caller), repo_root, gpu, log)
+                running[slot] = (run, process, time.monotonic(), log)
                 todo.remove(run)
                 console.print(f"started ({len(running)}/{jobs} slots): {run.label}", highlight=False)
             time.sleep(0.2)
