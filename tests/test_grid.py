@@ -379,3 +379,26 @@ def test_jobs_started_elsewhere_keep_relative_paths_where_the_caller_meant(tmp_p
     assert not (REPO_ROOT / "rel").exists()
     again = run_script("run_grid", grid)
     assert "All 2 runs of the grid are complete" in " ".join(again.output.split())
+
+
+@pytest.mark.parametrize("field, value", [("eval_seconds", [1e308, 1e308, 1e308]),
+                                          ("train_seconds", 1e308), ("examples", 1e300),
+                                          ("checkpoint_blocked_seconds", [-1.0])])
+def test_a_timing_beyond_any_measurement_is_ignored_with_a_warning(tmp_path, capsys, field, value):
+    """A finished run's timing of 1e308 seconds (whose sums overflow the ETA) or a negative one
+    is ignored with a warning naming the record and the field; the ETA is still computed."""
+    from synthetic import write_record
+
+    from mtlvsift.grid.estimate import describe_seconds, measured_speeds
+
+    write_record(tmp_path, "single", "sst2", seed=0, model="m")
+    path = write_record(tmp_path, "single", "rte", seed=0, model="m")
+    record = json.loads(path.read_text())
+    record["timing"][field] = value
+    path.write_text(json.dumps(record))
+    speeds = measured_speeds(tmp_path, "m")
+    assert set(speeds.tasks) == {"sst2"}
+    warning = " ".join(capsys.readouterr().err.split())
+    assert f"Warning: ignored the timing of {path}: '{field}'" in warning
+    work = RunWork(rows={"sst2": 100.0}, evaluations=2, steps=4)
+    assert describe_seconds(run_seconds(work, speeds, "in-process")) != "?"
