@@ -402,3 +402,23 @@ def test_a_timing_beyond_any_measurement_is_ignored_with_a_warning(tmp_path, cap
     assert f"Warning: ignored the timing of {path}: '{field}'" in warning
     work = RunWork(rows={"sst2": 100.0}, evaluations=2, steps=4)
     assert describe_seconds(run_seconds(work, speeds, "in-process")) != "?"
+
+
+@pytest.mark.parametrize("name, problem", [("logs", None), ("logs-%u", "'%'"), ("a%%b", "'%'"),
+                                           ("%j", "'%'"), ("a b", "spaces"), ("a\tb", "spaces")])
+def test_a_slurm_emit_folder_with_a_pattern_or_a_space_is_refused(tmp_path, name, problem):
+    """#SBATCH --output=<emit-to>/logs/stage1-%A_%a.out: a '%' of the folder's own would be one of
+    SLURM's filename patterns (%u: the user name), a space would end the path."""
+    from mtlvsift.grid.emit import slurm_path_problem
+
+    found = slurm_path_problem(tmp_path / name)
+    assert found is None if problem is None else (problem in found and "choose a folder" in found)
+
+
+@pytest.mark.xfail(reason="needs check_slurm_text in mtlvsift/grid/main.py to call "
+                          "emit.slurm_path_problem(emit_to)", strict=False)
+def test_run_grid_refuses_a_slurm_emit_folder_with_a_percent(tmp_path):
+    result = run_script("run_grid", ["--tasks", "rte,mrpc", "--emit", "slurm", "--emit-to",
+                                     tmp_path / "logs-%u"], expect_ok=False)
+    assert result.exit_code == 1 and "'%'" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "logs-%u").exists()

@@ -35,6 +35,21 @@ def shell_script(runs: list[GridRun], repo_root: Path, cwd: Path | None = None) 
     return "\n".join(lines) + "\n"
 
 
+def slurm_path_problem(path: str | Path) -> str | None:
+    """Why the ``--emit-to`` folder cannot be written on an ``#SBATCH --output`` line (its logs
+    go there), else None: SLURM reads ``%`` as a filename pattern (``%j``, ``%u``, ``%%``...)
+    and quotes nothing, so the whole absolute path must be printable, without spaces or ``%``."""
+    full = str(Path(path).resolve())
+    if "%" in full:
+        return (f"--emit-to {str(path)!r}: its path {full!r} holds '%', which SLURM's #SBATCH "
+                f"--output line reads as a filename pattern (%j, %u, %%, ...); choose a folder "
+                f"whose path has none.")
+    if any(c.isspace() for c in full) or not full.isprintable():
+        return (f"--emit-to {str(path)!r}: SLURM's #SBATCH --output line cannot quote a path with "
+                f"spaces; choose a folder whose path has none.")
+    return None
+
+
 def slurm_scripts(runs: list[GridRun], repo_root: Path, log_dir: Path,
                   sbatch_lines: list[str], cwd: Path | None = None) -> dict[str, str]:
     """File name -> text: ``stage-<k>.sbatch`` per stage with runs, and ``submit.sh``; the runs'
