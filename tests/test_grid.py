@@ -422,3 +422,66 @@ def test_run_grid_refuses_a_slurm_emit_folder_with_a_percent(tmp_path):
                                      tmp_path / "logs-%u"], expect_ok=False)
     assert result.exit_code == 1 and "'%'" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "logs-%u").exists()
+
+
+def _hold_lock(folder: Path) -> subprocess.Popen:
+    """Another process that holds ``folder``'s run lock (run_lock's own API) until killed."""
+    code = ("import sys, time; from mtlvsift.run_lock import RunLock; RunLock(sys.argv[1]).acquire(); "
+            "print('held', flush=True); time.sleep(600)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(folder)], stdout=subprocess.PIPE,
+                              text=True, env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)))
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+@pytest.mark.slow
+def test_a_run_another_grid_holds_is_left_to_it(tmp_path, tiny_model, tiny_glue):
+    """Two grids on one tree: the run whose lock the other holds is said to be in use by it
+    (its pid), neither failed nor trained here, and only the run this grid trained is logged."""
+    out = tmp_path / "out"
+    holder = _hold_lock(out / "single" / "rte" / "seed-0")
+    try:
+        result = run_script("run_grid", ["--tasks", "rte", "--seeds", "0,1", "--methods", "single",
+                                         "--model", tiny_model, "--data-dir", tiny_glue,
+                                         "--output-dir", out, "--epochs", "1", "--batch-size", "16",
+                                         "--max-seq-length", "32"])
+    finally:
+        holder.kill()
+        holder.wait()
+    text = " ".join(result.output.split())
+    assert f"single rte seed 0: in use by another process (pid {holder.pid})" in text, text
+    assert "Grid: 1 trained, 0 already complete, 0 failed." in text
+    logged = [json.loads(line)["run"] for line in (out / "grid-log.jsonl").read_text().splitlines()]
+    assert logged == [str(out / "single" / "rte" / "seed-1")]
+    assert not (out / "single" / "rte" / "seed-0" / "result.json").exists()
+
+
+def test_runs_another_grid_holds_or_finished_meanwhile_are_not_trained_or_logged(tmp_path,
+                                                                                monkeypatch):
+    """The in-process grid's turn comes for a run another grid finished since the plan (seed 0)
+    and for one it holds (seed 1): neither is trained, failed or logged here."""
+    import io
+
+    from rich.console import Console
+
+    import mtlvsift.train.loop
+    from mtlvsift.grid.run import run_here
+
+    trained = []
+    monkeypatch.setattr(mtlvsift.train.loop, "run_training", lambda config: trained.append(config.seed))
+    runs = grid_runs(["rte"], [0, 1, 2], ["single"], _options(tmp_path))
+    done = Path(runs[0].run_dir)
+    done.mkdir(parents=True)
+    (done / "result.json").write_text(json.dumps({"schema": 1, "method": "single"}))
+    holder = _hold_lock(Path(runs[1].run_dir))
+    shown = io.StringIO()
+    try:
+        outcome = run_here(runs, [], tmp_path, {}, Console(file=shown, width=400))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert trained == [2] and outcome.trained == [runs[2]] and outcome.failed == []
+    assert outcome.skipped == [runs[0]] and outcome.busy == [(runs[1], holder.pid)]
+    assert "single rte seed 0: finished by another process meanwhile." in shown.getvalue()
+    assert f"single rte seed 1: in use by another process (pid {holder.pid})" in shown.getvalue()
+    assert len((tmp_path / "grid-log.jsonl").read_text().splitlines()) == 1

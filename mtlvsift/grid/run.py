@@ -33,6 +33,7 @@ from mtlvsift.grid.estimate import GRID_LOG, Speeds, describe_seconds, inside_se
 from mtlvsift.grid.paths import resolved_run
 from mtlvsift.grid.plan import GridRun
 from mtlvsift.run_folder import RESULT_FILE, folder_bytes
+from mtlvsift.run_lock import RunLock
 from mtlvsift.train.config import TrainConfig, stilts_config
 
 
@@ -41,10 +42,30 @@ class GridOutcome:
     trained: list[GridRun] = field(default_factory=list)
     skipped: list[GridRun] = field(default_factory=list)  # complete before the grid started
     failed: list[tuple[GridRun, str]] = field(default_factory=list)
+    busy: list[tuple[GridRun, int]] = field(default_factory=list)  # another process's (its pid)
 
 
 def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def left_to_another(run: GridRun, outcome: GridOutcome, console: Console) -> bool:
+    """Whether another process (a second grid on the tree) holds the run now, or finished it
+    since the plan was made; recorded (busy, or skipped) and said, never trained nor logged here.
+    Under ``accelerate launch`` the processes of one run share its lock: not checked there."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return False
+    holder = RunLock(Path(run.run_dir)).holder()
+    if holder is not None:
+        outcome.busy.append((run, holder))
+        console.print(f"{run.label}: in use by another process (pid {holder}); left to it, not "
+                      f"trained here.", highlight=False)
+        return True
+    if not run.config.overwrite and run.status() == "complete":
+        outcome.skipped.append(run)
+        console.print(f"{run.label}: finished by another process meanwhile.", highlight=False)
+        return True
+    return False
 
 
 def log_run(outputs: Path, run: GridRun, wall: float, mode: str) -> None:
@@ -74,10 +95,14 @@ def run_here(todo: list[GridRun], skipped: list[GridRun], outputs: Path,
             console.rule(f"[bold]grid {number}/{len(todo)}[/] {run.label}  "
                          f"[dim](elapsed {describe_seconds(time.monotonic() - started)}, "
                          f"about {describe_seconds(left)} left)[/]")
+        if left_to_another(run, outcome, console):
+            continue
         start = time.monotonic()
         try:
             run_training(run.config)
         except MtlvsiftError as err:
+            if left_to_another(run, outcome, console):  # taken between the check and the claim
+                continue
             outcome.failed.append((run, safe_text(err, keep_lines=True)))
             if main:
                 console.print(f"[red]{run.label} failed:[/] {safe_markup(err, keep_lines=True)}",
@@ -108,7 +133,7 @@ def run_jobs(todo: list[GridRun], skipped: list[GridRun], outputs: Path, jobs: i
                     outcome.trained.append(run)
                     log_run(outputs, run, time.monotonic() - start, "process")
                     console.print(f"done: {run.label}", highlight=False)
-                else:
+                elif not left_to_another(run, outcome, console):
                     failed_dirs.add(run.run_dir)
                     outcome.failed.append((run, f"exit code {process.returncode}; its output: "
                                                 f"{safe_text(log)}"))
@@ -124,12 +149,14 @@ def run_jobs(todo: list[GridRun], skipped: list[GridRun], outputs: Path, jobs: i
                 if any(need in {r.run_dir for r in todo} | {r.run_dir for r, *_ in running.values()}
                        for need in run.needs):
                     continue  # waits for the runs it reads
+                todo.remove(run)
+                if left_to_another(run, outcome, console):
+                    continue
                 slot = next(s for s in range(jobs) if s not in running)
                 log = log_dir / (Path(run.run_dir).relative_to(outputs).as_posix().replace("/", "__") + ".log")
                 gpu = str(slot % gpus) if gpus else None
                 process = _start(resolved_run(run, caller), repo_root, gpu, log)
                 running[slot] = (run, process, time.monotonic(), log)
-                todo.remove(run)
                 console.print(f"started ({len(running)}/{jobs} slots): {run.label}", highlight=False)
             time.sleep(0.2)
     except KeyboardInterrupt:  # Ctrl-C reaches the runs too: each saves its state and stops
