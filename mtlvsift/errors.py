@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from mtlvsift.display import safe_text
+
 
 class MtlvsiftError(click.ClickException):
     """A mistake the user can fix (bad option, missing file, missing prerequisite run).
@@ -14,6 +16,10 @@ class MtlvsiftError(click.ClickException):
     """
 
     exit_code = 1
+
+    def format_message(self) -> str:
+        # Paths and record fields in the message may hold ESC sequences: shown escaped.
+        return safe_text(self.message, keep_lines=True)
 
 
 class DataError(MtlvsiftError):

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mtlvsift.display import safe_text
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.run_folder import CONFIG_FILE, RESULT_FILE
 from mtlvsift.run_record import METHODS, InvalidRecord, RunRecord, read_record
@@ -63,10 +64,10 @@ def discover(root: str | Path) -> Discovery:
                     found.records.append(read_record(folder / RESULT_FILE))
                 elif (folder / CONFIG_FILE).is_file():
                     found.in_progress.append(InProgressRun(folder, _newest_mtime(folder)))
-            except InvalidRecord as err:
-                found.warnings.append(f"skipped {folder / RESULT_FILE}: {err}")
+            except InvalidRecord as err:  # a folder's name may hold control characters
+                found.warnings.append(safe_text(f"skipped {folder / RESULT_FILE}: {err}"))
             except OSError as err:  # a folder we may not read
-                found.warnings.append(f"skipped {folder}: cannot be read ({err})")
+                found.warnings.append(safe_text(f"skipped {folder}: cannot be read ({err})"))
     found.records.sort(key=lambda r: str(r.path))
     found.in_progress.sort(key=lambda r: str(r.path))
     found.warnings.sort()

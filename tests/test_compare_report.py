@@ -292,3 +292,33 @@ def test_a_report_folder_that_is_a_file_is_one_error(tmp_path):
     result = CliRunner().invoke(main, ["--outputs", str(tmp_path)])
     assert result.exit_code == 1 and result.exc_info[0] is SystemExit
     assert "Error: Could not write the report in" in result.output and "--report-dir" in result.output
+
+
+HOSTILE = "\x1b[2J\x1b]0;owned\x07\rX\u202e"  # clear screen, set the title, bell, CR, bidi override
+
+
+def test_control_characters_in_records_and_folder_names_are_shown_escaped(tmp_path):
+    """A start model's run and run folders' names with ESC sequences reach neither the terminal
+    nor report.md nor cells.csv raw: they are shown escaped (\\x1b)."""
+    outputs = tmp_path / "outputs"
+    for seed in (0, 1):  # seeds started from different (hostile) runs: not pooled, and named
+        write_record(outputs, "stilts", "rte", ["mnli"], seed, 0.7,
+                     start_model={"run": f"single/mnli{HOSTILE}/seed-{seed}", "seed": seed,
+                                  "score": 0.8})
+        write_record(outputs, "mtl", "rte", ["mnli"], seed, 0.72)
+    write_record(outputs, "mtl", "rte", ["mnli"], 0, 0.7, folder=f"rte--mnli{HOSTILE}")  # seed twice
+    bad = outputs / "single" / f"rte{HOSTILE}" / "seed-0" / "result.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("{")
+    write_in_progress(outputs, "single", f"sst2{HOSTILE}", seed=0)
+    result = run("--outputs", outputs)
+    assert result.exit_code == 0, result.output
+    report = outputs / "report"
+    shown = {"stdout": result.stdout, "stderr": result.stderr,
+             "report.md": (report / "report.md").read_text(),
+             "cells.csv": (report / "cells.csv").read_text()}
+    for name, text in shown.items():
+        for raw in ("\x1b", "\x07", "\r", "\u202e"):
+            assert raw not in text, (name, raw)
+    assert "\\x1b[2J" in shown["cells.csv"] and "\\x1b[2J" in shown["report.md"]
+    assert "\\x1b[2J" in shown["stderr"] and "\\x1b[2J" in shown["stdout"]  # skipped; in progress

@@ -121,3 +121,26 @@ def test_help_texts_describe_the_scripts_and_list_the_tasks(tmp_path):
     task_file = write_user_tasks(tmp_path)
     text = _words(run_script("train_stilts", ["--task-file", task_file, "--help"]).output)
     assert "mysent" in text.split("--target", 1)[1] and "myscore" in text
+
+
+def test_control_characters_in_paths_are_shown_escaped(tmp_path):
+    """A run folder or a start model whose name holds ESC sequences (a hand-made folder, a copied
+    record) is shown escaped in the start-up summary, the Ctrl-C line and an error line."""
+    from mtlvsift.errors import MtlvsiftError
+    from mtlvsift.train.run_messages import interrupted_message, summary_lines
+
+    hostile = "x\x1b[2J\x07\ry"
+    run_dir = tmp_path / hostile / "seed-0"
+    (run_dir / "state").mkdir(parents=True)
+    (run_dir / "state" / "progress.json").write_text('{"step": 3}')
+    config = SimpleNamespace(run_dir=run_dir, batch_size=8, epochs=2, eval_every=0.5, init_model="m",
+                             start_model={"run": f"single/{hostile}/seed-1", "seed": 1, "score": 0.5,
+                                          "seeds": [1]})
+    data = SimpleNamespace(task=SimpleNamespace(display="RTE"), train=[0], available=1, dev={"d": [0]})
+    device = {"device": "cpu", "num_processes": 1, "mixed_precision": "no", "packed_batches": True}
+    texts = [*summary_lines(config, [data], 1, 1, 1, device), interrupted_message(run_dir),
+             MtlvsiftError(f"{run_dir} is in use.\nSecond line.").format_message()]
+    for text in texts:
+        assert not any(c in text for c in "\x1b\x07\r"), text
+    assert "x\\x1b[2J\\x07\\ry" in texts[0] and "single/x\\x1b[2J" in texts[3]
+    assert "x\\x1b[2J" in texts[-2] and texts[-1].endswith(" is in use.\nSecond line.")

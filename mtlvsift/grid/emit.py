@@ -4,7 +4,9 @@
 first failure; rerunning it skips finished runs and resumes the interrupted one). ``--emit slurm``:
 one array job per stage (``#SBATCH --array=0-(n-1)``, one array task per run, its command picked
 by ``$SLURM_ARRAY_TASK_ID``), the second stage (runs that read single runs) submitted by
-``submit.sh`` with ``--dependency=afterok`` on the first. Nothing is trained.
+``submit.sh`` with ``--dependency=afterok`` on the first. Nothing is trained. The scripts ``cd``
+into the repository, so every path in their commands is made absolute against the folder the
+grid was emitted from (``paths.resolved_run``).
 """
 
 from __future__ import annotations
@@ -12,13 +14,17 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+from mtlvsift.grid.paths import resolved_run
 from mtlvsift.grid.plan import GridRun
 from mtlvsift.run_folder import atomic_write
 
 STAGE_NAMES = {1: "runs that read no other run", 2: "runs that read the single runs of stage 1"}
 
 
-def shell_script(runs: list[GridRun], repo_root: Path) -> str:
+def shell_script(runs: list[GridRun], repo_root: Path, cwd: Path | None = None) -> str:
+    """grid.sh: every run's command in order, its paths absolute against ``cwd`` (default: this
+    process's folder)."""
+    runs = [resolved_run(run, cwd) for run in runs]
     lines = ["#!/usr/bin/env bash",
              f"# The grid's {len(runs)} runs in order (scripts/run_grid.py --emit shell). Rerunning",
              "# it skips finished runs and resumes an interrupted one.",
@@ -29,9 +35,26 @@ def shell_script(runs: list[GridRun], repo_root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def slurm_path_problem(path: str | Path) -> str | None:
+    """Why the ``--emit-to`` folder cannot be written on an ``#SBATCH --output`` line (its logs
+    go there), else None: SLURM reads ``%`` as a filename pattern (``%j``, ``%u``, ``%%``...)
+    and quotes nothing, so the whole absolute path must be printable, without spaces or ``%``."""
+    full = str(Path(path).resolve())
+    if "%" in full:
+        return (f"--emit-to {str(path)!r}: its path {full!r} holds '%', which SLURM's #SBATCH "
+                f"--output line reads as a filename pattern (%j, %u, %%, ...); choose a folder "
+                f"whose path has none.")
+    if any(c.isspace() for c in full) or not full.isprintable():
+        return (f"--emit-to {str(path)!r}: SLURM's #SBATCH --output line cannot quote a path with "
+                f"spaces; choose a folder whose path has none.")
+    return None
+
+
 def slurm_scripts(runs: list[GridRun], repo_root: Path, log_dir: Path,
-                  sbatch_lines: list[str]) -> dict[str, str]:
-    """File name -> text: ``stage-<k>.sbatch`` per stage with runs, and ``submit.sh``."""
+                  sbatch_lines: list[str], cwd: Path | None = None) -> dict[str, str]:
+    """File name -> text: ``stage-<k>.sbatch`` per stage with runs, and ``submit.sh``; the runs'
+    paths absolute against ``cwd`` (default: this process's folder)."""
+    runs = [resolved_run(run, cwd) for run in runs]
     files: dict[str, str] = {}
     submit = ["#!/usr/bin/env bash",
               "# Submits the grid's array jobs in order (scripts/run_grid.py --emit slurm).",

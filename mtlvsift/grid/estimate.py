@@ -18,7 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import click
+
 from mtlvsift import run_record
+from mtlvsift.display import safe_text
 from mtlvsift.run_folder import folder_bytes
 from mtlvsift.run_index import discover
 from mtlvsift.scores import is_number
@@ -28,6 +31,11 @@ from mtlvsift.train.plan import available_train_sizes, eval_points, first_epoch_
 
 GRID_LOG = "grid-log.jsonl"  # in the outputs folder: one line per run the grid trained
 DEFAULT_OVERHEAD = {"in-process": 3.0, "process": 15.0}  # seconds, until measured here
+# Beyond these a timing is no measurement (1e308 seconds would overflow the ETA's sums).
+MAX_SECONDS = 1e8  # about three years
+MAX_EXAMPLES = 1e12
+TIMING_LIMITS = {"train_seconds": MAX_SECONDS, "examples": MAX_EXAMPLES,
+                 "eval_seconds": MAX_SECONDS, "checkpoint_blocked_seconds": MAX_SECONDS}
 
 
 @dataclass
@@ -49,9 +57,9 @@ class Speeds:
         return self.overhead.get(mode, DEFAULT_OVERHEAD[mode])
 
 
-def _number(value: Any) -> float | None:
-    """A non-negative finite number read from a record, else None."""
-    return float(value) if is_number(value) and value >= 0 else None
+def _number(value: Any, most: float = MAX_SECONDS) -> float | None:
+    """A finite number from 0 to ``most`` read from a record, else None."""
+    return float(value) if is_number(value) and 0 <= value <= most else None
 
 
 def _numbers(value: Any) -> list[float] | None:
@@ -59,6 +67,18 @@ def _numbers(value: Any) -> list[float] | None:
         return None
     numbers = [_number(v) for v in value]
     return None if None in numbers else numbers
+
+
+def timing_problem(timing: dict) -> str | None:
+    """Why a record's ``timing`` cannot be a measurement (a field present but not a number in its
+    range), else None; missing fields only leave the run unmeasured."""
+    for key, most in TIMING_LIMITS.items():
+        value = timing.get(key)
+        if value is None:
+            continue
+        if any(_number(v, most) is None for v in (value if isinstance(value, list) else [value])):
+            return f"'{key}' holds {json.dumps(value)[:40]}, not numbers from 0 to {most:g}"
+    return None
 
 
 def inside_seconds(timing: Any) -> float:
@@ -75,7 +95,8 @@ def speed_of_record(timing: Any) -> TaskSpeed | None:
     """A single run's speed from its ``timing`` (None when a field is missing or not a number)."""
     if not isinstance(timing, dict):
         return None
-    train, examples = _number(timing.get("train_seconds")), _number(timing.get("examples"))
+    train = _number(timing.get("train_seconds"))
+    examples = _number(timing.get("examples"), MAX_EXAMPLES)
     evals = _numbers(timing.get("eval_seconds"))
     waits = _numbers(timing.get("checkpoint_blocked_seconds")) or [0.0]
     if not train or not examples or not evals:
@@ -99,6 +120,11 @@ def measured_speeds(outputs: Path, model: str, num_processes: int = 1) -> Speeds
             continue
         if not isinstance(timing, dict) or timing.get("host") != host \
                 or timing.get("num_processes") != num_processes:
+            continue
+        problem = timing_problem(timing)
+        if problem:
+            click.echo(f"Warning: ignored the timing of {safe_text(record.path)}: {problem}.",
+                       err=True)
             continue
         speed = speed_of_record(timing)
         if speed:

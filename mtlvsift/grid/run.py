@@ -27,10 +27,13 @@ import click
 from rich.console import Console
 
 from mtlvsift import run_record
+from mtlvsift.display import safe_markup, safe_text
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.grid.estimate import GRID_LOG, Speeds, describe_seconds, inside_seconds, speed_of_record
+from mtlvsift.grid.paths import resolved_run
 from mtlvsift.grid.plan import GridRun
 from mtlvsift.run_folder import RESULT_FILE, folder_bytes
+from mtlvsift.run_lock import RunLock
 from mtlvsift.train.config import TrainConfig, single_config_like, stilts_config
 
 
@@ -39,10 +42,30 @@ class GridOutcome:
     trained: list[GridRun] = field(default_factory=list)
     skipped: list[GridRun] = field(default_factory=list)  # complete before the grid started
     failed: list[tuple[GridRun, str]] = field(default_factory=list)
+    busy: list[tuple[GridRun, int]] = field(default_factory=list)  # another process's (its pid)
 
 
 def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def left_to_another(run: GridRun, outcome: GridOutcome, console: Console) -> bool:
+    """Whether another process (a second grid on the tree) holds the run now, or finished it
+    since the plan was made; recorded (busy, or skipped) and said, never trained nor logged here.
+    Under ``accelerate launch`` the processes of one run share its lock: not checked there."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return False
+    holder = RunLock(Path(run.run_dir)).holder()
+    if holder is not None:
+        outcome.busy.append((run, holder))
+        console.print(f"{run.label}: in use by another process (pid {holder}); left to it, not "
+                      f"trained here.", highlight=False)
+        return True
+    if not run.config.overwrite and run.status() == "complete":
+        outcome.skipped.append(run)
+        console.print(f"{run.label}: finished by another process meanwhile.", highlight=False)
+        return True
+    return False
 
 
 def log_run(outputs: Path, run: GridRun, wall: float, mode: str) -> None:
@@ -72,13 +95,18 @@ def run_here(todo: list[GridRun], skipped: list[GridRun], outputs: Path,
             console.rule(f"[bold]grid {number}/{len(todo)}[/] {run.label}  "
                          f"[dim](elapsed {describe_seconds(time.monotonic() - started)}, "
                          f"about {describe_seconds(left)} left)[/]")
+        if left_to_another(run, outcome, console):
+            continue
         start = time.monotonic()
         try:
             run_training(run.config)
         except MtlvsiftError as err:
-            outcome.failed.append((run, str(err)))
+            if left_to_another(run, outcome, console):  # taken between the check and the claim
+                continue
+            outcome.failed.append((run, safe_text(err, keep_lines=True)))
             if main:
-                console.print(f"[red]{run.label} failed:[/] {err}", highlight=False)
+                console.print(f"[red]{run.label} failed:[/] {safe_markup(err, keep_lines=True)}",
+                              highlight=False)
             continue
         outcome.trained.append(run)
         if main:
@@ -91,6 +119,7 @@ def run_jobs(todo: list[GridRun], skipped: list[GridRun], outputs: Path, jobs: i
     """Up to ``jobs`` runs at once, each a process of its train script (``CUDA_VISIBLE_DEVICES``
     set to one GPU per slot where there are GPUs); a run starts once the runs it reads finished."""
     outcome, todo = GridOutcome(skipped=skipped), list(todo)
+    caller = Path.cwd()  # the runs' processes start in the repository: their paths made absolute
     gpus = _gpu_count()
     log_dir = outputs / "grid-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -104,10 +133,12 @@ def run_jobs(todo: list[GridRun], skipped: list[GridRun], outputs: Path, jobs: i
                     outcome.trained.append(run)
                     log_run(outputs, run, time.monotonic() - start, "process")
                     console.print(f"done: {run.label}", highlight=False)
-                else:
+                elif not left_to_another(run, outcome, console):
                     failed_dirs.add(run.run_dir)
-                    outcome.failed.append((run, f"exit code {process.returncode}; its output: {log}"))
-                    console.print(f"[red]failed:[/] {run.label} (see {log})", highlight=False)
+                    outcome.failed.append((run, f"exit code {process.returncode}; its output: "
+                                                f"{safe_text(log)}"))
+                    console.print(f"[red]failed:[/] {run.label} (see {safe_markup(log)})",
+                                  highlight=False)
             for run in list(todo):
                 if len(running) >= jobs:
                     break
@@ -118,11 +149,14 @@ def run_jobs(todo: list[GridRun], skipped: list[GridRun], outputs: Path, jobs: i
                 if any(need in {r.run_dir for r in todo} | {r.run_dir for r, *_ in running.values()}
                        for need in run.needs):
                     continue  # waits for the runs it reads
+                todo.remove(run)
+                if left_to_another(run, outcome, console):
+                    continue
                 slot = next(s for s in range(jobs) if s not in running)
                 log = log_dir / (Path(run.run_dir).relative_to(outputs).as_posix().replace("/", "__") + ".log")
                 gpu = str(slot % gpus) if gpus else None
-                running[slot] = (run, _start(run, repo_root, gpu, log), time.monotonic(), log)
-                todo.remove(run)
+                process = _start(resolved_run(run, caller), repo_root, gpu, log)
+                running[slot] = (run, process, time.monotonic(), log)
                 console.print(f"started ({len(running)}/{jobs} slots): {run.label}", highlight=False)
             time.sleep(0.2)
     except KeyboardInterrupt:  # Ctrl-C reaches the runs too: each saves its state and stops
@@ -167,7 +201,7 @@ def calibrate(config: TrainConfig, tasks: list[str], console: Console) -> Speeds
             probe = stilts_config(task, None, options)
             if is_main_process():
                 console.print(f"calibrating {task}: 4 batches of {config.batch_size} and 2 "
-                              f"evaluations with {config.model} ...", highlight=False)
+                              f"evaluations with {safe_markup(config.model)} ...", highlight=False)
             start = time.monotonic()
             record = run_training(probe)
             wall = time.monotonic() - start

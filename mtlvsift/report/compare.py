@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
-from rich.markup import escape
 
+from mtlvsift.display import safe_markup
 from mtlvsift.names import DEFAULT_PROTOCOL
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.report.files import md_text, write_report_dir
@@ -37,7 +37,7 @@ def compare(outputs: Path, report_dir: Path | None = None, alpha: float = 0.1,
     err_console = err_console or Console(stderr=True)
     found = discover(outputs)
     for warning in found.warnings:
-        err_console.print(f"[yellow]Warning:[/] {escape(warning)}", highlight=False)
+        err_console.print(f"[yellow]Warning:[/] {safe_markup(warning)}", highlight=False)
     require_records(found)
     models = found.models
     if model is not None:
@@ -50,13 +50,13 @@ def compare(outputs: Path, report_dir: Path | None = None, alpha: float = 0.1,
     several = len(keys) > 1
     if several:
         console.print(f"Runs of {len(keys)} models, protocols or data variants: each is reported "
-                      f"separately (choose a model with --model). Outputs: {outputs}",
+                      f"separately (choose a model with --model). Outputs: {safe_markup(outputs)}",
                       highlight=False)
     analyses = []
     for key in keys:
         analysis = analyze(found.records, key.model, alpha, welch, key.protocol, key.variant)
         for warning in analysis.warnings:
-            err_console.print(f"[yellow]Warning:[/] {escape(warning)}", highlight=False)
+            err_console.print(f"[yellow]Warning:[/] {safe_markup(warning)}", highlight=False)
         tables = [table1(analysis), table2(analysis)]
         missing = missing_runs(analysis)
         render(console, analysis, tables, missing, outputs)
@@ -65,8 +65,9 @@ def compare(outputs: Path, report_dir: Path | None = None, alpha: float = 0.1,
         _write(folder, lambda: written.extend(
             write_report_dir(folder, analysis, tables, missing, found, outputs)))
         figures = ", ".join(p.name for p in written if p.suffix == ".png")
-        console.print(f"Report written to {folder}/ (report.md, {figures + ', ' if figures else ''}"
-                      "CSVs, summary.json, missing.sh)", highlight=False)
+        console.print(f"Report written to {safe_markup(folder)}/ (report.md, "
+                      f"{figures + ', ' if figures else ''}CSVs, summary.json, missing.sh)",
+                      highlight=False)
         analyses.append(analysis)
     if several:
         _write(report_dir, lambda: _write_index(report_dir, analyses))
@@ -149,11 +150,11 @@ def recommend(outputs: Path, target: str | None = None, support: str | None = No
         s != "GLUE's training sets" for s in source) else ""
     console.print(f"Recommendation: [bold]{METHOD_NAMES[pick]}[/] "
                   f"(the target's {target_size:,} training examples are {relation} the "
-                  f"supporting task's {support_size:,}{escape(origin)}).", highlight=False)
+                  f"supporting task's {support_size:,}{safe_markup(origin)}).", highlight=False)
     result = {"pick": pick, "target_size": target_size, "support_size": support_size,
               "sizes_from": list(dict.fromkeys(source)), "evidence": []}
     for a in analyses:
-        name, score = escape(report_name(a)), a.heuristic
+        name, score = safe_markup(report_name(a)), a.heuristic
         entry: dict = {"model": a.model, "protocol": a.protocol, "variant": a.variant}
         if score.total:
             alike = [c for c in a.cells.values() if c.significant and c.heuristic == pick]
@@ -177,8 +178,8 @@ def recommend(outputs: Path, target: str | None = None, support: str | None = No
             result["evidence"].append(entry)
     if not any("total" in e for e in result["evidence"]):
         lead = "No significant cells yet in" if found.records else "No run records in"
-        console.print(f"{lead} {outputs}; in the paper (Weller et al., 2022, GLUE) the heuristic "
-                      f"predicts {PAPER_PHRASE.replace(',', ' significant cells,')}.",
+        console.print(f"{lead} {safe_markup(outputs)}; in the paper (Weller et al., 2022, "
+                      f"GLUE) the heuristic predicts {PAPER_PHRASE.replace(',', ' significant cells,')}.",
                       highlight=False)
     return result
 

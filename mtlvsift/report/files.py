@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 
 from mtlvsift import __version__
+from mtlvsift.display import safe_text
 from mtlvsift.report.missing import MissingRun
 from mtlvsift.report.stats import BASELINE_MARGIN, PAPER_HEURISTIC, Analysis, Cell, Group
 from mtlvsift.report.tables import Table
@@ -276,9 +277,9 @@ def _markdown_cells(a: Analysis) -> str:
 
 
 def md_text(text: str) -> str:
-    """Text from the records or the file system, shown as text in markdown: no raw HTML, and one
-    line (a model name or a folder name is untrusted)."""
-    return html.escape(" ".join(str(text).split()), quote=False).replace("|", "\\|")
+    """Text from the records or the file system, shown as text in markdown: no raw HTML, one
+    line, no control characters (a model name or a folder name is untrusted)."""
+    return html.escape(safe_text(" ".join(str(text).split())), quote=False).replace("|", "\\|")
 
 
 def _details(summary_text: str, body: str) -> str:

@@ -16,9 +16,11 @@ from typing import Any
 
 from scipy import stats as scipy_stats
 
+from mtlvsift.display import safe_text
 from mtlvsift.names import DEFAULT_PROTOCOL, DEFAULT_SEEDS
 from mtlvsift.report.variants import ReportKey, report_records
 from mtlvsift.run_record import RunRecord
+from mtlvsift.scores import is_number
 from mtlvsift.tasks import GLUE_TASK_NAMES, GLUE_TASKS
 
 POINTS = 100.0
@@ -68,8 +70,8 @@ class Group:
         """Add one seed; a second run of the same seed is kept out and reported."""
         if record.seed in self.seeds:
             first = self.records[self.seeds.index(record.seed)].path
-            return (f"{record.path}: seed {record.seed} of {self.describe()} was already read "
-                    f"from {first}; kept the first")
+            return (f"{safe_text(record.path)}: seed {record.seed} of {self.describe()} was "
+                    f"already read from {safe_text(first)}; kept the first")
         self.seeds.append(record.seed)
         self.scores.append(score)
         self.records.append(record)
@@ -253,12 +255,13 @@ def pooling_problem(group: Group) -> str | None:
     or read different single-task scores (dynamic sampling); None when they agree."""
     for what, key in (("started from different models", lambda r: r.start_model),
                       ("used different single-task scores", lambda r: r.single_scores)):
-        kinds: dict = {}
+        # By the value's text: a hand-edited record may hold a list or an object there.
+        kinds: dict[str, tuple[Any, list[RunRecord]]] = {}
         for record in group.records:
-            kinds.setdefault(key(record), []).append(record)
+            kinds.setdefault(repr(key(record)), (key(record), []))[1].append(record)
         if len(kinds) > 1:
             parts = [f"seed(s) {', '.join(str(r.seed) for r in rs)} {_describe(value)} "
-                     f"({', '.join(str(r.folder) for r in rs)})" for value, rs in kinds.items()]
+                     f"({', '.join(safe_text(r.folder) for r in rs)})" for value, rs in kinds.values()]
             return (f"not pooled: the seeds of {group.describe()} {what}: {'; '.join(parts)}. "
                     f"Retrain the odd ones with --overwrite once the supporting runs are final.")
     return None
@@ -268,9 +271,14 @@ def _describe(value) -> str:
     if value is None:
         return "recorded none"
     if isinstance(value[0], tuple):  # single scores: ((task, score), ...)
-        return "read " + ", ".join(f"{t} {s:.4f}" for t, s in value)
+        return "read " + ", ".join(f"{safe_text(t)} {_score_text(s)}" for t, s in value)
     run, seed, score = value
-    return f"started from {run} (seed {seed}, dev {score})"
+    return f"started from {safe_text(run)} (seed {seed}, dev {score})"
+
+
+def _score_text(score: object) -> str:
+    """A recorded single-task score: 4 decimals, or (not a number) its text, short."""
+    return f"{score:.4f}" if is_number(score) else safe_text(score)[:40]
 
 
 def analyze(records: list[RunRecord], model: str, alpha: float = 0.1,

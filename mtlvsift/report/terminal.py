@@ -6,10 +6,10 @@ from pathlib import Path
 
 from rich import box
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table as RichTable
 from rich.text import Text
 
+from mtlvsift.display import safe_markup
 from mtlvsift.report.missing import MissingRun
 from mtlvsift.report.stats import Analysis
 from mtlvsift.report.tables import Table
@@ -27,11 +27,11 @@ SHOWN_COMMANDS = 12
 def render(console: Console, a: Analysis, tables: list[Table], missing: list[MissingRun],
            outputs: Path) -> None:
     label = " · ".join(filter(None, [a.model, *a.key.label().split(", ")]))
-    console.rule(f"[bold]MTL vs STILTs · {escape(label)}")
-    console.print(escape(overview_line(a, outputs).replace("`", "")), highlight=False)
-    console.print(escape(tasks_line(a)), highlight=False)
+    console.rule(f"[bold]MTL vs STILTs · {safe_markup(label)}")
+    console.print(safe_markup(overview_line(a, outputs).replace("`", "")), highlight=False)
+    console.print(safe_markup(tasks_line(a)), highlight=False)
     if baselines_line(a):
-        console.print(escape(baselines_line(a)), highlight=False)
+        console.print(safe_markup(baselines_line(a)), highlight=False)
     if any(c.complete or c.refused for c in a.cells.values()):
         console.print(_matrix(a))
         legend = Text("Legend: ")
@@ -67,7 +67,7 @@ def render(console: Console, a: Analysis, tables: list[Table], missing: list[Mis
         other.add_column("run")
         other.add_column("mean ± std (n)", justify="right")
         for g in a.others:
-            other.add_row(escape(g.describe()), group_text(g))
+            other.add_row(safe_markup(g.describe()), group_text(g))
         console.print(other)
     _render_missing(console, a, missing, outputs)
 
@@ -100,7 +100,7 @@ def _matrix(a: Analysis) -> RichTable:
 
 def _rich_table(table: Table) -> RichTable:
     caption = f"{table.caption} {table.notes_line()}".strip()
-    out = RichTable(title=table.title, caption=escape(caption), box=box.SIMPLE_HEAD,
+    out = RichTable(title=table.title, caption=safe_markup(caption), box=box.SIMPLE_HEAD,
                     title_justify="left", caption_justify="left")
     out.add_column("", no_wrap=True)
     for column in table.columns:
@@ -125,8 +125,8 @@ def _render_missing(console: Console, a: Analysis, missing: list[MissingRun],
     console.print(f"[bold]Missing runs[/]: {lacking_phrase(len(missing))}; "
                   "commands that would fill them:")
     for run in missing[:SHOWN_COMMANDS]:
-        console.print(f"  [dim]# {escape(run.describe())}[/]", highlight=False)
-        console.print("  " + escape(run.command(outputs)), highlight=False,
+        console.print(f"  [dim]# {safe_markup(run.describe())}[/]", highlight=False)
+        console.print("  " + safe_markup(run.command(outputs)), highlight=False,
                       soft_wrap=True)
     if len(missing) > SHOWN_COMMANDS:
         console.print(f"  ... and {len(missing) - SHOWN_COMMANDS} more in missing.sh "
@@ -139,4 +139,4 @@ def render_in_progress(console: Console, found: Discovery) -> None:
     console.print(f"[bold]Runs in progress[/] (config.json, no result.json yet): "
                   f"{len(found.in_progress)}")
     for run in found.in_progress:
-        console.print(f"  {escape(str(run.path))}  (last written {run.age()})", highlight=False)
+        console.print(f"  {safe_markup(str(run.path))}  (last written {run.age()})", highlight=False)

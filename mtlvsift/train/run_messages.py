@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from mtlvsift.display import safe_text
 from mtlvsift.run_folder import existing_folder
 from mtlvsift.train.checkpoint.state import PROGRESS_FILE
 
@@ -50,7 +51,7 @@ def summary_lines(config, task_data: list, batches_per_epoch: int, total_steps: 
         + (f" (of {d.available:,})" if d.available != len(d.train) else "")
         + f", {' + '.join(f'{len(split):,}' for split in d.dev.values())} dev" for d in task_data)
     lines = [
-        f"Run folder: {config.run_dir}",
+        f"Run folder: {safe_text(config.run_dir)}",
         f"Tasks: {sizes}",
         f"Training: {batches_per_epoch:,} batches of {config.batch_size} per epoch x {config.epochs} "
         f"epoch(s) = {total_steps:,} steps; {evaluations} evaluations (every {config.eval_every:g} "
@@ -58,10 +59,11 @@ def summary_lines(config, task_data: list, batches_per_epoch: int, total_steps: 
     ]
     if config.start_model:
         start = config.start_model
-        lines.append(f"Starts from: {start['run']} (seed {start['seed']}, dev {100 * start['score']:.2f}; "
-                     f"the best of seeds {' '.join(map(str, start['seeds']))})")
+        lines.append(f"Starts from: {safe_text(start['run'])} (seed {start['seed']}, dev "
+                     f"{100 * start['score']:.2f}; the best of seeds "
+                     f"{' '.join(map(str, start['seeds']))})")
     elif config.init_model:
-        lines.append(f"Starts from: {config.init_model}")
+        lines.append(f"Starts from: {safe_text(config.init_model)}")
     lines.append(f"Hardware: {device['num_processes']} process(es) on {device['device']}, precision "
                  f"{device['mixed_precision']}; packed batches {'on' if device['packed_batches'] else 'off'}")
     return lines
@@ -86,7 +88,8 @@ def interrupted_message(run_dir: Path) -> str:
         except (OSError, ValueError, KeyError, TypeError):
             step = None
     if isinstance(step, int) and not isinstance(step, bool):
-        return (f"Stopped (Ctrl-C): the last checkpoint, at step {step}, is saved in {state}. "
+        return (f"Stopped (Ctrl-C): the last checkpoint, at step {step}, is saved in "
+                f"{safe_text(state)}. "
                 f"Rerun the same command to resume from it.")
     return ("Stopped (Ctrl-C) before the first checkpoint: nothing to resume from yet. Rerun the "
             "same command to start the run again.")
