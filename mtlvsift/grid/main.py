@@ -11,6 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from mtlvsift.display import safe_markup
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.grid import emit
 from mtlvsift.grid.estimate import Speeds, describe_bytes, describe_seconds, measured_speeds, \
@@ -40,10 +41,9 @@ def check_slurm_text(emit_kind: str | None, emit_to: str | None, sbatch: tuple[s
                                 f"'--gres=gpu:1' or '--time=04:00:00' (one printable line).")
     if sbatch and emit_kind != "slurm":
         raise MtlvsiftError("--sbatch goes with --emit slurm.")
-    if emit_kind == "slurm" and emit_to and (any(c.isspace() for c in str(Path(emit_to).resolve()))
-                                             or not str(emit_to).isprintable()):
-        raise MtlvsiftError(f"--emit-to {emit_to!r}: SLURM's #SBATCH --output line cannot quote a "
-                            f"path with spaces; choose a folder whose path has none.")
+    problem = emit.slurm_path_problem(emit_to) if emit_kind == "slurm" and emit_to else None
+    if problem:
+        raise MtlvsiftError(problem)
 
 
 def run_grid(tasks: str, seeds: tuple[int, ...], methods: str, mtl_sampling: str, mtl_all_sampling: str,
@@ -152,11 +152,13 @@ def plan_document(runs: list[GridRun], estimates: dict[str, float | None], speed
 
 def show_outcome(outcome: GridOutcome, outputs: Path, console: Console) -> None:
     console.print(f"Grid: {len(outcome.trained)} trained, {len(outcome.skipped)} already complete, "
-                  f"{len(outcome.failed)} failed.")
+                  f"{len(outcome.failed)} failed, {len(outcome.busy)} in use by another process.")
     for run, why in outcome.failed:
-        console.print(f"  [red]failed[/] {run.label}: {why.splitlines()[0]}")
+        console.print(f"  [red]failed[/] {run.label}: {safe_markup(why.splitlines()[0])}")
+    for run, pid in outcome.busy:
+        console.print(f"  in use {run.label}: by process {pid}")
     if not outcome.failed:
-        console.print(f"Report: python scripts/compare.py --outputs {outputs}")
+        console.print(f"Report: python scripts/compare.py --outputs {safe_markup(str(outputs))}")
 
 
 def write_emitted(runs: list[GridRun], kind: str, folder: Path, repo_root: Path, outputs: Path,
