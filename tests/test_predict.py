@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import json
+import shutil
 
 import pytest
 
@@ -109,4 +111,28 @@ def test_bad_input(tmp_path, arguments, expected):
     (tmp_path / "FILE").write_text("x")
     arguments = [str(tmp_path / a) if a == "FILE" else a for a in arguments]
     fails("predict", ["--run", tmp_path / "run", "--out", tmp_path / "p", *arguments], expected)
+    assert not (tmp_path / "p").exists()
+
+
+# --- a finished run's damaged best/ or input (issue 24) -----------------------------------------
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_model, tiny_glue, tmp_path_factory):
+    """A finished single RTE run on the tiny encoder (copy it before changing it)."""
+    out = tmp_path_factory.mktemp("finished")
+    run_script("train_stilts", ["--target", "rte", *tiny_args(tiny_model, tiny_glue, out, epochs=1)])
+    return out / "single" / "rte" / "seed-0"
+
+
+def copy_of(run, tmp_path):
+    shutil.copytree(run, tmp_path / "run")
+    return tmp_path / "run"
+
+
+def test_a_best_model_without_tokenizer_files_is_refused(finished_run, tiny_glue, tmp_path):
+    run = copy_of(finished_run, tmp_path)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (run / "best" / "encoder" / name).unlink()
+    fails("predict", ["--run", run, "--split", "dev", "--data-dir", tiny_glue, "--out", tmp_path / "p"],
+          f"The tokenizer of {run / 'best' / 'encoder'} has 5 tokens", "the folder lacks tokenizer files")
     assert not (tmp_path / "p").exists()

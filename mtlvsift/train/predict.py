@@ -32,6 +32,7 @@ from mtlvsift.train.batches.padding import make_collator
 from mtlvsift.train.evaluation.dev import build_eval_batches
 from mtlvsift.train.evaluation.metrics import logits_to_predictions
 from mtlvsift.train.model.multitask import MultiTaskModel, model_folder_problem
+from mtlvsift.train.model.pretrained import check_tokenizer_reads
 from mtlvsift.train.data.task_files import load_task_files
 
 SPLITS = ("test", "dev")
@@ -178,6 +179,7 @@ def _predict(model: MultiTaskModel, tokenizer, task: Task, head: int, inputs: In
     """Tokenized as in training, run in length-sorted batches as in evaluation."""
     dataset = datasets.Dataset.from_dict({**inputs.texts, "label": [0.0] * len(inputs.ids)})
     tokenized = _tokenize(dataset, task, "predict", tokenizer, max_length, uuid.uuid4().hex)
+    check_tokenizer_reads(tokenizer, [tokenized], f"the {inputs.name} text to predict")
     batches = build_eval_batches([TaskData(task, tokenized, {"predict": tokenized}, 0)],
                                  make_collator(tokenizer, None), batch_size, 0, 1)
     predictions = np.empty(len(tokenized), dtype=np.float64)
