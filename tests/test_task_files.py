@@ -228,3 +228,66 @@ def test_the_readme_task_file_is_valid(tmp_path):
     assert len(load_split(sent, "dev", None)) == len(ROWS)
     for script in ("train_stilts", "train_mtl", "train_mtl_all", "compare", "predict"):
         assert f"scripts/{script}.py" in section and (REPO_ROOT / "scripts" / f"{script}.py").is_file()
+
+
+# --------------------------------------------------------------------------- what is not a task file (issue 24)
+
+def finishes_within(seconds: float, call, fifo: Path | None = None):
+    """``call()``'s outcome (its value or its exception), failing the test if it blocks; a
+    reader blocked on ``fifo`` is let go by opening the pipe for writing."""
+    import os
+    import threading
+
+    outcome = {}
+
+    def target():
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:  # noqa: BLE001 (the outcome under test)
+            outcome["value"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive() and fifo is not None:
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # unblock the reader
+    assert not thread.is_alive() and "value" in outcome, f"still blocked after {seconds} s"
+    return outcome["value"]
+
+
+def test_a_named_pipe_or_a_device_is_refused_before_it_is_opened(tmp_path):
+    import os
+
+    fifo = tmp_path / "tasks.yaml"
+    os.mkfifo(fifo)
+    error = finishes_within(10, lambda: load_task_files([fifo]), fifo)
+    assert isinstance(error, MtlvsiftError), error
+    assert f"The task file {fifo} is a named pipe, not a regular file" in str(error)
+    error = finishes_within(10, lambda: load_task_files(["/dev/zero"]))
+    assert "The task file /dev/zero is a device, not a regular file" in str(error)
+    # The same for a data file the task file names.
+    folder = tmp_path / "data"
+    folder.mkdir()
+    os.mkfifo(folder / "train.csv")
+    task_file = write_task_file(folder, sentiment_task())
+    error = finishes_within(10, lambda: load_task_files([task_file]), folder / "train.csv")
+    assert "the train file train.csv is a named pipe, not a regular file" in str(error)
+
+
+def test_a_named_pipe_as_task_file_does_not_block_help(tmp_path):
+    import os
+
+    from helpers import run_script
+
+    fifo = tmp_path / "tasks.yaml"
+    os.mkfifo(fifo)
+    result = finishes_within(20, lambda: run_script("train_stilts", ["--task-file", fifo, "--help"],
+                                                    expect_ok=False), fifo)
+    assert result.exit_code == 1 and "is a named pipe, not a regular file" in result.output
+
+
+def test_a_huge_task_file_is_refused_by_its_size(tmp_path):
+    huge = tmp_path / "tasks.yaml"
+    huge.write_text("tasks:\n" + "#" * 2**21 + "\n")
+    with pytest.raises(MtlvsiftError, match="is larger than 1 MiB"):
+        parse_task_file(huge)
