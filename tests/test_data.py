@@ -182,6 +182,38 @@ def test_bad_files_name_file_and_line(tmp_path, content, line, words):
         assert word in message
 
 
+def test_a_header_with_two_label_columns_is_refused(tmp_path):
+    path = write(tmp_path / "SST-2" / "train.tsv", "label\tsentence\tlabel\nx\tgood\t1\n")
+    with pytest.raises(DataError, match="line 1: the header names the column 'label' 2 times; SST-2 "
+                                        "reads it by name, so keep one") as info:
+        load_split(get_task("sst2"), "train", tmp_path)
+    assert str(path) in info.value.message
+
+
+def test_a_bare_carriage_return_gets_our_message(tmp_path):
+    write(tmp_path / "SST-2" / "train.tsv", "sentence\tlabel\ngood\r film\t1\n")
+    with pytest.raises(DataError, match=r"line 2: holds a carriage return \(\\r\) inside a field") as info:
+        load_split(get_task("sst2"), "train", tmp_path)
+    assert "universal-newline" not in info.value.message
+
+
+def test_long_cells_load_and_an_endless_line_is_refused(tmp_path, monkeypatch):
+    from mtlvsift.train.data import user_data
+
+    long = "good " * 40_000  # 200,000 characters: more than csv's default field limit
+    write(tmp_path / "SST-2" / "train.tsv", f"sentence\tlabel\n{long}\t1\n")
+    assert load_split(get_task("sst2"), "train", tmp_path)["text_a"] == [long]
+    # A .tsv.gz that expands to one endless line is refused at the limit, never read whole.
+    monkeypatch.setattr(user_data, "MAX_LINE_LENGTH", 2**20)
+    path = write(tmp_path / "gz" / "SST-2" / "train.tsv.gz",
+                 gzip.compress(b"sentence\tlabel\n" + b"a" * (3 * 2**20)))
+    with pytest.raises(DataError, match="line 2: is longer than 1 MiB") as info:
+        load_split(get_task("sst2"), "train", tmp_path / "gz")
+    assert str(path) in info.value.message
+    with pytest.raises(DataError, match="line 2: is longer than 1 MiB"):
+        data.count_rows(path, has_header=True)  # a dry run's count too
+
+
 def test_corrupt_gzip(tmp_path):
     path = write(tmp_path / "RTE" / "train.tsv.gz", b"not gzip at all")
     with pytest.raises(DataError, match="not a valid gzip file") as info:

@@ -291,3 +291,33 @@ def test_a_huge_task_file_is_refused_by_its_size(tmp_path):
     huge.write_text("tasks:\n" + "#" * 2**21 + "\n")
     with pytest.raises(MtlvsiftError, match="is larger than 1 MiB"):
         parse_task_file(huge)
+
+
+def test_a_binary_parquet_text_column_is_read_as_utf8_text(tmp_path):
+    import pyarrow
+    import pyarrow.parquet
+
+    table = pyarrow.table({"review": pyarrow.array([b"good fine", "caf\u00e9 nice".encode()], pyarrow.binary()),
+                           "sentiment": ["pos", "pos"]})
+    pyarrow.parquet.write_table(table, tmp_path / "d.parquet")
+    load_task_files([write_task_file(tmp_path, sentiment_task(train="d.parquet", dev="d.parquet"))])
+    assert load_split(get_task("mysent"), "train", None)["text_a"] == ["good fine", "caf\u00e9 nice"]
+    bad = pyarrow.table({"review": pyarrow.array([b"good", b"\xff\xfe"], pyarrow.binary()),
+                         "sentiment": ["pos", "neg"]})
+    pyarrow.parquet.write_table(bad, tmp_path / "bad.parquet")
+    load_task_files([write_task_file(tmp_path, sentiment_task(train="bad.parquet", dev="d.parquet"))])
+    with pytest.raises(MtlvsiftError, match="row 2: column 'review' holds bytes that are not UTF-8 text"):
+        load_split(get_task("mysent"), "train", None)
+
+
+def test_a_cell_beyond_the_limit_is_named_as_such(tmp_path):
+    from mtlvsift.train.data.user_data import MAX_LINE_LENGTH
+
+    long = "a" * 200_000  # beyond csv's default limit (131,072), well within ours
+    write_csv(tmp_path / "long.csv", [("a", long, "pos")])
+    load_task_files([write_task_file(tmp_path, sentiment_task(train="long.csv"))])
+    assert load_split(get_task("mysent"), "train", None)["text_a"] == [long]
+    (tmp_path / "huge.csv").write_text('id,review,sentiment\na,"' + "a" * (MAX_LINE_LENGTH + 1) + '",pos\n')
+    load_task_files([write_task_file(tmp_path, sentiment_task(train="huge.csv"))])
+    with pytest.raises(MtlvsiftError, match="line 2: has a cell longer than 16 MiB"):
+        load_split(get_task("mysent"), "train", None)
