@@ -136,3 +136,25 @@ def test_a_best_model_without_tokenizer_files_is_refused(finished_run, tiny_glue
     fails("predict", ["--run", run, "--split", "dev", "--data-dir", tiny_glue, "--out", tmp_path / "p"],
           f"The tokenizer of {run / 'best' / 'encoder'} has 5 tokens", "the folder lacks tokenizer files")
     assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize("heads, expected", [
+    ([], "heads.json is not an object of task_names, num_labels and share_heads"),
+    ({"task_names": ["rte"], "num_labels": [5], "share_heads": False},
+     "heads.json gives task rte 5 label(s), but its head in heads.pt has 2 outputs"),
+    ({"task_names": ["rte"], "num_labels": ["2"]}, "has no label count (num_labels) for each of its 1 task(s)"),
+])
+def test_an_edited_heads_json_is_one_error(finished_run, tiny_glue, tmp_path, heads, expected):
+    run = copy_of(finished_run, tmp_path)
+    (run / "best" / "heads.json").write_text(json.dumps(heads))
+    fails("predict", ["--run", run, "--split", "dev", "--data-dir", tiny_glue, "--out", tmp_path / "p"],
+          f"The best model of {run} ({run / 'best'}) cannot be loaded", expected)
+    assert not (tmp_path / "p").exists()
+
+
+def test_a_file_with_a_header_only_is_one_error(finished_run, tmp_path):
+    header_only = tmp_path / "header.tsv"
+    header_only.write_text("index\tsentence1\tsentence2\n")
+    fails("predict", ["--run", finished_run, "--file", header_only, "--out", tmp_path / "p"],
+          f"{header_only} has no rows to predict")
+    assert not (tmp_path / "p").exists()
