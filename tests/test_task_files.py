@@ -321,3 +321,12 @@ def test_a_cell_beyond_the_limit_is_named_as_such(tmp_path):
     load_task_files([write_task_file(tmp_path, sentiment_task(train="huge.csv"))])
     with pytest.raises(MtlvsiftError, match="line 2: has a cell longer than 16 MiB"):
         load_split(get_task("mysent"), "train", None)
+
+
+def test_the_readme_says_a_metric_module_runs_in_the_training_process():
+    from helpers import REPO_ROOT
+
+    readme = " ".join((REPO_ROOT / "README.md").read_text().split())
+    section = readme[readme.index("## Your own task"):readme.index("## Predictions")]
+    assert "is Python code, and it runs in the training process" in section
+    assert "Use only modules you trust" in section
