@@ -158,3 +158,15 @@ def test_a_file_with_a_header_only_is_one_error(finished_run, tmp_path):
     fails("predict", ["--run", finished_run, "--file", header_only, "--out", tmp_path / "p"],
           f"{header_only} has no rows to predict")
     assert not (tmp_path / "p").exists()
+
+
+def test_a_named_pipe_as_file_is_refused_before_it_is_opened(finished_run, tmp_path):
+    import os
+
+    from helpers import finishes_within
+
+    fifo = tmp_path / "rows.tsv"
+    os.mkfifo(fifo)
+    result = finishes_within(60, lambda: run_script("predict", ["--run", finished_run, "--file", fifo,
+                                                                "--out", tmp_path / "p"], expect_ok=False), fifo)
+    assert result.exit_code == 1 and f"Error: {fifo} is a named pipe, not a regular file" in result.output

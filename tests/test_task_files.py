@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import fails, nothing_written, tiny_args
+from helpers import fails, finishes_within, nothing_written, tiny_args
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.tasks import get_task
 from mtlvsift.train.data.glue import load_split
@@ -231,29 +231,6 @@ def test_the_readme_task_file_is_valid(tmp_path):
 
 
 # --------------------------------------------------------------------------- what is not a task file (issue 24)
-
-def finishes_within(seconds: float, call, fifo: Path | None = None):
-    """``call()``'s outcome (its value or its exception), failing the test if it blocks; a
-    reader blocked on ``fifo`` is let go by opening the pipe for writing."""
-    import os
-    import threading
-
-    outcome = {}
-
-    def target():
-        try:
-            outcome["value"] = call()
-        except BaseException as exc:  # noqa: BLE001 (the outcome under test)
-            outcome["value"] = exc
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    if thread.is_alive() and fifo is not None:
-        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # unblock the reader
-    assert not thread.is_alive() and "value" in outcome, f"still blocked after {seconds} s"
-    return outcome["value"]
-
 
 def test_a_named_pipe_or_a_device_is_refused_before_it_is_opened(tmp_path):
     import os

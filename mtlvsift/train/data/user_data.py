@@ -18,7 +18,7 @@ from typing import Any
 
 from mtlvsift.errors import DataError, MtlvsiftError
 from mtlvsift.tasks import Task
-from mtlvsift.train.data.task_files import label_text
+from mtlvsift.train.data.task_files import check_regular_file, label_text
 
 TEXT_NAMES = ("text_a", "text_b")
 # A line (or a cell) longer than this is not text a model reads: refused, never held whole.
@@ -66,6 +66,7 @@ class Table:
 def read_table(path: str | Path, header: bool = True) -> Table:
     """A data file by its extension; ``header=False`` (tsv only) names columns 0, 1, ..."""
     path = Path(path)
+    check_regular_file(path, str(path))  # a named pipe would block, a device never end
     name = path.name.lower()
     if name.endswith((".csv", ".tsv")):
         return _read_delimited(path, "\t" if name.endswith(".tsv") else ",", header)
