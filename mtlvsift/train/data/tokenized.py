@@ -1,5 +1,6 @@
 """Tokenized splits, cached on disk: the key is the tokenizer's fingerprint, the maximum length,
-the task and split, and the data file's sha256 (a task file's sha256 too)."""
+the task and split, and the data file's sha256 (a task file's sha256 too). Each entry is checked
+against its key when it is read (``ENTRY_FILE``)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ if TYPE_CHECKING:
 # Bump when the tokenized format changes, so that old cache folders are not reused.
 CACHE_FORMAT_VERSION = 2  # 2: each entry holds ENTRY_FILE
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-# Inside each entry: its key, rows and the sha256 of its other files, checked when it is read.
+# Inside each entry: its key and the sha256 of its other files (checked when it is read: a swapped
+# or damaged entry is tokenized again), and its rows (for whoever inspects the cache).
 ENTRY_FILE = "mtlvsift_entry.json"
 
 
