@@ -195,3 +195,25 @@ def write_user_tasks(root: Path, n_train: int = 48, n_dev: int = 16) -> Path:
         "    label: score\n"
         "    regression: true\n")
     return task_file
+
+
+def finishes_within(seconds: float, call, fifo: Path | None = None):
+    """``call()``'s outcome (its value or its exception), failing the test if it blocks; a
+    reader blocked on ``fifo`` is let go by opening the pipe for writing."""
+    import threading
+
+    outcome = {}
+
+    def target():
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:  # noqa: BLE001 (the outcome under test)
+            outcome["value"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive() and fifo is not None:
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # unblock the reader
+    assert not thread.is_alive() and "value" in outcome, f"still blocked after {seconds} s"
+    return outcome["value"]

@@ -219,3 +219,45 @@ def test_a_full_cache_disk_is_one_error_and_leaves_no_temporary_folder(tiny_mode
     fails("train_stilts", ["--target", "rte", *tiny_args(tiny_model, tiny_glue, out, epochs=1)],
           "Could not write the tokenization cache", "No space left on device")
     assert nothing_written(out) and list((cache / "tokenized").iterdir()) == []
+
+
+# --- the model's tokenizer (issue 24) ----------------------------------------------------------
+
+def without_tokenizer_files(model: Path, folder: Path) -> Path:
+    """A copy of the model folder with its config and weights only."""
+    folder.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(model / name, folder / name)
+    return folder
+
+
+def test_a_model_folder_without_tokenizer_files_is_refused(tiny_model, tiny_glue, tmp_path):
+    out, bare = tmp_path / "out", without_tokenizer_files(Path(tiny_model), tmp_path / "bare")
+    fails("train_stilts", ["--target", "rte", *tiny_args(bare, tiny_glue, out, epochs=1)],
+          f"The tokenizer of {bare} has 5 tokens, its encoder's embeddings 30522",
+          "the folder lacks tokenizer files")
+    fails("train_stilts", ["--target", "rte", *tiny_args(tiny_model, tiny_glue, out, epochs=1),
+                           "--init-from", bare], f"The tokenizer of {bare} has 5 tokens")
+    assert nothing_written(out)
+
+
+def test_a_tokenizer_that_reads_the_text_as_unknown_is_refused(tiny_glue, tmp_path):
+    from transformers import BertConfig, BertModel
+
+    out, model = tmp_path / "out", tmp_path / "five-tokens"  # fits the placeholder tokenizer's size
+    BertModel(BertConfig(vocab_size=5, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=128)).save_pretrained(model)
+    fails("train_stilts", ["--target", "rte", *tiny_args(model, tiny_glue, out, epochs=1)],
+          f"The tokenizer of {model} reads 100% of the training text as its unknown token [UNK]",
+          "the folder lacks tokenizer files")
+    assert nothing_written(out)
+
+
+def test_a_bad_init_from_is_named_as_init_from(tiny_model, tiny_glue, tmp_path):
+    out, empty = tmp_path / "out", tmp_path / "empty"
+    empty.mkdir()
+    output = fails("train_stilts", ["--target", "rte", *tiny_args(tiny_model, tiny_glue, out, epochs=1),
+                                    "--init-from", empty],
+                   f"--init-from {empty} is not a model folder that can be loaded")
+    assert "--model" not in output
+    assert nothing_written(out)

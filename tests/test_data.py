@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -182,6 +183,38 @@ def test_bad_files_name_file_and_line(tmp_path, content, line, words):
         assert word in message
 
 
+def test_a_header_with_two_label_columns_is_refused(tmp_path):
+    path = write(tmp_path / "SST-2" / "train.tsv", "label\tsentence\tlabel\nx\tgood\t1\n")
+    with pytest.raises(DataError, match="line 1: the header names the column 'label' 2 times; SST-2 "
+                                        "reads it by name, so keep one") as info:
+        load_split(get_task("sst2"), "train", tmp_path)
+    assert str(path) in info.value.message
+
+
+def test_a_bare_carriage_return_gets_our_message(tmp_path):
+    write(tmp_path / "SST-2" / "train.tsv", "sentence\tlabel\ngood\r film\t1\n")
+    with pytest.raises(DataError, match=r"line 2: holds a carriage return \(\\r\) inside a field") as info:
+        load_split(get_task("sst2"), "train", tmp_path)
+    assert "universal-newline" not in info.value.message
+
+
+def test_long_cells_load_and_an_endless_line_is_refused(tmp_path, monkeypatch):
+    from mtlvsift.train.data import user_data
+
+    long = "good " * 40_000  # 200,000 characters: more than csv's default field limit
+    write(tmp_path / "SST-2" / "train.tsv", f"sentence\tlabel\n{long}\t1\n")
+    assert load_split(get_task("sst2"), "train", tmp_path)["text_a"] == [long]
+    # A .tsv.gz that expands to one endless line is refused at the limit, never read whole.
+    monkeypatch.setattr(user_data, "MAX_LINE_LENGTH", 2**20)
+    path = write(tmp_path / "gz" / "SST-2" / "train.tsv.gz",
+                 gzip.compress(b"sentence\tlabel\n" + b"a" * (3 * 2**20)))
+    with pytest.raises(DataError, match="line 2: is longer than 1 MiB") as info:
+        load_split(get_task("sst2"), "train", tmp_path / "gz")
+    assert str(path) in info.value.message
+    with pytest.raises(DataError, match="line 2: is longer than 1 MiB"):
+        data.count_rows(path, has_header=True)  # a dry run's count too
+
+
 def test_corrupt_gzip(tmp_path):
     path = write(tmp_path / "RTE" / "train.tsv.gz", b"not gzip at all")
     with pytest.raises(DataError, match="not a valid gzip file") as info:
@@ -312,6 +345,42 @@ def test_tokenized_race_keeps_the_first_folder(tmp_path, rte_dir, tokenizer, mon
     ds = load_tokenized(get_task("rte"), "train", tokenizer, 64, rte_dir, cache_dir=tmp_path / "c")
     assert len(ds) == 3
     assert len(os.listdir(tmp_path / "c" / "tokenized")) == 1  # our temporary folder is gone
+
+
+def test_a_swapped_or_zeroed_cache_entry_is_rebuilt_with_a_notice(tmp_path, rte_dir, tokenizer, capsys):
+    task, cache = get_task("rte"), tmp_path / "c"
+    train = load_tokenized(task, "train", tokenizer, 64, rte_dir, cache_dir=cache).to_dict()
+    [train_entry] = (cache / "tokenized").iterdir()
+    write(rte_dir / "RTE" / "dev.tsv", RTE_HEADER + "0\tother\ttext\tnot_entailment\n")
+    dev = load_tokenized(task, "dev", tokenizer, 64, rte_dir, cache_dir=cache).to_dict()
+    [dev_entry] = set((cache / "tokenized").iterdir()) - {train_entry}
+    capsys.readouterr()
+    # The dev split's entry moved in under the train split's key.
+    shutil.rmtree(train_entry)
+    shutil.copytree(dev_entry, train_entry)
+    assert load_tokenized(task, "train", tokenizer, 64, rte_dir, cache_dir=cache).to_dict() == train
+    assert f"The tokenization cache entry {train_entry} holds the entry of another key: tokenizing " \
+           "RTE train again." in capsys.readouterr().out
+    # Zeroed bytes in an entry's arrays.
+    arrays = next(dev_entry.glob("*.arrow"))
+    arrays.write_bytes(bytes(arrays.stat().st_size))
+    assert load_tokenized(task, "dev", tokenizer, 64, rte_dir, cache_dir=cache).to_dict() == dev
+    assert "has files that changed since they were written" in capsys.readouterr().out
+    assert load_tokenized(task, "dev", tokenizer, 64, rte_dir, cache_dir=cache).to_dict() == dev
+    assert capsys.readouterr().out == ""  # rebuilt whole: no notice the next time
+    assert sorted(p.name for p in (cache / "tokenized").iterdir()) == sorted([train_entry.name, dev_entry.name])
+
+
+def test_a_stray_file_named_like_a_cache_entry_is_named_as_such(tmp_path, rte_dir, tokenizer):
+    task, cache = get_task("rte"), tmp_path / "c"
+    load_tokenized(task, "train", tokenizer, 64, rte_dir, cache_dir=cache)
+    entry = next((cache / "tokenized").iterdir())
+    shutil.rmtree(entry)
+    entry.write_text("not a cache entry")
+    with pytest.raises(MtlvsiftError, match="is a file where the tokenization cache keeps the folder "
+                                            r"of a tokenized split \(RTE train\)") as info:
+        load_tokenized(task, "train", tokenizer, 64, rte_dir, cache_dir=cache)
+    assert str(entry) in info.value.message and "MTLVSIFT_CACHE_DIR" not in info.value.message
 
 
 # --------------------------------------------------------------------------- batches

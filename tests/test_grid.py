@@ -412,8 +412,6 @@ def test_a_slurm_emit_folder_with_a_pattern_or_a_space_is_refused(tmp_path, name
     assert found is None if problem is None else (problem in found and "choose a folder" in found)
 
 
-@pytest.mark.xfail(reason="needs check_slurm_text in mtlvsift/grid/main.py to call "
-                          "emit.slurm_path_problem(emit_to)", strict=False)
 def test_run_grid_refuses_a_slurm_emit_folder_with_a_percent(tmp_path):
     result = run_script("run_grid", ["--tasks", "rte,mrpc", "--emit", "slurm", "--emit-to",
                                      tmp_path / "logs-%u"], expect_ok=False)

@@ -182,3 +182,21 @@ def test_a_local_evaluate_module_as_a_metric(tmp_path):
     with pytest.raises(MtlvsiftError, match="main_metric 'exactness' is not among the metrics computed "
                                             r"\(exact, misses\)"):
         compute_task_metrics(wrong, {"dev": (np.array(PREDS), np.array(REFS))})
+
+
+def test_a_nan_main_metric_is_one_error_naming_the_module(tmp_path):
+    (tmp_path / "nan_metric.py").write_text(LOCAL_MODULE.replace("sum(hits) / len(hits)", "float('nan')"))
+    task = own_task(tmp_path, ["./nan_metric.py"], main="exact")
+    with pytest.raises(MtlvsiftError, match="main metric 'exact' is nan \\(returned by the metric "
+                                            f"module {tmp_path / 'nan_metric.py'}\\)"):
+        compute_task_metrics(task, {"dev": (np.array(PREDS), np.array(REFS))})
+
+
+def test_a_metric_module_that_cannot_be_imported_is_refused_when_the_task_file_is_read(tmp_path):
+    (tmp_path / "needs_a_package.py").write_text("import no_such_package_for_mtlvsift\n" + LOCAL_MODULE)
+    with pytest.raises(MtlvsiftError, match="the evaluate module ./needs_a_package.py cannot be loaded "
+                                            r"\(ImportError: .*no_such_package_for_mtlvsift"):
+        own_task(tmp_path, ["./needs_a_package.py"], main="exact")
+    (tmp_path / "syntax.py").write_text("def (:\n")
+    with pytest.raises(MtlvsiftError, match="the evaluate module ./syntax.py cannot be loaded"):
+        own_task(tmp_path, ["./syntax.py"], main="exact")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import json
+import shutil
 
 import pytest
 
@@ -110,3 +112,61 @@ def test_bad_input(tmp_path, arguments, expected):
     arguments = [str(tmp_path / a) if a == "FILE" else a for a in arguments]
     fails("predict", ["--run", tmp_path / "run", "--out", tmp_path / "p", *arguments], expected)
     assert not (tmp_path / "p").exists()
+
+
+# --- a finished run's damaged best/ or input (issue 24) -----------------------------------------
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_model, tiny_glue, tmp_path_factory):
+    """A finished single RTE run on the tiny encoder (copy it before changing it)."""
+    out = tmp_path_factory.mktemp("finished")
+    run_script("train_stilts", ["--target", "rte", *tiny_args(tiny_model, tiny_glue, out, epochs=1)])
+    return out / "single" / "rte" / "seed-0"
+
+
+def copy_of(run, tmp_path):
+    shutil.copytree(run, tmp_path / "run")
+    return tmp_path / "run"
+
+
+def test_a_best_model_without_tokenizer_files_is_refused(finished_run, tiny_glue, tmp_path):
+    run = copy_of(finished_run, tmp_path)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (run / "best" / "encoder" / name).unlink()
+    fails("predict", ["--run", run, "--split", "dev", "--data-dir", tiny_glue, "--out", tmp_path / "p"],
+          f"The tokenizer of {run / 'best' / 'encoder'} has 5 tokens", "the folder lacks tokenizer files")
+    assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize("heads, expected", [
+    ([], "heads.json is not an object of task_names, num_labels and share_heads"),
+    ({"task_names": ["rte"], "num_labels": [5], "share_heads": False},
+     "heads.json gives task rte 5 label(s), but its head in heads.pt has 2 outputs"),
+    ({"task_names": ["rte"], "num_labels": ["2"]}, "has no label count (num_labels) for each of its 1 task(s)"),
+])
+def test_an_edited_heads_json_is_one_error(finished_run, tiny_glue, tmp_path, heads, expected):
+    run = copy_of(finished_run, tmp_path)
+    (run / "best" / "heads.json").write_text(json.dumps(heads))
+    fails("predict", ["--run", run, "--split", "dev", "--data-dir", tiny_glue, "--out", tmp_path / "p"],
+          f"The best model of {run} ({run / 'best'}) cannot be loaded", expected)
+    assert not (tmp_path / "p").exists()
+
+
+def test_a_file_with_a_header_only_is_one_error(finished_run, tmp_path):
+    header_only = tmp_path / "header.tsv"
+    header_only.write_text("index\tsentence1\tsentence2\n")
+    fails("predict", ["--run", finished_run, "--file", header_only, "--out", tmp_path / "p"],
+          f"{header_only} has no rows to predict")
+    assert not (tmp_path / "p").exists()
+
+
+def test_a_named_pipe_as_file_is_refused_before_it_is_opened(finished_run, tmp_path):
+    import os
+
+    from helpers import finishes_within
+
+    fifo = tmp_path / "rows.tsv"
+    os.mkfifo(fifo)
+    result = finishes_within(60, lambda: run_script("predict", ["--run", finished_run, "--file", fifo,
+                                                                "--out", tmp_path / "p"], expect_ok=False), fifo)
+    assert result.exit_code == 1 and f"Error: {fifo} is a named pipe, not a regular file" in result.output

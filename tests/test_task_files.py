@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import fails, nothing_written, tiny_args
+from helpers import fails, finishes_within, nothing_written, tiny_args
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.tasks import get_task
 from mtlvsift.train.data.glue import load_split
@@ -228,3 +228,82 @@ def test_the_readme_task_file_is_valid(tmp_path):
     assert len(load_split(sent, "dev", None)) == len(ROWS)
     for script in ("train_stilts", "train_mtl", "train_mtl_all", "compare", "predict"):
         assert f"scripts/{script}.py" in section and (REPO_ROOT / "scripts" / f"{script}.py").is_file()
+
+
+# --------------------------------------------------------------------------- what is not a task file (issue 24)
+
+def test_a_named_pipe_or_a_device_is_refused_before_it_is_opened(tmp_path):
+    import os
+
+    fifo = tmp_path / "tasks.yaml"
+    os.mkfifo(fifo)
+    error = finishes_within(10, lambda: load_task_files([fifo]), fifo)
+    assert isinstance(error, MtlvsiftError), error
+    assert f"The task file {fifo} is a named pipe, not a regular file" in str(error)
+    error = finishes_within(10, lambda: load_task_files(["/dev/zero"]))
+    assert "The task file /dev/zero is a device, not a regular file" in str(error)
+    # The same for a data file the task file names.
+    folder = tmp_path / "data"
+    folder.mkdir()
+    os.mkfifo(folder / "train.csv")
+    task_file = write_task_file(folder, sentiment_task())
+    error = finishes_within(10, lambda: load_task_files([task_file]), folder / "train.csv")
+    assert "the train file train.csv is a named pipe, not a regular file" in str(error)
+
+
+def test_a_named_pipe_as_task_file_does_not_block_help(tmp_path):
+    import os
+
+    from helpers import run_script
+
+    fifo = tmp_path / "tasks.yaml"
+    os.mkfifo(fifo)
+    result = finishes_within(20, lambda: run_script("train_stilts", ["--task-file", fifo, "--help"],
+                                                    expect_ok=False), fifo)
+    assert result.exit_code == 1 and "is a named pipe, not a regular file" in result.output
+
+
+def test_a_huge_task_file_is_refused_by_its_size(tmp_path):
+    huge = tmp_path / "tasks.yaml"
+    huge.write_text("tasks:\n" + "#" * 2**21 + "\n")
+    with pytest.raises(MtlvsiftError, match="is larger than 1 MiB"):
+        parse_task_file(huge)
+
+
+def test_a_binary_parquet_text_column_is_read_as_utf8_text(tmp_path):
+    import pyarrow
+    import pyarrow.parquet
+
+    table = pyarrow.table({"review": pyarrow.array([b"good fine", "caf\u00e9 nice".encode()], pyarrow.binary()),
+                           "sentiment": ["pos", "pos"]})
+    pyarrow.parquet.write_table(table, tmp_path / "d.parquet")
+    load_task_files([write_task_file(tmp_path, sentiment_task(train="d.parquet", dev="d.parquet"))])
+    assert load_split(get_task("mysent"), "train", None)["text_a"] == ["good fine", "caf\u00e9 nice"]
+    bad = pyarrow.table({"review": pyarrow.array([b"good", b"\xff\xfe"], pyarrow.binary()),
+                         "sentiment": ["pos", "neg"]})
+    pyarrow.parquet.write_table(bad, tmp_path / "bad.parquet")
+    load_task_files([write_task_file(tmp_path, sentiment_task(train="bad.parquet", dev="d.parquet"))])
+    with pytest.raises(MtlvsiftError, match="row 2: column 'review' holds bytes that are not UTF-8 text"):
+        load_split(get_task("mysent"), "train", None)
+
+
+def test_a_cell_beyond_the_limit_is_named_as_such(tmp_path):
+    from mtlvsift.train.data.user_data import MAX_LINE_LENGTH
+
+    long = "a" * 200_000  # beyond csv's default limit (131,072), well within ours
+    write_csv(tmp_path / "long.csv", [("a", long, "pos")])
+    load_task_files([write_task_file(tmp_path, sentiment_task(train="long.csv"))])
+    assert load_split(get_task("mysent"), "train", None)["text_a"] == [long]
+    (tmp_path / "huge.csv").write_text('id,review,sentiment\na,"' + "a" * (MAX_LINE_LENGTH + 1) + '",pos\n')
+    load_task_files([write_task_file(tmp_path, sentiment_task(train="huge.csv"))])
+    with pytest.raises(MtlvsiftError, match="line 2: has a cell longer than 16 MiB"):
+        load_split(get_task("mysent"), "train", None)
+
+
+def test_the_readme_says_a_metric_module_runs_in_the_training_process():
+    from helpers import REPO_ROOT
+
+    readme = " ".join((REPO_ROOT / "README.md").read_text().split())
+    section = readme[readme.index("## Your own task"):readme.index("## Predictions")]
+    assert "is Python code, and it runs in the training process" in section
+    assert "Use only modules you trust" in section

@@ -62,8 +62,8 @@ def test_stilts_starts_from_the_best_of_all_supporting_seeds(tiny_model, tiny_gl
     loaded = {}
     real_load_encoder = train.load_encoder
 
-    def spy(path):
-        encoder = real_load_encoder(path)
+    def spy(path, *args):
+        encoder = real_load_encoder(path, *args)
         loaded["path"] = path
         loaded["weights"] = {k: v.clone() for k, v in encoder.state_dict().items()}
         return encoder

@@ -42,7 +42,8 @@ from mtlvsift.train.evaluation.dev import build_eval_batches, evaluate
 from mtlvsift.train.data.fingerprints import check_same_data, with_data_fingerprints
 from mtlvsift.train.model.multitask import (MultiTaskModel, is_model_folder, loss_weights, model_folder_problem,
                                             reuse_heads)
-from mtlvsift.train.model.pretrained import check_max_seq_length, load_encoder, load_tokenizer, lowercase_tokenizer
+from mtlvsift.train.model.pretrained import (check_max_seq_length, check_tokenizer_reads, load_encoder,
+                                             load_tokenizer, lowercase_tokenizer)
 from mtlvsift.train.plan import (epoch_settings, eval_points, first_epoch_layout, lr_schedule_steps,
                                  with_prerequisites)
 from mtlvsift.train.model.encoders import batch_collator, check_packing_options
@@ -98,10 +99,12 @@ def _run_training(config: TrainConfig, restart: bool) -> dict[str, Any]:
     set_seed(config.seed)
     check_max_seq_length(config.init_from or config.model, config.max_seq_length)
     original = config.protocol == "original"
-    tokenizer = load_tokenizer(config.init_from or config.model)
+    option = "--init-from" if config.init_from else "--model"  # the option errors name
+    tokenizer = load_tokenizer(config.init_from or config.model, option)
     if original:
         tokenizer = lowercase_tokenizer(tokenizer)
     task_data = prepare_task_data(config, tokenizer, accelerator.main_process_first)
+    check_tokenizer_reads(tokenizer, [d.train for d in task_data])
     # An epoch the protocol cannot form (original: a task smaller than its quota) fails here.
     check_batch_options(config, task_data, accelerator.num_processes)
     # A supporting run's best/ must be whole; --init-from may also be a plain Hugging Face folder.
@@ -112,7 +115,7 @@ def _run_training(config: TrainConfig, restart: bool) -> dict[str, Any]:
                 f"The model to start from, {config.init_model}, is damaged or missing ({problem}). "
                 f"Train that run again (its command with --overwrite) or pass --init-from another "
                 f"model folder.")
-    encoder = load_encoder(config.init_model or config.model)
+    encoder = load_encoder(config.init_model or config.model, option)
     model = MultiTaskModel(encoder, [d.task.name for d in task_data],
                            [d.task.num_labels for d in task_data], share_heads=original)
     if original and config.init_model and is_model_folder(config.init_model):

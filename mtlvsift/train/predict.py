@@ -33,6 +33,7 @@ from mtlvsift.train.batches.padding import make_collator
 from mtlvsift.train.evaluation.dev import build_eval_batches
 from mtlvsift.train.evaluation.metrics import logits_to_predictions
 from mtlvsift.train.model.multitask import MultiTaskModel, model_folder_problem
+from mtlvsift.train.model.pretrained import check_tokenizer_reads
 from mtlvsift.train.data.task_files import load_task_files
 
 SPLITS = PREDICT_SPLITS
@@ -45,6 +46,7 @@ class Inputs:
     name: str  # output file stem: RTE, MNLI-m, mysent
     texts: dict[str, list[str]]  # text_a, [text_b]
     ids: list[str]
+    source: str  # the file (or hub split) they come from, for messages
 
 
 def predict(run_dir: str | Path, out_dir: str | Path, split: str | None = None,
@@ -64,6 +66,10 @@ def predict(run_dir: str | Path, out_dir: str | Path, split: str | None = None,
     glue_dir = resolve_data_dir(data_dir) if any(t.source is None for t in tasks) else None
     # Every input is read (and checked) before the model runs and before anything is written.
     jobs = [(task, inputs) for task in tasks for inputs in _inputs(task, split, file, glue_dir)]
+    empty = next((inputs.source for _, inputs in jobs if not inputs.ids), None)
+    if empty is not None:
+        raise MtlvsiftError(f"{empty} has no rows to predict (a header only?). Give a file with "
+                            f"examples.")
     problem = model_folder_problem(run_dir / "best")
     if problem:
         raise MtlvsiftError(f"The best model of {run_dir} ({run_dir / 'best'}) cannot be loaded "
@@ -135,7 +141,8 @@ def _tasks_to_predict(record: dict, name: str | None, file) -> list[Task]:
 def _inputs(task: Task, split: str | None, file, glue_dir: Path | None) -> list[Inputs]:
     if task.source is not None:
         table = user_data.read_table(file) if file else user_data.split_table(task, split)
-        return [Inputs(task.name, user_data.texts(task, table), user_data.example_ids(task, table))]
+        return [Inputs(task.name, user_data.texts(task, table), user_data.example_ids(task, table),
+                       table.source)]
     if file is not None:
         return [_glue_file(task, Path(file), task.display)]
     found = []
@@ -145,8 +152,9 @@ def _inputs(task: Task, split: str | None, file, glue_dir: Path | None) -> list[
         if glue_dir is None:
             hub_split = dev.hub_split if split == "dev" else dev.hub_split.replace("validation", "test")
             raw = glue_hub_split(task, hub_split)
-            found.append(Inputs(name, user_data.texts(task, _hub_rows(raw), task.hub_text_columns),
-                                [str(i) for i in raw["idx"]]))
+            rows = _hub_rows(raw)
+            found.append(Inputs(name, user_data.texts(task, rows, task.hub_text_columns),
+                                [str(i) for i in raw["idx"]], rows.source))
             continue
         path = glue_dir / task.folder / (dev.file if split == "dev" else dev.file.replace("dev", "test"))
         if not path.is_file():
@@ -168,7 +176,7 @@ def _glue_file(task: Task, path: Path, name: str) -> Inputs:
         table = user_data.read_table(path, header=False)
         columns = tuple(str(c) for c in task.text_columns)
     ids = table.columns.get("index") or table.columns.get("id") or range(len(table))
-    return Inputs(name, user_data.texts(task, table, columns), [str(i) for i in ids])
+    return Inputs(name, user_data.texts(task, table, columns), [str(i) for i in ids], str(path))
 
 
 # --------------------------------------------------------------------------- model, files
@@ -179,6 +187,7 @@ def _predict(model: MultiTaskModel, tokenizer, task: Task, head: int, inputs: In
     """Tokenized as in training, run in length-sorted batches as in evaluation."""
     dataset = datasets.Dataset.from_dict({**inputs.texts, "label": [0.0] * len(inputs.ids)})
     tokenized = _tokenize(dataset, task, "predict", tokenizer, max_length, uuid.uuid4().hex)
+    check_tokenizer_reads(tokenizer, [tokenized], f"the {inputs.name} text to predict")
     batches = build_eval_batches([TaskData(task, tokenized, {"predict": tokenized}, 0)],
                                  make_collator(tokenizer, None), batch_size, 0, 1)
     predictions = np.empty(len(tokenized), dtype=np.float64)

@@ -90,20 +90,31 @@ def _tsv_path(task: Task, split: str, data_dir: Path) -> Path:
 # --------------------------------------------------------------------------- GLUE TSV files
 
 
+def _raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """The file's lines (``.gz`` expanded) as bytes with their number; a line longer than
+    ``user_data.MAX_LINE_LENGTH`` is an error, read no further (a bomb would fill the memory)."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    limit = user_data.MAX_LINE_LENGTH
+    with opener(path, "rb") as f:
+        for lineno, raw in enumerate(iter(lambda: f.readline(limit + 1), b""), start=1):
+            if len(raw) > limit:
+                raise DataError(f"is longer than {limit // 2**20} MiB; GLUE's lines are sentences, "
+                                f"so this is not a GLUE file (or it lacks line breaks).", path, lineno)
+            yield lineno, raw
+
+
 def _decoded_lines(path: Path) -> Iterator[str]:
     """The file's lines as text, checked for UTF-8 one line at a time so errors get a line."""
-    opener = gzip.open if path.name.endswith(".gz") else open
     try:
-        with opener(path, "rb") as f:
-            for lineno, raw in enumerate(f, start=1):
-                try:
-                    # utf-8-sig on the first line only: MRPC headers begin with a BOM.
-                    yield raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
-                except UnicodeDecodeError as exc:
-                    raise DataError(
-                        f"byte 0x{raw[exc.start]:02x} at column {exc.start + 1} is not UTF-8; "
-                        "save the file as UTF-8.", path, lineno,
-                    ) from None
+        for lineno, raw in _raw_lines(path):
+            try:
+                # utf-8-sig on the first line only: MRPC headers begin with a BOM.
+                yield raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(
+                    f"byte 0x{raw[exc.start]:02x} at column {exc.start + 1} is not UTF-8; "
+                    "save the file as UTF-8.", path, lineno,
+                ) from None
     except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
         message = f"is not a valid gzip file ({exc}); recompress it or unzip it."
         raise DataError(message, path) from None
@@ -119,6 +130,9 @@ def _column_index(
             f"the header lacks the column '{column}' that {task.display} needs "
             f"(found: {', '.join(header)}).", path, line,
         )
+    if header.count(column) > 1:  # which one is meant cannot be known
+        raise DataError(f"the header names the column '{column}' {header.count(column)} times; "
+                        f"{task.display} reads it by name, so keep one.", path, line)
     return header.index(str(column))
 
 
@@ -174,7 +188,7 @@ def _read_tsv(task: Task, path: Path) -> dict[str, list]:
             for name, idx in zip(("text_a", "text_b"), text_idx):
                 columns[name].append(row[idx])
     except csv.Error as exc:
-        raise DataError(f"is not a valid TSV line ({exc}).", path, reader.line_num) from None
+        raise DataError(user_data.csv_problem(exc, "TSV"), path, reader.line_num) from None
     if not seen_rows:
         raise DataError(f"is empty; expected the {task.display} data in GLUE's TSV format.", path)
     if not columns["label"]:
@@ -253,9 +267,7 @@ def data_fingerprint(task: Task, split: str, data_dir: Path | None) -> str:
 
 def count_rows(path: Path, has_header: bool) -> int:
     """Data rows of a GLUE TSV file (``.gz`` too): its non-empty lines, less the header."""
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rb") as handle:
-        lines = sum(1 for line in handle if line.rstrip(b"\r\n"))
+    lines = sum(1 for _, line in _raw_lines(path) if line.rstrip(b"\r\n"))
     return max(0, lines - int(has_header))
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ DATA_FORMATS = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 CLASSIFICATION_METRICS = ("accuracy", "f1", "f1_macro", "mcc")
 REGRESSION_METRICS = ("pearson", "spearman")
 BUILTIN_METRICS = CLASSIFICATION_METRICS + REGRESSION_METRICS
+MAX_TASK_FILE_BYTES = 2**20  # read no more: a task file is a few lines per task
 
 
 class _Loader(yaml.SafeLoader):
@@ -56,6 +58,22 @@ def label_text(value: Any) -> str:
     return str(value)
 
 
+def check_regular_file(path: Path, what: str) -> None:
+    """Refuse what is not a regular file before it is opened: reading a named pipe blocks until
+    someone writes to it, a device such as /dev/zero never ends."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise MtlvsiftError(f"{what} cannot be read: {exc.strerror or exc}.") from None
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a file")
+        raise MtlvsiftError(f"{what} is {kind}, not a regular file; give the path of a file.")
+
+
+_FILE_KINDS = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a device"),
+               (stat.S_ISBLK, "a device"), (stat.S_ISDIR, "a folder"), (stat.S_ISSOCK, "a socket"))
+
+
 def load_task_files(paths: Iterable[str | Path]) -> list[Task]:
     """Parse every task file and register its tasks for this process (replacing earlier ones)."""
     tasks: dict[str, Task] = {}
@@ -73,10 +91,15 @@ def load_task_files(paths: Iterable[str | Path]) -> list[Task]:
 def parse_task_file(path: Path) -> list[Task]:
     """The tasks of one task file; any mistake is one error naming the file and the task."""
     path = path.expanduser().resolve()
+    check_regular_file(path, f"The task file {path}")
     try:
-        content = path.read_bytes()
+        with open(path, "rb") as handle:
+            content = handle.read(MAX_TASK_FILE_BYTES + 1)
     except OSError as exc:
         raise MtlvsiftError(f"Cannot read the task file {path}: {exc.strerror or exc}.") from None
+    if len(content) > MAX_TASK_FILE_BYTES:
+        raise MtlvsiftError(f"The task file {path} is larger than {MAX_TASK_FILE_BYTES // 2**20} MiB; "
+                            f"a task file defines tasks, its data lives in the files it names.")
     raw = _parse(path, content)
     if not isinstance(raw, dict) or not isinstance(raw.get("tasks"), list) or not raw["tasks"]:
         raise MtlvsiftError(f"{path}: a task file holds `tasks:`, a list of task definitions "
@@ -202,12 +225,24 @@ def _metrics(entry: dict, path: Path, regression: bool, num_labels: int,
             if not module.exists():
                 raise MtlvsiftError(f"{where}: the evaluate module {metric} is not found "
                                     f"(looked at {module}).")
+            _check_metric_module(module, metric, where)
             resolved.append(str(module))
         else:
             kind = "a regression" if regression else "a classification"
             raise MtlvsiftError(f"{where}: unknown metric '{metric}' for {kind} task. Use "
                                 f"{', '.join(builtin)}, or the path of a local evaluate module (.py).")
     return tuple(resolved)
+
+
+def _check_metric_module(module: Path, metric: str, where: str) -> None:
+    """A module that cannot be imported would fail at the first evaluation, after training."""
+    from mtlvsift.train.evaluation.metrics import metric_module_problem
+
+    check_regular_file(module, f"{where}: the evaluate module {metric}")
+    problem = metric_module_problem(str(module))
+    if problem:
+        raise MtlvsiftError(f"{where}: the evaluate module {metric} cannot be loaded ({problem}). "
+                            f"Fix the module, or install the packages it imports.")
 
 
 def _main_metric(entry: dict, metrics: tuple[str, ...], where: str) -> str:
@@ -245,9 +280,10 @@ def _source(entry: dict, path: Path, where: str) -> dict[str, Any]:
         if not any(file.name.endswith(ext) for ext in DATA_FORMATS):
             raise MtlvsiftError(f"{where}: the {split} file {value} has an unknown format; the "
                                 f"extension picks it: {', '.join(DATA_FORMATS)}.")
-        if not file.is_file():
+        if not file.exists():
             raise MtlvsiftError(f"{where}: the {split} file {value} is not found (looked at "
                                 f"{file}). Paths are relative to the task file.")
+        check_regular_file(file, f"{where}: the {split} file {value}")
         resolved.append((split, str(file)))
     return {"files": tuple(resolved)}
 

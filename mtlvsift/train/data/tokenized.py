@@ -1,5 +1,6 @@
 """Tokenized splits, cached on disk: the key is the tokenizer's fingerprint, the maximum length,
-the task and split, and the data file's sha256 (a task file's sha256 too)."""
+the task and split, and the data file's sha256 (a task file's sha256 too). Each entry is checked
+against its key when it is read (``ENTRY_FILE``)."""
 
 from __future__ import annotations
 
@@ -15,15 +16,18 @@ import datasets
 
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.tasks import Task
-from mtlvsift.train.data.glue import _from_hub, _hub_dataset, data_fingerprint, load_split
+from mtlvsift.train.data.glue import _file_sha256, _from_hub, _hub_dataset, data_fingerprint, load_split
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 
 # Bump when the tokenized format changes, so that old cache folders are not reused.
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2  # 2: each entry holds ENTRY_FILE
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+# Inside each entry: its key and the sha256 of its other files (checked when it is read: a swapped
+# or damaged entry is tokenized again), and its rows (for whoever inspects the cache).
+ENTRY_FILE = "mtlvsift_entry.json"
 
 
 def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
@@ -112,14 +116,16 @@ def load_tokenized(
         data_fp = raw._fingerprint if raw is not None else data_fingerprint(task, split, data_dir)
     key = tokenized_cache_key(task, split, tokenizer, max_seq_length, data_fp)
     final = cache_root(cache_dir) / "tokenized" / key
+    _check_entry(final, key, f"{task.display} {split}")
     if not final.is_dir():
         ds = _from_hub(task, raw) if raw is not None else load_split(task, split, data_dir)
         tokenized = _tokenize(ds, task, split, tokenizer, max_seq_length, key)
         # Write beside, then rename: a reader never sees a half-written folder, and of several
         # processes racing here (accelerate), the first rename wins and the others drop theirs.
-        tmp = final.with_name(f".{key}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        tmp = _beside(final, "tmp")
         try:
             tokenized.save_to_disk(str(tmp))
+            _write_entry_file(tmp, key, len(tokenized))
             os.rename(tmp, final)
         except Exception as exc:  # a full disk, a cache root that is a file, a lost race
             shutil.rmtree(tmp, ignore_errors=True)
@@ -133,3 +139,56 @@ def load_tokenized(
         raise MtlvsiftError(
             f"The tokenization cache {final} is unreadable ({exc}); delete that folder and rerun."
         ) from exc
+
+
+# --------------------------------------------------------------------------- an entry's check
+
+
+def _beside(final: Path, what: str) -> Path:
+    """A hidden sibling of the entry, unique to this process."""
+    return final.with_name(f".{final.name}.{what}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def _files_sha256(folder: Path) -> str:
+    """One sha256 over the names and bytes of the entry's files (its arrays, state, info)."""
+    files = sorted(f for f in folder.iterdir() if f.name != ENTRY_FILE and f.is_file())
+    return hashlib.sha256(json.dumps([[f.name, _file_sha256(f)] for f in files]).encode()).hexdigest()
+
+
+def _write_entry_file(folder: Path, key: str, rows: int) -> None:
+    record = {"key": key, "rows": rows, "sha256": _files_sha256(folder)}
+    (folder / ENTRY_FILE).write_text(json.dumps(record))
+
+
+def _entry_problem(folder: Path, key: str) -> str | None:
+    """Why the entry does not hold the split its key names (swapped, edited, zeroed), or None."""
+    try:
+        record = json.loads((folder / ENTRY_FILE).read_text())
+    except (OSError, ValueError):
+        return f"has no readable {ENTRY_FILE}"
+    if not isinstance(record, dict) or record.get("key") != key:
+        return "holds the entry of another key"
+    if record.get("sha256") != _files_sha256(folder):
+        return "has files that changed since they were written"
+    return None
+
+
+def _check_entry(final: Path, key: str, what: str) -> None:
+    """A stray file named like the entry is an error saying so; an entry that fails its check is
+    removed (with a one-line notice) so that it is tokenized again."""
+    if final.exists() and not final.is_dir():
+        raise MtlvsiftError(
+            f"{final} is a file where the tokenization cache keeps the folder of a tokenized split "
+            f"({what}); it is not the cache's. Move or delete it, then rerun.")
+    problem = final.is_dir() and _entry_problem(final, key)
+    if not problem:
+        return
+    print(f"The tokenization cache entry {final} {problem}: tokenizing {what} again.")
+    doomed = _beside(final, "bad")
+    try:
+        os.rename(final, doomed)  # out of the way at once; another process may have moved it
+    except OSError as exc:
+        if final.is_dir():
+            raise MtlvsiftError(f"Could not remove the tokenization cache entry {final} ({exc}); "
+                                f"delete that folder and rerun.") from None
+    shutil.rmtree(doomed, ignore_errors=True)

