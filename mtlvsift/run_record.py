@@ -197,7 +197,7 @@ def read_record(path: Path) -> RunRecord:
     tasks = tuple(_task(t) for t in _list(raw, "tasks"))
     seed = raw.get("seed")
     model = raw.get("model")
-    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+    if not _is_seed(seed):
         raise InvalidRecord("'seed' is missing or not an integer from 0 to 2**32 - 1")
     if not isinstance(model, str) or not model or not model.isprintable():
         raise InvalidRecord("'model' is missing or holds control characters")
@@ -267,8 +267,8 @@ def read_record(path: Path) -> RunRecord:
         model=model,
         sampling=sampling,
         protocol=_choice(raw, "protocol", PROTOCOLS) or DEFAULT_PROTOCOL,
-        start_model=_start_model(raw.get("start_model")),
-        single_scores=tuple(sorted(_dict(raw, "single_scores").items())) or None,
+        start_model=_start_model(raw.get("start_model"), support, main_metrics),
+        single_scores=_single_scores(raw, main_metrics),
         train_sizes={_task(k): v for k, v in sizes.items()
                      if isinstance(v, int) and not isinstance(v, bool) and v > 0},
         target_fraction=_number_or_none(size_exp.get("target_fraction")),
@@ -282,11 +282,38 @@ def read_record(path: Path) -> RunRecord:
     )
 
 
-def _start_model(value: object) -> tuple | None:
-    """What identifies a start model across seeds: its run folder, seed and dev score."""
-    if not isinstance(value, dict):
+def _start_model(value: object, support: tuple[str, ...], metrics: dict[str, str]) -> tuple | None:
+    """What identifies a start model across seeds: its run folder, seed and dev score (each
+    checked: the report compares and shows them)."""
+    if value is None:
         return None
-    return (str(value.get("run")), value.get("seed"), value.get("score"))
+    if not isinstance(value, dict):
+        raise InvalidRecord(f"'start_model' is {_shown(value)}, not an object")
+    run, seed, score = value.get("run"), value.get("seed"), value.get("score")
+    if not isinstance(run, str) or not run or not run.isprintable():
+        raise InvalidRecord(f"'start_model.run' is {_shown(run)}, not a run folder")
+    if not _is_seed(seed):
+        raise InvalidRecord(f"'start_model.seed' is {_shown(seed)}, not an integer from 0 to 2**32 - 1")
+    task = support[0] if support else None
+    if task is not None and not is_score(score, task, metrics.get(task)):
+        raise InvalidRecord(f"'start_model.score' is {_shown(score)}, {_range(task, metrics.get(task))}")
+    return (run, seed, score)
+
+
+def _single_scores(raw: dict, metrics: dict[str, str]) -> tuple | None:
+    """Dynamic sampling's single-task scores: ((task, score), ...), each a score of its task."""
+    scores = []
+    for key, value in _dict(raw, "single_scores").items():
+        task = _task(key)
+        if not is_score(value, task, metrics.get(task)):
+            raise InvalidRecord(f"{task}'s score in 'single_scores' is {_shown(value)}, "
+                                f"{_range(task, metrics.get(task))}")
+        scores.append((task, float(value)))
+    return tuple(sorted(scores)) or None
+
+
+def _is_seed(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SEED
 
 
 def _range(task: str, metric: str | None = None) -> str:

@@ -234,8 +234,6 @@ def test_a_hostile_start_model_or_single_scores_never_stops_the_report(tmp_path,
     assert (tmp_path / "report" / "report.md").exists()
 
 
-@pytest.mark.xfail(reason="needs read_record to check 'start_model' (run, seed, score) and "
-                          "'single_scores' (task -> score) in mtlvsift/run_record.py", strict=False)
 @pytest.mark.parametrize("method, key, value, field", HOSTILE_PREREQUISITES)
 def test_a_hostile_start_model_or_single_scores_skips_the_record(tmp_path, method, key, value, field):
     bad = _hostile_prerequisite_tree(tmp_path, method, key, value)
