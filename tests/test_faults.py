@@ -391,3 +391,47 @@ def test_a_kill_after_the_record_is_tidied_by_the_next_rerun(tiny_model, tiny_gl
     result = run_script("train_stilts", ["--target", "rte", *tiny_args(tiny_model, tiny_glue, tmp_path, epochs=1)])
     assert "already complete" in result.output
     assert sorted(p.name for p in folder.iterdir()) == ["best", "config.json", "result.json", "train_log.jsonl"]
+
+
+# --- issue 24: planted pickles, the lock's races, stop signals, an edited progress file ---------
+
+
+class _Planted:
+    """What a planted checkpoint holds: an object whose unpickling creates ``marker`` (it could as
+    well run any command)."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+def _plant(file: Path, marker: Path) -> None:
+    torch.save({"payload": _Planted(marker)}, file)
+
+
+@pytest.mark.parametrize("planted", ["state/training.pt", "best/heads.pt", "best/encoder/pytorch_model.bin"])
+def test_a_planted_pickle_in_the_run_being_resumed_runs_nothing(planted, tiny_model, tiny_glue, tmp_path,
+                                                                monkeypatch):
+    stop_after_first_checkpoint(tiny_model, tiny_glue, tmp_path, monkeypatch)
+    marker = tmp_path / "ran"
+    _plant(folder_of(tmp_path) / planted, marker)
+    args = ["--target", "rte", *tiny_args(tiny_model, tiny_glue, tmp_path)]
+    if planted.endswith(".bin"):  # never read: the weights are the safetensors beside it
+        run_script("train_stilts", args)
+    else:
+        fails("train_stilts", args, "objects other than tensors", "--restart")
+    assert not marker.exists()
+
+
+def test_a_planted_pickle_in_a_best_model_runs_nothing_in_predict_or_stilts(tiny_model, tiny_glue, tmp_path):
+    run_script("train_stilts", ["--target", "sst2", *tiny_args(tiny_model, tiny_glue, tmp_path, epochs=1)])
+    marker = tmp_path / "ran"
+    _plant(folder_of(tmp_path, name="sst2") / "best" / "heads.pt", marker)
+    fails("predict", ["--run", folder_of(tmp_path, name="sst2"), "--split", "dev", "--out", tmp_path / "p",
+                      "--data-dir", tiny_glue], "objects other than tensors")
+    fails("train_stilts", ["--target", "rte", "--support", "sst2", "--support-seeds", "0",
+                           *tiny_args(tiny_model, tiny_glue, tmp_path)],
+          "sst2/seed-0/best", "objects other than tensors", "--overwrite")
+    assert not marker.exists() and not (tmp_path / "p").exists()
