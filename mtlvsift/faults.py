@@ -3,7 +3,8 @@
 ``MTLVSIFT_FAULT=<point>:<n>`` sends SIGKILL to this process the n-th time it reaches ``point``
 (for example ``mid_checkpoint:2``: while writing the second checkpoint). ``<point>:oserror:<n>``
 raises an OSError there instead, as a full disk would; ``<point>:sigint:<n>`` sends SIGINT, as
-Ctrl-C does. Unset, it costs one dictionary lookup.
+Ctrl-C does, and ``sigterm``, ``sighup``, ``sigusr1`` those signals (``kill``, a closed terminal,
+SLURM's warning). Unset, it costs one dictionary lookup.
 """
 
 from __future__ import annotations
@@ -29,4 +30,4 @@ def fault_point(point: str) -> None:
         return
     if kind == "oserror":
         raise OSError(errno.ENOSPC, f"No space left on device (injected at {point})")
-    os.kill(os.getpid(), signal.SIGINT if kind == "sigint" else signal.SIGKILL)
+    os.kill(os.getpid(), signal.SIGKILL if kind == "kill" else getattr(signal, kind.upper()))

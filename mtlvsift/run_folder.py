@@ -188,15 +188,18 @@ class RunFolder:
         """Finish the clean-up of a complete run that a kill cut short after result.json was
         written (its state/, temporary copies, a stale lock), unless a live process holds it."""
         lock = RunLock(self.path)
-        if lock.holder() is not None:
+        try:
+            lock.acquire()  # held while tidying, so a process that takes the folder meanwhile keeps it
+        except MtlvsiftError:  # a live owner, or a read-only folder: the run itself is complete
             return
         try:
             self.recover()
             if not keep_state:
                 shutil.rmtree(self.state_dir, ignore_errors=True)
-            lock.file.unlink(missing_ok=True)
-        except OSError:  # best effort: the run itself is complete (the folder may be read-only)
+        except OSError:  # best effort, as above
             pass
+        finally:
+            lock.release()
 
     def recover(self) -> None:
         """Undo what a kill can leave: a swap cut between its two renames, temporary copies."""

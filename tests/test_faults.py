@@ -360,12 +360,14 @@ def test_the_lock_holds_the_start_time_so_a_reused_pid_is_stale(tmp_path):
     assert content == {"pid": os.getpid(), "started": process_start_time(os.getpid())} and content["started"]
     with pytest.raises(MtlvsiftError, match=f"in use by process {os.getpid()}"):
         RunLock(tmp_path).acquire()
-    # After a reboot, PID 1 (alive) is not the process that wrote this lock.
+    lock.release()
+    # After a reboot, PID 1 (alive, holding no flock) is not the process that wrote this lock.
     lock.file.write_text(json.dumps({"pid": 1, "started": "17@another-boot"}))
     assert lock.holder() is None
-    RunLock(tmp_path).acquire()
+    taken = RunLock(tmp_path)
+    taken.acquire()
     assert json.loads(lock.file.read_text())["pid"] == os.getpid()
-    lock.release()
+    taken.release()
     assert not lock.file.exists()
 
 
@@ -391,3 +393,213 @@ def test_a_kill_after_the_record_is_tidied_by_the_next_rerun(tiny_model, tiny_gl
     result = run_script("train_stilts", ["--target", "rte", *tiny_args(tiny_model, tiny_glue, tmp_path, epochs=1)])
     assert "already complete" in result.output
     assert sorted(p.name for p in folder.iterdir()) == ["best", "config.json", "result.json", "train_log.jsonl"]
+
+
+# --- issue 24: planted pickles, the lock's races, stop signals, an edited progress file ---------
+
+
+class _Planted:
+    """What a planted checkpoint holds: an object whose unpickling creates ``marker`` (it could as
+    well run any command)."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+def _plant(file: Path, marker: Path) -> None:
+    torch.save({"payload": _Planted(marker)}, file)
+
+
+@pytest.mark.parametrize("planted", ["state/training.pt", "best/heads.pt", "best/encoder/pytorch_model.bin"])
+def test_a_planted_pickle_in_the_run_being_resumed_runs_nothing(planted, tiny_model, tiny_glue, tmp_path,
+                                                                monkeypatch):
+    stop_after_first_checkpoint(tiny_model, tiny_glue, tmp_path, monkeypatch)
+    marker = tmp_path / "ran"
+    _plant(folder_of(tmp_path) / planted, marker)
+    args = ["--target", "rte", *tiny_args(tiny_model, tiny_glue, tmp_path)]
+    if planted.endswith(".bin"):  # never read: the weights are the safetensors beside it
+        run_script("train_stilts", args)
+    else:
+        fails("train_stilts", args, "objects other than tensors", "--restart")
+    assert not marker.exists()
+
+
+def test_a_planted_pickle_in_a_best_model_runs_nothing_in_predict_or_stilts(tiny_model, tiny_glue, tmp_path):
+    run_script("train_stilts", ["--target", "sst2", *tiny_args(tiny_model, tiny_glue, tmp_path, epochs=1)])
+    marker = tmp_path / "ran"
+    _plant(folder_of(tmp_path, name="sst2") / "best" / "heads.pt", marker)
+    fails("predict", ["--run", folder_of(tmp_path, name="sst2"), "--split", "dev", "--out", tmp_path / "p",
+                      "--data-dir", tiny_glue], "objects other than tensors")
+    fails("train_stilts", ["--target", "rte", "--support", "sst2", "--support-seeds", "0",
+                           *tiny_args(tiny_model, tiny_glue, tmp_path)],
+          "sst2/seed-0/best", "objects other than tensors", "--overwrite")
+    assert not marker.exists() and not (tmp_path / "p").exists()
+
+
+RACE_TRIALS, RACERS = 50, 8
+
+
+def _race_for_the_lock(folder: Path, barrier, wins) -> None:
+    """A racer: at each trial, acquire with the others at once; the owner keeps the lock until
+    every racer has tried, then releases it."""
+    from mtlvsift.run_lock import RunLock
+
+    for trial in range(RACE_TRIALS):
+        barrier.wait(timeout=60)
+        lock = RunLock(folder)
+        try:
+            lock.acquire()
+            won = True
+        except MtlvsiftError:
+            won = False
+        with wins.get_lock():
+            wins[trial] += won
+        barrier.wait(timeout=60)
+        lock.release()
+        barrier.wait(timeout=60)
+
+
+@pytest.mark.parametrize("stale", [False, True], ids=["no lock", "stale lock"])
+def test_racing_acquirers_make_exactly_one_owner(stale, tmp_path):
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    barrier, wins = context.Barrier(RACERS + 1), context.Array("i", RACE_TRIALS)
+    racers = [context.Process(target=_race_for_the_lock, args=(tmp_path, barrier, wins), daemon=True)
+              for _ in range(RACERS)]
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    for racer in racers:
+        racer.start()
+    try:
+        for _ in range(RACE_TRIALS):
+            if stale:
+                (tmp_path / "run.lock").write_text(json.dumps({"pid": int(dead.stdout), "started": "1@gone"}))
+            for _ in range(3):  # start, all tried, all released
+                barrier.wait(timeout=60)
+            assert not (tmp_path / "run.lock").exists()
+    finally:
+        for racer in racers:
+            racer.join(timeout=10)
+            if racer.is_alive():
+                racer.terminate()
+    assert list(wins) == [1] * RACE_TRIALS
+
+
+def test_a_live_process_named_without_a_start_time_is_never_taken_over(tmp_path):
+    """The rule for a lock file no process holds (written before the flock): it is taken over
+    when the process it names is dead, or is another process than the writer (another start
+    time); a live process named with no start time may be the owner, so it is refused."""
+    from mtlvsift.run_lock import RunLock
+
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    lock = RunLock(tmp_path)
+    try:
+        for content in (str(owner.pid), json.dumps({"pid": owner.pid}), json.dumps({"pid": owner.pid, "started": 7})):
+            lock.file.write_text(content)
+            assert lock.holder() == owner.pid
+            with pytest.raises(MtlvsiftError, match=f"in use by process {owner.pid}"):
+                lock.acquire()
+            assert lock.file.read_text() == content
+    finally:
+        owner.kill()
+        owner.wait()
+    lock.acquire()  # its process is gone now
+    assert json.loads(lock.file.read_text())["pid"] == os.getpid()
+    lock.release()
+
+
+def test_a_lock_held_by_a_live_process_is_refused_whatever_its_file_says(tmp_path):
+    take_lock = ("import sys, time; from mtlvsift.run_lock import RunLock; "
+                 "RunLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(60)")
+    owner = subprocess.Popen([sys.executable, "-c", take_lock, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    from mtlvsift.run_lock import RunLock
+
+    try:
+        assert owner.stdout.readline().strip() == "locked"
+        lock = RunLock(tmp_path)
+        assert lock.holder() == owner.pid
+        lock.file.write_text("")  # emptied (or not yet written): the flock still says it is held
+        with pytest.raises(MtlvsiftError, match="in use by another process"):
+            lock.acquire()
+    finally:
+        owner.kill()
+        owner.wait()
+    assert lock.holder() is None  # killed: the kernel dropped its flock
+    lock.acquire()
+    lock.release()
+    assert not lock.file.exists()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_run(tiny_model, tiny_glue, tmp_path_factory) -> Path:
+    """A run's folder (state kept) to compare the interrupted and resumed runs with."""
+    out = tmp_path_factory.mktemp("uninterrupted")
+    run_script("train_stilts", ["--target", "rte", "--keep-state", *tiny_args(tiny_model, tiny_glue, out)])
+    return folder_of(out)
+
+
+def assert_same_run(clean: Path, resumed: Path) -> None:
+    """The same final weights, best model and record as the uninterrupted run."""
+    for weights in ("state/model.safetensors", "best/encoder/model.safetensors"):
+        a, b = load_file(clean / weights), load_file(resumed / weights)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), weights
+    ra, rb = (json.loads((folder / "result.json").read_text()) for folder in (clean, resumed))
+    assert ra["history"] == rb["history"] and ra["best"] == rb["best"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault, least_step", [("mid_checkpoint:sigterm:1", 3), ("step:sigusr1:5", 3),
+                                               ("mid_checkpoint:sighup:2", 6)])
+def test_a_stop_signal_keeps_the_checkpoint_under_way_and_the_rerun_ends_as_if_uninterrupted(
+        fault, least_step, uninterrupted_run, tiny_model, tiny_glue, tmp_path):
+    """SIGTERM, SIGUSR1 (SLURM's warning) and SIGHUP are handled as Ctrl-C: the step and the write
+    under way are finished (``mid_checkpoint``: the signal comes while the checkpoint of step
+    ``least_step`` is being written; the loop may have started the next by the time the step
+    ends), one line names the checkpoint kept, the lock is released, the exit status is 128 +
+    the signal's number."""
+    import signal
+
+    args = ["--target", "rte", "--keep-state", *tiny_args(tiny_model, tiny_glue, tmp_path)]
+    stopped = run_subprocess(args, fault)
+    name = fault.split(":")[1].upper()
+    assert stopped.returncode == 128 + getattr(signal, name), stopped.stderr[-2000:]
+    folder = folder_of(tmp_path)
+    step = json.loads((folder / "state" / "progress.json").read_text())["step"]
+    assert step >= least_step and step % 3 == 0
+    output = " ".join((stopped.stdout + stopped.stderr).split())
+    assert (f"Stopped ({name}): the last checkpoint, at step {step}, is saved in {folder / 'state'}. "
+            f"Rerun the same command to resume from it.") in output
+    assert "Traceback" not in output and not (folder / "run.lock").exists()
+    resumed = run_script("train_stilts", args)
+    assert f"Resuming from step {step} " in " ".join(resumed.output.split())
+    assert_same_run(uninterrupted_run, folder)
+
+
+def test_a_stop_signal_raises_stopped_at_once_or_at_the_next_safe_point():
+    import signal
+
+    from mtlvsift.stop_signals import (Stopped, exit_status, signal_label, stop_on_signals, stop_point,
+                                       stops_at_safe_points)
+    from mtlvsift.train.run_messages import interrupted_message
+
+    before = signal.getsignal(signal.SIGTERM)
+    for number, status in ((signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGUSR1, 138)):
+        with pytest.raises(Stopped) as stopped, stop_on_signals():
+            signal.raise_signal(number)
+        assert exit_status(stopped.value) == status
+        assert interrupted_message(Path("/nowhere"), signal_label(stopped.value)).startswith(
+            f"Stopped ({signal.Signals(number).name}) before the first checkpoint")
+    steps = []
+    with pytest.raises(Stopped), stop_on_signals(), stops_at_safe_points():
+        for step in range(3):
+            steps.append(step)
+            if step == 1:
+                signal.raise_signal(signal.SIGTERM)
+                signal.raise_signal(signal.SIGTERM)  # a repeat while stopping changes nothing
+            stop_point()
+    assert steps == [0, 1]  # the step under way ended, then it stopped
+    assert exit_status(KeyboardInterrupt()) == 130 and signal_label(KeyboardInterrupt()) == "Ctrl-C"
+    assert signal.getsignal(signal.SIGTERM) is before

@@ -33,6 +33,7 @@ from mtlvsift import run_record
 from mtlvsift.run_folder import RunFolder, existing_folder
 from mtlvsift.run_lock import RunLock
 from mtlvsift.run_record import build_record, selection_entry, write_record
+from mtlvsift.stop_signals import exit_status, signal_label, stop_on_signals, stop_point, stops_at_safe_points
 from mtlvsift.train.evaluation.baseline import constant_baselines
 from mtlvsift.train.batches.loader import MixedTaskDataset, micro_batch_collator, prepare_task_data, train_loader
 from mtlvsift.train.checkpoint.state import Progress, load_checkpoint
@@ -57,15 +58,16 @@ from mtlvsift.train.trackers import Trackers, tracking_dir
 def run_training(config: TrainConfig, restart: bool = False) -> dict[str, Any]:
     """Train (or resume, or skip) the run that ``config`` describes; returns its record.
 
-    Ctrl-C ends the run with one line (what was saved, how to resume) and exit status 130; by
-    then the loop has completed the checkpoint write under way and released the folder's lock."""
+    Ctrl-C, SIGTERM, SIGHUP or SIGUSR1 end the run with one line (what was saved, how to resume)
+    and exit status 128 + the signal's number (Ctrl-C 130, SIGTERM 143); by then the loop has
+    completed the checkpoint write under way and released the folder's lock."""
     try:
-        with quiet_transformers():
+        with quiet_transformers(), stop_on_signals():
             return _run_training(config, restart)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or a stop signal (stop_signals.Stopped)
         if int(os.environ.get("RANK", "0")) == 0:
-            print(interrupted_message(config.run_dir), file=sys.stderr, flush=True)
-        raise click.exceptions.Exit(130) from None  # click would print "Aborted!" and exit 1
+            print(interrupted_message(config.run_dir, signal_label(interrupt)), file=sys.stderr, flush=True)
+        raise click.exceptions.Exit(exit_status(interrupt)) from None  # click: "Aborted!", status 1
 
 
 def _run_training(config: TrainConfig, restart: bool) -> dict[str, Any]:
@@ -227,7 +229,7 @@ class Trainer:
     def train(self) -> dict[str, Any]:
         self.announce()
         try:
-            with self.display:
+            with self.display, stops_at_safe_points():  # a stop signal ends the step under way first
                 for epoch in range(self.progress.epoch, self.config.epochs):
                     self.train_epoch(epoch)
             return self.finish()
@@ -265,6 +267,7 @@ class Trainer:
             if at_eval:
                 self.evaluate_and_checkpoint(p)
                 tick = time.perf_counter()
+            stop_point()
         progress.epoch, progress.batch_in_epoch = epoch + 1, 0
 
     def epoch_probabilities(self, epoch: int) -> dict[str, float]:

@@ -78,8 +78,9 @@ def resume_line(progress) -> str | None:
     return f"Resuming from step {progress.step} (epoch {epoch:.2f})."
 
 
-def interrupted_message(run_dir: Path) -> str:
-    """What Ctrl-C leaves behind: the last complete checkpoint (a write under way has finished)."""
+def interrupted_message(run_dir: Path, how: str = "Ctrl-C") -> str:
+    """What Ctrl-C (or the stop signal ``how``, e.g. 'SIGTERM') leaves behind: the last complete
+    checkpoint (a write under way has finished)."""
     state = existing_folder(run_dir / "state")
     step = None
     if state is not None:
@@ -88,8 +89,8 @@ def interrupted_message(run_dir: Path) -> str:
         except (OSError, ValueError, KeyError, TypeError):
             step = None
     if isinstance(step, int) and not isinstance(step, bool):
-        return (f"Stopped (Ctrl-C): the last checkpoint, at step {step}, is saved in "
+        return (f"Stopped ({how}): the last checkpoint, at step {step}, is saved in "
                 f"{safe_text(state)}. "
                 f"Rerun the same command to resume from it.")
-    return ("Stopped (Ctrl-C) before the first checkpoint: nothing to resume from yet. Rerun the "
-            "same command to start the run again.")
+    return (f"Stopped ({how}) before the first checkpoint: nothing to resume from yet. Rerun the "
+            f"same command to start the run again.")

@@ -16,6 +16,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list, gather_object
 
+from mtlvsift.stop_signals import stop_point
 from mtlvsift.train.batches.loader import TaskData
 from mtlvsift.train.evaluation.metrics import compute_task_metrics, logits_to_predictions
 
@@ -55,6 +56,7 @@ def evaluate(model, accelerator: Accelerator, task_data: list[TaskData],
     local = []
     with torch.inference_mode():
         for batch in batches:
+            stop_point()  # a stop signal need not wait for a long dev set (the run keeps its last checkpoint)
             inputs = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.inputs.items()}
             local.append((batch.task_index, batch.split, batch.positions, network(**inputs).float()))
     # One copy to the host at the end, not a synchronisation per batch.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from pathlib import Path
 
 import torch
@@ -184,6 +185,8 @@ def model_folder_problem(folder: str | os.PathLike) -> str | None:
             with safe_open(str(file), framework="pt") as handle:
                 for key in handle.keys():
                     handle.get_tensor(key)
+    except pickle.UnpicklingError:  # torch.load(weights_only=True) refused it: nothing was run
+        return f"{folder / HEADS_FILE} holds objects other than tensors and numbers, so it is not loaded"
     except Exception as exc:  # truncated or corrupt files of any kind
         text = str(exc).strip().splitlines()
         return f"{type(exc).__name__}: {text[0] if text else ''}"
