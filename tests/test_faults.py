@@ -603,3 +603,26 @@ def test_a_stop_signal_raises_stopped_at_once_or_at_the_next_safe_point():
     assert steps == [0, 1]  # the step under way ended, then it stopped
     assert exit_status(KeyboardInterrupt()) == 130 and signal_label(KeyboardInterrupt()) == "Ctrl-C"
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+@pytest.mark.parametrize("edit, expected", [
+    ({"epoch": 7}, "'epoch' is 7, but this run's epochs are 0 to 1"),
+    ({"step": 5}, "'step' is 5, but batch 3 of epoch 0 is step 3"),
+    ({"examples": -8}, "non-negative integers"),
+    ({"batch_in_epoch": "3"}, "non-negative integers"),
+    ({"probabilities": {"0": [2.0]}}, "probabilities summing to 1"),
+    ({"best": None}, "'best' and 'best_by_task'"),
+    ({"history": []}, "'history' must hold each evaluation"),
+    ({"planted": 1}, "exactly the fields"),
+    ({"epoch_batches": {"0": 5}}, "epoch 0 has 6 batches, not 5"),  # checked against the schedule
+])
+def test_an_edited_progress_file_is_refused_with_restart(edit, expected, tiny_model, tiny_glue, tmp_path,
+                                                         monkeypatch):
+    """A progress.json that cannot be where this run stands (edited by hand, another run's)
+    would end the run early, or wrongly, with a normal record: each field is checked."""
+    stop_after_first_checkpoint(tiny_model, tiny_glue, tmp_path, monkeypatch)
+    progress_file = folder_of(tmp_path) / "state" / "progress.json"
+    progress_file.write_text(json.dumps(json.loads(progress_file.read_text()) | edit))
+    fails("train_stilts", ["--target", "rte", *tiny_args(tiny_model, tiny_glue, tmp_path)],
+          "The saved state in", "does not fit this run", expected, "--restart")
+    assert not (folder_of(tmp_path) / "result.json").exists()

@@ -36,7 +36,7 @@ from mtlvsift.run_record import build_record, selection_entry, write_record
 from mtlvsift.stop_signals import exit_status, signal_label, stop_on_signals, stop_point, stops_at_safe_points
 from mtlvsift.train.evaluation.baseline import constant_baselines
 from mtlvsift.train.batches.loader import MixedTaskDataset, micro_batch_collator, prepare_task_data, train_loader
-from mtlvsift.train.checkpoint.state import Progress, load_checkpoint
+from mtlvsift.train.checkpoint.state import Progress, load_checkpoint, state_misfit
 from mtlvsift.train.checkpoint.writer import CheckpointWriter
 from mtlvsift.train.config import TrainConfig
 from mtlvsift.train.evaluation.dev import build_eval_batches, evaluate
@@ -190,8 +190,8 @@ class Trainer:
             # and eager runs share checkpoints. Packed batches mark their own dynamic dimensions.
             model.encoder.compile(dynamic=None if model.budgeted_shapes else True)
         self.model, self.optimizer, self.scheduler = accelerator.prepare(model, optimizer, scheduler)
-        self.progress = load_checkpoint(accelerator, run, self.model, self.optimizer, self.scheduler) \
-            or Progress()
+        self.progress = load_checkpoint(accelerator, run, self.model, self.optimizer, self.scheduler,
+                                        config.epochs, self.names) or Progress()
         self.checkpoints = CheckpointWriter(accelerator, run, self.model, self.optimizer, self.scheduler,
                                             tokenizer)
         if self.progress.best is not None and (problem := model_folder_problem(run.best_dir)):
@@ -243,6 +243,9 @@ class Trainer:
         p = self.epoch_probabilities(epoch)
         schedule = epoch_schedule(self.sizes, list(p.values()), config.batch_size, config.seed,
                                   epoch, num_processes=world, **epoch_settings(config))
+        recorded = progress.epoch_batches.get(str(epoch))  # a resumed epoch's, from progress.json
+        if recorded is not None and recorded != len(schedule):
+            raise state_misfit(self.run.state_dir, f"epoch {epoch} has {len(schedule)} batches, not {recorded}")
         self.epoch_length = len(schedule)
         progress.epoch_batches[str(epoch)] = len(schedule)
         points = eval_points(len(schedule), config.eval_every)

@@ -14,10 +14,11 @@ refused with a message to rerun with ``--restart``.
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -115,14 +116,98 @@ def read_training_state(file: Path) -> dict[str, Any]:
     return state
 
 
-def load_checkpoint(accelerator: Accelerator, run: RunFolder, model, optimizer, scheduler) -> Progress | None:
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _seconds(values: Any) -> bool:
+    return isinstance(values, list) and all(_number(v) and v >= 0 for v in values)
+
+
+def _position_problem(data: dict[str, Any], epochs: int) -> str | None:
+    """Where the run stands: epoch, batch, step and examples, consistent with each other."""
+    epoch, batch, step, batches = data["epoch"], data["batch_in_epoch"], data["step"], data["epoch_batches"]
+    if not all(_count(v) for v in (epoch, batch, step, data["examples"])):
+        return "epoch, batch_in_epoch, step and examples must be non-negative integers"
+    if epoch >= epochs:
+        return f"'epoch' is {epoch}, but this run's epochs are 0 to {epochs - 1}"
+    if (not isinstance(batches, dict) or set(batches) != {str(e) for e in range(epoch + 1)}
+            or not all(_count(n) and n > 0 for n in batches.values())):
+        return f"'epoch_batches' must give the batch count of each epoch from 0 to {epoch}"
+    if not 1 <= batch <= batches[str(epoch)]:
+        return f"'batch_in_epoch' is {batch}, in an epoch of {batches[str(epoch)]} batches"
+    expected = sum(batches[str(e)] for e in range(epoch)) + batch
+    if step != expected:
+        return f"'step' is {step}, but batch {batch} of epoch {epoch} is step {expected}"
+    if data["examples"] < step or not _number(data["train_seconds"]) or data["train_seconds"] < 0:
+        return "'examples' must count at least one per step, 'train_seconds' be a duration"
+    return None
+
+
+def _sampling_problem(data: dict[str, Any], tasks: list[str]) -> str | None:
+    """Each epoch's task probabilities, and the last dev scores dynamic sampling reads."""
+    probabilities = data["probabilities"]
+    if not isinstance(probabilities, dict) or set(probabilities) != {str(e) for e in range(data["epoch"] + 1)}:
+        return f"'probabilities' must give each epoch's from 0 to {data['epoch']}"
+    for p in probabilities.values():
+        if (not isinstance(p, list) or len(p) != len(tasks) or not all(_number(x) and 0 <= x <= 1 for x in p)
+                or abs(sum(p) - 1) > 1e-6):
+            return f"'probabilities' must be {len(tasks)} probabilities summing to 1 per epoch"
+    scores = data["last_scores"]
+    if not isinstance(scores, dict) or set(scores) != set(tasks) or not all(map(_number, scores.values())):
+        return f"'last_scores' must hold a score of each task ({', '.join(tasks)})"
+    return None
+
+
+def _evaluations_problem(data: dict[str, Any], tasks: list[str]) -> str | None:
+    """The evaluations so far: one per checkpoint, the last at this step; the best among them."""
+    history = data["history"]
+    timings = [data[k] for k in ("eval_seconds", "save_seconds", "checkpoint_blocked_seconds")]
+    if not isinstance(history, list) or not history or not all(_seconds(t) and len(t) == len(history) for t in timings):
+        return "'history' must hold each evaluation, and the timings one entry per evaluation"
+    steps = [h.get("step") if isinstance(h, dict) else None for h in history]
+    if (not all(_count(s) for s in steps) or steps != sorted(set(steps)) or steps[-1] != data["step"]
+            or not all(isinstance(h.get("metrics"), dict) and set(h["metrics"]) == set(tasks) for h in history)):
+        return "'history' must hold evaluations of every task at increasing steps, the last at 'step'"
+    bests = [data["best"], *(data["best_by_task"].values() if isinstance(data["best_by_task"], dict) else [None])]
+    if (not isinstance(data["best_by_task"], dict) or set(data["best_by_task"]) != set(tasks)
+            or not all(isinstance(b, dict) and b.get("step") in steps and _number(b.get("score")) for b in bests)):
+        return "'best' and 'best_by_task' must each name an evaluation of 'history' and its score"
+    return None
+
+
+def progress_problem(data: Any, epochs: int, tasks: list[str]) -> str | None:
+    """What in a progress.json cannot be where this run stands (an edited or foreign file), or None."""
+    names = {f.name for f in fields(Progress)}
+    if not isinstance(data, dict) or set(data) != names:
+        return f"it must hold exactly the fields {', '.join(sorted(names))}"
+    return (_position_problem(data, epochs) or _sampling_problem(data, tasks)
+            or _evaluations_problem(data, tasks))
+
+
+def state_misfit(folder: Path, problem: str) -> MtlvsiftError:
+    """The error for a progress file that cannot be where this run stands."""
+    return MtlvsiftError(f"The saved state in {folder} does not fit this run ({PROGRESS_FILE}: {problem}). "
+                         f"Rerun the same command with --restart to start this run again from scratch.")
+
+
+def load_checkpoint(accelerator: Accelerator, run: RunFolder, model, optimizer, scheduler, epochs: int,
+                    tasks: list[str]) -> Progress | None:
     """The saved progress (model, optimizer, scheduler, scaler and RNG restored in place), or None
-    to start afresh."""
+    to start afresh. ``epochs`` and ``tasks`` are the run's: a progress file that does not fit
+    them (edited by hand, or another run's) is refused."""
     folder = existing_folder(run.state_dir)
     if folder is None:
         return None
     try:
-        progress = Progress.from_dict(json.loads((folder / PROGRESS_FILE).read_text()))
+        data = json.loads((folder / PROGRESS_FILE).read_text())
+        if problem := progress_problem(data, epochs, tasks):
+            raise state_misfit(folder, problem)
+        progress = Progress.from_dict(data)
         state = read_training_state(folder / TRAINING_FILE)
         if len(state["rng"]) != accelerator.num_processes:
             raise MtlvsiftError(
