@@ -13,7 +13,8 @@ from pathlib import Path
 from mtlvsift.display import safe_text
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.run_folder import CONFIG_FILE, RESULT_FILE
-from mtlvsift.run_record import METHODS, InvalidRecord, RunRecord, read_record
+from mtlvsift.names import METHODS
+from mtlvsift.run_record import InvalidRecord, RunRecord, read_record
 
 _SEED_FOLDER = re.compile(r"seed-[0-9]+")
 

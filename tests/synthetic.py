@@ -96,7 +96,7 @@ def write_record(root: Path, method: str, target: str | None = None, support: It
     device = {"device": "cuda", "num_processes": 1, "mixed_precision": "bf16"}
     recorded = {t: {"prediction": "majority", "metrics": {"accuracy": b}, "score": b}
                 for t, b in (baselines or {}).items() if t in tasks}
-    record = run_record.build_record(config, progress, train_sizes, train_sizes, device,
+    record = run_record.build_record(config.as_dict(), progress, train_sizes, train_sizes, device,
                                      recorded or None)
     (run_dir / "config.json").write_text(json.dumps(config.identity()))
     path = run_dir / "result.json"

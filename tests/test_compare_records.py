@@ -242,3 +242,22 @@ def test_a_hostile_start_model_or_single_scores_skips_the_record(tmp_path, metho
     assert len(found.warnings) == 1 and str(bad) in found.warnings[0] and field in found.warnings[0]
     _, warnings = _compare(tmp_path)
     assert str(bad) in " ".join(warnings.split()) and (tmp_path / "report" / "report.md").exists()
+
+
+def test_the_record_is_one_typed_structure_written_and_read_whole(tmp_path):
+    """RunRecord's fields are exactly what result.json holds (one list, each with its check):
+    what a trainer writes reads back field for field."""
+    import dataclasses
+    import json
+
+    from mtlvsift.run_record import RunRecord
+
+    path = write_record(tmp_path, "stilts", "rte", ["mnli"], 0, 0.7,
+                        start_model={"run": "single/mnli/seed-0", "seed": 0, "score": 0.8, "seeds": [0]})
+    written = json.loads(path.read_text())
+    fields = [f.name for f in dataclasses.fields(RunRecord) if f.name != "path"]
+    assert list(written) == ["schema", *fields]
+    assert all("check" in f.metadata for f in dataclasses.fields(RunRecord) if f.name != "path")
+    record = read_record(path)
+    assert record.to_json() == written
+    assert record.start_model_key == ("single/mnli/seed-0", 0, 0.8) and record.score == 0.7

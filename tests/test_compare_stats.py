@@ -193,9 +193,15 @@ def test_mtl_all_rows_per_sampling(tmp_path):
 
 def _record(method: str, target: str, support: tuple, seed: int, score: float,
             sizes: dict[str, int]) -> RunRecord:
-    return RunRecord(Path(f"/{method}/{seed}"), method, "", "", target, support,
-                     (target, *support), seed, MODEL, None, sizes, None, None, score,
-                     {target: score})
+    best = {"task": target, "metric": "accuracy", "score": score}
+    return RunRecord(path=Path(f"/{method}/{seed}"), method=method, name="", variant="", target=target,
+                     support=support, tasks=(target, *support), seed=seed, model=MODEL,
+                     protocol="standard", sampling=None, batching=None, train_sizes=sizes,
+                     available_train_sizes=sizes, size_experiment={}, init_model=None,
+                     start_model=None, single_scores=None, data_fingerprints=None,
+                     single_scores_from=None, config={}, baselines=None, best=best,
+                     best_by_task={target: best}, history=[], probabilities=None,
+                     batches_per_epoch=[], timing={}, versions={})
 
 
 scores = st.lists(st.floats(0.0, 1.0, allow_nan=False), min_size=1, max_size=6)

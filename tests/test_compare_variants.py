@@ -241,5 +241,5 @@ def test_a_baseline_without_a_score_is_no_baseline_and_a_bad_one_skips_the_recor
     raw["baselines"]["rte"]["score"] = 52.7  # points are not scores
     bad.write_text(json.dumps(raw))
     found = discover(tmp_path)
-    assert [(r.target, r.baselines) for r in found.records] == [("stsb", {})]
+    assert [(r.target, r.baseline_scores) for r in found.records] == [("stsb", {})]
     assert len(found.warnings) == 1 and "'baselines'" in found.warnings[0]

@@ -253,8 +253,8 @@ def symmetric_groups(records: list[RunRecord]) -> dict[tuple[str, str], Group]:
 def pooling_problem(group: Group) -> str | None:
     """Why the seeds of a group must not be pooled: they started from different models (STILTs)
     or read different single-task scores (dynamic sampling); None when they agree."""
-    for what, key in (("started from different models", lambda r: r.start_model),
-                      ("used different single-task scores", lambda r: r.single_scores)):
+    for what, key in (("started from different models", lambda r: r.start_model_key),
+                      ("used different single-task scores", lambda r: r.single_scores_key)):
         # By the value's text: a hand-edited record may hold a list or an object there.
         kinds: dict[str, tuple[Any, list[RunRecord]]] = {}
         for record in group.records:
@@ -300,7 +300,7 @@ def analyze(records: list[RunRecord], model: str, alpha: float = 0.1,
 
     sizes = task_sizes(records)
     baselines = {t: b * POINTS for t, b in _most_common(
-        (t, b) for r in records for t, b in r.baselines.items()).items()}
+        (t, b) for r in records for t, b in r.baseline_scores.items()).items()}
     symmetric = symmetric_groups(records)
     cells: dict[tuple[str, str], Cell] = {}
     for target, support in sorted({(t, s) for _, t, s in pairs} | set(symmetric)):

@@ -370,7 +370,7 @@ class Trainer:
         """Write the run record; a finished run keeps no resume state (unless --keep-state)."""
         accelerator, run = self.accelerator, self.run
         self.checkpoints.finish(self.progress)
-        record = build_record(self.config, self.progress,
+        record = build_record(self.config.as_dict(), self.progress,
                               {d.task.name: len(d.train) for d in self.task_data},
                               {d.task.name: d.available for d in self.task_data}, self.device_facts(),
                               baselines=self.baselines)
@@ -380,11 +380,11 @@ class Trainer:
             fault_point("after_result")
             if not self.config.keep_state:
                 shutil.rmtree(run.state_dir, ignore_errors=True)
-            best = record["best"]
+            best = record.best
             self.display.message(f"Done: {run.result_file}  best {best['metric']} "
                                  f"{100 * best['score']:.2f} at epoch {best['epoch']:.1f}")
         accelerator.wait_for_everyone()
-        return record
+        return record.to_json()
 
 
 class _Running:
