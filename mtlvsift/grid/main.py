@@ -151,8 +151,9 @@ def plan_document(runs: list[GridRun], estimates: dict[str, float | None], speed
 
 
 def show_outcome(outcome: GridOutcome, outputs: Path, console: Console) -> None:
+    busy = f", {len(outcome.busy)} in use by another process" if outcome.busy else ""
     console.print(f"Grid: {len(outcome.trained)} trained, {len(outcome.skipped)} already complete, "
-                  f"{len(outcome.failed)} failed, {len(outcome.busy)} in use by another process.")
+                  f"{len(outcome.failed)} failed{busy}.")
     for run, why in outcome.failed:
         console.print(f"  [red]failed[/] {run.label}: {safe_markup(why.splitlines()[0])}")
     for run, pid in outcome.busy:
