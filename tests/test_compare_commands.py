@@ -63,7 +63,7 @@ def test_a_missing_stilts_loop_runs_as_printed(tmp_path, tiny_model, tiny_glue):
         record = read_record(out / folder / f"seed-{seed}" / "result.json")
         assert (record.method, record.target, record.support, record.seed, record.variant) == (
             "stilts", "sst2", ("rte",), seed, "n-16")
-        assert record.options == {**single.options, "support_seeds": "0 1"}
+        assert record.options == {**single.options, "support_seeds": [0, 1]}
         raw = json.loads((out / folder / f"seed-{seed}" / "result.json").read_text())
         assert raw["start_model"]["run"].startswith("single/rte__n-16/seed-")
         assert raw["start_model"]["seeds"] == [0, 1]
