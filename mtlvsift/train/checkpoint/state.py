@@ -104,7 +104,7 @@ def read_training_state(file: Path) -> dict[str, Any]:
     strings (an older format, or a planted object) is refused."""
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
+    except pickle.UnpicklingError:
         raise MtlvsiftError(
             f"The saved state in {file.parent} holds objects other than tensors and numbers "
             f"(written by an older version of mtlvsift, or not by mtlvsift), so it is not loaded. "
