@@ -445,7 +445,7 @@ def test_a_run_another_grid_holds_is_left_to_it(tmp_path, tiny_model, tiny_glue)
         holder.wait()
     text = " ".join(result.output.split())
     assert f"single rte seed 0: in use by another process (pid {holder.pid})" in text, text
-    assert "Grid: 1 trained, 0 already complete, 0 failed." in text
+    assert "Grid: 1 trained, 0 already complete, 0 failed, 1 in use by another process." in text
     logged = [json.loads(line)["run"] for line in (out / "grid-log.jsonl").read_text().splitlines()]
     assert logged == [str(out / "single" / "rte" / "seed-1")]
     assert not (out / "single" / "rte" / "seed-0" / "result.json").exists()
