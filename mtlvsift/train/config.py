@@ -124,6 +124,24 @@ def stilts_config(target: str, support: str | None = None,
     return _build(method, [target_task.name], support_names, base, given)
 
 
+def mtl_config(target: str, support: Sequence[str], options: Mapping[str, Any] | None = None) -> TrainConfig:
+    """Pairwise (or one-target, several-support) MTL."""
+    if not support:
+        raise MtlvsiftError("train_mtl.py needs at least one --support task.")
+    tasks = [t.name for t in get_tasks([target, *support])]
+    return _build("mtl", tasks, tasks[1:], "--".join(tasks), dict(options or {}))
+
+
+def mtl_all_config(tasks: Sequence[str] = (), options: Mapping[str, Any] | None = None) -> TrainConfig:
+    """All tasks jointly (the nine GLUE tasks when ``tasks`` is empty); each task's own best dev
+    score is recorded."""
+    names = [t.name for t in get_tasks(list(tasks) or list(GLUE_TASK_NAMES))]
+    if len(names) < 2:
+        raise MtlvsiftError("train_mtl_all.py needs at least two tasks.")
+    custom = None if sorted(names) == sorted(GLUE_TASK_NAMES) else "+".join(names)
+    return _build("mtl_all", names, [], "all", dict(options or {}), lead={"tasks": custom})
+
+
 def single_config_like(config: TrainConfig, task: str, max_train_examples: int | None) -> TrainConfig:
     """The single run of ``task`` that shares ``config``'s options (the STILTs start model and
     dynamic sampling's scores come from such runs), with its own training cap."""
@@ -157,21 +175,3 @@ def target_train_size(config: TrainConfig, available: int) -> int:
     if config.target_fraction is not None:
         size = max(1, round(config.target_fraction * size))
     return size
-
-
-def mtl_config(target: str, support: Sequence[str], options: Mapping[str, Any] | None = None) -> TrainConfig:
-    """Pairwise (or one-target, several-support) MTL."""
-    if not support:
-        raise MtlvsiftError("train_mtl.py needs at least one --support task.")
-    tasks = [t.name for t in get_tasks([target, *support])]
-    return _build("mtl", tasks, tasks[1:], "--".join(tasks), dict(options or {}))
-
-
-def mtl_all_config(tasks: Sequence[str] = (), options: Mapping[str, Any] | None = None) -> TrainConfig:
-    """All tasks jointly (the nine GLUE tasks when ``tasks`` is empty); each task's own best dev
-    score is recorded."""
-    names = [t.name for t in get_tasks(list(tasks) or list(GLUE_TASK_NAMES))]
-    if len(names) < 2:
-        raise MtlvsiftError("train_mtl_all.py needs at least two tasks.")
-    custom = None if sorted(names) == sorted(GLUE_TASK_NAMES) else "+".join(names)
-    return _build("mtl_all", names, [], "all", dict(options or {}), lead={"tasks": custom})
