@@ -160,7 +160,7 @@ def test_grid_runs_then_compare_reports_its_variant(tmp_path, tiny_model, tiny_g
     assert "cola (runs), rte (runs), sst2 (runs)" in " ".join(dry.output.split())
 
     first = run_script("run_grid", grid)
-    assert "Grid: 20 trained, 6 already complete, 0 failed." in " ".join(first.output.split())
+    assert "Grid: 20 trained, 6 already complete, 0 failed, 0 in use" in " ".join(first.output.split())
     before = _tree(out)
     again = run_script("run_grid", grid)
     assert "All 26 runs of the grid are complete" in " ".join(again.output.split())
@@ -175,7 +175,7 @@ def test_grid_runs_then_compare_reports_its_variant(tmp_path, tiny_model, tiny_g
     report = next((out / "report").rglob("report.md")).read_text()
     assert "MTL_All" in report and "n-40" in report and "Table 1" in report
     again = run_script("run_grid", [*grid, "--methods", "single", "--overwrite"])  # trains again
-    assert "Grid: 6 trained, 0 already complete, 0 failed." in " ".join(again.output.split())
+    assert "Grid: 6 trained, 0 already complete, 0 failed, 0 in use" in " ".join(again.output.split())
 
 
 def test_a_finished_run_with_other_options_is_not_taken_as_done(tmp_path, tiny_model, tiny_glue):
@@ -188,7 +188,7 @@ def test_a_finished_run_with_other_options_is_not_taken_as_done(tmp_path, tiny_m
     failed = run_script("run_grid", [*grid, "--epochs", "2"], expect_ok=False)
     assert failed.exit_code == 1
     text = " ".join(failed.output.split())
-    assert "Grid: 0 trained, 0 already complete, 2 failed." in text and "epochs: 1 -> 2" in text
+    assert "Grid: 0 trained, 0 already complete, 2 failed, 0 in use" in text and "epochs: 1 -> 2" in text
     done = run_script("run_grid", [*grid, "--epochs", "2", "--overwrite"])
     assert "Grid: 2 trained" in " ".join(done.output.split())
     assert json.loads((tmp_path / "single/rte/seed-0/result.json").read_text())["config"]["epochs"] == 2
@@ -267,7 +267,7 @@ def test_grid_under_accelerate_launch_runs_each_run_on_both_processes(tmp_path, 
     done = subprocess.run(command, env=dict(os.environ, HF_HUB_OFFLINE="1"), capture_output=True,
                           text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "Grid: 4 trained, 0 already complete, 0 failed." in " ".join(done.stdout.split())
+    assert "Grid: 4 trained, 0 already complete, 0 failed, 0 in use" in " ".join(done.stdout.split())
     assert done.stdout.count("Grid: 4 trained") == 1  # the main process reports
     records = [json.loads(p.read_text()) for p in out.rglob("result.json")]
     assert len(records) == 4 and all(r["timing"]["num_processes"] == 2 for r in records)
@@ -284,7 +284,7 @@ def test_jobs_skip_the_runs_whose_single_runs_failed(tmp_path, tiny_model, tiny_
                                      tmp_path / "out", "--max-seq-length", "512", "--jobs", "2"],
                         expect_ok=False)
     text = " ".join(result.output.split())
-    assert result.exit_code == 1 and "Grid: 0 trained, 0 already complete, 4 failed." in text
+    assert result.exit_code == 1 and "Grid: 0 trained, 0 already complete, 4 failed, 0 in use" in text
     assert text.count("a single run it reads failed") == 2
     logs = sorted(p.name for p in (tmp_path / "out" / "grid-logs").iterdir())
     assert logs == ["single__rte__seed-0.log", "single__sst2__seed-0.log"]
@@ -370,7 +370,7 @@ def test_jobs_started_elsewhere_keep_relative_paths_where_the_caller_meant(tmp_p
             "--data-dir", "glue", "--output-dir", "rel", "--epochs", "1", "--batch-size", "8",
             "--max-train-examples", "16", "--max-seq-length", "32", "--jobs", "2"]
     first = run_script("run_grid", grid)
-    assert "Grid: 2 trained, 0 already complete, 0 failed." in " ".join(first.output.split())
+    assert "Grid: 2 trained, 0 already complete, 0 failed, 0 in use" in " ".join(first.output.split())
     assert sorted(p.parent.name for p in (caller / "rel").rglob("result.json")) == ["seed-0", "seed-1"]
     assert len((caller / "rel" / "grid-log.jsonl").read_text().splitlines()) == 2
     assert not (REPO_ROOT / "rel").exists()
@@ -445,7 +445,7 @@ def test_a_run_another_grid_holds_is_left_to_it(tmp_path, tiny_model, tiny_glue)
         holder.wait()
     text = " ".join(result.output.split())
     assert f"single rte seed 0: in use by another process (pid {holder.pid})" in text, text
-    assert "Grid: 1 trained, 0 already complete, 0 failed." in text
+    assert "Grid: 1 trained, 0 already complete, 0 failed, 1 in use" in text
     logged = [json.loads(line)["run"] for line in (out / "grid-log.jsonl").read_text().splitlines()]
     assert logged == [str(out / "single" / "rte" / "seed-1")]
     assert not (out / "single" / "rte" / "seed-0" / "result.json").exists()
