@@ -88,9 +88,12 @@ class Trackers:
 
 def logged_steps(folder: Path) -> dict[str, int]:
     """Each tag's last step in the TensorBoard event files under ``folder`` (an earlier attempt's;
-    a record cut by a kill ends the reading of its file)."""
-    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
-
+    a record cut by a kill ends the reading of its file). None known where only tensorboardX,
+    without tensorboard's reader, is installed."""
+    try:
+        from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    except ImportError:
+        return {}
     last: dict[str, int] = {}
     for path in sorted(folder.rglob("events.out.tfevents.*")):
         for event in EventFileLoader(str(path)).Load():
