@@ -4,7 +4,9 @@
 (for example ``mid_checkpoint:2``: while writing the second checkpoint). ``<point>:oserror:<n>``
 raises an OSError there instead, as a full disk would; ``<point>:sigint:<n>`` sends SIGINT, as
 Ctrl-C does, and ``sigterm``, ``sighup``, ``sigusr1`` those signals (``kill``, a closed terminal,
-SLURM's warning). Unset, it costs one dictionary lookup.
+SLURM's warning); ``<point>:hang:<n>`` waits there (up to 10 minutes) until a stop signal
+arrives, so a test can signal a process that is surely busy training (it first prints
+``fault: hanging at <point>`` to stderr). Unset, it costs one dictionary lookup.
 """
 
 from __future__ import annotations
@@ -12,7 +14,11 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import sys
+import time
 from collections import Counter
+
+from mtlvsift.stop_signals import stop_requested
 
 _hits: Counter = Counter()
 
@@ -30,4 +36,14 @@ def fault_point(point: str) -> None:
         return
     if kind == "oserror":
         raise OSError(errno.ENOSPC, f"No space left on device (injected at {point})")
+    if kind == "hang":
+        _hang(point)
+        return
     os.kill(os.getpid(), signal.SIGKILL if kind == "kill" else getattr(signal, kind.upper()))
+
+
+def _hang(point: str) -> None:
+    print(f"fault: hanging at {point}", file=sys.stderr, flush=True)
+    deadline = time.monotonic() + 600
+    while not stop_requested() and time.monotonic() < deadline:
+        time.sleep(0.05)

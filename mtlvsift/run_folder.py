@@ -26,6 +26,7 @@ from mtlvsift.run_lock import RunLock
 
 RESULT_FILE = "result.json"
 CONFIG_FILE = "config.json"
+TRACKING_DIR = "tracking"  # --report-to's files (TensorBoard's event files)
 
 
 def atomic_write(path: str | Path, data: str | bytes) -> None:
@@ -120,6 +121,10 @@ class RunFolder:
     @property
     def log_file(self) -> Path:
         return self.path / "train_log.jsonl"
+
+    @property
+    def tracking_dir(self) -> Path:
+        return self.path / TRACKING_DIR
 
     def is_complete(self) -> bool:
         return self.result_file.is_file()
@@ -218,8 +223,10 @@ class RunFolder:
         atomic_write_json(self.config_file, identity)
 
     def discard_progress(self) -> None:
-        """--restart: forget the saved state, best model and log of an unfinished run."""
-        for folder in (self.state_dir, self.best_dir, self.path / "state.old", self.path / "best.old"):
+        """--restart: forget the saved state, best model and logs of an unfinished run (the
+        trackers' too: the run logs its steps again)."""
+        for folder in (self.state_dir, self.best_dir, self.path / "state.old", self.path / "best.old",
+                       self.tracking_dir):
             if folder.exists():
                 shutil.rmtree(folder)
         self.log_file.unlink(missing_ok=True)

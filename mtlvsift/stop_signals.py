@@ -98,6 +98,12 @@ def stop_point() -> None:
         stops.raise_stopped()
 
 
+def stop_requested() -> bool:
+    """Whether a stop signal was recorded and not yet acted on (a wait can end early for it)."""
+    stops = _current
+    return stops is not None and stops.pending is not None and not stops.raised
+
+
 def signal_number(interrupt: KeyboardInterrupt) -> int:
     """The signal behind an interrupt: the stop signal's, or Ctrl-C's SIGINT."""
     return getattr(interrupt, "signum", signal.SIGINT)

@@ -123,6 +123,21 @@ def test_eval_every_below_one_step_says_the_least(tiny_model, tiny_glue, tmp_pat
     assert nothing_written(out)
 
 
+@pytest.mark.parametrize("option, value, message", [
+    ("--eval-every", 0.1, "Error: --eval-every 0.1 is less than one training step: an epoch has 6 steps"),
+    ("--grad-accum", 9, "Error: --grad-accum 9 asks for more micro-batches than the 8 rows")])
+def test_a_dry_run_refuses_what_the_run_refuses(option, value, message, tiny_model, tiny_glue, tmp_path):
+    """--dry-run checks --eval-every and --grad-accum against the data as the run does (one
+    function): the same one error, instead of a plan the run would refuse."""
+    out = tmp_path / "out"
+    args = ["--target", "rte", *tiny_args(tiny_model, tiny_glue, out), option, value]
+    planned = fails("train_stilts", [*args, "--dry-run"], message)
+    assert planned.count("Error:") == 1 and "Plan" not in planned
+    trained = fails("train_stilts", args, message)
+    assert " ".join(trained.split()).split("Error:")[1] == " ".join(planned.split()).split("Error:")[1]
+    assert nothing_written(out)
+
+
 def test_max_seq_length_beyond_the_model_names_its_limit(tiny_model, tiny_glue, tmp_path):
     out = tmp_path / "out"  # the tiny encoder has 128 positions
     fails("train_stilts", ["--target", "rte", *tiny_args(tiny_model, tiny_glue, out), "--max-seq-length", 129],

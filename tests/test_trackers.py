@@ -46,3 +46,37 @@ def test_a_tracker_that_is_not_installed_is_one_error(tiny_model, tiny_glue, tmp
     fails("train_stilts", ["--target", "rte", "--report-to", "nonsense",
                            *tiny_args(tiny_model, tiny_glue, out, epochs=1)], "tensorboard", "wandb")
     assert nothing_written(out)
+
+
+def tensorboard_points(folder) -> dict[str, list[int]]:
+    """Each scalar tag's steps, as written in the raw event files of the run's tracking folder."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    points: dict[str, list[int]] = {}
+    for path in sorted((folder / "tracking").rglob("events.out.tfevents.*")):
+        for event in EventFileLoader(str(path)).Load():
+            for value in event.summary.value:
+                points.setdefault(value.tag, []).append(event.step)
+    return points
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_a_resumed_or_restarted_run_logs_each_step_once(restart, tiny_model, tiny_glue, tmp_path, monkeypatch):
+    """Stopped at step 5 (the checkpoint is step 3's), then resumed (or restarted): steps 4 and 5,
+    trained again, are not written to TensorBoard a second time; each tag has each step once."""
+    pytest.importorskip("tensorboard", reason="pip install 'mtlvsift[tensorboard]'")
+    import mtlvsift.faults as faults
+
+    args = ["--target", "rte", "--report-to", "tensorboard", "--log-every", 1,
+            *tiny_args(tiny_model, tiny_glue, tmp_path, epochs=1)]
+    faults._hits.clear()
+    monkeypatch.setenv("MTLVSIFT_FAULT", "step:sigint:5")
+    assert run_script("train_stilts", args, expect_ok=False).exit_code == 130
+    monkeypatch.delenv("MTLVSIFT_FAULT")
+    folder = tmp_path / "single" / "rte" / "seed-0"
+    assert tensorboard_points(folder)["train/loss"] == [1, 2, 3, 4, 5]
+    run_script("train_stilts", [*args, *(["--restart"] if restart else [])])
+    points = tensorboard_points(folder)
+    assert points["train/loss"] == [1, 2, 3, 4, 5, 6] and points["dev/rte/accuracy"] == [3, 6]
+    assert all(len(steps) == len(set(steps)) for steps in points.values()), points
+    assert points["_hparams_/experiment"] == [0]  # the hyperparameters are stored once too

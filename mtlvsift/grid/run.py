@@ -12,10 +12,12 @@ what the next ETA reads).
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -34,7 +36,11 @@ from mtlvsift.grid.paths import resolved_run
 from mtlvsift.grid.plan import GridRun
 from mtlvsift.run_folder import RESULT_FILE, folder_bytes
 from mtlvsift.run_lock import RunLock
+from mtlvsift.stop_signals import (exit_status, signal_label, signal_number, stop_on_signals, stop_point,
+                                   stops_at_safe_points)
 from mtlvsift.train.config import TrainConfig, single_config_like, stilts_config
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass
@@ -117,63 +123,131 @@ def run_here(todo: list[GridRun], skipped: list[GridRun], outputs: Path,
 def run_jobs(todo: list[GridRun], skipped: list[GridRun], outputs: Path, jobs: int,
              repo_root: Path, console: Console) -> GridOutcome:
     """Up to ``jobs`` runs at once, each a process of its train script (``CUDA_VISIBLE_DEVICES``
-    set to one GPU per slot where there are GPUs); a run starts once the runs it reads finished."""
-    outcome, todo = GridOutcome(skipped=skipped), list(todo)
-    caller = Path.cwd()  # the runs' processes start in the repository: their paths made absolute
-    gpus = _gpu_count()
-    log_dir = outputs / "grid-logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    failed_dirs: set[str] = set()
-    running: dict[int, tuple[GridRun, subprocess.Popen, float, Path]] = {}
-    try:
-        while todo or running:
-            for slot in [s for s, (run, process, start, log) in running.items() if process.poll() is not None]:
-                run, process, start, log = running.pop(slot)
-                if process.returncode == 0:
-                    outcome.trained.append(run)
-                    log_run(outputs, run, time.monotonic() - start, "process")
-                    console.print(f"done: {run.label}", highlight=False)
-                elif not left_to_another(run, outcome, console):
-                    failed_dirs.add(run.run_dir)
-                    outcome.failed.append((run, f"exit code {process.returncode}; its output: "
-                                                f"{safe_text(log)}"))
-                    console.print(f"[red]failed:[/] {run.label} (see {safe_markup(log)})",
-                                  highlight=False)
-            for run in list(todo):
-                if len(running) >= jobs:
-                    break
-                if any(need in failed_dirs for need in run.needs):
-                    todo.remove(run)
-                    outcome.failed.append((run, "a single run it reads failed"))
-                    continue
-                if any(need in {r.run_dir for r in todo} | {r.run_dir for r, *_ in running.values()}
-                       for need in run.needs):
-                    continue  # waits for the runs it reads
-                todo.remove(run)
-                if left_to_another(run, outcome, console):
-                    continue
-                slot = next(s for s in range(jobs) if s not in running)
-                log = log_dir / (Path(run.run_dir).relative_to(outputs).as_posix().replace("/", "__") + ".log")
-                gpu = str(slot % gpus) if gpus else None
-                process = _start(resolved_run(run, caller), repo_root, gpu, log)
-                running[slot] = (run, process, time.monotonic(), log)
-                console.print(f"started ({len(running)}/{jobs} slots): {run.label}", highlight=False)
-            time.sleep(0.2)
-    except KeyboardInterrupt:  # Ctrl-C reaches the runs too: each saves its state and stops
-        for run, process, _, _ in running.values():
-            process.wait()
-        console.print(f"Stopped (Ctrl-C): {len(running)} run(s) were interrupted and "
-                      f"{len(todo)} not started; rerun the same command to resume the grid.")
-        raise click.exceptions.Exit(130) from None
-    return outcome
+    set to one GPU per slot where there are GPUs); a run starts once the runs it reads finished.
+
+    Ctrl-C, SIGTERM, SIGHUP or SIGUSR1 to the grid are passed on to every run (each saves its
+    state and stops); the grid waits for them, says so in one line and exits 128 + the signal's
+    number. A run's process gets SIGTERM when the grid dies, even by SIGKILL (Linux)."""
+    slots = _Slots(GridOutcome(skipped=skipped), list(todo), outputs, jobs, repo_root, console)
+    (outputs / "grid-logs").mkdir(parents=True, exist_ok=True)
+    with stop_on_signals():
+        try:
+            # A signal is acted on between polls, never inside a start or a log write.
+            with stops_at_safe_points():
+                while slots.todo or slots.running:
+                    slots.collect_finished()
+                    slots.start_ready()
+                    time.sleep(0.2)
+                    stop_point()
+        except KeyboardInterrupt as interrupt:  # Ctrl-C, or a stop signal (stop_signals.Stopped)
+            stop_processes([process for _, process, _, _ in slots.running.values()],
+                           signal_number(interrupt))
+            console.print(f"Stopped ({signal_label(interrupt)}): {len(slots.running)} run(s) were "
+                          f"interrupted (each resumes from its last checkpoint) and {len(slots.todo)} not "
+                          f"started; rerun the same command to resume the grid.", highlight=False)
+            raise click.exceptions.Exit(exit_status(interrupt)) from None
+    return slots.outcome
+
+
+@dataclass
+class _Slots:
+    """The runs of ``run_jobs``: to start, running (by slot: run, process, start time, log)."""
+
+    outcome: GridOutcome
+    todo: list[GridRun]
+    outputs: Path
+    jobs: int
+    repo_root: Path
+    console: Console
+    running: dict[int, tuple[GridRun, subprocess.Popen, float, Path]] = field(default_factory=dict)
+    failed_dirs: set[str] = field(default_factory=set)
+    caller: Path = field(default_factory=Path.cwd)  # the runs start in the repository: paths made absolute
+    gpus: int = field(default_factory=lambda: _gpu_count())
+
+    def collect_finished(self) -> None:
+        console = self.console
+        for slot in [s for s, (_, process, _, _) in self.running.items() if process.poll() is not None]:
+            run, process, start, log = self.running.pop(slot)
+            if process.returncode == 0:
+                self.outcome.trained.append(run)
+                log_run(self.outputs, run, time.monotonic() - start, "process")
+                console.print(f"done: {run.label}", highlight=False)
+            elif not left_to_another(run, self.outcome, console):
+                self.failed_dirs.add(run.run_dir)
+                self.outcome.failed.append((run, f"exit code {process.returncode}; its output: "
+                                                 f"{safe_text(log)}"))
+                console.print(f"[red]failed:[/] {run.label} (see {safe_markup(log)})", highlight=False)
+
+    def start_ready(self) -> None:
+        """Start the runs whose prerequisites finished, while slots are free."""
+        for run in list(self.todo):
+            if len(self.running) >= self.jobs:
+                break
+            if any(need in self.failed_dirs for need in run.needs):
+                self.todo.remove(run)
+                self.outcome.failed.append((run, "a single run it reads failed"))
+                continue
+            waiting = {r.run_dir for r in self.todo} | {r.run_dir for r, *_ in self.running.values()}
+            if any(need in waiting for need in run.needs):
+                continue  # waits for the runs it reads
+            self.todo.remove(run)
+            if left_to_another(run, self.outcome, self.console):
+                continue
+            slot = next(s for s in range(self.jobs) if s not in self.running)
+            name = Path(run.run_dir).relative_to(self.outputs).as_posix().replace("/", "__")
+            log = self.outputs / "grid-logs" / f"{name}.log"
+            gpu = str(slot % self.gpus) if self.gpus else None
+            process = _start(resolved_run(run, self.caller), self.repo_root, gpu, log)
+            self.running[slot] = (run, process, time.monotonic(), log)
+            self.console.print(f"started ({len(self.running)}/{self.jobs} slots): {run.label}",
+                               highlight=False)
+
+
+def stop_processes(processes: list[subprocess.Popen], signum: int) -> None:
+    """Pass the stop signal on to each process and wait for all of them; a second Ctrl-C meanwhile
+    is passed on too (it stops a run at once)."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signum)
+    for process in processes:
+        while True:
+            try:
+                process.wait()
+                break
+            except KeyboardInterrupt:
+                if process.poll() is None:
+                    process.send_signal(signal.SIGINT)
 
 
 def _start(run: GridRun, repo_root: Path, gpu: str | None, log: Path) -> subprocess.Popen:
-    """The run's train script in its own process (on one GPU when ``gpu``), output to ``log``."""
+    """The run's train script in its own process (on one GPU when ``gpu``), its output appended to
+    ``log`` after a line naming the attempt (a rerun keeps what the earlier attempts wrote)."""
     env = dict(os.environ, **({"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else {}))
-    with open(log, "w", encoding="utf-8") as handle:
+    with open(log, "a", encoding="utf-8") as handle:
+        handle.write(f"=== {time.strftime('%Y-%m-%dT%H:%M:%S')}: started by the grid (pid "
+                     f"{os.getpid()}): {run.command()}\n")
+        handle.flush()
         return subprocess.Popen([sys.executable, *run.args()], cwd=repo_root, env=env,
-                                stdout=handle, stderr=subprocess.STDOUT)
+                                stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT,
+                                preexec_fn=_child_setup())
+
+
+def _child_setup():
+    """What a run's process does before its script starts: its own process group, so a Ctrl-C at
+    the terminal reaches only the grid (which passes it on once: a run given two stops at
+    once); and, on Linux, SIGTERM when the grid dies however it dies (PR_SET_PDEATHSIG), so a
+    killed grid leaves no run training behind it, holding its lock."""
+    prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+    grid = os.getpid()
+
+    def setup() -> None:
+        os.setpgid(0, 0)
+        if prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+            if os.getppid() != grid:  # the grid died before the call: no signal will come
+                os._exit(128 + signal.SIGTERM)
+
+    return setup
 
 
 def _gpu_count() -> int:
@@ -187,30 +261,43 @@ def _gpu_count() -> int:
 
 def calibrate(config: TrainConfig, tasks: list[str], console: Console) -> Speeds:
     """Measure each task's speed with a short single run (4 batches, two evaluations) of the
-    grid's settings in a temporary folder, which is removed: nothing under the outputs changes."""
+    grid's settings in a temporary folder, which is removed: nothing under the outputs changes.
+    A stop signal at any moment removes it too (then the exit status is 128 + its number)."""
+    try:
+        # The handler spans the gaps between the runs, where the default action would kill the
+        # process before the folder is removed.
+        with stop_on_signals(), tempfile.TemporaryDirectory(prefix="mtlvsift-calibration-") as tmp:
+            return _calibrate_in(tmp, config, tasks, console)
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or a stop signal (stop_signals.Stopped)
+        if is_main_process():
+            console.print(f"Stopped ({signal_label(interrupt)}) while calibrating: its temporary "
+                          f"folder is removed, nothing under the outputs changed.", highlight=False)
+        raise click.exceptions.Exit(exit_status(interrupt)) from None
+
+
+def _calibrate_in(tmp: str, config: TrainConfig, tasks: list[str], console: Console) -> Speeds:
     from mtlvsift.train.loop import run_training
 
     speeds = Speeds()
     overheads = []
-    with tempfile.TemporaryDirectory(prefix="mtlvsift-calibration-") as tmp:
-        for task in tasks:
-            # The grid's single-run options, on a short run of 4 batches and 2 evaluations.
-            options = {**single_config_like(config, task, 4 * config.batch_size).options,
-                       "epochs": 1, "eval_every": 0.5, "seed": 0, "output_dir": tmp, "log_every": 1,
-                       "overwrite": False, "keep_state": False, "report_to": []}
-            probe = stilts_config(task, None, options)
-            if is_main_process():
-                console.print(f"calibrating {task}: 4 batches of {config.batch_size} and 2 "
-                              f"evaluations with {safe_markup(config.model)} ...", highlight=False)
-            start = time.monotonic()
-            record = run_training(probe)
-            wall = time.monotonic() - start
-            speed = speed_of_record(record.get("timing"))
-            if speed is None:
-                raise MtlvsiftError(f"The calibration run of {task} recorded no timing.")
-            speeds.tasks[task] = dataclasses.replace(speed, source="calibration")
-            overheads.append(wall - inside_seconds(record.get("timing")))
-            if speeds.run_bytes is None:
-                speeds.run_bytes = folder_bytes(probe.run_dir)
+    for task in tasks:
+        # The grid's single-run options, on a short run of 4 batches and 2 evaluations.
+        options = {**single_config_like(config, task, 4 * config.batch_size).options,
+                   "epochs": 1, "eval_every": 0.5, "seed": 0, "output_dir": tmp, "log_every": 1,
+                   "overwrite": False, "keep_state": False, "report_to": []}
+        probe = stilts_config(task, None, options)
+        if is_main_process():
+            console.print(f"calibrating {task}: 4 batches of {config.batch_size} and 2 "
+                          f"evaluations with {safe_markup(config.model)} ...", highlight=False)
+        start = time.monotonic()
+        record = run_training(probe)
+        wall = time.monotonic() - start
+        speed = speed_of_record(record.get("timing"))
+        if speed is None:
+            raise MtlvsiftError(f"The calibration run of {task} recorded no timing.")
+        speeds.tasks[task] = dataclasses.replace(speed, source="calibration")
+        overheads.append(wall - inside_seconds(record.get("timing")))
+        if speeds.run_bytes is None:
+            speeds.run_bytes = folder_bytes(probe.run_dir)
     speeds.overhead["in-process"] = max(0.0, min(overheads))
     return speeds

@@ -45,8 +45,8 @@ from mtlvsift.train.model.multitask import (MultiTaskModel, is_model_folder, los
                                             reuse_heads)
 from mtlvsift.train.model.pretrained import (check_max_seq_length, check_tokenizer_reads, load_encoder,
                                              load_tokenizer, lowercase_tokenizer)
-from mtlvsift.train.plan import (epoch_settings, eval_points, first_epoch_layout, lr_schedule_steps,
-                                 with_prerequisites)
+from mtlvsift.train.plan import (check_batch_options, epoch_settings, eval_points, first_epoch_layout,
+                                 lr_schedule_steps, with_prerequisites)
 from mtlvsift.train.model.encoders import batch_collator, check_packing_options
 from mtlvsift.train.progress_bar import TrainDisplay
 from mtlvsift.train.run_messages import (few_steps_warning, interrupted_message, quiet_transformers,
@@ -108,7 +108,7 @@ def _run_training(config: TrainConfig, restart: bool) -> dict[str, Any]:
     task_data = prepare_task_data(config, tokenizer, accelerator.main_process_first)
     check_tokenizer_reads(tokenizer, [d.train for d in task_data])
     # An epoch the protocol cannot form (original: a task smaller than its quota) fails here.
-    check_batch_options(config, task_data, accelerator.num_processes)
+    check_batch_options(config, [len(d.train) for d in task_data], accelerator.num_processes)
     # A supporting run's best/ must be whole; --init-from may also be a plain Hugging Face folder.
     if config.init_model and (config.init_from is None or is_model_folder(config.init_model)):
         problem = model_folder_problem(config.init_model)
@@ -131,23 +131,6 @@ def _run_training(config: TrainConfig, restart: bool) -> dict[str, Any]:
     finally:
         if lock is not None:
             lock.release()
-
-
-def check_batch_options(config: TrainConfig, task_data: list, num_processes: int) -> None:
-    """Options that need the data's size, checked before the folder is claimed."""
-    sizes = [len(d.train) for d in task_data]
-    steps = len(first_epoch_layout(config, sizes, num_processes).batch_sizes)
-    if config.eval_every * steps < 1 - 1e-9:
-        least = math.ceil(1e4 / steps) / 1e4
-        raise MtlvsiftError(
-            f"--eval-every {config.eval_every:g} is less than one training step: an epoch has "
-            f"{steps} steps here, so evaluate every 1/{steps} of an epoch or more (--eval-every "
-            f"{least:g}).")
-    rows = math.ceil(config.batch_size / num_processes)
-    if config.grad_accum > rows:
-        raise MtlvsiftError(
-            f"--grad-accum {config.grad_accum} asks for more micro-batches than the {rows} rows "
-            f"each process gets of a batch of {config.batch_size}; use at most {rows}.")
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.device):

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from mtlvsift.errors import MtlvsiftError
 from mtlvsift.tasks import AUTHORS_TASK_ORDER, get_task
 from mtlvsift.train.config import TrainConfig, used_train_size
 from mtlvsift.train.data.glue import resolve_data_dir, train_rows
@@ -86,6 +87,23 @@ def lr_schedule_steps(config: TrainConfig, sizes: list[int], num_processes: int 
     return config.epochs * len(first_epoch_layout(config, sizes, num_processes).batch_sizes)
 
 
+def check_batch_options(config: TrainConfig, sizes: list[int], num_processes: int) -> None:
+    """The options that need the data's size (``sizes``: each task's training examples), checked
+    by the run before its folder is claimed and by the dry run (the same error)."""
+    steps = len(first_epoch_layout(config, sizes, num_processes).batch_sizes)
+    if config.eval_every * steps < 1 - 1e-9:
+        least = math.ceil(1e4 / steps) / 1e4
+        raise MtlvsiftError(
+            f"--eval-every {config.eval_every:g} is less than one training step: an epoch has "
+            f"{steps} steps here, so evaluate every 1/{steps} of an epoch or more (--eval-every "
+            f"{least:g}).")
+    rows = math.ceil(config.batch_size / num_processes)
+    if config.grad_accum > rows:
+        raise MtlvsiftError(
+            f"--grad-accum {config.grad_accum} asks for more micro-batches than the {rows} rows "
+            f"each process gets of a batch of {config.batch_size}; use at most {rows}.")
+
+
 def make_plan(config: TrainConfig, num_processes: int | None = None) -> dict[str, Any]:
     """The plan of the run ``config`` describes (prerequisites resolved: a missing one raises)."""
     if num_processes is None:
@@ -93,6 +111,7 @@ def make_plan(config: TrainConfig, num_processes: int | None = None) -> dict[str
     available, source = available_train_sizes(config)
     config = with_prerequisites(config, available)
     sizes = used_train_sizes(config, available)
+    check_batch_options(config, sizes, num_processes)
     p = first_probabilities(config, sizes)
     layout = first_epoch_layout(config, sizes, num_processes)
     first = len(layout.batch_sizes)
