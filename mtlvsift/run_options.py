@@ -20,6 +20,8 @@ from mtlvsift.names import (BATCHINGS, DEFAULT_MODEL, DEFAULT_OUTPUTS, DEFAULT_P
                             DYNAMIC_RULES, MAX_COUNT, MAX_SEED, METHODS, PROTOCOLS, SAMPLINGS, TRACKERS)
 
 MAX_VALUE = MAX_SEED  # the largest whole number a record may hold for an option
+# Epochs far beyond any real run (the paper: 10); a plan lists every epoch, so this bounds it.
+MAX_EPOCHS = 10_000
 MULTI_TASK = ("mtl", "mtl_all")
 SIZE_EXPERIMENT = ("stilts", "mtl")
 
@@ -101,7 +103,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("seed", "--seed", "int", default=0, bounds=(0, MAX_VALUE), command=False, grid=False,
            help="Training seed (heads' initialisation, dropout, batch order); the paper loops over "
                 "five from the shell."),
-    Option("epochs", "--epochs", "int", default=10, bounds=(1, MAX_COUNT),
+    Option("epochs", "--epochs", "int", default=10, bounds=(1, MAX_EPOCHS),
            help="Passes over the training data (MTL: over all tasks' examples together)."),
     Option("lr", "--lr", "float", default=2e-5, bounds=(0, None), open_bounds=(True, False),
            help="Peak learning rate of AdamW (linear schedule, decaying to 0)."),
@@ -185,6 +187,10 @@ def resolve(method: str, given: Mapping[str, Any]) -> dict[str, Any]:
     for o in OPTIONS:
         if method not in o.methods and not _is_default(o, method, given.get(o.name)):
             raise NotApplicable(o, method)
+        if o.kind in ("text", "path") and values[o.name] is not None:
+            for item in values[o.name] if o.multiple else [values[o.name]]:
+                if not str(item).isprintable():
+                    raise Unprintable(o, item)
         if not o.applies(method, values):  # offered, unused here (--dynamic-rule with size sampling)
             values[o.name] = None
     return values
@@ -199,7 +205,21 @@ def applicable(method: str, given: Mapping[str, Any]) -> dict[str, Any]:
             if o.name in given and o.applies(method, values)}
 
 
-class NotApplicable(ValueError):
+class OptionError(ValueError):
+    """An option value no run takes (the message is for the user)."""
+
+
+class Unprintable(OptionError):
+    """A name or path with a control character (a tab, a newline): the run's folder, record
+    and printed commands could not hold it."""
+
+    def __init__(self, opt: Option, value: Any) -> None:
+        super().__init__(f"{opt.flag.split('/')[0]} {str(value)!r} holds a control character (a "
+                         f"tab, a newline, ...): the run's record and the commands that remake it "
+                         f"could not name it. Choose a name or path without one.")
+
+
+class NotApplicable(OptionError):
     """An option given to a run it does not apply to (a message for the user)."""
 
     def __init__(self, opt: Option, method: str) -> None:

@@ -83,3 +83,27 @@ def test_every_declaration_is_complete():
         assert o.kind in ("int", "float", "bool", "text", "path", "choice", "seeds"), o.name
         assert (o.kind == "choice") == bool(o.choices), o.name
         assert o.suffix is None or o.suffix in (run_options.LEADING_SUFFIX, *run_options.FOLDER_ORDER)
+
+
+@pytest.mark.parametrize("option, value", [("output_dir", "out\tdir"), ("data_dir", "glue\nx"),
+                                           ("model", "min\x1bilm"), ("task_files", ["a\rb.yaml"])])
+def test_a_name_or_path_with_a_control_character_is_one_error(option, value):
+    """It would reach a record, a printed command and compare.py's checks, which refuse it."""
+    with pytest.raises(MtlvsiftError, match="holds a control character"):
+        stilts_config("rte", None, {option: value})
+
+
+def test_run_grid_with_a_tab_in_a_path_is_one_error_line(tmp_path):
+    from helpers import run_script
+
+    result = run_script("run_grid", ["--tasks", "rte,mrpc", "--methods", "single", "--output-dir",
+                                     tmp_path / "out\tdir", "--dry-run"], expect_ok=False)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "--output-dir" in result.output and "holds a control character" in result.output
+    assert not (tmp_path / "out\tdir").exists()
+
+
+def test_epochs_are_bounded_so_that_a_plan_lists_them():
+    result = CliRunner().invoke(load_script("train_stilts").main,
+                                ["--target", "rte", "--epochs", "1000000000", "--dry-run"])
+    assert result.exit_code == 2 and "1000000000 is not in the range 1<=x<=10000" in result.output

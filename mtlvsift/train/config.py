@@ -90,7 +90,7 @@ def _build(method: str, tasks: list[str], support: list[str], base: str, given: 
     belong is an error), the folder name from the options that name it."""
     try:
         values = run_options.resolve(method, given)
-    except run_options.NotApplicable as err:
+    except run_options.OptionError as err:
         raise MtlvsiftError(str(err)) from None
     values = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}  # as JSON reads it
     suffixes = run_options.folder_suffixes(method, values)
