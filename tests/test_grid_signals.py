@@ -94,7 +94,7 @@ def test_a_stopped_grid_stops_its_runs_and_a_rerun_finishes_them(name, tmp_path,
         assert (folder / "state" / "progress.json").exists()
         assert f"Stopped ({label}): the last checkpoint, at step 3" in " ".join(log.read_text().split())
     done = run_script("run_grid", args)
-    assert "Grid: 2 trained, 0 already complete, 0 failed, 0 in use" in " ".join(done.output.split())
+    assert "Grid: 2 trained, 0 already complete, 0 failed." in " ".join(done.output.split())
     for log in logs(out):
         text = log.read_text()
         assert text.count("=== ") == 2 and text.index("Stopped (") < text.index("Resuming from step 3")
