@@ -79,9 +79,14 @@ def test_two_equal_seeds_get_no_p_and_stay_open(tmp_path):
     for seed in range(2):
         write_record(tmp_path, "mtl", "wnli", ["rte"], seed, 0.4648)
         write_record(tmp_path, "stilts", "wnli", ["rte"], seed, 0.5634)
-    cell = next(c for c in _summary(tmp_path)["cells"] if c["target"] == "wnli")
+    summary = _summary(tmp_path)
+    cell = next(c for c in summary["cells"] if c["target"] == "wnli")
     assert (cell["p"], cell["significant"], cell["verdict"]) == (None, False, "open")
     assert "fewer than 3 seeds" in cell["verdict_reason"]
+    assert summary["heuristic_by_correction"]["none"]["total"] == 0
+    report = " ".join((tmp_path / "report" / "report.md").read_text().split())
+    assert "the paper's conclusion cannot be checked on this tree" in report
+    assert "1 of 1 cells have fewer than 3 seeds of a method" in report
     result = run("recommend", "--target", "wnli", "--support", "rte", "--outputs", tmp_path)
     out = " ".join(result.stdout.split())
     assert "p = 0.0e+00" not in out and "p = n/a: open (fewer than 3 seeds" in out

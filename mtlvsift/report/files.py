@@ -287,8 +287,8 @@ def _markdown_matrix(a: Analysis) -> str:
         lines.append(f"| **{display_name(target)}** | " + " | ".join(cells) + " |")
     legend = (f"Bold: significant at p < {a.alpha:g} ({a.test_name}); positive = MTL better, "
               "negative = STILTs better; ✗: the size heuristic predicted the other method; "
-              "·: not run yet; ≠: seeds not pooled (see the warnings). Groups with one seed have "
-              "no test.")
+              "·: not run yet; ≠: seeds not pooled (see the warnings). A cell with fewer than 3 "
+              "seeds of a method, or no variance, has no test.")
     if any(c.at_baseline for c in a.cells.values()):
         legend += (f" ~: both methods at the majority-class baseline (within {BASELINE_MARGIN:g} "
                    "points): nothing learned.")

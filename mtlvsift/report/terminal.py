@@ -42,7 +42,7 @@ def render(console: Console, a: Analysis, tables: list[Table], missing: list[Mis
         legend.append(" STILTs better ", STILTS_STYLE).append("  ")
         legend.append("plain: no significant difference  ")
         legend.append("red, !", MISS_STYLE).append(": size heuristic wrong  ")
-        legend.append(f"*: p < {a.alpha:g}  ·: not run yet  ≠: seeds not pooled  (one seed: no test)")
+        legend.append(f"*: p < {a.alpha:g}  ·: not run yet  ≠: seeds not pooled  (under 3 seeds: no test)")
         console.print(legend)
         if any(c.at_baseline for c in a.cells.values()):
             console.print("~: both methods at the majority-class baseline: nothing learned",

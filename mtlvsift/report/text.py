@@ -92,8 +92,11 @@ def corrections_line(a: Analysis) -> str:
     parts = [f"{CORRECTION_NAMES[c]} {accuracy_text(scores[c])}" for c in CORRECTIONS]
     holds = [CORRECTION_NAMES[c] for c in CORRECTIONS if scores[c].above_chance]
     fails = [CORRECTION_NAMES[c] for c in CORRECTIONS if not scores[c].above_chance]
-    verdict = ("the paper's conclusion survives every correction on this tree" if not fails
-               else "the paper's conclusion survives no correction on this tree" if not holds
+    verdict = ("no cell is significant under any correction: the paper's conclusion cannot be "
+               "checked on this tree" if not any(s.total for s in scores.values())
+               else "the paper's conclusion survives every correction on this tree" if not fails
+               else "the paper's conclusion survives none of the corrections on this tree"
+               if not holds
                else f"the paper's conclusion survives {', '.join(holds)} but not "
                     f"{', '.join(fails)} on this tree")
     return (f"Size heuristic over the significant cells (90% Wilson intervals): "
