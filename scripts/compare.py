@@ -2,7 +2,7 @@
 """Compare pairwise MTL, STILTs and MTL_All from run records (Weller et al., 2022).
 
     python scripts/compare.py                      # report outputs/, files in outputs/report/
-    python scripts/compare.py --outputs runs --welch --model distilroberta-base
+    python scripts/compare.py --outputs runs --test welch --correction holm --model distilroberta-base
     python scripts/compare.py recommend --target rte --support mnli
     python scripts/compare.py recommend --target-size 2000 --support-size 50000
 """
@@ -15,12 +15,15 @@ import click
 
 from mtlvsift.params import FiniteFloatRange
 from mtlvsift.report.compare import compare, recommend
+from mtlvsift.report.inference import CORRECTIONS, TESTS
+from mtlvsift.report.verdicts import DEFAULT_MARGIN
 
 FOLDER = click.Path(path_type=Path, file_okay=False)
 
 
 def shared_options(default):
-    """--outputs, --model, --alpha, --welch; ``default`` None lets a subcommand inherit them."""
+    """--outputs, --model, --alpha, --test (--welch), --correction, --equivalence-margin;
+    ``default`` None lets a subcommand inherit them."""
     def decorate(f):
         for option in reversed([
             click.option("--outputs", type=FOLDER, default=default and "outputs",
@@ -30,9 +33,20 @@ def shared_options(default):
             click.option("--alpha", type=FiniteFloatRange(0, 1, min_open=True, max_open=True),
                          default=default and 0.1, show_default=bool(default),
                          help="Significance level of the per-cell t-tests."),
+            click.option("--test", type=click.Choice(TESTS), default=default and "student",
+                         show_default=bool(default),
+                         help="The per-cell t-test: Student's equal-variance one (the paper's) "
+                              "or Welch's."),
             click.option("--welch", is_flag=True, default=None if not default else False,
-                         help="Welch's t-test instead of Student's equal-variance one (the "
-                              "paper's)."),
+                         help="The same as --test welch."),
+            click.option("--correction", type=click.Choice(CORRECTIONS),
+                         default=default and "none", show_default=bool(default),
+                         help="Correction of the p values over the cells of one report: none "
+                              "(the paper's), Holm-Bonferroni or Benjamini-Hochberg."),
+            click.option("--equivalence-margin", type=FiniteFloatRange(0, min_open=True),
+                         default=default and DEFAULT_MARGIN, show_default=bool(default),
+                         help="Points: a cell that is not significant but whose TOST at this "
+                              "margin passes is 'equivalent'."),
         ]):
             f = option(f)
         return f
@@ -44,13 +58,17 @@ def shared_options(default):
 @click.option("--report-dir", type=FOLDER, default=None,
               help="Where report.md, figures, CSVs and summary.json go [default: OUTPUTS/report].")
 @click.pass_context
-def main(ctx: click.Context, outputs: Path, model: str | None, alpha: float, welch: bool,
+def main(ctx: click.Context, outputs: Path, model: str | None, alpha: float, test: str,
+         welch: bool, correction: str, equivalence_margin: float,
          report_dir: Path | None) -> None:
     """Significance-tested MTL vs STILTs report: Figure 1, the size heuristic, Tables 1-2,
     Figure 2, missing runs and runs in progress."""
-    ctx.obj = {"outputs": outputs, "model": model, "alpha": alpha, "welch": welch}
+    ctx.obj = {"outputs": outputs, "model": model, "alpha": alpha,
+               "welch": welch or test == "welch", "correction": correction,
+               "margin": equivalence_margin}
     if ctx.invoked_subcommand is None:
-        compare(outputs, report_dir, alpha=alpha, welch=welch, model=model)
+        compare(outputs, report_dir, alpha=alpha, welch=ctx.obj["welch"], model=model,
+                correction=correction, margin=equivalence_margin)
 
 
 @main.command("recommend")
@@ -62,12 +80,16 @@ def main(ctx: click.Context, outputs: Path, model: str | None, alpha: float, wel
 @click.pass_context
 def recommend_command(ctx: click.Context, target: str | None, support: str | None,
                       target_size: int | None, support_size: int | None, outputs: Path | None,
-                      model: str | None, alpha: float | None, welch: bool | None) -> None:
+                      model: str | None, alpha: float | None, test: str | None,
+                      welch: bool | None, correction: str | None,
+                      equivalence_margin: float | None) -> None:
     """Which method the size heuristic picks for a new pair, and how often it held."""
     shared = ctx.obj
+    welch = welch or (shared["welch"] if test is None else test == "welch")
     recommend(outputs or shared["outputs"], target, support, target_size, support_size,
-              model=model or shared["model"], alpha=alpha or shared["alpha"],
-              welch=shared["welch"] if welch is None else welch)
+              model=model or shared["model"], alpha=alpha or shared["alpha"], welch=welch,
+              correction=correction or shared["correction"],
+              margin=equivalence_margin or shared["margin"])
 
 
 if __name__ == "__main__":

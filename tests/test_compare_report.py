@@ -152,11 +152,15 @@ def test_one_seed_is_not_available_not_significant(tmp_path):
     write_record(tmp_path, "stilts", "rte", ["mnli"], 0, 0.60)
     result = run("--outputs", tmp_path)
     assert result.exit_code == 0
-    cell = json.loads((tmp_path / "report" / "summary.json").read_text())["cells"][0]
+    cells = json.loads((tmp_path / "report" / "summary.json").read_text())["cells"]
+    cell = next(c for c in cells if (c["target"], c["support"]) == ("rte", "mnli"))
     assert (cell["t"], cell["p"], cell["significant"], cell["better"]) == (None, None, False, None)
     assert "no significant cells" in result.stdout
-    assert "| RTE | MNLI | 90.0 (n=1) | 60.0 (n=1) | +30.0 | n/a | n/a |" in (
-        tmp_path / "report" / "report.md").read_text()
+    assert cell["verdict"] == "open" and "fewer than 3 seeds" in cell["verdict_reason"]
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert ("| RTE | MNLI | 90.0 (n=1) | 60.0 (n=1) | +30.0 | – | – | n/a | n/a | n/a | n/a | n/a "
+            "| n/a | open (fewer than 3 seeds (1 MTL, 1 STILTs)) |") in report
+    assert "1 of 1 cells have fewer than 3 seeds of a method: they get no p value" in report
 
 
 def test_two_models_are_reported_separately_or_chosen(tmp_path):

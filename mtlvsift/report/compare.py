@@ -22,6 +22,7 @@ from mtlvsift.report.tables import table1, table2
 from mtlvsift.report.terminal import render, render_in_progress
 from mtlvsift.report.text import METHOD_NAMES, PAPER_PHRASE, fmt_p, report_name, seeds_phrase
 from mtlvsift.report.variants import report_keys
+from mtlvsift.report.verdicts import DEFAULT_MARGIN
 from mtlvsift.run_folder import atomic_write
 from mtlvsift.run_index import discover, require_records
 from mtlvsift.tasks import GLUE_TASKS, normalize_task_name
@@ -29,7 +30,8 @@ from mtlvsift.tasks import GLUE_TASKS, normalize_task_name
 
 def compare(outputs: Path, report_dir: Path | None = None, alpha: float = 0.1,
             welch: bool = False, model: str | None = None, console: Console | None = None,
-            err_console: Console | None = None) -> list[Analysis]:
+            err_console: Console | None = None, correction: str = "none",
+            margin: float = DEFAULT_MARGIN) -> list[Analysis]:
     """Report every model (or only ``model``), protocol and data variant (``n-300``: see
     variants.py) under ``outputs``, each separately; write the report folder (one subfolder per
     report when there are several)."""
@@ -54,7 +56,8 @@ def compare(outputs: Path, report_dir: Path | None = None, alpha: float = 0.1,
                       highlight=False)
     analyses = []
     for key in keys:
-        analysis = analyze(found.records, key.model, alpha, welch, key.protocol, key.variant)
+        analysis = analyze(found.records, key.model, alpha, welch, key.protocol, key.variant,
+                           correction, margin)
         for warning in analysis.warnings:
             err_console.print(f"[yellow]Warning:[/] {safe_markup(warning)}", highlight=False)
         tables = [table1(analysis), table2(analysis)]
@@ -108,7 +111,8 @@ def report_slug(analysis: Analysis) -> str:
 def recommend(outputs: Path, target: str | None = None, support: str | None = None,
               target_size: int | None = None, support_size: int | None = None,
               model: str | None = None, alpha: float = 0.1, welch: bool = False,
-              console: Console | None = None) -> dict:
+              console: Console | None = None, correction: str = "none",
+              margin: float = DEFAULT_MARGIN) -> dict:
     """The size heuristic's pick for a new pair and how often it held (runs at hand or paper),
     with the pair's own measured result where it was run.
 
@@ -116,7 +120,8 @@ def recommend(outputs: Path, target: str | None = None, support: str | None = No
     report, default data first, whose runs trained the task), else from the registry (GLUE).
     """
     found = discover(outputs)
-    analyses = [analyze(found.records, key.model, alpha, welch, key.protocol, key.variant)
+    analyses = [analyze(found.records, key.model, alpha, welch, key.protocol, key.variant,
+                        correction, margin)
                 for key in report_keys(r for r in found.records if model in (None, r.model))]
     names = [normalize_task_name(n) for n in (target, support) if n]
     # The report whose runs trained both tasks (else one): its recorded sizes are the pair's.
@@ -167,13 +172,14 @@ def recommend(outputs: Path, target: str | None = None, support: str | None = No
         cell = a.cell(*pair) if pair else None
         if cell is not None and cell.complete:
             verdict = (f"{METHOD_NAMES[cell.better]} better" if cell.significant
-                       else "no significant difference" if cell.p is not None
-                       else "no test (one seed on a side)")
+                       else f"open ({cell.stats.reason})" if cell.stats.reason
+                       else f"{cell.verdict}, no significant difference")
             console.print(f"  This pair was run ({name}, {seeds_phrase(a)}): MTL "
                           f"{cell.mtl.mean:.1f} vs STILTs {cell.stilts.mean:.1f} points "
                           f"({cell.diff:+.1f}), p = {fmt_p(cell.p)}: {verdict}.", highlight=False)
             entry["pair"] = {"mtl_mean": cell.mtl.mean, "stilts_mean": cell.stilts.mean,
-                             "diff": cell.diff, "p": cell.p, "better": cell.better}
+                             "diff": cell.diff, "p": cell.p, "better": cell.better,
+                             "verdict": cell.verdict, "verdict_reason": cell.stats.reason}
         if len(entry) > 3:
             result["evidence"].append(entry)
     if not any("total" in e for e in result["evidence"]):

@@ -69,7 +69,7 @@ def figure1(analysis: Analysis) -> bytes | None:
                     fontsize=9 if len(text) < 6 else 6,
                     color=MISS_COLOR if miss else "#222222",
                     fontweight="bold" if miss or (cell and cell.significant) else "normal")
-            if untested:  # fewer than two seeds on a side: no t-test
+            if untested:  # degenerate (fewer than 3 seeds, no variance): no t-test
                 ax.text(j, i + 0.22, "no test", ha="center", va="center", fontsize=6,
                         color="#777777")
     ax.set_xlim(-0.5, n - 0.5)

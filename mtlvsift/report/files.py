@@ -21,7 +21,9 @@ from mtlvsift.report.missing import MissingRun
 from mtlvsift.report.stats import BASELINE_MARGIN, PAPER_HEURISTIC, Analysis, Cell, Group
 from mtlvsift.report.tables import Table
 from mtlvsift.report.text import FIGURE1_EMPTY, FIGURE2_EMPTY, HEURISTIC_RULE, baselines_line, \
-    fmt, fmt_p, group_text, lacking_phrase, overview_line, report_name, seeds_phrase, tasks_line
+    corrections_line, few_seeds_line, fmt, fmt_p, group_text, lacking_phrase, overview_line, \
+    report_name, seeds_phrase, tasks_line
+from mtlvsift.report.verdicts import CellStats, heuristic_by_correction, heuristic_by_sign
 from mtlvsift.run_folder import atomic_write
 from mtlvsift.run_index import Discovery
 from mtlvsift.tasks import display_name
@@ -60,7 +62,8 @@ def cell_record(cell: Cell) -> dict:
         return {f"{key}_mean": group.mean if group else None,
                 f"{key}_std": group.std if group else None,
                 f"n_{key}": group.n if group else 0,
-                f"{key}_seeds": sorted(group.seeds) if group else []}
+                f"{key}_seeds": sorted(group.seeds) if group else [],
+                f"{key}_scores": [x * 100 for x in group.scores] if group else []}
 
     return {
         "target": cell.target, "support": cell.support,
@@ -71,7 +74,21 @@ def cell_record(cell: Cell) -> dict:
         "target_size": cell.target_size, "support_size": cell.support_size,
         "mtl_from_symmetric_runs": bool(cell.mtl and cell.mtl.symmetric),
         "refused": cell.refused, "at_baseline": cell.at_baseline,
+        **_stats_record(cell.stats),
     }
+
+
+def _stats_record(stats: CellStats | None) -> dict:
+    """The cell's interval, effect size, corrected p values, power and verdict (points)."""
+    stats = stats or CellStats(verdict=None)
+    return {"diff_ci_t": _pair(stats.diff_ci_t), "diff_ci_boot": _pair(stats.diff_ci_boot),
+            "hedges_g": stats.hedges_g, "p_holm": stats.p_holm, "p_bh": stats.p_bh,
+            "p_tost": stats.p_tost, "mde": stats.mde, "verdict": stats.verdict,
+            "verdict_reason": stats.reason}
+
+
+def _pair(pair: tuple[float, float] | None) -> list[float] | None:
+    return list(pair) if pair else None
 
 
 def summary(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
@@ -86,7 +103,9 @@ def summary(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
         "seeds": analysis.seeds_in_use,
         "expected_seeds": analysis.expected_seeds,
         "units": "points (dev score x 100), mean over seeds",
-        "test": "welch" if analysis.welch else "student",
+        "test": analysis.test,
+        "correction": analysis.correction,
+        "equivalence_margin": analysis.equivalence_margin,
         "alpha": analysis.alpha,
         "tasks": analysis.tasks,
         "task_info": {t: _task_info(analysis, t) for t in analysis.all_tasks},
@@ -94,6 +113,10 @@ def summary(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
                       "accuracy": score.accuracy,
                       "paper": {"correct": PAPER_HEURISTIC[0], "total": PAPER_HEURISTIC[1],
                                 "accuracy": PAPER_HEURISTIC[0] / PAPER_HEURISTIC[1]}},
+        "heuristic_by_correction": {name: score.record() for name, score in
+                                    heuristic_by_correction(analysis.cells.values(),
+                                                            analysis.alpha).items()},
+        "heuristic_by_sign": heuristic_by_sign(analysis.cells.values()).record(),
         "cells": [cell_record(analysis.cells[key]) for key in _cell_order(analysis)],
         "tables": {t.key: {"title": t.title, "caption": t.caption, "columns": t.columns,
                            "rows": [{"label": r.label, "values": r.values,
@@ -137,8 +160,13 @@ def cells_csv(analysis: Analysis) -> str:
                if not k.endswith("_seeds")]
     writer = csv.DictWriter(out, columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: _csv_value(v) for k, v in row.items()} for row in rows)
     return out.getvalue()
+
+
+def _csv_value(value: object) -> object:
+    """A list (scores, an interval) as its numbers separated by spaces."""
+    return " ".join(repr(round(x, 6)) for x in value) if isinstance(value, list) else value
 
 
 def table_csv(table: Table) -> str:
@@ -181,7 +209,10 @@ def markdown(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
     correct, total = PAPER_HEURISTIC
     paper = f"the paper: {correct}/{total}, {correct / total:.1%}"
     parts = [f"# MTL vs STILTs: {md_text(report_name(a))}", md_text(overview_line(a, outputs)),
-             md_text(tasks_line(a))]
+             md_text(corrections_line(a))]
+    if few_seeds_line(a):
+        parts.append(md_text(few_seeds_line(a)))
+    parts.append(md_text(tasks_line(a)))
     if baselines_line(a):
         parts.append(md_text(baselines_line(a)))
     parts += ["## Figure 1: pairwise MTL minus STILTs",
@@ -256,8 +287,8 @@ def _markdown_matrix(a: Analysis) -> str:
         lines.append(f"| **{display_name(target)}** | " + " | ".join(cells) + " |")
     legend = (f"Bold: significant at p < {a.alpha:g} ({a.test_name}); positive = MTL better, "
               "negative = STILTs better; ✗: the size heuristic predicted the other method; "
-              "·: not run yet; ≠: seeds not pooled (see the warnings). Groups with one seed have "
-              "no test.")
+              "·: not run yet; ≠: seeds not pooled (see the warnings). A cell with fewer than 3 "
+              "seeds of a method, or no variance, has no test.")
     if any(c.at_baseline for c in a.cells.values()):
         legend += (f" ~: both methods at the majority-class baseline (within {BASELINE_MARGIN:g} "
                    "points): nothing learned.")
@@ -265,15 +296,28 @@ def _markdown_matrix(a: Analysis) -> str:
 
 
 def _markdown_cells(a: Analysis) -> str:
-    rows = ["| target | support | MTL | STILTs | diff | t | p | better | heuristic |",
-            "|---" * 9 + "|"]
+    rows = ["| target | support | MTL | STILTs | diff | 90% CI (t) | 90% CI (bootstrap) | g | t | "
+            "p | p Holm | p BH | MDE | verdict | better | heuristic |", "|---" * 16 + "|"]
     for key in _cell_order(a):
         c = a.cells[key]
+        s = c.stats or CellStats()
         mtl = group_text(c.mtl) + (" (sym.)" if c.mtl and c.mtl.symmetric else "")
         rows.append(f"| {display_name(c.target)} | {display_name(c.support)} | {mtl} | "
-                    f"{group_text(c.stilts)} | {fmt(c.diff, sign=True)} | {fmt(c.t, 2)} | "
-                    f"{fmt_p(c.p)} | {c.better or '–'} | {c.heuristic or '–'} |")
-    return _details("Every cell: means ± std over seeds, t-test", "\n".join(rows))
+                    f"{group_text(c.stilts)} | {fmt(c.diff, sign=True)} | {_interval(s.diff_ci_t)} | "
+                    f"{_interval(s.diff_ci_boot)} | {fmt(s.hedges_g, 2)} | {fmt(c.t, 2)} | "
+                    f"{fmt_p(c.p)} | {fmt_p(s.p_holm)} | {fmt_p(s.p_bh)} | {fmt(s.mde)} | "
+                    f"{_verdict_text(c.verdict, s.reason)} | {c.better or '–'} | {c.heuristic or '–'} |")
+    return _details("Every cell: means ± std over seeds, intervals of the difference, Hedges' g, "
+                    "t-test, corrected p, minimum detectable effect (points, 80% power), verdict",
+                    "\n".join(rows))
+
+
+def _interval(pair: tuple[float, float] | None) -> str:
+    return "–" if pair is None else f"[{pair[0]:+.1f}, {pair[1]:+.1f}]"
+
+
+def _verdict_text(verdict: str | None, reason: str | None) -> str:
+    return "–" if verdict is None else f"{verdict} ({reason})" if reason else verdict
 
 
 def md_text(text: str) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import statistics
-import warnings
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from scipy import stats as scipy_stats
 from mtlvsift.display import safe_text
 from mtlvsift.names import DEFAULT_PROTOCOL, DEFAULT_SEEDS
 from mtlvsift.report.variants import ReportKey, report_records
+from mtlvsift.report.verdicts import DEFAULT_MARGIN, Accuracy, CellStats, cell_stats, decide
 from mtlvsift.run_record import RunRecord
 from mtlvsift.scores import is_number
 from mtlvsift.tasks import GLUE_TASK_NAMES, GLUE_TASKS
@@ -102,6 +102,12 @@ class Cell:
     # Both means within BASELINE_MARGIN of the target's constant-prediction score: nothing was
     # learned (None: no baseline recorded, or the cell is not complete).
     at_baseline: bool | None = None
+    stats: CellStats | None = None  # the cell's tests (verdicts.py); None when not complete
+
+    @property
+    def verdict(self) -> str | None:
+        """'decided', 'equivalent' or 'open'; None when the cell is not complete."""
+        return self.stats.verdict if self.stats else None
 
     @property
     def complete(self) -> bool:
@@ -121,14 +127,7 @@ class Cell:
 
 
 @dataclass(frozen=True)
-class HeuristicScore:
-    correct: int
-    total: int
-
-    @property
-    def accuracy(self) -> float | None:
-        return self.correct / self.total if self.total else None
-
+class HeuristicScore(Accuracy):
     def phrase(self) -> str:
         """The paper's wording: 'predicts 49/53 significant cells, 92.5%'."""
         if not self.total:
@@ -158,6 +157,12 @@ class Analysis:
     variant: str = ""  # the data variant every run of this report shares ('n-300'), see variants.py
     records: list[RunRecord] = field(default_factory=list)  # the report's runs (variants within)
     baselines: dict[str, float] = field(default_factory=dict)  # task -> constant prediction, points
+    correction: str = "none"  # of the p values over the report's cells: none, holm, bh
+    equivalence_margin: float = DEFAULT_MARGIN  # points, the TOST's
+
+    @property
+    def test(self) -> str:
+        return "welch" if self.welch else "student"
 
     @property
     def key(self) -> ReportKey:
@@ -192,18 +197,6 @@ class Analysis:
         """The (sampling, variant) configurations of MTL_All present, in a stable order."""
         configs = {(g.sampling, g.variant) for g in self.mtl_all}
         return sorted(configs, key=lambda k: (k[1], str(k[0])))
-
-
-def ttest(mtl: list[float], stilts: list[float],
-          welch: bool = False) -> tuple[float | None, float | None]:
-    """scipy's two-sample t-test; (None, None) when either side has fewer than two seeds."""
-    if len(mtl) < 2 or len(stilts) < 2:
-        return None, None
-    with warnings.catch_warnings():  # constant samples: scipy warns and returns nan
-        warnings.simplefilter("ignore", RuntimeWarning)
-        result = scipy_stats.ttest_ind(mtl, stilts, equal_var=not welch)
-    t, p = float(result.statistic), float(result.pvalue)
-    return (None, None) if math.isnan(p) else (t, p)
 
 
 def size_heuristic(target_size: int | None, support_size: int | None) -> str | None:
@@ -282,7 +275,8 @@ def _score_text(score: object) -> str:
 
 
 def analyze(records: list[RunRecord], model: str, alpha: float = 0.1,
-            welch: bool = False, protocol: str = DEFAULT_PROTOCOL, variant: str = "") -> Analysis:
+            welch: bool = False, protocol: str = DEFAULT_PROTOCOL, variant: str = "",
+            correction: str = "none", margin: float = DEFAULT_MARGIN) -> Analysis:
     """Aggregate one model's runs of one protocol and data variant (``n-300``, see variants.py)
     and test every cell of the MTL vs STILTs matrix."""
     records = report_records(records, ReportKey(model, protocol, variant))
@@ -313,14 +307,13 @@ def analyze(records: list[RunRecord], model: str, alpha: float = 0.1,
         if cell.refused and cell.refused not in problems:
             problems.append(cell.refused)
         if cell.complete:
-            cell.t, cell.p = ttest(mtl.scores, stilts.scores, welch)
-            cell.significant = cell.p is not None and cell.p < alpha
-            if cell.significant:
-                cell.better = "mtl" if cell.diff > 0 else "stilts"
+            cell.stats = cell_stats(_points(mtl), _points(stilts), "welch" if welch else "student",
+                                    alpha, margin)
             if target in baselines:
                 cell.at_baseline = all(abs(g.mean - baselines[target]) <= BASELINE_MARGIN
                                        for g in (mtl, stilts))
         cells[(target, support)] = cell
+    decide(cells.values(), correction, alpha)
 
     tasks = {t for pair in cells for t in pair} | set(singles)
     seen_seeds = {s for g in [*pairs.values(), *singles.values(), *mtl_all] for s in g.seeds}
@@ -330,8 +323,13 @@ def analyze(records: list[RunRecord], model: str, alpha: float = 0.1,
         expected_seeds=expected_seeds(seen_seeds), warnings=problems, protocol=protocol,
         main_metrics=main_metrics(records),
         task_files=sorted({f for r in records for f in r.task_files}),
-        variant=variant, records=records, baselines=baselines,
+        variant=variant, records=records, baselines=baselines, correction=correction,
+        equivalence_margin=margin,
     )
+
+
+def _points(group: Group) -> list[float]:
+    return [score * POINTS for score in group.scores]
 
 
 def expected_seeds(seen: set[int]) -> list[int]:

@@ -13,8 +13,8 @@ from mtlvsift.display import safe_markup
 from mtlvsift.report.missing import MissingRun
 from mtlvsift.report.stats import Analysis
 from mtlvsift.report.tables import Table
-from mtlvsift.report.text import HEURISTIC_RULE, PAPER_PHRASE, baselines_line, fmt, group_text, \
-    lacking_phrase, overview_line, tasks_line
+from mtlvsift.report.text import HEURISTIC_RULE, PAPER_PHRASE, baselines_line, corrections_line, \
+    few_seeds_line, fmt, group_text, lacking_phrase, overview_line, tasks_line
 from mtlvsift.run_index import Discovery
 from mtlvsift.tasks import display_name
 
@@ -29,6 +29,9 @@ def render(console: Console, a: Analysis, tables: list[Table], missing: list[Mis
     label = " · ".join(filter(None, [a.model, *a.key.label().split(", ")]))
     console.rule(f"[bold]MTL vs STILTs · {safe_markup(label)}")
     console.print(safe_markup(overview_line(a, outputs).replace("`", "")), highlight=False)
+    console.print(safe_markup(corrections_line(a)), highlight=False)
+    if few_seeds_line(a):
+        console.print(f"[yellow]{safe_markup(few_seeds_line(a))}[/]", highlight=False)
     console.print(safe_markup(tasks_line(a)), highlight=False)
     if baselines_line(a):
         console.print(safe_markup(baselines_line(a)), highlight=False)
@@ -39,7 +42,7 @@ def render(console: Console, a: Analysis, tables: list[Table], missing: list[Mis
         legend.append(" STILTs better ", STILTS_STYLE).append("  ")
         legend.append("plain: no significant difference  ")
         legend.append("red, !", MISS_STYLE).append(": size heuristic wrong  ")
-        legend.append(f"*: p < {a.alpha:g}  ·: not run yet  ≠: seeds not pooled  (one seed: no test)")
+        legend.append(f"*: p < {a.alpha:g}  ·: not run yet  ≠: seeds not pooled  (under 3 seeds: no test)")
         console.print(legend)
         if any(c.at_baseline for c in a.cells.values()):
             console.print("~: both methods at the majority-class baseline: nothing learned",

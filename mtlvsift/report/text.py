@@ -5,12 +5,15 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from mtlvsift.report.inference import CORRECTIONS, MIN_SEEDS
 from mtlvsift.report.stats import PAPER_HEURISTIC, Analysis, Group
+from mtlvsift.report.verdicts import Accuracy, heuristic_by_correction, heuristic_by_sign
 from mtlvsift.tasks import display_name
 
 HEURISTIC_RULE = "MTL when the target's training set is smaller than the supporting one"
 PAPER_PHRASE = "{}/{}, {:.1%}".format(*PAPER_HEURISTIC, PAPER_HEURISTIC[0] / PAPER_HEURISTIC[1])
 METHOD_NAMES = {"mtl": "pairwise MTL", "stilts": "STILTs"}
+CORRECTION_NAMES = {"none": "no correction", "holm": "Holm", "bh": "Benjamini-Hochberg"}
 # What a report says instead of a figure with nothing to draw.
 FIGURE1_EMPTY = "No cell has an MTL or a STILTs run yet: no Figure 1."
 FIGURE2_EMPTY = ("No size-experiment runs (--target-fraction F --support-ratio K) yet: "
@@ -61,7 +64,45 @@ def seeds_phrase(a: Analysis) -> str:
 def overview_line(a: Analysis, outputs: Path) -> str:
     runs = len(a.records)
     return (f"{runs} run record{'' if runs == 1 else 's'} of {report_name(a)} under `{outputs}` · "
-            f"{seeds_phrase(a)} · {a.test_name}, alpha = {a.alpha:g}")
+            f"{seeds_phrase(a)} · {a.test_name}, alpha = {a.alpha:g}, "
+            f"{CORRECTION_NAMES[a.correction]}, equivalence margin {a.equivalence_margin:g} points")
+
+
+def few_seeds_line(a: Analysis) -> str:
+    """What a report whose cells have fewer than MIN_SEEDS seeds cannot say; '' otherwise."""
+    few = [c for c in a.cells.values() if c.complete and min(c.mtl.n, c.stilts.n) < MIN_SEEDS]
+    if not few:
+        return ""
+    return (f"{len(few)} of {sum(c.complete for c in a.cells.values())} cells have fewer than "
+            f"{MIN_SEEDS} seeds of a method: they get no p value and stay open; add seeds.")
+
+
+def accuracy_text(score: Accuracy) -> str:
+    """'49/53, 92.5% [84.2, 96.6]' (the Wilson 90% interval); 'no cells' without any."""
+    if not score.total:
+        return "no cells"
+    low, high = score.wilson_ci
+    return f"{score.correct}/{score.total}, {score.accuracy:.1%} [{low:.1%}, {high:.1%}]"
+
+
+def corrections_line(a: Analysis) -> str:
+    """The heuristic's accuracy under each correction and by sign, and whether the paper's
+    conclusion (the heuristic picks the better method) survives each correction here."""
+    scores = heuristic_by_correction(a.cells.values(), a.alpha)
+    parts = [f"{CORRECTION_NAMES[c]} {accuracy_text(scores[c])}" for c in CORRECTIONS]
+    holds = [CORRECTION_NAMES[c] for c in CORRECTIONS if scores[c].above_chance]
+    fails = [CORRECTION_NAMES[c] for c in CORRECTIONS if not scores[c].above_chance]
+    verdict = ("no cell is significant under any correction: the paper's conclusion cannot be "
+               "checked on this tree" if not any(s.total for s in scores.values())
+               else "the paper's conclusion survives every correction on this tree" if not fails
+               else "the paper's conclusion survives none of the corrections on this tree"
+               if not holds
+               else f"the paper's conclusion survives {', '.join(holds)} but not "
+                    f"{', '.join(fails)} on this tree")
+    return (f"Size heuristic over the significant cells (90% Wilson intervals): "
+            f"{' · '.join(parts)} · every cell by the sign of its difference "
+            f"{accuracy_text(heuristic_by_sign(a.cells.values()))}. So {verdict} (it survives "
+            f"where the interval lies above 50%).")
 
 
 def baselines_line(a: Analysis) -> str:
