@@ -63,7 +63,9 @@ def main(ctx: click.Context, outputs: Path, model: str | None, alpha: float, wel
 def recommend_command(ctx: click.Context, target: str | None, support: str | None,
                       target_size: int | None, support_size: int | None, outputs: Path | None,
                       model: str | None, alpha: float | None, welch: bool | None) -> None:
-    """Which method the size heuristic picks for a new pair, and how often it held."""
+    """Which method the size heuristic picks for a new pair, and how often it held.
+
+    Which supporting task to use at all (LogME, every candidate): scripts/recommend.py."""
     shared = ctx.obj
     recommend(outputs or shared["outputs"], target, support, target_size, support_size,
               model=model or shared["model"], alpha=alpha or shared["alpha"],
