@@ -83,7 +83,9 @@ def recommend_command(ctx: click.Context, target: str | None, support: str | Non
                       model: str | None, alpha: float | None, test: str | None,
                       welch: bool | None, correction: str | None,
                       equivalence_margin: float | None) -> None:
-    """Which method the size heuristic picks for a new pair, and how often it held."""
+    """Which method the size heuristic picks for a new pair, and how often it held.
+
+    Which supporting task to use at all (LogME, every candidate): scripts/recommend.py."""
     shared = ctx.obj
     welch = welch or (shared["welch"] if test is None else test == "welch")
     recommend(outputs or shared["outputs"], target, support, target_size, support_size,

@@ -16,7 +16,7 @@ import click
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import REPO_ROOT, load_script  # noqa: E402
 
-SCRIPTS = ("train_stilts", "train_mtl", "train_mtl_all", "run_grid", "compare", "predict")
+SCRIPTS = ("train_stilts", "train_mtl", "train_mtl_all", "run_grid", "compare", "predict", "recommend")
 PIN = REPO_ROOT / "tests" / "data" / "cli_surface.json"
 
 

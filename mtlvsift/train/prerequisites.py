@@ -68,10 +68,7 @@ def with_start_model(config: TrainConfig, target_available: int) -> TrainConfig:
     if config.method != "stilts" or config.init_from is not None:
         return dataclasses.replace(config, init_model=config.init_from)
     support = config.support[0]
-    cap = config.max_train_examples
-    if config.support_ratio is not None:
-        cap = support_examples_needed(config, target_available)
-    records, runs, command = _single_runs(config, support, cap)
+    records, runs, command = _start_runs(config, target_available)
     if command:
         raise _missing_runs_error(config, "STILTs", {support: (records, command)},
                                   "or pass --init-from PATH (a saved model folder).")
@@ -79,6 +76,19 @@ def with_start_model(config: TrainConfig, target_available: int) -> TrainConfig:
     start = {"run": f"{runs}/seed-{best.seed}", "seed": best.seed, "score": best.score,
              "seeds": [r.seed for r in records]}
     return dataclasses.replace(config, init_model=str(best.folder / "best"), start_model=start)
+
+
+def _start_runs(config: TrainConfig, target_available: int) -> tuple[list[RunRecord], str, str | None]:
+    """The single runs a STILTs config starts from (size experiments: on MTL's subsample)."""
+    cap = config.max_train_examples
+    if config.support_ratio is not None:
+        cap = support_examples_needed(config, target_available)
+    return _single_runs(config, config.support[0], cap)
+
+
+def start_model_command(config: TrainConfig, target_available: int) -> str | None:
+    """The loop that makes the single runs a STILTs config lacks; None when they are finished."""
+    return _start_runs(config, target_available)[2]
 
 
 def with_single_scores(config: TrainConfig) -> TrainConfig:

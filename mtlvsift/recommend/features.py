@@ -1,0 +1,58 @@
+"""A target's training examples embedded by an encoder: each example's first-token output (what
+the task heads read), computed as evaluation computes dev scores (length-sorted batches, padded
+once, no gradients), over a stratified subsample of at most ``max_examples``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mtlvsift.tasks import Task
+from mtlvsift.train.batches.loader import TaskData, subsample_indices
+from mtlvsift.train.batches.padding import make_collator
+from mtlvsift.train.batches.sampling import largest_remainder_quotas
+from mtlvsift.train.data.glue import resolve_data_dir
+from mtlvsift.train.data.tokenized import load_tokenized
+from mtlvsift.train.evaluation.dev import build_eval_batches
+from mtlvsift.train.model.pretrained import load_encoder, load_tokenizer
+
+EVAL_BATCH_SIZE = 64
+SAMPLE_SEED = 0  # the same examples for every candidate, so their scores compare
+
+
+def stratified_indices(labels: np.ndarray, k: int, regression: bool, seed: int = SAMPLE_SEED) -> np.ndarray:
+    """``k`` sorted row numbers (all when there are fewer): each class keeps its share
+    (largest remainder); a regression's rows are drawn uniformly."""
+    n = len(labels)
+    if k >= n:
+        return np.arange(n)
+    if regression:
+        return subsample_indices(n, k, seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    quotas = largest_remainder_quotas(counts / n, k)
+    chosen = [np.flatnonzero(labels == c)[subsample_indices(int(size), int(q), seed + i)]
+              for i, (c, size, q) in enumerate(zip(classes, counts, quotas))]
+    return np.sort(np.concatenate(chosen))
+
+
+def target_features(model: str, task: Task, data_dir: str | Path | None, max_examples: int,
+                    max_seq_length: int, option: str = "--model",
+                    device: torch.device | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(N x D first-token outputs, N labels) of ``task``'s training examples under ``model`` (a
+    hub id, a folder, a run's ``best/``; ``option`` names it in errors)."""
+    encoder, tokenizer = load_encoder(model, option), load_tokenizer(model, option)
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    train = load_tokenized(task, "train", tokenizer, max_seq_length, resolve_data_dir(data_dir))
+    labels = np.asarray(train["label"])
+    train = train.select(stratified_indices(labels, max_examples, task.is_regression))
+    batches = build_eval_batches([TaskData(task, train, {"train": train}, len(labels))],
+                                 make_collator(tokenizer, None), EVAL_BATCH_SIZE, 0, 1)
+    encoder.to(device).eval()
+    features = np.empty((len(train), encoder.config.hidden_size), dtype=np.float64)
+    with torch.inference_mode():
+        for batch in batches:
+            inputs = {k: v.to(device) for k, v in batch.inputs.items() if k != "task_ids"}
+            features[batch.positions] = encoder(**inputs).last_hidden_state[:, 0].float().cpu().numpy()
+    return features, np.asarray(train["label"])

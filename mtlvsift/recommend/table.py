@@ -1,0 +1,42 @@
+"""The ranking as a rich table, and the commands that make what unscored candidates lack."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from mtlvsift.display import safe_markup
+from mtlvsift.recommend.advice import Candidate
+from mtlvsift.tasks import display_name
+
+METHOD_NAMES = {"mtl": "MTL", "stilts": "STILTs"}
+
+
+def rule_text(rule: dict) -> str:
+    """How often the size rule's pick held on significant cells of the finished grid."""
+    if not rule["judged"]:
+        return "no measured cells yet"
+    return f"held {rule['held']}/{rule['judged']}"
+
+
+def _number(value: float | None, sign: bool = False) -> str:
+    return "-" if value is None else f"{value:+.3f}" if sign else f"{value:.3f}"
+
+
+def print_ranking(target: str, entries: list[Candidate], console: Console | None = None) -> None:
+    console = console or Console(width=max(Console().width, 120))  # the nine columns in full
+    table = Table(title=f"Supporting tasks for {safe_markup(display_name(target))}")
+    for column in ("rank", "support", "size rule", "rule on your grid", "LogME gain", "LogME",
+                   "LogME base", "examples", "seconds"):
+        table.add_column(column, justify="left" if column in ("support", "size rule",
+                                                               "rule on your grid") else "right")
+    for e in entries:
+        table.add_row(str(e.rank or "-"), safe_markup(display_name(e.support)),
+                      METHOD_NAMES.get(e.size_rule["method"], "-"), rule_text(e.size_rule),
+                      _number(e.logme_gain, sign=True), _number(e.logme), _number(e.logme_base),
+                      str(e.examples or "-"), "-" if e.seconds is None else f"{e.seconds:.1f}")
+    console.print(table)
+    for e in entries:
+        if e.command:
+            console.print(f"{safe_markup(display_name(e.support))} has no finished single runs to "
+                          f"score; make them with:\n  {safe_markup(e.command)}", highlight=False)

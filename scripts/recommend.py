@@ -1,0 +1,55 @@
+#!/usr/bin/env python
+"""Before training: which supporting task helps a target, and MTL or STILTs with it.
+
+    python scripts/recommend.py --target rte --model minilm --data-dir /path/to/glue
+    python scripts/recommend.py --target rte --candidates mnli,qnli,sst2 --json advice.json
+
+For each candidate S: the size rule (MTL if the target's training set is smaller than S's, else
+STILTs) with how often it held on the finished grid under --outputs, and LogME (You et al., 2021)
+of the target's training examples under S's best single run minus under the pre-trained encoder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from mtlvsift.cli import named_option, task_option
+
+FOLDER = click.Path(path_type=Path, file_okay=False)
+
+
+@click.command(context_settings={"show_default": True})
+@task_option("--target", required=True, help="The task to find a supporting task for.")
+@click.option("--candidates", default=None,
+              help="Comma-separated supporting tasks to rank [default: every other task].")
+@named_option("task_files")
+@click.option("--outputs", type=FOLDER, default="outputs",
+              help="Root folder of the runs (single runs of the candidates, the finished grid).")
+@named_option("data_dir")
+@named_option("model")
+@named_option("max_seq_length")
+@named_option("support_seeds", "stilts")
+@click.option("--max-examples", type=click.IntRange(min=1), default=2000,
+              help="Target training examples embedded (stratified by class).")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the ranking to this JSON file.")
+def main(target, candidates, task_files, outputs, data_dir, model, max_seq_length, support_seeds,
+         max_examples, json_file):
+    """Rank supporting tasks for TARGET by LogME gain, with the size rule's MTL-or-STILTs pick."""
+    from mtlvsift.recommend.advice import advise, as_json
+    from mtlvsift.recommend.table import print_ranking
+
+    options = {"task_files": task_files, "output_dir": str(outputs), "data_dir": data_dir,
+               "model": model, "max_seq_length": max_seq_length, "support_seeds": support_seeds}
+    names = [n.strip() for n in candidates.split(",") if n.strip()] if candidates else None
+    entries = advise(target, names, options, max_examples)
+    print_ranking(target, entries)
+    if json_file:
+        json_file.write_text(json.dumps(as_json(target, model, entries), indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
