@@ -11,7 +11,6 @@ of the target's training examples under S's best single run minus under the pre-
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -41,6 +40,7 @@ def main(target, candidates, task_files, outputs, data_dir, model, max_seq_lengt
     """Rank supporting tasks for TARGET by LogME gain, with the size rule's MTL-or-STILTs pick."""
     from mtlvsift.recommend.advice import advise, as_json
     from mtlvsift.recommend.table import print_ranking
+    from mtlvsift.run_folder import atomic_write_json
 
     options = {"task_files": task_files, "output_dir": str(outputs), "data_dir": data_dir,
                "model": model, "max_seq_length": max_seq_length, "support_seeds": support_seeds}
@@ -48,7 +48,7 @@ def main(target, candidates, task_files, outputs, data_dir, model, max_seq_lengt
     entries = advise(target, names, options, max_examples)
     print_ranking(target, entries)
     if json_file:
-        json_file.write_text(json.dumps(as_json(target, model, entries), indent=1) + "\n")
+        atomic_write_json(json_file, as_json(target, model, entries))  # whole or not at all
 
 
 if __name__ == "__main__":
