@@ -13,7 +13,7 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from helpers import SHARED_GLUE, write_tiny_encoder, write_tiny_glue
+from helpers import RTE_HEADER, SHARED_GLUE, tsv, write, write_tiny_encoder, write_tiny_glue
 
 
 def pytest_addoption(parser):
@@ -27,6 +27,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_fault_counts():
+    """MTLVSIFT_FAULT counts its hits per process: every test starts from none."""
+    import mtlvsift.faults as faults
+
+    faults._hits.clear()
+    yield
+    faults._hits.clear()
 
 
 @pytest.fixture(autouse=True)
@@ -107,3 +117,19 @@ def small_disk(tmp_path) -> Path:
     folder = tmp_path / "small-disk"
     folder.mkdir()
     yield from _mount_tmpfs(folder, "size=64m")
+
+
+@pytest.fixture(scope="module")
+def tokenizer(minilm_path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(minilm_path)
+
+
+@pytest.fixture
+def rte_dir(tmp_path: Path) -> Path:
+    rows = [["0", "A man sleeps.", "Someone sleeps.", "entailment"],
+            ["1", "Cats purr loudly at night.", "Dogs bark.", "not_entailment"],
+            ["2", "x", "y z", "entailment"]]
+    write(tmp_path / "RTE" / "train.tsv", RTE_HEADER + tsv(rows))
+    return tmp_path

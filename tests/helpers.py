@@ -217,3 +217,46 @@ def finishes_within(seconds: float, call, fifo: Path | None = None):
         os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # unblock the reader
     assert not thread.is_alive() and "value" in outcome, f"still blocked after {seconds} s"
     return outcome["value"]
+
+
+def folder_of(out, method="single", name="rte"):
+    return out / method / name / "seed-0"
+
+
+def stop_after_first_checkpoint(tiny_model, tiny_glue, out, monkeypatch, *extra):
+    """Run in-process until the first checkpoint is written, then fail as a full disk would."""
+    import mtlvsift.faults as faults
+
+    monkeypatch.setenv("MTLVSIFT_FAULT", "after_checkpoint:oserror:1")
+    fails("train_stilts", ["--target", "rte", *tiny_args(tiny_model, tiny_glue, out), *extra],
+          "Could not write the checkpoint")
+    monkeypatch.delenv("MTLVSIFT_FAULT")
+    faults._hits.clear()
+    progress = json.loads((folder_of(out) / "state" / "progress.json").read_text())
+    assert progress["step"] == 3
+
+
+# --- small files written by the data tests, and the grid's options -------------------------------
+
+
+RTE_HEADER = "index\tsentence1\tsentence2\tlabel\n"
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text.encode() if isinstance(text, str) else text)
+    return path
+
+
+def tsv(rows: list[list[str]]) -> str:
+    return "".join("\t".join(row) + "\n" for row in rows)
+
+
+def grid_options(out: Path, **extra) -> dict:
+    """The train scripts' option values (their defaults) as run_grid.py hands them over."""
+    from mtlvsift import run_options
+
+    script = load_script("run_grid")
+    ctx = script.main.make_context("run_grid", ["--tasks", "rte", "--output-dir", str(out)])
+    params = {k: v for k, v in ctx.params.items() if k in run_options.names() and k != "target_fraction"}
+    return {**params, **extra}

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -14,25 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO_ROOT, load_script, run_script
+from helpers import REPO_ROOT, grid_options, load_script, run_script
 from mtlvsift.grid.estimate import RunWork, Speeds, TaskSpeed, inside_seconds, run_seconds, speed_of_record
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.grid.plan import grid_runs
-from mtlvsift import run_options
 from mtlvsift.train.config import mtl_all_config, mtl_config, stilts_config
-
-
-def _options(out: Path, **extra) -> dict:
-    """The train scripts' option values (their defaults) as run_grid.py hands them over."""
-    script = load_script("run_grid")
-    ctx = script.main.make_context("run_grid", ["--tasks", "rte", "--output-dir", str(out)])
-    params = {k: v for k, v in ctx.params.items() if k in run_options.names() and k != "target_fraction"}
-    return {**params, **extra}
 
 
 def test_plan_orders_prerequisites_and_pairs_once(tmp_path):
     runs = grid_runs(["rte", "mrpc", "stsb"], [0, 1], ["single", "stilts", "mtl", "mtl_all"],
-                     _options(tmp_path / "out"))
+                     grid_options(tmp_path / "out"))
     labels = [r.label for r in runs]
     assert labels[:6] == ["single rte seed 0", "single rte seed 1", "single mrpc seed 0",
                           "single mrpc seed 1", "single stsb seed 0", "single stsb seed 1"]
@@ -53,11 +43,11 @@ def test_plan_orders_prerequisites_and_pairs_once(tmp_path):
 
 
 def test_single_runs_that_other_runs_read_are_added(tmp_path):
-    runs = grid_runs(["rte", "mrpc"], [0], ["stilts"], _options(tmp_path))
+    runs = grid_runs(["rte", "mrpc"], [0], ["stilts"], grid_options(tmp_path))
     assert [(r.label, r.added) for r in runs] == [
         ("single rte seed 0", True), ("single mrpc seed 0", True),
         ("STILTs rte <- mrpc seed 0", False), ("STILTs mrpc <- rte seed 0", False)]
-    assert [r.label for r in grid_runs(["rte", "mrpc"], [0], ["mtl"], _options(tmp_path),
+    assert [r.label for r in grid_runs(["rte", "mrpc"], [0], ["mtl"], grid_options(tmp_path),
                                        mtl_sampling="size")] == ["MTL rte <- mrpc seed 0"]
 
 
@@ -65,7 +55,7 @@ def test_size_experiment_adds_the_capped_supporting_runs(tmp_path):
     """--support-ratios: every ordered pair at every ratio, STILTs from single runs of the support
     capped at K x the target's size (GLUE's official sizes without --data-dir: RTE 2,490, MRPC
     3,668; --target-fraction 0.5 makes the targets 1,245 and 1,834)."""
-    runs = grid_runs(["rte", "mrpc"], [0], ["stilts", "mtl"], _options(tmp_path),
+    runs = grid_runs(["rte", "mrpc"], [0], ["stilts", "mtl"], grid_options(tmp_path),
                      support_ratios=[0.5, 1.0], target_fraction=0.5)
     folders = [str(Path(r.run_dir).relative_to(tmp_path)) for r in runs]
     assert folders[:6] == ["single/rte/seed-0", "single/mrpc/seed-0", "single/mrpc__n-622/seed-0",
@@ -81,7 +71,7 @@ def test_size_experiment_adds_the_capped_supporting_runs(tmp_path):
     for run in runs:  # the commands rebuild the same runs
         assert _config_from_command(run).identity() == run.config.identity()
     with pytest.raises(MtlvsiftError, match="RTE as target needs 3735 MRPC training examples .3 x the target.s., but 3668"):
-        grid_runs(["rte", "mrpc"], [0], ["stilts"], _options(tmp_path), support_ratios=[3.0],
+        grid_runs(["rte", "mrpc"], [0], ["stilts"], grid_options(tmp_path), support_ratios=[3.0],
                   target_fraction=0.5)
 
 
@@ -109,7 +99,7 @@ def test_every_command_rebuilds_its_run_exactly(tmp_path, extra):
     """What the grid prints (and --emit writes) is parsed by the train scripts into the same run
     identity and folder the grid trains in process."""
     runs = grid_runs(["rte", "sst2", "stsb"], [0, 3], ["single", "stilts", "mtl", "mtl_all"],
-                     _options(tmp_path / "my outputs", **extra), mtl_all_sampling="uniform")
+                     grid_options(tmp_path / "my outputs", **extra), mtl_all_sampling="uniform")
     for run in runs:
         rebuilt = _config_from_command(run)
         assert rebuilt.identity() == run.config.identity(), run.command()
@@ -196,65 +186,6 @@ def test_a_finished_run_with_other_options_is_not_taken_as_done(tmp_path, tiny_m
     assert json.loads((tmp_path / "single/rte/seed-0/result.json").read_text())["config"]["epochs"] == 2
 
 
-def test_emit_slurm_array_sizes_and_dependency(tmp_path):
-    folder = tmp_path / "slurm"
-    run_script("run_grid", ["--tasks", "rte,mrpc,stsb", "--seeds", "0,1", "--output-dir", tmp_path / "out",
-                            "--emit", "slurm", "--emit-to", folder, "--sbatch", "--gres=gpu:1"])
-    assert not (tmp_path / "out").exists()
-    runs = grid_runs(["rte", "mrpc", "stsb"], [0, 1], ["single", "stilts", "mtl", "mtl_all"],
-                     _options(tmp_path / "out"))
-    for stage in (1, 2):
-        text = (folder / f"stage-{stage}.sbatch").read_text()
-        subprocess.run(["bash", "-n", folder / f"stage-{stage}.sbatch"], check=True)
-        count = sum(r.stage == stage for r in runs)
-        assert f"#SBATCH --array=0-{count - 1}\n" in text and "#SBATCH --gres=gpu:1\n" in text
-        assert text.count("accelerate launch") == count
-    submit = (folder / "submit.sh").read_text()
-    subprocess.run(["bash", "-n", folder / "submit.sh"], check=True)
-    assert re.search(r"sbatch --parsable --dependency=afterok:\$\{stage1\} stage-2.sbatch", submit)
-    for bad in (["--sbatch", "--gres=gpu:1\nrm -rf ~"], ["--sbatch", "gres"], ["--emit-to", tmp_path / "a b"]):
-        args = ["--tasks", "rte,mrpc", "--emit", "slurm", "--emit-to", folder, *bad]
-        result = run_script("run_grid", args, expect_ok=False)
-        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
-    assert not (tmp_path / "a b").exists()
-    # A command picked by an array index is the one the plan has at that place.
-    stage2 = [r for r in runs if r.stage == 2]
-    listing = subprocess.run(["bash", "-c", f"SLURM_ARRAY_TASK_ID=4; eval \"$(sed -n '/^commands=(/,/^)/p' "
-                              f"{folder / 'stage-2.sbatch'})\"; printf '%s' \"${{commands[4]}}\""],
-                             capture_output=True, text=True, check=True).stdout
-    assert listing == stage2[4].command()
-
-
-@pytest.mark.slow
-def test_emitted_shell_script_makes_the_same_runs(tmp_path, tiny_model, tiny_glue):
-    """grid.sh (one `accelerate launch` per run) trains the runs the in-process grid trains."""
-    if shutil.which("accelerate") is None:
-        pytest.skip("the accelerate command is not on PATH")
-    common = ["--tasks", "rte,sst2", "--seeds", "0", "--model", tiny_model, "--data-dir", tiny_glue,
-              "--epochs", "1", "--batch-size", "8", "--max-seq-length", "32"]
-    run_script("run_grid", [*common, "--output-dir", tmp_path / "here"])
-    run_script("run_grid", [*common, "--output-dir", tmp_path / "sh", "--emit", "shell",
-                            "--emit-to", tmp_path / "emitted"])
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO_ROOT))
-    done = subprocess.run(["bash", tmp_path / "emitted" / "grid.sh"], env=env, capture_output=True,
-                          text=True, timeout=900)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-
-    def runs(root: Path) -> dict[str, dict]:
-        found = {}
-        for result in root.rglob("result.json"):
-            config = json.loads((result.parent / "config.json").read_text())
-            found[str(result.parent.relative_to(root))] = config
-        return found
-
-    here, sh = runs(tmp_path / "here"), runs(tmp_path / "sh")
-    assert len(here) == 6 and here.keys() == sh.keys()
-    assert here == sh  # identities (the output folder is not part of them)
-    jobs = run_script("run_grid", [*common, "--output-dir", tmp_path / "jobs", "--jobs", "2"])
-    assert "Grid: 6 trained" in " ".join(jobs.output.split())
-    assert runs(tmp_path / "jobs") == here
-
-
 @pytest.mark.slow
 def test_grid_under_accelerate_launch_runs_each_run_on_both_processes(tmp_path, tiny_model_no_dropout,
                                                                      tiny_glue):
@@ -315,47 +246,12 @@ def test_a_failed_runs_message_is_shown_escaped(tmp_path, monkeypatch):
         raise MtlvsiftError(f"{tmp_path}/x\x1b[2J\x07[bold]y is damaged.")
 
     monkeypatch.setattr(mtlvsift.train.loop, "run_training", fail)
-    runs = grid_runs(["rte"], [0], ["single"], _options(tmp_path))
+    runs = grid_runs(["rte"], [0], ["single"], grid_options(tmp_path))
     shown = io.StringIO()
     outcome = run_here(runs, [], tmp_path, {}, Console(file=shown, width=400))
     text = shown.getvalue()
     assert "\x1b" not in text and "\x07" not in text and "x\\x1b[2J\\x07[bold]y" in text, text
     assert "\x1b" not in outcome.failed[0][1]
-
-
-def _stub_accelerate(folder: Path) -> tuple[Path, Path]:
-    """A bin folder with an `accelerate` that only records its arguments; (bin, calls file)."""
-    bin_dir = folder / "bin"
-    bin_dir.mkdir(parents=True)
-    (bin_dir / "accelerate").write_text('#!/bin/sh\necho "$@" >> "$CALLS"\n')
-    (bin_dir / "accelerate").chmod(0o755)
-    return bin_dir, folder / "calls.txt"
-
-
-def test_emitted_scripts_keep_relative_paths_where_the_caller_meant(tmp_path, monkeypatch):
-    """grid.sh and stage-*.sbatch cd into the repository: a relative --output-dir and --data-dir
-    become absolute against the folder the grid was emitted from, whatever folder the scripts
-    then run in."""
-    caller = tmp_path / "caller"
-    caller.mkdir()
-    monkeypatch.chdir(caller)
-    common = ["--tasks", "rte,mrpc", "--seeds", "0", "--methods", "single,mtl", "--output-dir",
-              "rel", "--data-dir", "glue"]
-    run_script("run_grid", [*common, "--emit", "shell", "--emit-to", "emitted"])
-    run_script("run_grid", [*common, "--emit", "slurm", "--emit-to", "slurm"])
-    elsewhere = tmp_path / "elsewhere"
-    bin_dir, calls = _stub_accelerate(elsewhere)
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "CALLS": str(calls), "SLURM_ARRAY_TASK_ID": "0"}
-    for script in (caller / "emitted" / "grid.sh", caller / "slurm" / "stage-1.sbatch",
-                   caller / "slurm" / "stage-2.sbatch"):
-        done = subprocess.run(["bash", str(script)], cwd=elsewhere, env=env, capture_output=True,
-                              text=True)
-        assert done.returncode == 0, done.stderr
-    launched = calls.read_text().splitlines()
-    assert len(launched) == 3 + 2  # grid.sh: 2 single runs and the MTL run; one per array job
-    for line in launched:
-        assert f"--output-dir {caller / 'rel'} " in line and f"--data-dir {caller / 'glue'} " in line, line
-    assert not (REPO_ROOT / "rel").exists()
 
 
 @pytest.mark.slow
@@ -403,24 +299,6 @@ def test_a_timing_beyond_any_measurement_is_ignored_with_a_warning(tmp_path, cap
     assert describe_seconds(run_seconds(work, speeds, "in-process")) != "?"
 
 
-@pytest.mark.parametrize("name, problem", [("logs", None), ("logs-%u", "'%'"), ("a%%b", "'%'"),
-                                           ("%j", "'%'"), ("a b", "spaces"), ("a\tb", "spaces")])
-def test_a_slurm_emit_folder_with_a_pattern_or_a_space_is_refused(tmp_path, name, problem):
-    """#SBATCH --output=<emit-to>/logs/stage1-%A_%a.out: a '%' of the folder's own would be one of
-    SLURM's filename patterns (%u: the user name), a space would end the path."""
-    from mtlvsift.grid.emit import slurm_path_problem
-
-    found = slurm_path_problem(tmp_path / name)
-    assert found is None if problem is None else (problem in found and "choose a folder" in found)
-
-
-def test_run_grid_refuses_a_slurm_emit_folder_with_a_percent(tmp_path):
-    result = run_script("run_grid", ["--tasks", "rte,mrpc", "--emit", "slurm", "--emit-to",
-                                     tmp_path / "logs-%u"], expect_ok=False)
-    assert result.exit_code == 1 and "'%'" in result.output and "Traceback" not in result.output
-    assert not (tmp_path / "logs-%u").exists()
-
-
 def _hold_lock(folder: Path) -> subprocess.Popen:
     """Another process that holds ``folder``'s run lock (run_lock's own API) until killed."""
     code = ("import sys, time; from mtlvsift.run_lock import RunLock; RunLock(sys.argv[1]).acquire(); "
@@ -466,7 +344,7 @@ def test_runs_another_grid_holds_or_finished_meanwhile_are_not_trained_or_logged
 
     trained = []
     monkeypatch.setattr(mtlvsift.train.loop, "run_training", lambda config: trained.append(config.seed))
-    runs = grid_runs(["rte"], [0, 1, 2], ["single"], _options(tmp_path))
+    runs = grid_runs(["rte"], [0, 1, 2], ["single"], grid_options(tmp_path))
     done = Path(runs[0].run_dir)
     done.mkdir(parents=True)
     (done / "result.json").write_text(json.dumps({"schema": 1, "method": "single"}))

@@ -1,0 +1,85 @@
+"""Stop signals (SIGTERM, SIGHUP, SIGUSR1, Ctrl-C): the write under way kept, one line, the rerun
+ends as if uninterrupted."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from helpers import folder_of, run_script, run_subprocess, tiny_args
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_run(tiny_model, tiny_glue, tmp_path_factory) -> Path:
+    """A run's folder (state kept) to compare the interrupted and resumed runs with."""
+    out = tmp_path_factory.mktemp("uninterrupted")
+    run_script("train_stilts", ["--target", "rte", "--keep-state", *tiny_args(tiny_model, tiny_glue, out)])
+    return folder_of(out)
+
+
+def assert_same_run(clean: Path, resumed: Path) -> None:
+    """The same final weights, best model and record as the uninterrupted run."""
+    for weights in ("state/model.safetensors", "best/encoder/model.safetensors"):
+        a, b = load_file(clean / weights), load_file(resumed / weights)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), weights
+    ra, rb = (json.loads((folder / "result.json").read_text()) for folder in (clean, resumed))
+    assert ra["history"] == rb["history"] and ra["best"] == rb["best"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault, least_step", [("mid_checkpoint:sigterm:1", 3), ("step:sigusr1:5", 3),
+                                               ("mid_checkpoint:sighup:2", 6)])
+def test_a_stop_signal_keeps_the_checkpoint_under_way_and_the_rerun_ends_as_if_uninterrupted(
+        fault, least_step, uninterrupted_run, tiny_model, tiny_glue, tmp_path):
+    """SIGTERM, SIGUSR1 (SLURM's warning) and SIGHUP are handled as Ctrl-C: the step and the write
+    under way are finished (``mid_checkpoint``: the signal comes while the checkpoint of step
+    ``least_step`` is being written; the loop may have started the next by the time the step
+    ends), one line names the checkpoint kept, the lock is released, the exit status is 128 +
+    the signal's number."""
+    import signal
+
+    args = ["--target", "rte", "--keep-state", *tiny_args(tiny_model, tiny_glue, tmp_path)]
+    stopped = run_subprocess(args, fault)
+    name = fault.split(":")[1].upper()
+    assert stopped.returncode == 128 + getattr(signal, name), stopped.stderr[-2000:]
+    folder = folder_of(tmp_path)
+    step = json.loads((folder / "state" / "progress.json").read_text())["step"]
+    assert step >= least_step and step % 3 == 0
+    output = " ".join((stopped.stdout + stopped.stderr).split())
+    assert (f"Stopped ({name}): the last checkpoint, at step {step}, is saved in {folder / 'state'}. "
+            f"Rerun the same command to resume from it.") in output
+    assert "Traceback" not in output and not (folder / "run.lock").exists()
+    resumed = run_script("train_stilts", args)
+    assert f"Resuming from step {step} " in " ".join(resumed.output.split())
+    assert_same_run(uninterrupted_run, folder)
+
+
+def test_a_stop_signal_raises_stopped_at_once_or_at_the_next_safe_point():
+    import signal
+
+    from mtlvsift.stop_signals import (Stopped, exit_status, signal_label, stop_on_signals, stop_point,
+                                       stops_at_safe_points)
+    from mtlvsift.train.run_messages import interrupted_message
+
+    before = signal.getsignal(signal.SIGTERM)
+    for number, status in ((signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGUSR1, 138)):
+        with pytest.raises(Stopped) as stopped, stop_on_signals():
+            signal.raise_signal(number)
+        assert exit_status(stopped.value) == status
+        assert interrupted_message(Path("/nowhere"), signal_label(stopped.value)).startswith(
+            f"Stopped ({signal.Signals(number).name}) before the first checkpoint")
+    steps = []
+    with pytest.raises(Stopped), stop_on_signals(), stops_at_safe_points():
+        for step in range(3):
+            steps.append(step)
+            if step == 1:
+                signal.raise_signal(signal.SIGTERM)
+                signal.raise_signal(signal.SIGTERM)  # a repeat while stopping changes nothing
+            stop_point()
+    assert steps == [0, 1]  # the step under way ended, then it stopped
+    assert exit_status(KeyboardInterrupt()) == 130 and signal_label(KeyboardInterrupt()) == "Ctrl-C"
+    assert signal.getsignal(signal.SIGTERM) is before
