@@ -182,8 +182,7 @@ def resolve(method: str, given: Mapping[str, Any]) -> dict[str, Any]:
     unknown = set(given) - set(names())
     if unknown:
         raise ValueError(f"unknown options {sorted(unknown)}")
-    values = {o.name: o.default_for(method) if given.get(o.name) is None else given[o.name]
-              for o in OPTIONS}
+    values = _with_defaults(method, given)
     for o in OPTIONS:
         if method not in o.methods and not _is_default(o, method, given.get(o.name)):
             raise NotApplicable(o, method)
@@ -196,11 +195,16 @@ def resolve(method: str, given: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
+def _with_defaults(method: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    """Every option: its value among ``given``, else its default for ``method``."""
+    return {o.name: o.default_for(method) if given.get(o.name) is None else given[o.name]
+            for o in OPTIONS}
+
+
 def applicable(method: str, given: Mapping[str, Any]) -> dict[str, Any]:
     """The options among ``given`` that apply to a run of ``method`` (the grid gives all of its
     options to every run; each run takes those that are its own)."""
-    values = {o.name: o.default_for(method) if given.get(o.name) is None else given[o.name]
-              for o in OPTIONS}
+    values = _with_defaults(method, given)
     return {o.name: given[o.name] for o in OPTIONS
             if o.name in given and o.applies(method, values)}
 

@@ -39,4 +39,5 @@ def print_ranking(target: str, entries: list[Candidate], console: Console | None
     for e in entries:
         if e.command:
             console.print(f"{safe_markup(display_name(e.support))} has no finished single runs to "
-                          f"score; make them with:\n  {safe_markup(e.command)}", highlight=False)
+                          f"score; make them with:", highlight=False)
+            console.print(f"  {e.command}", markup=False, highlight=False, soft_wrap=True)  # one line, to copy
