@@ -1,12 +1,13 @@
 """LogME (You et al., "LogME: Practical Assessment of Pre-trained Models for Transfer Learning",
 ICML 2021): the log marginal evidence, per example, of a Bayesian linear model from features to
-labels, with its prior precision alpha and noise precision beta set by MacKay's fixed point.
+labels, with its prior precision alpha and noise precision beta set by a fixed point.
 
-The algorithm of the authors' MIT reference code (thuml/LogME, ``LogME.py``): the eigen-
-decomposition of F^T F once, then per label column y at most 11 fixed-point steps from
-alpha = beta = 1, stopped when alpha/beta moves by less than 1%, with the same epsilon 1e-5 in
-the denominators; classification averages over the one-hot columns of the classes, regression
-over the target's columns. numpy only.
+The algorithm is the one the authors' MIT reference code (thuml/LogME, ``LogME.py``) runs by
+default, ``LogME.fit`` = ``_fit_fixed_point`` (You et al., "Ranking and Tuning Pre-trained Models",
+arXiv 2110.10545): one thin SVD of F, then per label column at most 11 steps of the fixed point in
+t = alpha / beta from alpha = beta = 1, stopped when t moves by at most 0.1%, with the reference's
+epsilon 1e-5 in the denominators. Classification averages over the one-hot columns of the classes,
+regression over the target's columns. numpy only; tests/test_logme.py pins the reference's numbers.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import numpy as np
 
 EPSILON = 1e-5  # the reference code's guard in the alpha and beta denominators
 MAX_STEPS = 11  # the reference: "should converge after at most 10 steps"
-TOLERANCE = 0.01  # relative change of alpha / beta that ends the iteration
+TOLERANCE = 1e-3  # relative change of t = alpha / beta that ends the iteration
+RANK_TOLERANCE = 1e-10  # singular values at or below this count as zero (the reference's rank)
 
 
 def logme(features: np.ndarray, labels: np.ndarray, regression: bool = False) -> float:
@@ -24,10 +26,12 @@ def logme(features: np.ndarray, labels: np.ndarray, regression: bool = False) ->
     f = np.asarray(features, dtype=np.float64)
     if f.ndim != 2 or len(f) == 0:
         raise ValueError(f"features must be a non-empty N x D array, got shape {f.shape}")
+    if not np.isfinite(f).all():
+        raise ValueError("features hold NaN or infinite values")
     columns = _label_columns(np.asarray(labels), regression, len(f))
-    eigenvalues, eigenvectors = np.linalg.eigh(f.T @ f)
-    eigenvalues = np.clip(eigenvalues, 0.0, None)  # F^T F is PSD; rounding may dip below 0
-    return float(np.mean([_evidence(f, y, eigenvalues, eigenvectors) for y in columns.T]))
+    u, singular = _thin_svd(f)
+    n, d = f.shape
+    return float(np.mean([_evidence(u.T @ y, y @ y, singular ** 2, n, d) for y in columns.T]))
 
 
 def _label_columns(labels: np.ndarray, regression: bool, n: int) -> np.ndarray:
@@ -35,30 +39,48 @@ def _label_columns(labels: np.ndarray, regression: bool, n: int) -> np.ndarray:
     if len(labels) != n:
         raise ValueError(f"{len(labels)} labels for {n} feature rows")
     if regression:
-        return labels.astype(np.float64).reshape(n, -1)
+        values = labels.astype(np.float64).reshape(n, -1)
+        if not np.isfinite(values).all():
+            raise ValueError("regression labels hold NaN or infinite values")
+        return values
     classes = labels.astype(np.int64)
     if classes.min() < 0:
         raise ValueError("class labels must be indices 0..C-1")
     return (classes[:, None] == np.arange(classes.max() + 1)[None, :]).astype(np.float64)
 
 
-def _evidence(f: np.ndarray, y: np.ndarray, s: np.ndarray, v: np.ndarray) -> float:
-    """The reference's ``each_evidence``: the fixed point for one column, its evidence / N."""
+def _thin_svd(f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """U (N x k) and the k non-zero singular values of F. With more rows than columns, from the
+    D x D eigenproblem of F^T F (the reference's ``truncated_svd``: cheap for N >> D)."""
     n, d = f.shape
+    if n <= d:
+        u, singular, _ = np.linalg.svd(f, full_matrices=False)
+    else:
+        eigenvalues, v = np.linalg.eigh(f.T @ f)
+        singular = np.sqrt(np.clip(eigenvalues, 0.0, None))  # F^T F is PSD; rounding may dip below 0
+        keep = singular > RANK_TOLERANCE
+        singular, v = singular[keep], v[:, keep]
+        u = (f @ v) / singular
+    keep = singular > RANK_TOLERANCE
+    return u[:, keep], singular[keep]
+
+
+def _evidence(x: np.ndarray, y_norm2: float, sigma: np.ndarray, n: int, d: int) -> float:
+    """One column's evidence / N from its projection x = U^T y, ||y||^2 and sigma = s^2."""
+    x2 = x ** 2
+    residual_outside = y_norm2 - x2.sum()  # the part of y outside F's column space
     alpha, beta = 1.0, 1.0
-    projected = v.T @ (f.T @ y)  # V^T F^T y
     for _ in range(MAX_STEPS):
-        ratio = alpha / beta
-        gamma = float((beta * s / (alpha + beta * s)).sum())
-        m = v @ (projected * beta / (alpha + beta * s))  # posterior mean (alpha I + beta F^T F)^-1 beta F^T y
-        alpha_de = float(m @ m)
-        beta_de = float(((y - f @ m) ** 2).sum())
-        alpha = gamma / (alpha_de + EPSILON)
-        beta = (n - gamma) / (beta_de + EPSILON)
-        if abs(alpha / beta - ratio) / ratio < TOLERANCE:
+        t = alpha / beta
+        gamma = float((sigma / (sigma + t)).sum())  # effective number of parameters
+        m2 = float((sigma * x2 / (t + sigma) ** 2).sum())  # ||m||^2 of the posterior mean
+        res2 = float((x2 / (1 + sigma / t) ** 2).sum() + residual_outside)  # ||F m - y||^2
+        alpha = gamma / (m2 + EPSILON)
+        beta = (n - gamma) / (res2 + EPSILON)
+        if abs(alpha / beta - t) / t <= TOLERANCE:
             break
+    # As the reference: the new alpha, beta with the m2, res2 of the last step's t.
     evidence = (d / 2 * np.log(alpha) + n / 2 * np.log(beta)
-                - 0.5 * np.sum(np.log(alpha + beta * s))
-                - beta / 2 * (beta_de + EPSILON) - alpha / 2 * (alpha_de + EPSILON)
-                - n / 2 * np.log(2 * np.pi))
+                - 0.5 * np.sum(np.log(alpha + beta * sigma))
+                - beta / 2 * res2 - alpha / 2 * m2 - n / 2 * np.log(2 * np.pi))
     return float(evidence / n)
