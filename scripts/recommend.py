@@ -31,24 +31,33 @@ FOLDER = click.Path(path_type=Path, file_okay=False)
 @named_option("model")
 @named_option("max_seq_length")
 @named_option("support_seeds", "stilts")
+@named_option("max_train_examples")
+@named_option("data_seed")
 @click.option("--max-examples", type=click.IntRange(min=1), default=2000,
               help="Target training examples embedded (stratified by class).")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the ranking to this JSON file.")
 def main(target, candidates, task_files, outputs, data_dir, model, max_seq_length, support_seeds,
-         max_examples, json_file):
+         max_train_examples, data_seed, max_examples, json_file):
     """Rank supporting tasks for TARGET by LogME gain, with the size rule's MTL-or-STILTs pick."""
     from mtlvsift.recommend.advice import advise, as_json
+    from mtlvsift.recommend.evaluation import ranking_path
     from mtlvsift.recommend.table import print_ranking
+    from mtlvsift.report.compare import model_slug
     from mtlvsift.run_folder import atomic_write_json
+    from mtlvsift.tasks import get_task
 
     options = {"task_files": task_files, "output_dir": str(outputs), "data_dir": data_dir,
-               "model": model, "max_seq_length": max_seq_length, "support_seeds": support_seeds}
+               "model": model, "max_seq_length": max_seq_length, "support_seeds": support_seeds,
+               "max_train_examples": max_train_examples, "data_seed": data_seed}
     names = [n.strip() for n in candidates.split(",") if n.strip()] if candidates else None
     entries = advise(target, names, options, max_examples)
     print_ranking(target, entries)
+    ranking = as_json(get_task(target).name, model, entries)
+    # Kept under the outputs for compare.py, which measures how good the advice was.
+    atomic_write_json(ranking_path(outputs, model_slug(model), ranking["target"]), ranking)
     if json_file:
-        atomic_write_json(json_file, as_json(target, model, entries))  # whole or not at all
+        atomic_write_json(json_file, ranking)  # whole or not at all
 
 
 if __name__ == "__main__":

@@ -35,18 +35,21 @@ def write_report_dir(report_dir: Path, analysis: Analysis, tables: list[Table],
     """Write every file of one report; returns the paths written."""
     from mtlvsift.report import figures  # matplotlib only when files are written
 
+    recommender = recommender_record(analysis, outputs)
     files: dict[str, str | bytes | None] = {
         "figure1.png": figures.figure1(analysis),
         "figure2.png": figures.figure2(analysis),
         "matrix_diff.csv": matrix_csv(analysis, lambda c: c.diff),
         "matrix_p.csv": matrix_csv(analysis, lambda c: c.p),
         "cells.csv": cells_csv(analysis),
-        "summary.json": json.dumps(summary(analysis, tables, missing, found, outputs), indent=1),
+        "summary.json": json.dumps(dict(summary(analysis, tables, missing, found, outputs),
+                                        recommender=recommender), indent=1),
         "missing.sh": missing_script(missing, outputs),
     }
     files.update({f"{t.key}.csv": table_csv(t) for t in tables})
     files["report.md"] = markdown(analysis, tables, missing, found, outputs,
-                                  figures=[n for n, data in files.items() if data is not None])
+                                  figures=[n for n, data in files.items() if data is not None],
+                                  recommender=recommender)
     written = []
     for name, data in files.items():
         if data is None:  # nothing to draw: no placeholder image, and none left from before
@@ -203,8 +206,10 @@ def markdown_table(table: Table) -> str:
 
 
 def markdown(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
-             found: Discovery, outputs: Path, figures: tuple[str, ...] | list[str] = ()) -> str:
-    """report.md; ``figures``: the figure files written next to it."""
+             found: Discovery, outputs: Path, figures: tuple[str, ...] | list[str] = (),
+             recommender: dict | None = None) -> str:
+    """report.md; ``figures``: the figure files written next to it; ``recommender``: the
+    evaluation of recommend.py's saved rankings (``recommender_record``)."""
     a = analysis
     correct, total = PAPER_HEURISTIC
     paper = f"the paper: {correct}/{total}, {correct / total:.1%}"
@@ -243,6 +248,8 @@ def markdown(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
         rows += [f"| {md_text(g.describe())} | {', '.join(map(str, sorted(g.seeds)))} | {group_text(g)} |"
                  for g in a.others]
         parts += ["## Other runs (variants, several supports)", "\n".join(rows)]
+    if recommender and recommender["targets"]:
+        parts += ["## How good recommend.py's advice was", _markdown_recommender(recommender)]
     parts.append("## Missing runs")
     if missing:
         shown = missing[:40]
@@ -262,6 +269,36 @@ def markdown(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
     parts.append("Files: `cells.csv` (one row per cell), `matrix_diff.csv`, `matrix_p.csv`, "
                  "`table1.csv`, `table2.csv`, `summary.json`, `missing.sh`.")
     return "\n\n".join(parts) + "\n"
+
+
+def recommender_record(analysis: Analysis, outputs: Path) -> dict:
+    """recommend.py's saved rankings of this model against the STILTs gains measured here: the
+    STILTs mean minus the target's single-task mean, in points (``evaluation.evaluate``)."""
+    from mtlvsift.recommend.evaluation import evaluate, load_rankings
+    from mtlvsift.report.compare import model_slug
+
+    measured: dict[str, dict[str, float]] = {}
+    for (target, support), cell in analysis.cells.items():
+        single = analysis.singles.get(target)
+        if cell.stilts is not None and cell.refused is None and single is not None:
+            measured.setdefault(target, {})[support] = cell.stilts.mean - single.mean
+    predicted, warnings = load_rankings(outputs, model_slug(analysis.model),
+                                        set(analysis.all_tasks))
+    return dict(evaluate(predicted, measured), rankings=sorted(predicted), warnings=warnings)
+
+
+def _markdown_recommender(r: dict) -> str:
+    rows = ["| target | supports | Spearman (LogME gain vs measured STILTs gain) | ranked first "
+            "| best measured | regret@1 (points) |", "|---" * 6 + "|"]
+    for target, t in r["targets"].items():
+        rows.append(f"| {display_name(target)} | {len(t['supports'])} | {fmt(t['spearman'], 2)} | "
+                    f"{display_name(t['top_ranked'])} | {display_name(t['best_measured'])} | "
+                    f"{t['regret_at_1']:.2f} |")
+    return ("The saved rankings of `scripts/recommend.py` (LogME gain) against the STILTs gains "
+            "this grid measured (STILTs mean minus the single-task mean). Regret@1: the measured "
+            "gain of the best measured support minus that of the support ranked first. Mean "
+            f"Spearman {fmt(r['mean_spearman'], 2)}, mean regret@1 {fmt(r['mean_regret_at_1'], 2)} "
+            "points.\n\n" + "\n".join(rows))
 
 
 def _markdown_matrix(a: Analysis) -> str:
