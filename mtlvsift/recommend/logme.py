@@ -55,14 +55,12 @@ def _thin_svd(f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n, d = f.shape
     if n <= d:
         u, singular, _ = np.linalg.svd(f, full_matrices=False)
-    else:
-        eigenvalues, v = np.linalg.eigh(f.T @ f)
-        singular = np.sqrt(np.clip(eigenvalues, 0.0, None))  # F^T F is PSD; rounding may dip below 0
         keep = singular > RANK_TOLERANCE
-        singular, v = singular[keep], v[:, keep]
-        u = (f @ v) / singular
-    keep = singular > RANK_TOLERANCE
-    return u[:, keep], singular[keep]
+        return u[:, keep], singular[keep]
+    eigenvalues, v = np.linalg.eigh(f.T @ f)
+    singular = np.sqrt(np.clip(eigenvalues, 0.0, None))  # F^T F is PSD; rounding may dip below 0
+    keep = singular > RANK_TOLERANCE  # before dividing by them
+    return (f @ v[:, keep]) / singular[keep], singular[keep]
 
 
 def _evidence(x: np.ndarray, y_norm2: float, sigma: np.ndarray, n: int, d: int) -> float:

@@ -42,8 +42,8 @@ def write_report_dir(report_dir: Path, analysis: Analysis, tables: list[Table],
         "matrix_diff.csv": matrix_csv(analysis, lambda c: c.diff),
         "matrix_p.csv": matrix_csv(analysis, lambda c: c.p),
         "cells.csv": cells_csv(analysis),
-        "summary.json": json.dumps(dict(summary(analysis, tables, missing, found, outputs),
-                                        recommender=recommender), indent=1),
+        "summary.json": json.dumps(summary(analysis, tables, missing, found, outputs, recommender),
+                                   indent=1),
         "missing.sh": missing_script(missing, outputs),
     }
     files.update({f"{t.key}.csv": table_csv(t) for t in tables})
@@ -95,7 +95,7 @@ def _pair(pair: tuple[float, float] | None) -> list[float] | None:
 
 
 def summary(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
-            found: Discovery, outputs: Path) -> dict:
+            found: Discovery, outputs: Path, recommender: dict | None = None) -> dict:
     score = analysis.heuristic
     groups = [*analysis.singles.values(), *analysis.mtl_all, *analysis.others]
     return {
@@ -131,6 +131,7 @@ def summary(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
                      "command": m.command(outputs)} for m in missing],
         "in_progress": [_relative(r.path, found.root) for r in found.in_progress],
         "warnings": found.warnings + analysis.warnings,
+        "recommender": recommender,
     }
 
 
