@@ -54,8 +54,14 @@ def main(target, candidates, task_files, outputs, data_dir, model, max_seq_lengt
     entries = advise(target, names, options, max_examples)
     print_ranking(target, entries)
     ranking = as_json(get_task(target).name, model, entries)
-    # Kept under the outputs for compare.py, which measures how good the advice was.
-    atomic_write_json(ranking_path(outputs, model_slug(model), ranking["target"]), ranking)
+    # Kept under the outputs for compare.py, which measures how good the advice was; the table is
+    # printed already, so a folder that cannot be written costs only that measurement.
+    kept = ranking_path(outputs, model_slug(model), ranking["target"])
+    try:
+        atomic_write_json(kept, ranking)
+    except OSError as error:
+        click.echo(f"Warning: the ranking was not kept at {kept} ({error.strerror or error}); "
+                   f"compare.py cannot evaluate it.", err=True)
     if json_file:
         atomic_write_json(json_file, ranking)  # whole or not at all
 

@@ -7,6 +7,8 @@ import shutil
 import numpy as np
 import pytest
 
+from mtlvsift.report.compare import model_slug
+
 from helpers import fails, run_script, tiny_args
 from mtlvsift.recommend.features import stratified_indices
 
@@ -50,6 +52,8 @@ def test_candidates_are_ranked_and_written_as_json(tiny_model, tiny_glue, grid, 
     assert by_name["stsb"]["rank"] is None and "train_stilts.py --target stsb" in by_name["stsb"]["command"]
     text = " ".join(result.output.split())
     assert "no measured cells yet" in text and "STS-B has no finished single runs" in text
+    kept = grid / "recommendations" / model_slug(str(tiny_model)) / "rte.json"
+    assert json.loads(kept.read_text()) == advice  # the copy compare.py evaluates
 
 
 def test_a_regression_target_uses_the_regression_form(tiny_model, tiny_glue, grid, tmp_path):
