@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from contextlib import contextmanager
 from collections.abc import Iterator
@@ -88,6 +89,11 @@ def _short(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
+
+
+def model_slug(model: str) -> str:
+    """A folder name for a model id or path: 'org/model' -> 'org-model'."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", model).strip("-.") or "model"
 
 
 def run_name(base: str, variant: str) -> str:

@@ -43,7 +43,7 @@ def main(target, candidates, task_files, outputs, data_dir, model, max_seq_lengt
     from mtlvsift.recommend.advice import advise, as_json
     from mtlvsift.recommend.evaluation import ranking_path
     from mtlvsift.recommend.table import print_ranking
-    from mtlvsift.report.compare import model_slug
+    from mtlvsift.run_folder import model_slug
     from mtlvsift.run_folder import atomic_write_json
     from mtlvsift.tasks import get_task
 

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from mtlvsift.report.compare import model_slug
+from mtlvsift.run_folder import model_slug
 
 from helpers import fails, run_script, tiny_args
 from mtlvsift.recommend.features import stratified_indices

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from helpers import load_script
 from mtlvsift.recommend.evaluation import evaluate, load_rankings, ranking_path
-from mtlvsift.report.compare import model_slug
+from mtlvsift.run_folder import model_slug
 from synthetic import DEFAULT_MODEL, write_record
 
 main = load_script("compare").main

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from mtlvsift.report.terminal import render, render_in_progress
 from mtlvsift.report.text import METHOD_NAMES, PAPER_PHRASE, fmt_p, report_name, seeds_phrase
 from mtlvsift.report.variants import report_keys
 from mtlvsift.report.verdicts import DEFAULT_MARGIN
-from mtlvsift.run_folder import atomic_write
+from mtlvsift.run_folder import atomic_write, model_slug
 from mtlvsift.run_index import discover, require_records
 from mtlvsift.tasks import GLUE_TASKS, normalize_task_name
 
@@ -92,11 +91,6 @@ def _console() -> Console:
     """The terminal's width, or 120 columns when piped (so that the tables do not wrap)."""
     console = Console()
     return console if console.is_terminal else Console(width=max(console.width, 120))
-
-
-def model_slug(model: str) -> str:
-    """A folder name for a model id or path: 'org/model' -> 'org-model'."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", model).strip("-.") or "model"
 
 
 def report_slug(analysis: Analysis) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from mtlvsift import __version__
 from mtlvsift.display import safe_text
+from mtlvsift.recommend.evaluation import evaluate, load_rankings
 from mtlvsift.report.missing import MissingRun
 from mtlvsift.report.stats import BASELINE_MARGIN, PAPER_HEURISTIC, Analysis, Cell, Group
 from mtlvsift.report.tables import Table
@@ -24,7 +25,7 @@ from mtlvsift.report.text import FIGURE1_EMPTY, FIGURE2_EMPTY, HEURISTIC_RULE, b
     corrections_line, few_seeds_line, fmt, fmt_p, group_text, lacking_phrase, overview_line, \
     report_name, seeds_phrase, tasks_line
 from mtlvsift.report.verdicts import CellStats, heuristic_by_correction, heuristic_by_sign
-from mtlvsift.run_folder import atomic_write
+from mtlvsift.run_folder import atomic_write, model_slug
 from mtlvsift.run_index import Discovery
 from mtlvsift.tasks import display_name
 
@@ -275,9 +276,6 @@ def markdown(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
 def recommender_record(analysis: Analysis, outputs: Path) -> dict:
     """recommend.py's saved rankings of this model against the STILTs gains measured here: the
     STILTs mean minus the target's single-task mean, in points (``evaluation.evaluate``)."""
-    from mtlvsift.recommend.evaluation import evaluate, load_rankings
-    from mtlvsift.report.compare import model_slug
-
     measured: dict[str, dict[str, float]] = {}
     for (target, support), cell in analysis.cells.items():
         single = analysis.singles.get(target)
