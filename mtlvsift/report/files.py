@@ -126,7 +126,8 @@ def summary(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
                            "rows": [{"label": r.label, "values": r.values,
                                      "notes": r.notes} for r in t.rows]} for t in tables},
         "groups": [_group_record(g) for g in groups],
-        "size_experiments": [dict(_group_record(g), ci90=g.ci90()) for g in analysis.size_groups],
+        "size_experiments": [dict(_group_record(g), ci90=g.ci90(),
+                                   ci90_boot=_pair(g.ci90_boot())) for g in analysis.size_groups],
         "missing": [{"method": m.method, "target": m.target, "support": m.support,
                      "seeds": list(m.seeds), "label": m.label,
                      "command": m.command(outputs)} for m in missing],
@@ -238,12 +239,13 @@ def markdown(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
     parts += ["## Figure 2: size experiments",
               "![Figure 2](figure2.png)" if "figure2.png" in figures else FIGURE2_EMPTY]
     if a.size_groups:
-        rows = ["| method | target | support | F | K | mean | 90% CI | n |", "|---" * 8 + "|"]
+        rows = ["| method | target | support | F | K | mean | 90% CI (t) | 90% CI (bootstrap) | n |",
+                "|---" * 9 + "|"]
         for g in sorted(a.size_groups, key=lambda g: (g.target, g.support, g.target_fraction or 0,
                                                         g.support_ratio or 0, g.method)):
             rows.append(f"| {g.method} | {display_name(g.target)} | {display_name(g.support[0])} | "
                         f"{g.target_fraction} | {_ratio(g.support_ratio)} | {g.mean:.1f} | "
-                        f"± {fmt(g.ci90())} | {g.n} |")
+                        f"± {fmt(g.ci90())} | {_interval(g.ci90_boot(), signed=False)} | {g.n} |")
         parts.append(_details("Size-experiment groups", "\n".join(rows)))
     if a.others:
         rows = ["| run | seeds | mean ± std (n) |", "|---|---|---|"]
@@ -348,8 +350,10 @@ def _markdown_cells(a: Analysis) -> str:
                     "\n".join(rows))
 
 
-def _interval(pair: tuple[float, float] | None) -> str:
-    return "–" if pair is None else f"[{pair[0]:+.1f}, {pair[1]:+.1f}]"
+def _interval(pair: tuple[float, float] | None, signed: bool = True) -> str:
+    """'[-1.2, +3.4]' for a difference; '[61.0, 64.2]' for a score (signed=False)."""
+    spec = "+.1f" if signed else ".1f"
+    return "–" if pair is None else f"[{pair[0]:{spec}}, {pair[1]:{spec}}]"
 
 
 def _verdict_text(verdict: str | None, reason: str | None) -> str:

@@ -61,6 +61,22 @@ def bootstrap_interval(a: Sequence[float], b: Sequence[float],
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
+def mean_interval(scores: Sequence[float],
+                  confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of one group's mean, as seaborn draws its error bars (the
+    authors' Figure 2): None with one score; equal scores give the point itself."""
+    values = np.asarray(scores, float)
+    if len(values) < 2:
+        return None
+    if np.all(values == values[0]):  # every resample is the same: scipy warns, the answer is known
+        return float(values[0]), float(values[0])
+    result = scipy_stats.bootstrap(
+        (values,), np.mean, vectorized=True, axis=-1, confidence_level=confidence,
+        n_resamples=BOOTSTRAP_RESAMPLES, method="percentile",
+        rng=np.random.default_rng(BOOTSTRAP_SEED))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
 def _mean_difference(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.mean(x, axis=axis) - np.mean(y, axis=axis)
 

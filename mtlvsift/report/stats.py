@@ -17,6 +17,7 @@ from scipy import stats as scipy_stats
 
 from mtlvsift.display import safe_text
 from mtlvsift.names import DEFAULT_PROTOCOL, DEFAULT_SEEDS
+from mtlvsift.report import inference
 from mtlvsift.report.variants import ReportKey, report_records
 from mtlvsift.report.verdicts import DEFAULT_MARGIN, Accuracy, CellStats, cell_stats, decide
 from mtlvsift.run_record import RunRecord
@@ -65,6 +66,11 @@ class Group:
         if self.n < 2:
             return None
         return float(scipy_stats.t.ppf(0.95, self.n - 1)) * self.std / math.sqrt(self.n)
+
+    def ci90_boot(self) -> tuple[float, float] | None:
+        """The percentile bootstrap 90% interval of the mean, in points, as seaborn's error bars
+        (the authors' Figure 2); None with one seed."""
+        return inference.mean_interval([s * POINTS for s in self.scores], 0.9)
 
     def add(self, record: RunRecord, score: float) -> str | None:
         """Add one seed; a second run of the same seed is kept out and reported."""
