@@ -57,10 +57,13 @@ def shared_options(default):
 @shared_options(default=True)
 @click.option("--report-dir", type=FOLDER, default=None,
               help="Where report.md, figures, CSVs and summary.json go [default: OUTPUTS/report].")
+@click.option("--aso", is_flag=True,
+              help="Add almost stochastic order (Dror et al. 2019) per cell, a few seconds "
+                   "each; needs pip install 'mtlvsift[aso]' (deepsig, GPL-3.0).")
 @click.pass_context
 def main(ctx: click.Context, outputs: Path, model: str | None, alpha: float, test: str,
          welch: bool, correction: str, equivalence_margin: float,
-         report_dir: Path | None) -> None:
+         report_dir: Path | None, aso: bool) -> None:
     """Significance-tested MTL vs STILTs report: Figure 1, the size heuristic, Tables 1-2,
     Figure 2, missing runs and runs in progress."""
     ctx.obj = {"outputs": outputs, "model": model, "alpha": alpha,
@@ -68,7 +71,7 @@ def main(ctx: click.Context, outputs: Path, model: str | None, alpha: float, tes
                "margin": equivalence_margin}
     if ctx.invoked_subcommand is None:
         compare(outputs, report_dir, alpha=alpha, welch=ctx.obj["welch"], model=model,
-                correction=correction, margin=equivalence_margin)
+                correction=correction, margin=equivalence_margin, aso=aso)
 
 
 @main.command("recommend")

@@ -108,3 +108,49 @@ def test_close_tight_seeds_are_equivalent_unless_the_margin_is_tiny(tmp_path):
 
     assert verdict() == "equivalent"
     assert verdict("--equivalence-margin", "0.01") == "open"
+
+
+@pytest.fixture(scope="module")
+def aso_tree(tmp_path_factory) -> Path:
+    """Three cells: MTL clearly ahead, STILTs clearly ahead, and a toss-up."""
+    root = tmp_path_factory.mktemp("aso") / "outputs"
+    planted = {"mrpc": ([0.80, 0.81, 0.82, 0.80, 0.81], [0.70, 0.71, 0.70, 0.72, 0.71]),
+               "sst2": ([0.60, 0.62, 0.61], [0.70, 0.69, 0.71]),
+               "cola": ([0.60, 0.80, 0.70, 0.65], [0.65, 0.75, 0.72, 0.66])}
+    for support, (mtl, stilts) in planted.items():
+        for seed, score in enumerate(mtl):
+            write_record(root, "mtl", "rte", [support], seed, score)
+        for seed, score in enumerate(stilts):
+            write_record(root, "stilts", "rte", [support], seed, score)
+    return root
+
+
+def test_aso_column_is_deepsigs_eps_min_of_the_method_ahead(aso_tree):
+    from deepsig import aso
+
+    summary = _summary(aso_tree, "--aso", "--correction", "holm")
+    cells = {c["support"]: c for c in summary["cells"] if c["target"] == "rte"}
+    assert set(cells) == {"mrpc", "sst2", "cola"}
+    for support, cell in cells.items():
+        ahead, behind = ("mtl", "stilts") if cell["diff"] >= 0 else ("stilts", "mtl")
+        expected = aso(cell[f"{ahead}_scores"], cell[f"{behind}_scores"], confidence_level=0.9,
+                       num_comparisons=3, seed=0, show_progress=False)
+        assert cell["aso_eps_min"] == pytest.approx(expected)
+        assert cell["aso_better"] == (ahead if expected < 0.5 else None)
+    assert (cells["mrpc"]["aso_better"], cells["sst2"]["aso_better"]) == ("mtl", "stilts")
+    report = (aso_tree / "report" / "report.md").read_text()
+    assert "Almost stochastic order (deepsig" in report and "| ASO ε |" in report
+
+
+def test_without_aso_the_report_says_how_to_get_it(aso_tree):
+    summary = _summary(aso_tree)
+    assert all(c["aso_eps_min"] is None for c in summary["cells"])
+    report = (aso_tree / "report" / "report.md").read_text()
+    assert "not computed; compare.py --aso" in report and "ASO ε" not in report
+
+
+def test_aso_without_deepsig_is_one_clear_error(aso_tree, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "deepsig", None)  # import deepsig fails
+    result = CliRunner().invoke(main, ["--outputs", str(aso_tree), "--aso"])
+    assert result.exit_code != 0
+    assert "pip install 'mtlvsift[aso]'" in result.output and "Traceback" not in result.output

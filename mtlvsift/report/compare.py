@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 from rich.console import Console
@@ -15,6 +16,7 @@ from mtlvsift.display import safe_markup
 from mtlvsift.names import DEFAULT_PROTOCOL
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.report.files import md_text, write_report_dir
+from mtlvsift.report.inference import require_aso
 from mtlvsift.report.missing import missing_runs
 from mtlvsift.report.stats import Analysis, analyze, size_heuristic, task_sizes
 from mtlvsift.report.tables import table1, table2
@@ -30,12 +32,14 @@ from mtlvsift.tasks import GLUE_TASKS, normalize_task_name
 def compare(outputs: Path, report_dir: Path | None = None, alpha: float = 0.1,
             welch: bool = False, model: str | None = None, console: Console | None = None,
             err_console: Console | None = None, correction: str = "none",
-            margin: float = DEFAULT_MARGIN) -> list[Analysis]:
+            margin: float = DEFAULT_MARGIN, aso: bool = False) -> list[Analysis]:
     """Report every model (or only ``model``), protocol and data variant (``n-300``: see
     variants.py) under ``outputs``, each separately; write the report folder (one subfolder per
     report when there are several)."""
     console = console or _console()
     err_console = err_console or Console(stderr=True)
+    if aso:
+        require_aso()  # before any work
     found = discover(outputs)
     for warning in found.warnings:
         err_console.print(f"[yellow]Warning:[/] {safe_markup(warning)}", highlight=False)
@@ -55,8 +59,10 @@ def compare(outputs: Path, report_dir: Path | None = None, alpha: float = 0.1,
                       highlight=False)
     analyses = []
     for key in keys:
-        analysis = analyze(found.records, key.model, alpha, welch, key.protocol, key.variant,
-                           correction, margin)
+        computing = err_console.status("Almost stochastic order (deepsig): a few seconds a cell")
+        with computing if aso else nullcontext():
+            analysis = analyze(found.records, key.model, alpha, welch, key.protocol, key.variant,
+                               correction, margin, aso)
         for warning in analysis.warnings:
             err_console.print(f"[yellow]Warning:[/] {safe_markup(warning)}", highlight=False)
         tables = [table1(analysis), table2(analysis)]

@@ -21,8 +21,8 @@ from mtlvsift.recommend.evaluation import evaluate, load_rankings
 from mtlvsift.report.missing import MissingRun
 from mtlvsift.report.stats import BASELINE_MARGIN, PAPER_HEURISTIC, Analysis, Cell, Group
 from mtlvsift.report.tables import Table
-from mtlvsift.report.text import FIGURE1_EMPTY, FIGURE2_EMPTY, HEURISTIC_RULE, baselines_line, \
-    corrections_line, few_seeds_line, fmt, fmt_p, group_text, lacking_phrase, overview_line, \
+from mtlvsift.report.text import FIGURE1_EMPTY, FIGURE2_EMPTY, HEURISTIC_RULE, aso_line, \
+    baselines_line, corrections_line, few_seeds_line, fmt, fmt_p, group_text, lacking_phrase, overview_line, \
     report_name, seeds_phrase, tasks_line
 from mtlvsift.report.verdicts import CellStats, heuristic_by_correction, heuristic_by_sign
 from mtlvsift.run_folder import atomic_write, model_slug
@@ -88,7 +88,7 @@ def _stats_record(stats: CellStats | None) -> dict:
     return {"diff_ci_t": _pair(stats.diff_ci_t), "diff_ci_boot": _pair(stats.diff_ci_boot),
             "hedges_g": stats.hedges_g, "p_holm": stats.p_holm, "p_bh": stats.p_bh,
             "p_tost": stats.p_tost, "mde": stats.mde, "verdict": stats.verdict,
-            "verdict_reason": stats.reason}
+            "verdict_reason": stats.reason, "aso_eps_min": stats.aso, "aso_better": stats.aso_better}
 
 
 def _pair(pair: tuple[float, float] | None) -> list[float] | None:
@@ -220,6 +220,7 @@ def markdown(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
              md_text(corrections_line(a))]
     if few_seeds_line(a):
         parts.append(md_text(few_seeds_line(a)))
+    parts.append(md_text(aso_line(a)))
     parts.append(md_text(tasks_line(a)))
     if baselines_line(a):
         parts.append(md_text(baselines_line(a)))
@@ -334,20 +335,30 @@ def _markdown_matrix(a: Analysis) -> str:
 
 
 def _markdown_cells(a: Analysis) -> str:
-    rows = ["| target | support | MTL | STILTs | diff | 90% CI (t) | 90% CI (bootstrap) | g | t | "
-            "p | p Holm | p BH | MDE | verdict | better | heuristic |", "|---" * 16 + "|"]
+    aso = ["ASO ε"] if a.aso else []
+    header = ["target", "support", "MTL", "STILTs", "diff", "90% CI (t)", "90% CI (bootstrap)",
+              "g", "t", "p", "p Holm", "p BH", "MDE", *aso, "verdict", "better", "heuristic"]
+    rows = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for key in _cell_order(a):
         c = a.cells[key]
         s = c.stats or CellStats()
         mtl = group_text(c.mtl) + (" (sym.)" if c.mtl and c.mtl.symmetric else "")
-        rows.append(f"| {display_name(c.target)} | {display_name(c.support)} | {mtl} | "
-                    f"{group_text(c.stilts)} | {fmt(c.diff, sign=True)} | {_interval(s.diff_ci_t)} | "
-                    f"{_interval(s.diff_ci_boot)} | {fmt(s.hedges_g, 2)} | {fmt(c.t, 2)} | "
-                    f"{fmt_p(c.p)} | {fmt_p(s.p_holm)} | {fmt_p(s.p_bh)} | {fmt(s.mde)} | "
-                    f"{_verdict_text(c.verdict, s.reason)} | {c.better or '–'} | {c.heuristic or '–'} |")
+        values = [display_name(c.target), display_name(c.support), mtl, group_text(c.stilts),
+                  fmt(c.diff, sign=True), _interval(s.diff_ci_t), _interval(s.diff_ci_boot),
+                  fmt(s.hedges_g, 2), fmt(c.t, 2), fmt_p(c.p), fmt_p(s.p_holm), fmt_p(s.p_bh),
+                  fmt(s.mde), *([_aso_text(s)] if a.aso else []),
+                  _verdict_text(c.verdict, s.reason), c.better or "–", c.heuristic or "–"]
+        rows.append("| " + " | ".join(values) + " |")
+    aso_title = ", almost stochastic order (ε_min of the method ahead)" if a.aso else ""
     return _details("Every cell: means ± std over seeds, intervals of the difference, Hedges' g, "
-                    "t-test, corrected p, minimum detectable effect (points, 80% power), verdict",
-                    "\n".join(rows))
+                    "t-test, corrected p, minimum detectable effect (points, 80% power)"
+                    f"{aso_title}, verdict", "\n".join(rows))
+
+
+def _aso_text(stats: CellStats) -> str:
+    if stats.aso is None:
+        return "–"
+    return f"{stats.aso:.2f}" + (f" ({stats.aso_better})" if stats.aso_better else "")
 
 
 def _interval(pair: tuple[float, float] | None, signed: bool = True) -> str:

@@ -20,6 +20,8 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestIndPower
 from statsmodels.stats.weightstats import ttost_ind
 
+from mtlvsift.errors import MtlvsiftError
+
 TESTS = ("student", "welch")
 CORRECTIONS = ("none", "holm", "bh")
 _MULTITEST_METHOD = {"holm": "holm", "bh": "fdr_bh"}
@@ -28,6 +30,11 @@ CONFIDENCE = 0.9  # the paper's alpha of 0.1, as an interval
 POWER = 0.8
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0  # reports are reproducible
+# Almost stochastic order: eps_min below this rejects "A is not better than B" (Dror et al. 2019;
+# deepsig's documentation; 0.2 is its stricter suggestion).
+ASO_THRESHOLD = 0.5
+ASO_INSTALL = ("--aso needs the optional package deepsig (GPL-3.0): pip install 'mtlvsift[aso]', "
+               "or leave --aso out (the report works without it).")
 
 
 def degenerate_reason(a: Sequence[float], b: Sequence[float]) -> str | None:
@@ -132,3 +139,26 @@ def wilson_interval(correct: int, total: int,
         return None
     ci = scipy_stats.binomtest(correct, total).proportion_ci(confidence, "wilson")
     return float(ci.low), float(ci.high)
+
+
+def require_aso() -> None:
+    """One clear error before any work when deepsig is not installed."""
+    try:
+        import deepsig  # noqa: F401
+    except ImportError:
+        raise MtlvsiftError(ASO_INSTALL) from None
+
+
+def aso_violation(a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE,
+                  comparisons: int = 1) -> float:
+    """deepsig's eps_min for "a is better than b": the upper bound of the violation ratio of
+    a's stochastic dominance over b (0: a always better; 1: never). ``comparisons`` > 1 makes
+    deepsig apply its Bonferroni correction. Seeded, so a report is reproducible."""
+    require_aso()
+    from deepsig import aso
+
+    with warnings.catch_warnings():
+        # deepsig warns on any confidence below 0.95; the report's is 1 - alpha (0.9 by default).
+        warnings.filterwarnings("ignore", message=".*confidence_level.*", category=UserWarning)
+        return float(aso(list(map(float, a)), list(map(float, b)), confidence_level=confidence,
+                         num_comparisons=comparisons, show_progress=False, seed=BOOTSTRAP_SEED))

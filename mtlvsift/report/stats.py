@@ -19,7 +19,8 @@ from mtlvsift.display import safe_text
 from mtlvsift.names import DEFAULT_PROTOCOL, DEFAULT_SEEDS
 from mtlvsift.report import inference
 from mtlvsift.report.variants import ReportKey, report_records
-from mtlvsift.report.verdicts import DEFAULT_MARGIN, Accuracy, CellStats, cell_stats, decide
+from mtlvsift.report.verdicts import DEFAULT_MARGIN, Accuracy, CellStats, \
+    almost_stochastic_order, cell_stats, decide
 from mtlvsift.run_record import RunRecord
 from mtlvsift.scores import is_number
 from mtlvsift.tasks import GLUE_TASK_NAMES, GLUE_TASKS
@@ -165,6 +166,7 @@ class Analysis:
     baselines: dict[str, float] = field(default_factory=dict)  # task -> constant prediction, points
     correction: str = "none"  # of the p values over the report's cells: none, holm, bh
     equivalence_margin: float = DEFAULT_MARGIN  # points, the TOST's
+    aso: bool = False  # almost stochastic order computed per cell (compare.py --aso, deepsig)
 
     @property
     def test(self) -> str:
@@ -282,9 +284,11 @@ def _score_text(score: object) -> str:
 
 def analyze(records: list[RunRecord], model: str, alpha: float = 0.1,
             welch: bool = False, protocol: str = DEFAULT_PROTOCOL, variant: str = "",
-            correction: str = "none", margin: float = DEFAULT_MARGIN) -> Analysis:
+            correction: str = "none", margin: float = DEFAULT_MARGIN,
+            aso: bool = False) -> Analysis:
     """Aggregate one model's runs of one protocol and data variant (``n-300``, see variants.py)
-    and test every cell of the MTL vs STILTs matrix."""
+    and test every cell of the MTL vs STILTs matrix (``aso``: with deepsig's almost stochastic
+    order as well, a few seconds a cell)."""
     records = report_records(records, ReportKey(model, protocol, variant))
     groups, problems = aggregate(records)
     default = [g for g in groups if not g.variant and g.target_fraction is None
@@ -320,6 +324,8 @@ def analyze(records: list[RunRecord], model: str, alpha: float = 0.1,
                                        for g in (mtl, stilts))
         cells[(target, support)] = cell
     decide(cells.values(), correction, alpha)
+    if aso:
+        almost_stochastic_order(cells.values(), alpha, correction)
 
     tasks = {t for pair in cells for t in pair} | set(singles)
     seen_seeds = {s for g in [*pairs.values(), *singles.values(), *mtl_all] for s in g.seeds}
@@ -330,7 +336,7 @@ def analyze(records: list[RunRecord], model: str, alpha: float = 0.1,
         main_metrics=main_metrics(records),
         task_files=sorted({f for r in records for f in r.task_files}),
         variant=variant, records=records, baselines=baselines, correction=correction,
-        equivalence_margin=margin,
+        equivalence_margin=margin, aso=aso,
     )
 
 

@@ -13,8 +13,8 @@ from mtlvsift.display import safe_markup
 from mtlvsift.report.missing import MissingRun
 from mtlvsift.report.stats import Analysis
 from mtlvsift.report.tables import Table
-from mtlvsift.report.text import HEURISTIC_RULE, PAPER_PHRASE, baselines_line, corrections_line, \
-    few_seeds_line, fmt, group_text, lacking_phrase, overview_line, tasks_line
+from mtlvsift.report.text import HEURISTIC_RULE, PAPER_PHRASE, aso_line, baselines_line, \
+    corrections_line, few_seeds_line, fmt, group_text, lacking_phrase, overview_line, tasks_line
 from mtlvsift.run_index import Discovery
 from mtlvsift.tasks import display_name
 
@@ -32,6 +32,7 @@ def render(console: Console, a: Analysis, tables: list[Table], missing: list[Mis
     console.print(safe_markup(corrections_line(a)), highlight=False)
     if few_seeds_line(a):
         console.print(f"[yellow]{safe_markup(few_seeds_line(a))}[/]", highlight=False)
+    console.print(safe_markup(aso_line(a)), highlight=False)
     console.print(safe_markup(tasks_line(a)), highlight=False)
     if baselines_line(a):
         console.print(safe_markup(baselines_line(a)), highlight=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from mtlvsift.report.inference import CORRECTIONS, MIN_SEEDS
+from mtlvsift.report.inference import ASO_THRESHOLD, CORRECTIONS, MIN_SEEDS
 from mtlvsift.report.stats import PAPER_HEURISTIC, Analysis, Group
 from mtlvsift.report.verdicts import Accuracy, heuristic_by_correction, heuristic_by_sign
 from mtlvsift.tasks import display_name
@@ -103,6 +103,23 @@ def corrections_line(a: Analysis) -> str:
             f"{' · '.join(parts)} · every cell by the sign of its difference "
             f"{accuracy_text(heuristic_by_sign(a.cells.values()))}. So {verdict} (it survives "
             f"where the interval lies above 50%).")
+
+
+def aso_line(a: Analysis) -> str:
+    """What almost stochastic order says over the cells, or how to get it."""
+    if not a.aso:
+        return ("Almost stochastic order (Dror et al. 2019): not computed; compare.py --aso adds "
+                "it per cell (pip install 'mtlvsift[aso]': deepsig, GPL-3.0).")
+    tested = [c for c in a.cells.values() if c.stats is not None and c.stats.aso is not None]
+    ahead = {m: sum(c.stats.aso_better == m for c in tested) for m in ("mtl", "stilts")}
+    decided = [c for c in tested if c.verdict == "decided"]
+    agree = sum(c.stats.aso_better == c.better for c in decided)
+    bonferroni = f", Bonferroni over {len(tested)} cells" if a.correction != "none" else ""
+    return (f"Almost stochastic order (deepsig, eps_min below {ASO_THRESHOLD:g} at confidence "
+            f"{1 - a.alpha:g}{bonferroni}): MTL ahead in {ahead['mtl']} of {len(tested)} tested "
+            f"cells, STILTs in {ahead['stilts']}, neither in "
+            f"{len(tested) - ahead['mtl'] - ahead['stilts']}; it names the t-test's better method "
+            f"in {agree} of the {len(decided)} decided cells.")
 
 
 def baselines_line(a: Analysis) -> str:

@@ -23,6 +23,8 @@ class CellStats:
     """The statistics of one complete cell, in points (MTL minus STILTs)."""
 
     reason: str | None = None  # why there is no p value (degenerate cell)
+    mtl_scores: tuple[float, ...] = ()  # the seeds' scores the tests read
+    stilts_scores: tuple[float, ...] = ()
     t: float | None = None
     p: float | None = None
     diff_ci_t: tuple[float, float] | None = None
@@ -33,6 +35,10 @@ class CellStats:
     p_holm: float | None = None
     p_bh: float | None = None
     verdict: str = "open"
+    # Almost stochastic order (compare.py --aso): eps_min of the method with the higher mean over
+    # the other, and that method when eps_min is below inference.ASO_THRESHOLD.
+    aso: float | None = None
+    aso_better: str | None = None
 
     def corrected(self, correction: str) -> float | None:
         return {"none": self.p, "holm": self.p_holm, "bh": self.p_bh}[correction]
@@ -59,11 +65,12 @@ def cell_stats(mtl: list[float], stilts: list[float], test: str, alpha: float,
                margin: float) -> CellStats:
     """Everything but the corrections, from the two methods' seed scores in points."""
     reason = inference.degenerate_reason(mtl, stilts)
+    scores = {"mtl_scores": tuple(mtl), "stilts_scores": tuple(stilts)}
     if reason is not None:
-        return CellStats(reason=reason)
+        return CellStats(reason=reason, **scores)
     t, p, ci = inference.t_test(mtl, stilts, test, 1 - alpha)
     return CellStats(
-        t=t, p=p, diff_ci_t=ci,
+        **scores, t=t, p=p, diff_ci_t=ci,
         diff_ci_boot=inference.bootstrap_interval(mtl, stilts, 1 - alpha),
         hedges_g=inference.hedges_g(mtl, stilts),
         mde=inference.minimum_detectable_effect(
@@ -86,6 +93,20 @@ def decide(cells: Iterable[Cell], correction: str, alpha: float) -> None:
         passes_tost = cell.stats.p_tost is not None and cell.stats.p_tost < alpha
         cell.stats.verdict = ("decided" if cell.significant
                               else "equivalent" if passes_tost else "open")
+
+
+def almost_stochastic_order(cells: Iterable[Cell], alpha: float, correction: str) -> None:
+    """deepsig's ASO for every tested cell, the method with the higher mean as A, at confidence
+    1 - alpha; under a correction deepsig's own Bonferroni over the tested cells (stricter than
+    Holm or BH: deepsig offers no other)."""
+    tested = [c for c in cells if c.stats is not None and c.stats.p is not None]
+    comparisons = len(tested) if correction != "none" else 1
+    for cell in tested:
+        ahead, behind = ("mtl", "stilts") if cell.diff >= 0 else ("stilts", "mtl")
+        groups = {"mtl": cell.stats.mtl_scores, "stilts": cell.stats.stilts_scores}
+        cell.stats.aso = inference.aso_violation(groups[ahead], groups[behind], 1 - alpha,
+                                                 comparisons)
+        cell.stats.aso_better = ahead if cell.stats.aso < inference.ASO_THRESHOLD else None
 
 
 @dataclass(frozen=True)
