@@ -64,6 +64,21 @@ def test_a_regression_target_uses_the_regression_form(tiny_model, tiny_glue, gri
     assert candidate["examples"] == 20 and np.isfinite(candidate["logme_gain"])
 
 
+def test_bf16_embedding_is_recorded_and_close_to_fp32(tiny_model, tiny_glue, grid, tmp_path):
+    values = {}
+    for precision in ("no", "bf16"):
+        out = tmp_path / f"{precision}.json"
+        run_script("recommend", ["--target", "rte", "--candidates", "sst2", "--json", out,
+                                 "--mixed-precision", precision,
+                                 *recommend_args(tiny_model, tiny_glue, grid)])
+        advice = json.loads(out.read_text())
+        assert advice["mixed_precision"] == precision
+        values[precision] = advice["candidates"][0]
+    for key in ("logme", "logme_base"):  # per example LogME, bf16 rounding moves it a little
+        assert values["bf16"][key] == pytest.approx(values["no"][key], abs=0.05)
+        assert values["bf16"][key] != values["no"][key]  # bf16 really ran
+
+
 def test_bad_input_is_one_line_each(tiny_model, tiny_glue, grid, tmp_path):
     args = recommend_args(tiny_model, tiny_glue, grid)
     fails("recommend", ["--target", "nope", *args], "Unknown task 'nope'")

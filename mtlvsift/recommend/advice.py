@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 from rich.console import Console
 
+from mtlvsift.display import safe_markup
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.recommend.features import target_features
 from mtlvsift.recommend.logme import logme
@@ -62,12 +63,16 @@ def rule_of(outputs: Path, target: str, support: str, sizes: tuple[int, int],
             "judged": sum(e["same_pick_total"] for e in evidence)}
 
 
-def scored(model: str, option: str, task: Task, settings: Mapping[str, Any]) -> tuple[float, int, float]:
+def scored(model: str, option: str, task: Task, settings: Mapping[str, Any],
+           mixed_precision: str, console: Console) -> tuple[float, int, float]:
     """(LogME, examples, seconds) of the target's training examples under ``model``."""
     start = time.perf_counter()
-    with quiet_transformers():  # no "Loading weights" bar per candidate
+    what = "the pre-trained encoder" if option == "--model" else model
+    with quiet_transformers(), console.status(  # no "Loading weights" bar per candidate
+            f"Embedding {task.display} training examples with {safe_markup(what)}"):
         features, labels = target_features(model, task, settings.get("data_dir"),
-                                           settings["max_examples"], settings["max_seq_length"], option)
+                                           settings["max_examples"], settings["max_seq_length"],
+                                           mixed_precision, option)
     if not task.is_regression and len(np.unique(labels)) < 2:
         raise MtlvsiftError(f"The {task.display} training examples have one class only; LogME "
                             f"(and a classifier) needs at least two.")
@@ -77,15 +82,18 @@ def scored(model: str, option: str, task: Task, settings: Mapping[str, Any]) -> 
 
 
 def advise(target: str, candidates: list[str] | None, options: Mapping[str, Any],
-           max_examples: int) -> list[Candidate]:
-    """Every candidate for ``target``, ranked by LogME gain (unscored ones last, unranked)."""
+           max_examples: int, mixed_precision: str = "no",
+           console: Console | None = None) -> list[Candidate]:
+    """Every candidate for ``target``, ranked by LogME gain (unscored ones last, unranked);
+    ``console`` shows which model is embedding (a status line, gone when done)."""
+    console = console or Console(file=io.StringIO())
     task = get_task(target)
     names = candidate_names(task, candidates)
     data_dir = resolve_data_dir(options.get("data_dir"))
     target_size = train_rows(task, data_dir)
     settings = {"data_dir": options.get("data_dir"), "max_examples": max_examples,
                 "max_seq_length": options["max_seq_length"]}
-    base, _, _ = scored(options["model"], "--model", task, settings)
+    base, _, _ = scored(options["model"], "--model", task, settings, mixed_precision, console)
     result = []
     for name in names:
         config = stilts_config(task.name, name, options)
@@ -94,8 +102,8 @@ def advise(target: str, candidates: list[str] | None, options: Mapping[str, Any]
         entry.command = start_model_command(config, target_size)
         if entry.command is None:
             entry.start_model = with_start_model(config, target_size).init_model
-            entry.logme, entry.examples, entry.seconds = scored(entry.start_model, "the single run",
-                                                                task, settings)
+            entry.logme, entry.examples, entry.seconds = scored(
+                entry.start_model, "the single run", task, settings, mixed_precision, console)
             entry.logme_base, entry.logme_gain = base, entry.logme - base
         result.append(entry)
     return _ranked(result)
@@ -108,5 +116,7 @@ def _ranked(entries: list[Candidate]) -> list[Candidate]:
     return order + [e for e in entries if e.logme_gain is None]
 
 
-def as_json(target: str, model: str, entries: list[Candidate]) -> dict[str, Any]:
-    return {"target": target, "model": model, "candidates": [asdict(e) for e in entries]}
+def as_json(target: str, model: str, entries: list[Candidate],
+            mixed_precision: str = "no") -> dict[str, Any]:
+    return {"target": target, "model": model, "mixed_precision": mixed_precision,
+            "candidates": [asdict(e) for e in entries]}

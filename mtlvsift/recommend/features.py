@@ -1,6 +1,9 @@
 """A target's training examples embedded by an encoder: each example's first-token output (what
 the task heads read), computed as evaluation computes dev scores (length-sorted batches, padded
-once, no gradients), over a stratified subsample of at most ``max_examples``."""
+once, no gradients), over a stratified subsample of at most ``max_examples``; on accelerate's
+device (``PartialState``), in bf16 autocast with ``--mixed-precision bf16`` (torch's autocast
+directly, as accelerate applies it: an ``Accelerator`` would fix the precision for the whole
+process, and a training run in the same process may have set another)."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate import PartialState
 
 from mtlvsift.tasks import Task
 from mtlvsift.train.batches.loader import TaskData, subsample_indices
@@ -38,12 +42,12 @@ def stratified_indices(labels: np.ndarray, k: int, regression: bool, seed: int =
 
 
 def target_features(model: str, task: Task, data_dir: str | Path | None, max_examples: int,
-                    max_seq_length: int, option: str = "--model",
-                    device: torch.device | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    max_seq_length: int, mixed_precision: str = "no", option: str = "--model",
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """(N x D first-token outputs, N labels) of ``task``'s training examples under ``model`` (a
     hub id, a folder, a run's ``best/``; ``option`` names it in errors)."""
     encoder, tokenizer = load_encoder(model, option), load_tokenizer(model, option)
-    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = PartialState().device
     train = load_tokenized(task, "train", tokenizer, max_seq_length, resolve_data_dir(data_dir))
     labels = np.asarray(train["label"])
     train = train.select(stratified_indices(labels, max_examples, task.is_regression))
@@ -51,7 +55,8 @@ def target_features(model: str, task: Task, data_dir: str | Path | None, max_exa
                                  make_collator(tokenizer, None), EVAL_BATCH_SIZE, 0, 1)
     encoder.to(device).eval()
     features = np.empty((len(train), encoder.config.hidden_size), dtype=np.float64)
-    with torch.inference_mode():
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed_precision == "bf16")
+    with torch.inference_mode(), autocast:
         for batch in batches:
             inputs = {k: v.to(device) for k, v in batch.inputs.items() if k != "task_ids"}
             features[batch.positions] = encoder(**inputs).last_hidden_state[:, 0].float().cpu().numpy()
