@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bench import compare_report, cpu_train, gpu_train, loop_runner, measure, paper_cost
+from bench import compare_report, cpu_train, gpu_train, loop_runner, measure, paper_cost, \
+    recommend_features
 from bench import fixtures as bench_fixtures
 from helpers import REPO_ROOT
 
@@ -41,6 +42,7 @@ def test_bench_is_a_package_that_changes_nothing_on_import():
         "import json, os, sys\n"
         "path, env = list(sys.path), dict(os.environ)\n"
         "import bench.gpu_train, bench.cpu_train, bench.paper_cost, bench.compare_report, bench.grid_overhead\n"
+        "import bench.recommend_features\n"
         "print(json.dumps({'path': sys.path == path, 'env': dict(os.environ) == env,\n"
         "                  'heavy': sorted(m for m in ('transformers', 'datasets') if m in sys.modules)}))\n")
     env = {k: v for k, v in os.environ.items() if k not in bench_fixtures.OFFLINE}
@@ -53,7 +55,8 @@ def test_bench_is_a_package_that_changes_nothing_on_import():
 
 
 def test_scripts_run_as_modules_from_the_repository_root():
-    for name in ("gpu_train", "cpu_train", "paper_cost", "compare_report", "grid_overhead"):
+    for name in ("gpu_train", "cpu_train", "paper_cost", "compare_report", "grid_overhead",
+                 "recommend_features"):
         done = subprocess.run([sys.executable, "-m", f"bench.{name}", "--help"], cwd=REPO_ROOT,
                               capture_output=True, text=True)
         assert done.returncode == 0 and "Usage:" in done.stdout, (name, done.stderr)
@@ -265,3 +268,15 @@ def test_compare_report_benchmark_smoke(tmp_path):
     assert result["run_records"] == 770 and len(result["seconds"]) == 1 and result["median_seconds"] > 0
     summary = json.loads((tmp_path / "tree" / "report" / "summary.json").read_text())
     assert len(summary["cells"]) == 72 and summary["missing"] == []
+
+
+def test_recommend_features_benchmark_smoke(tiny_model, tiny_glue, tmp_path):
+    out = tmp_path / "recommend.json"
+    output = invoke(recommend_features, ["--model", tiny_model, "--data-dir", tiny_glue,
+                                         "--examples", 16, "--repeats", 1, "--out", out])
+    assert "recommend's embedding pass" in output
+    cases = json.loads(out.read_text())["cases"]
+    assert [(c["batches"], c["precision"]) for c in cases] == list(recommend_features.CONFIGURATIONS)
+    assert all(c["median_seconds"] > 0 and len(c["seconds"]) == 1 for c in cases)
+    packed_fp32 = cases[1]
+    assert abs(packed_fp32["logme_minus_fp32_padded"]) < 1e-4  # packing changes no number

@@ -108,3 +108,15 @@ def test_stratified_subsample_keeps_each_class_share():
     assert np.array_equal(chosen, np.sort(chosen))
     assert len(stratified_indices(labels, 500, regression=False)) == 100
     assert len(set(stratified_indices(np.linspace(0, 1, 50), 7, regression=True))) == 7
+
+
+def test_packed_features_equal_padded_ones(tiny_model, tiny_glue):
+    from mtlvsift.recommend.features import target_features
+    from mtlvsift.tasks import get_task
+
+    task = get_task("rte")
+    packed, labels = target_features(str(tiny_model), task, tiny_glue, 40, 64, packing=True)
+    padded, same_labels = target_features(str(tiny_model), task, tiny_glue, 40, 64, packing=False)
+    assert packed.shape == padded.shape == (40, packed.shape[1]) and (labels == same_labels).all()
+    assert np.allclose(packed, padded, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(packed[0], packed[1])  # rows are not all the same vector

@@ -1,12 +1,13 @@
 """A target's training examples embedded by an encoder: each example's first-token output (what
 the task heads read), computed as evaluation computes dev scores (length-sorted batches, padded
-once, no gradients), over a stratified subsample of at most ``max_examples``; on accelerate's
+once, or packed where the encoder allows it, no gradients), over a stratified subsample of at most ``max_examples``; on accelerate's
 device (``PartialState``), in bf16 autocast with ``--mixed-precision bf16`` (torch's autocast
 directly, as accelerate applies it: an ``Accelerator`` would fix the precision for the whole
 process, and a training run in the same process may have set another)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,9 @@ from mtlvsift.train.batches.sampling import largest_remainder_quotas
 from mtlvsift.train.data.glue import resolve_data_dir
 from mtlvsift.train.data.tokenized import load_tokenized
 from mtlvsift.train.evaluation.dev import build_eval_batches
+from mtlvsift.train.batches.packing import PackedCollator
+from mtlvsift.train.model.encoders import position_offset, unsupported_reason, use_packed_attention
+from mtlvsift.train.model.multitask import first_token_states
 from mtlvsift.train.model.pretrained import load_encoder, load_tokenizer
 
 EVAL_BATCH_SIZE = 64
@@ -41,9 +45,20 @@ def stratified_indices(labels: np.ndarray, k: int, regression: bool, seed: int =
     return np.sort(np.concatenate(chosen))
 
 
+def features_collator(encoder: torch.nn.Module, tokenizer, max_seq_length: int,
+                      packing: bool) -> Callable[[list[dict]], dict]:
+    """Packed batches (the encoder switched to packed attention) where the encoder allows them,
+    as training packs them; padded ones otherwise."""
+    if packing and unsupported_reason(encoder) is None:
+        use_packed_attention(encoder, varlen=False)
+        return PackedCollator(tokenizer.pad_token_id or 0, position_offset(encoder), max_seq_length,
+                              budgeted=False)
+    return make_collator(tokenizer, None)
+
+
 def target_features(model: str, task: Task, data_dir: str | Path | None, max_examples: int,
                     max_seq_length: int, mixed_precision: str = "no", option: str = "--model",
-                    ) -> tuple[np.ndarray, np.ndarray]:
+                    packing: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(N x D first-token outputs, N labels) of ``task``'s training examples under ``model`` (a
     hub id, a folder, a run's ``best/``; ``option`` names it in errors)."""
     encoder, tokenizer = load_encoder(model, option), load_tokenizer(model, option)
@@ -51,13 +66,15 @@ def target_features(model: str, task: Task, data_dir: str | Path | None, max_exa
     train = load_tokenized(task, "train", tokenizer, max_seq_length, resolve_data_dir(data_dir))
     labels = np.asarray(train["label"])
     train = train.select(stratified_indices(labels, max_examples, task.is_regression))
-    batches = build_eval_batches([TaskData(task, train, {"train": train}, len(labels))],
-                                 make_collator(tokenizer, None), EVAL_BATCH_SIZE, 0, 1)
     encoder.to(device).eval()
+    batches = build_eval_batches([TaskData(task, train, {"train": train}, len(labels))],
+                                 features_collator(encoder, tokenizer, max_seq_length, packing),
+                                 EVAL_BATCH_SIZE, 0, 1)
     features = np.empty((len(train), encoder.config.hidden_size), dtype=np.float64)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed_precision == "bf16")
     with torch.inference_mode(), autocast:
         for batch in batches:
             inputs = {k: v.to(device) for k, v in batch.inputs.items() if k != "task_ids"}
-            features[batch.positions] = encoder(**inputs).last_hidden_state[:, 0].float().cpu().numpy()
+            states = first_token_states(encoder, **inputs)
+            features[batch.positions] = states.float().cpu().numpy()
     return features, np.asarray(train["label"])

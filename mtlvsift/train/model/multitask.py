@@ -60,6 +60,26 @@ def loss_weights(task_rows: list[int], num_processes: int = 1, per_task_mean: bo
     return [num_processes / sum(task_rows)] * len(task_rows)
 
 
+def first_token_states(encoder: nn.Module, input_ids: torch.Tensor,
+                       attention_mask: torch.Tensor | None = None,
+                       token_type_ids: torch.Tensor | None = None,
+                       position_ids: torch.Tensor | None = None,
+                       packed_layout: PackedLayout | None = None,
+                       budgeted_shapes: bool = False) -> torch.Tensor:
+    """Each row's first-token state, what the heads read: of padded rows (B, L), or of rows
+    packed into one sequence (1, T) whose ``packed_layout`` says where each row lies (see
+    packing.py)."""
+    extra = {k: v for k, v in (("token_type_ids", token_type_ids), ("position_ids", position_ids))
+             if v is not None}
+    if packed_layout is None:
+        output = encoder(input_ids=input_ids, attention_mask=attention_mask, **extra)
+        return output.last_hidden_state[:, 0]
+    if budgeted_shapes:
+        mark_budgeted_shapes({"input_ids": input_ids, **extra}, packed_layout)
+    output = encoder(input_ids=input_ids, packed_layout=packed_layout, **extra)
+    return output.last_hidden_state[0, packed_layout.first_token]
+
+
 class MultiTaskModel(nn.Module):
     """A shared encoder and a head per task (a task's index is its position in ``task_names``);
     ``share_heads`` gives tasks with the same label count one head (``head_of_task``)."""
@@ -81,17 +101,9 @@ class MultiTaskModel(nn.Module):
 
     def encode(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                packed_layout: PackedLayout | None = None) -> torch.Tensor:
-        """Each row's first-token state: of padded rows (B, L), or of rows packed into one
-        sequence (1, T) whose ``packed_layout`` says where each row lies (see packing.py)."""
-        extra = {k: v for k, v in (("token_type_ids", token_type_ids), ("position_ids", position_ids))
-                 if v is not None}
-        if packed_layout is None:
-            output = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra)
-            return output.last_hidden_state[:, 0]
-        if self.budgeted_shapes:
-            mark_budgeted_shapes({"input_ids": input_ids, **extra}, packed_layout)
-        output = self.encoder(input_ids=input_ids, packed_layout=packed_layout, **extra)
-        return output.last_hidden_state[0, packed_layout.first_token]
+        """Each row's first-token state (``first_token_states``)."""
+        return first_token_states(self.encoder, input_ids, attention_mask, token_type_ids,
+                                  position_ids, packed_layout, self.budgeted_shapes)
 
     def forward(self, input_ids, attention_mask=None, task_ids=None, labels=None, token_type_ids=None,
                 position_ids=None, packed_layout: PackedLayout | None = None):
