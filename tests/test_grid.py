@@ -360,3 +360,16 @@ def test_runs_another_grid_holds_or_finished_meanwhile_are_not_trained_or_logged
     assert "single rte seed 0: finished by another process meanwhile." in shown.getvalue()
     assert f"single rte seed 1: in use by another process (pid {holder.pid})" in shown.getvalue()
     assert len((tmp_path / "grid-log.jsonl").read_text().splitlines()) == 1
+
+
+@pytest.mark.parametrize("jobs, gpus, preset, cores, expected", [
+    (2, 0, None, 2, 1), (4, 0, None, 16, 4), (3, 0, None, 2, 1), (1, 0, None, 2, None),
+    (2, 2, None, 16, None), (2, 0, "3", 2, None)])
+def test_cpu_jobs_share_the_cores(monkeypatch, jobs, gpus, preset, cores, expected):
+    from mtlvsift.grid.run import cpu_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    if preset:
+        monkeypatch.setenv("OMP_NUM_THREADS", preset)
+    monkeypatch.setattr("os.cpu_count", lambda: cores)
+    assert cpu_threads(jobs, gpus) == expected
