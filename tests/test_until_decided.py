@@ -1,0 +1,132 @@
+"""run_grid.py --until-decided: which cells get more seeds (planted records whose verdicts are
+known), which seeds and runs, the option errors, and a tiny grid end to end."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+from scipy import stats as scipy_stats
+from statsmodels.stats.power import TTestIndPower
+
+from helpers import grid_options, run_script
+from synthetic import write_record
+from mtlvsift.grid import sequential
+from mtlvsift.report.stats import analyze
+from mtlvsift.run_index import discover
+
+MODEL = "m"
+MAX_SEEDS = 8
+# (target, support): MTL and STILTs scores in points, one per seed (0, 1, ...).
+PLANTED = {
+    ("rte", "mrpc"): ([80, 81, 82], [70, 71, 72]),  # decided (p < 0.01)
+    ("rte", "stsb"): ([80, 76, 84], [74, 70, 78]),  # open, diff 6 >= MDE at 8 (sd 4: 5.2)
+    ("rte", "cola"): ([70.2, 69.6, 70.8], [70, 67, 73]),  # open, diff 0.2 < MDE at 8 (2.8)
+    ("rte", "sst2"): ([70, 70.1, 69.9, 70.05, 69.95], [70.02, 70.12, 69.92, 70.07, 69.97]),  # equivalent
+    ("mrpc", "rte"): ([75, 71], [70, 72]),  # fewer than 3 seeds: untestable
+    ("mrpc", "stsb"): ([80, 76, 84, 80, 76, 84, 80, 76], [78, 74, 82, 78, 74, 82, 78, 74]),  # open at 8
+    ("mrpc", "cola"): ([70, 70, 70], [70, 70, 70]),  # no variance, equal means
+    ("mrpc", "sst2"): ([71, 71, 71], [70, 70, 70]),  # no variance, means differ
+}
+QUALIFYING = {("rte", "stsb"): 7, ("mrpc", "rte"): 3, ("mrpc", "sst2"): 4}  # -> seeds wanted
+
+
+def plant(root: Path, planted: dict = PLANTED) -> None:
+    for (target, support), (mtl, stilts) in planted.items():
+        for method, scores in (("mtl", mtl), ("stilts", stilts)):
+            for seed, points in enumerate(scores):
+                write_record(root, method, target, [support], seed, points / 100, model=MODEL,
+                             task_scores={target: points / 100})
+    write_record(root, "stilts", "cola", ["rte"], 0, 0.5, model=MODEL)  # a cell without MTL
+
+
+@pytest.fixture
+def planted_analysis(tmp_path):
+    plant(tmp_path)
+    return analyze(discover(tmp_path).records, MODEL)
+
+
+def test_the_planted_verdicts_are_what_the_cells_say(planted_analysis):
+    """The cells are what their comments claim, by scipy and statsmodels directly."""
+    verdicts = {key: cell.verdict for key, cell in planted_analysis.cells.items()}
+    assert verdicts[("rte", "mrpc")] == "decided" and verdicts[("rte", "sst2")] == "equivalent"
+    assert all(verdicts[k] == "open" for k in PLANTED if k not in {("rte", "mrpc"), ("rte", "sst2")})
+    power = TTestIndPower()
+    for key in (("rte", "stsb"), ("rte", "cola")):
+        mtl, stilts = PLANTED[key]
+        assert scipy_stats.ttest_ind(mtl, stilts).pvalue > 0.1
+        sd = statistics.stdev(mtl)  # both sides have the same spread: the pooled sd
+        mde = power.solve_power(nobs1=MAX_SEEDS, alpha=0.1, power=0.8, ratio=1.0) * sd
+        diff = statistics.fmean(mtl) - statistics.fmean(stilts)
+        assert (abs(diff) >= mde) == (key in QUALIFYING)
+        if key in QUALIFYING:
+            fewest = min(n for n in range(3, MAX_SEEDS + 1)
+                         if power.solve_power(nobs1=n, alpha=0.1, power=0.8, ratio=1.0) * sd <= diff)
+            assert fewest == QUALIFYING[key]
+
+
+def test_exactly_the_open_cells_that_more_seeds_could_decide_qualify(planted_analysis):
+    needing = sequential.cells_needing_seeds(planted_analysis, MAX_SEEDS, 0.1)
+    assert {(t, s) for t, s, _ in needing} == set(QUALIFYING)
+    reasons = {(t, s): why for t, s, why in needing}
+    assert "fewer than 3 seeds" in reasons["mrpc", "rte"]
+    assert "6.00 >= MDE 5.23 at 8 seeds" in reasons["rte", "stsb"]
+    assert "means differ" in reasons["mrpc", "sst2"]
+    needs = {(n.target, n.support): n for n in sequential.assess_cells(planted_analysis, MAX_SEEDS)}
+    assert {k: n.wanted for k, n in needs.items() if n.qualifies} == QUALIFYING
+    assert needs["rte", "cola"].mde == pytest.approx(2.83, abs=0.01) and not needs["rte", "cola"].qualifies
+    assert "--max-seeds 8 reached" in needs["mrpc", "stsb"].reason
+    assert "equal means" in needs["mrpc", "cola"].reason
+    assert needs["cola", "rte"].seeds == 0 and not needs["cola", "rte"].qualifies
+    # With fewer seeds allowed, the large difference no longer clears its MDE; the untestable
+    # cell still gets seeds up to 3.
+    fewer = {(t, s) for t, s, _ in sequential.cells_needing_seeds(planted_analysis, 4, 0.1)}
+    assert fewer == {("mrpc", "rte"), ("mrpc", "sst2")}
+    # Only the cells among the grid's tasks.
+    only = sequential.cells_needing_seeds(planted_analysis, MAX_SEEDS, tasks=["rte", "mrpc"])
+    assert [(t, s) for t, s, _ in only] == [("mrpc", "rte")]
+
+
+def test_next_seeds_are_above_the_grids_and_fill_both_methods(planted_analysis, tmp_path):
+    cell = planted_analysis.cells["mrpc", "rte"]  # seeds 0, 1 on both sides
+    assert sequential.next_seeds(cell, 3, above=1) == [2]
+    assert sequential.next_seeds(cell, 4, above=1) == [2, 3]
+    assert sequential.next_seeds(cell, 3, above=4) == [5]
+    lopsided = tmp_path / "lopsided"
+    plant(lopsided, {("rte", "mrpc"): ([70, 71, 72], [70, 71])})
+    cell = analyze(discover(lopsided).records, MODEL).cells["rte", "mrpc"]
+    assert sequential.next_seeds(cell, 3, above=1) == [2]  # MTL has 2: only STILTs trains it
+    assert sequential.next_seeds(cell, 4, above=1) == [2, 3]
+
+
+def test_a_round_trains_both_methods_from_the_grids_single_runs(planted_analysis, tmp_path):
+    needs = sequential.assess_cells(planted_analysis, MAX_SEEDS, tasks=["rte", "mrpc"])
+    out = tmp_path / "out"
+    seeds, runs = sequential.round_runs(planted_analysis, needs, [0, 1], grid_options(out, model=MODEL),
+                                        "dynamic")
+    assert seeds == {("mrpc", "rte"): [2]}
+    assert [str(Path(r.run_dir).relative_to(out)) for r in runs] == [
+        "single/mrpc/seed-0", "single/mrpc/seed-1", "single/rte/seed-0", "single/rte/seed-1",
+        "stilts/mrpc--rte/seed-2", "mtl/rte--mrpc/seed-2"]
+    assert all(r.config.support_seeds == [0, 1] for r in runs if r.method != "single")
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--max-seeds", "4"], "--max-seeds goes with --until-decided"),
+    (["--until-decided"], "--until-decided needs --max-seeds M"),
+    (["--until-decided", "--max-seeds", "2"], "--max-seeds 2 must be more than the 2 --seeds"),
+    (["--until-decided", "--max-seeds", "4", "--emit", "shell", "--emit-to", "x"],
+     "--until-decided cannot go with --emit"),
+    (["--until-decided", "--max-seeds", "4", "--methods", "single,stilts"],
+     "--until-decided needs --methods with both stilts and mtl"),
+    (["--until-decided", "--max-seeds", "4", "--overwrite"], "cannot go with --overwrite"),
+])
+def test_until_decided_option_errors_are_one_line(tmp_path, extra, message):
+    result = run_script("run_grid", ["--tasks", "rte,mrpc", "--seeds", "0,1", "--output-dir",
+                                     tmp_path / "out", *extra], expect_ok=False)
+    assert result.exit_code != 0
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.output
+    assert not (tmp_path / "out").exists()
