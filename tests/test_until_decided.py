@@ -7,9 +7,11 @@ import json
 import statistics
 from pathlib import Path
 
+import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 from statsmodels.stats.power import TTestIndPower
+from statsmodels.stats.weightstats import ttost_ind
 
 from helpers import grid_options, run_script
 from synthetic import write_record
@@ -130,3 +132,79 @@ def test_until_decided_option_errors_are_one_line(tmp_path, extra, message):
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.output
     assert not (tmp_path / "out").exists()
+
+
+def _qualifies(mtl: list[float], stilts: list[float], max_seeds: int) -> bool:
+    """The rule of docs/compare.md computed here with scipy and statsmodels (not the helper):
+    whether an open cell of these seed scores (points) gets more seeds."""
+    n = min(len(mtl), len(stilts))
+    if n >= max_seeds:
+        return False
+    if n < 3:
+        return True
+    diff = statistics.fmean(mtl) - statistics.fmean(stilts)
+    if statistics.pvariance(mtl) == 0 and statistics.pvariance(stilts) == 0:
+        return diff != 0
+    if scipy_stats.ttest_ind(mtl, stilts).pvalue < 0.1 or ttost_ind(
+            np.asarray(mtl), np.asarray(stilts), -0.5, 0.5)[0] < 0.1:
+        return False  # decided or equivalent
+    dof = len(mtl) + len(stilts) - 2
+    sd = ((len(mtl) - 1) * statistics.variance(mtl) + (len(stilts) - 1) * statistics.variance(stilts))
+    mde = TTestIndPower().solve_power(nobs1=max_seeds, alpha=0.1, power=0.8, ratio=1.0) * (sd / dof) ** 0.5
+    return abs(diff) >= mde
+
+
+def _scores(folder: Path, task: str, seeds) -> list[float]:
+    """The task's best dev score (points) of each seed, read from result.json."""
+    return [json.loads((folder / f"seed-{s}" / "result.json").read_text())["best_by_task"][task]["score"]
+            * 100 for s in seeds]
+
+
+def _seed_folders(folder: Path) -> list[int]:
+    return sorted(int(p.parent.name.split("-")[1]) for p in folder.glob("seed-*/result.json"))
+
+
+def _tree(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*")}
+
+
+@pytest.mark.slow
+def test_until_decided_adds_seeds_only_where_the_verdict_is_open(tmp_path, tiny_model, tiny_glue):
+    """A tiny grid of RTE and SST-2 with seeds 0, 1 and --max-seeds 4: the dry run lists the
+    cells that qualify (two seeds: both, untestable); the run gives them seed 2, then seed 3 to
+    those that still qualify by scipy/statsmodels on the three seeds' records, and nothing to
+    the single runs; a second call trains nothing."""
+    out = tmp_path / "out"
+    grid = ["--tasks", "rte,sst2", "--methods", "single,stilts,mtl", "--seeds", "0,1",
+            "--model", tiny_model, "--data-dir", tiny_glue, "--output-dir", out, "--epochs", "1",
+            "--batch-size", "8", "--lr", "1e-3", "--max-train-examples", "40",
+            "--max-seq-length", "32"]
+    until = ["--until-decided", "--max-seeds", "4"]
+    run_script("run_grid", grid)
+    stilts = {cell: out / "stilts" / f"{cell[0]}--{cell[1]}__n-40" for cell in (("rte", "sst2"), ("sst2", "rte"))}
+    mtl = out / "mtl" / "rte--sst2__n-40"  # RTE is the smaller: the target of the one MTL run
+    before = _tree(out)
+    dry = run_script("run_grid", [*grid, *until, "--dry-run"]).output
+    assert _tree(out) == before, "--dry-run wrote under the outputs"
+    for target, support in stilts:
+        assert _qualifies(_scores(mtl, target, [0, 1]), _scores(stilts[target, support], target, [0, 1]), 4)
+        assert f"{target} <- {support}: 2 seeds, diff " in dry
+        assert f"would get seed(s) 2 (fewer than 3 seeds" in dry.split(f"{target} <- {support}: ")[1].split("\n")[0]
+    assert "2 cell(s) would get seeds in the first round" in " ".join(dry.split())
+
+    done = run_script("run_grid", [*grid, *until]).output
+    third = {cell: _qualifies(_scores(mtl, cell[0], [0, 1, 2]), _scores(folder, cell[0], [0, 1, 2]), 4)
+             for cell, folder in stilts.items()}
+    for cell, folder in stilts.items():
+        assert _seed_folders(folder) == [0, 1, 2] + ([3] if third[cell] else []), (cell, third)
+        n = 4 if third[cell] else 3
+        assert f"{cell[0]} <- {cell[1]}: {n} MTL, {n} STILTs seeds (added [2{', 3' if n == 4 else ''}])" in done
+    assert _seed_folders(mtl) == [0, 1, 2] + ([3] if any(third.values()) else [])
+    for task in ("rte", "sst2"):  # the single runs STILTs and dynamic MTL read are the grid's
+        assert _seed_folders(out / "single" / f"{task}__n-40") == [0, 1]
+    assert "seeds per cell (2 from the grid, at most 4)" in done
+
+    before = _tree(out)
+    again = run_script("run_grid", [*grid, *until]).output
+    assert _tree(out) == before, "a second call trained or wrote something"
+    assert "round" not in again and "seeds per cell" in again

@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from mtlvsift.display import safe_markup
 from mtlvsift.errors import MtlvsiftError
@@ -102,9 +101,9 @@ def _assess(cell: Cell, max_seeds: int, alpha: float) -> CellNeed:
     mtl, stilts = _points(cell.mtl.scores), _points(cell.stilts.scores)
     seeds = min(len(mtl), len(stilts))
     if cell.verdict != "open":
-        return need(0, f"{cell.verdict}")
+        return need(0, "no more seeds needed")
     if seeds >= max_seeds:
-        return need(0, f"open with {seeds} seeds: --max-seeds {max_seeds} reached")
+        return need(0, f"--max-seeds {max_seeds} reached")
     if seeds < inference.MIN_SEEDS:
         wanted = min(inference.MIN_SEEDS, max_seeds)
         return need(wanted, f"fewer than {inference.MIN_SEEDS} seeds: cannot be tested yet")
@@ -115,10 +114,10 @@ def _assess(cell: Cell, max_seeds: int, alpha: float) -> CellNeed:
         return need(seeds + 1, "no variance, means differ: one more seed to see a spread", 0.0)
     mde = inference.minimum_detectable_effect(sd, max_seeds, max_seeds, alpha)
     if abs(cell.diff) < mde:
-        return need(0, f"open, |diff| {abs(cell.diff):.2f} < MDE {mde:.2f} at {max_seeds} seeds: "
+        return need(0, f"|diff| {abs(cell.diff):.2f} < MDE {mde:.2f} at {max_seeds} seeds: "
                        f"more seeds would not decide it", mde)
     wanted = _seeds_to_detect(sd, abs(cell.diff), seeds + 1, max_seeds, alpha)
-    return need(wanted, f"open, |diff| {abs(cell.diff):.2f} >= MDE {mde:.2f} at {max_seeds} seeds: "
+    return need(wanted, f"|diff| {abs(cell.diff):.2f} >= MDE {mde:.2f} at {max_seeds} seeds: "
                         f"{wanted} seeds could decide it", mde)
 
 
@@ -226,14 +225,14 @@ def run_until_decided(runs: list[GridRun], base_seeds: list[int], options: dict[
         seeds, planned = round_runs(analysis, needs, base_seeds, options, mtl_sampling)
         if dry_run:
             if main:
-                show_needs(needs, seeds, max_seeds, console, "would get")
+                show_needs(needs, seeds, max_seeds, console, None)
                 console.print(f"--until-decided (dry run): {len(seeds)} cell(s) would get seeds in "
                               f"the first round; later rounds depend on their results. Nothing "
                               f"trained or written.")
             return outcome
         todo = [r for r in planned if r.status() != "complete"]
         if main and seeds:
-            show_needs(needs, seeds, max_seeds, console, f"round {round_number}: gets")
+            show_needs(needs, seeds, max_seeds, console, round_number)
         if not seeds or not todo:
             if seeds and main:  # the report does not count runs that are there (see its warnings)
                 console.print("[yellow]--until-decided:[/] the runs of the cells that qualify are "
@@ -254,20 +253,20 @@ def run_until_decided(runs: list[GridRun], base_seeds: list[int], options: dict[
 
 
 def show_needs(needs: list[CellNeed], seeds: dict[tuple[str, str], list[int]], max_seeds: int,
-               console: Console, gets: str) -> None:
-    """Every cell: its seeds per method, difference, MDE at --max-seeds, verdict, and the seeds
-    it gets (or why none)."""
-    table = Table(title=f"--until-decided: cells that more seeds could decide (at most "
-                        f"{max_seeds} per method)")
-    for column in ("cell", "seeds", "diff", f"MDE at {max_seeds}", "verdict", gets, "why"):
-        table.add_column(column, justify="right" if column in ("seeds", "diff") or
-                         column.startswith("MDE") else "left")
+               console: Console, round_number: int | None) -> None:
+    """One line per cell, unwrapped: its seeds per method, difference, MDE at --max-seeds,
+    verdict, and the seeds it gets (or why none); ``round_number`` None: a dry run's."""
+    when, gets = (f"round {round_number}", "gets") if round_number else ("dry run", "would get")
+    console.print(f"--until-decided ({when}): cells that more seeds could decide (at most "
+                  f"{max_seeds} per method); diff MTL - STILTs and MDE in points:", highlight=False)
     for need in needs:
-        new = seeds.get((need.target, need.support), [])
-        table.add_row(f"{need.target} <- {need.support}", str(need.seeds), _number(need.diff, "+.2f"),
-                      _number(need.mde, ".2f"), need.verdict or "–",
-                      ", ".join(map(str, new)) or "–", safe_markup(need.reason))
-    console.print(table)
+        new = seeds.get((need.target, need.support))
+        line = (f"  {need.target} <- {need.support}: {need.seeds} seeds, diff "
+                f"{_number(need.diff, '+.2f')}, MDE at {max_seeds} {_number(need.mde, '.2f')}, "
+                f"{need.verdict or 'incomplete'}: "
+                + (f"{gets} seed(s) {', '.join(map(str, new))}" if new else "no seeds")
+                + f" ({need.reason})")
+        console.print(safe_markup(line), highlight=False, soft_wrap=True)
 
 
 def show_seeds_per_cell(analysis: Analysis, tasks: list[str], base_seeds: list[int],
@@ -279,7 +278,7 @@ def show_seeds_per_cell(analysis: Analysis, tasks: list[str], base_seeds: list[i
         added = sorted({s for g in (cell.mtl, cell.stilts) if g for s in g.seeds} - set(base_seeds))
         lines.append(f"  {need.target} <- {need.support}: {cell.mtl.n if cell.mtl else 0} MTL, "
                      f"{cell.stilts.n if cell.stilts else 0} STILTs seeds"
-                     f"{f' (added {added})' if added else ''}; {need.verdict or 'incomplete'}, "
+                     f"{f' (added {added})' if added else ''}; {need.verdict or 'incomplete'}: "
                      f"{need.reason}")
     console.print(f"--until-decided: seeds per cell ({len(base_seeds)} from the grid, at most "
                   f"{max_seeds}):", highlight=False)
