@@ -203,8 +203,36 @@ def test_until_decided_adds_seeds_only_where_the_verdict_is_open(tmp_path, tiny_
     for task in ("rte", "sst2"):  # the single runs STILTs and dynamic MTL read are the grid's
         assert _seed_folders(out / "single" / f"{task}__n-40") == [0, 1]
     assert "seeds per cell (2 from the grid, at most 4)" in done
+    marked = {p.parent.name: json.loads(p.read_text())["config"]["added_until_decided"]
+              for p in stilts["rte", "sst2"].glob("seed-*/result.json")}
+    assert marked == {"seed-0": False, "seed-1": False, "seed-2": True, **(
+        {"seed-3": True} if third["rte", "sst2"] else {})}
+    run_script("compare", ["--outputs", out])
+    summary = json.loads(next((out / "report").rglob("summary.json")).read_text())
+    assert {(c["target"], c["support"]): c["sequential"] for c in summary["cells"]} == {
+        ("rte", "sst2"): True, ("sst2", "rte"): True}
 
     before = _tree(out)
     again = run_script("run_grid", [*grid, *until]).output
     assert _tree(out) == before, "a second call trained or wrote something"
     assert "round" not in again and "seeds per cell" in again
+
+
+def test_the_report_flags_the_cells_whose_seeds_were_added_sequentially(tmp_path):
+    """A STILTs seed recorded as added by --until-decided: compare.py marks its cell
+    ``sequential`` (summary.json, cells.csv, report.md) and no other; missing-run commands never
+    carry the mark."""
+    plant(tmp_path, {("rte", "mrpc"): ([70, 75, 72], [71, 70, 73]),
+                     ("mrpc", "rte"): ([70, 75, 72], [71, 70, 73])})
+    write_record(tmp_path, "stilts", "rte", ["mrpc"], 3, 0.72, model=MODEL,
+                 options={"added_until_decided": True})
+    run_script("compare", ["--outputs", tmp_path])
+    report = tmp_path / "report"
+    cells = {(c["target"], c["support"]): c for c in json.loads((report / "summary.json").read_text())["cells"]}
+    assert cells["rte", "mrpc"]["sequential"] is True and cells["rte", "mrpc"]["n_stilts"] == 4
+    assert cells["mrpc", "rte"]["sequential"] is False
+    assert "sequential" in (report / "cells.csv").read_text().splitlines()[0]
+    text = " ".join((report / "report.md").read_text().split())
+    assert "1 cell(s) got seeds from run_grid.py --until-decided after their verdict was seen (RTE ← MRPC;" in text
+    missing = (report / "missing.sh").read_text()
+    assert "--seed 3" in missing and "--added-until-decided" not in missing  # MTL rte--mrpc seed 3

@@ -51,6 +51,7 @@ from mtlvsift.report import inference
 from mtlvsift.report.stats import POINTS, Analysis, Cell, analyze
 from mtlvsift.report.variants import ReportKey, split_variant
 from mtlvsift.run_index import discover
+from mtlvsift.run_options import ADDED_UNTIL_DECIDED
 
 PAIRWISE_METHODS = ("stilts", "mtl")
 
@@ -170,8 +171,9 @@ def round_runs(analysis: Analysis, needs: list[CellNeed], base_seeds: list[int],
                                                max(base_seeds))
              for n in needs if n.qualifies}
     runs: dict[str, GridRun] = {}
+    added = {**options, ADDED_UNTIL_DECIDED: True}  # in the record: the report flags the cell
     for (target, support), new in seeds.items():
-        for run in grid_runs([target, support], new, list(PAIRWISE_METHODS), options, mtl_sampling,
+        for run in grid_runs([target, support], new, list(PAIRWISE_METHODS), added, mtl_sampling,
                              support_seeds=base_seeds):
             if run.method != "stilts" or run.config.target == target:
                 runs.setdefault(run.run_dir, run)

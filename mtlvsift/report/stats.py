@@ -103,6 +103,9 @@ class Cell:
     # learned (None: no baseline recorded, or the cell is not complete).
     at_baseline: bool | None = None
     stats: CellStats | None = None  # the cell's tests (verdicts.py); None when not complete
+    # Seeds of its STILTs run that run_grid.py --until-decided added after looking at its verdict:
+    # its test is then sequential, not a fixed-n one (docs/compare.md).
+    sequential: bool = False
 
     @property
     def verdict(self) -> str | None:
@@ -304,6 +307,7 @@ def analyze(records: list[RunRecord], model: str, alpha: float = 0.1,
         cell = Cell(target, support, mtl, stilts, t_size, s_size,
                     heuristic=size_heuristic(t_size, s_size))
         cell.refused = next(filter(None, (pooling_problem(g) for g in (mtl, stilts) if g)), None)
+        cell.sequential = any(r.added_until_decided for r in (stilts.records if stilts else []))
         if cell.refused and cell.refused not in problems:
             problems.append(cell.refused)
         if cell.complete:
