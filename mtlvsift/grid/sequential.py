@@ -226,6 +226,10 @@ def run_until_decided(runs: list[GridRun], base_seeds: list[int], options: dict[
         needs = assess_cells(analysis, max_seeds, tasks=tasks)
         seeds, planned = round_runs(analysis, needs, base_seeds, options, mtl_sampling)
         if dry_run:
+            if main and any(r.status() != "complete" for r in runs):
+                console.print("--until-decided (dry run): the grid's own runs are not all trained: "
+                              "the cells below are judged from the records there now, and are "
+                              "judged again once those runs are trained.", highlight=False)
             if main:
                 show_needs(needs, seeds, max_seeds, console, None)
                 console.print(f"--until-decided (dry run): {len(seeds)} cell(s) would get seeds in "
@@ -283,7 +287,8 @@ def show_seeds_per_cell(analysis: Analysis, tasks: list[str], base_seeds: list[i
                      f"{f' (added {added})' if added else ''}; {need.verdict or 'incomplete'}: "
                      f"{need.reason}")
     console.print(f"--until-decided: seeds per cell ({len(base_seeds)} from the grid, at most "
-                  f"{max_seeds}):", highlight=False)
+                  f"{max_seeds}):" + ("" if lines else " no cell of the grid has records yet."),
+                  highlight=False)
     for line in lines:
         console.print(safe_markup(line), highlight=False, soft_wrap=True)
 
