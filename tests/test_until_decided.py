@@ -236,3 +236,54 @@ def test_the_report_flags_the_cells_whose_seeds_were_added_sequentially(tmp_path
     assert "1 cell(s) got seeds from run_grid.py --until-decided after their verdict was seen (RTE ← MRPC;" in text
     missing = (report / "missing.sh").read_text()
     assert "--seed 3" in missing and "--added-until-decided" not in missing  # MTL rte--mrpc seed 3
+
+
+# Scores (points) a fake run_training gives: cell (rte, mrpc) open at 3 seeds with a difference
+# (6.5, sd 4: p 0.12) that 6 seeds could detect; cell (mrpc, rte) decided at 3 (10, sd 4).
+FAKE_MEANS = {("mtl", "rte"): 80, ("stilts", "rte"): 73.5, ("mtl", "mrpc"): 80, ("stilts", "mrpc"): 70}
+SPREAD = (0, -4, 4)  # by seed % 3
+
+
+def _fake_training(config) -> None:
+    """Write the run's record (and config.json, so the grid finds it complete) without training."""
+    def points(task: str) -> float:
+        return FAKE_MEANS.get((config.method, task), 70) + SPREAD[config.seed % 3]
+
+    folder = Path(config.run_dir)
+    scores = {t: points(t) / 100 for t in config.tasks}
+    write_record(folder.parents[2], config.method, config.target, config.support, config.seed,
+                 scores[config.target], model=config.model, task_scores=scores,
+                 folder=folder.parent.name,
+                 options={"added_until_decided": bool(config.options.get("added_until_decided"))})
+    (folder / "config.json").write_text(json.dumps(config.identity()))
+
+
+def test_rounds_go_on_until_no_cell_qualifies(tmp_path, monkeypatch):
+    """Round 1 gives both untestable cells seed 2; round 2 gives the open cell the seeds its power
+    analysis asks for (6 = M: MDE 6.2 at 6 seeds <= 6.5, 6.9 at 5 > 6.5, by statsmodels here) and
+    the decided one none; then nothing qualifies. The MTL run of the pair serves both cells."""
+    import mtlvsift.train.loop
+
+    power = TTestIndPower()
+    assert power.solve_power(nobs1=6, alpha=0.1, power=0.8, ratio=1.0) * 4 <= 6.5 < \
+        power.solve_power(nobs1=5, alpha=0.1, power=0.8, ratio=1.0) * 4
+    assert 0.1 < scipy_stats.ttest_ind([80, 76, 84], [73.5, 69.5, 77.5]).pvalue
+    assert scipy_stats.ttest_ind([80, 76, 84], [70, 66, 74]).pvalue < 0.1
+    trained = []
+    monkeypatch.setattr(mtlvsift.train.loop, "run_training",
+                        lambda config: (trained.append(config.run_dir), _fake_training(config)))
+    out = tmp_path / "out"
+    grid = ["--tasks", "rte,mrpc", "--methods", "single,stilts,mtl", "--seeds", "0,1",
+            "--output-dir", out, "--until-decided", "--max-seeds", "6"]
+    done = run_script("run_grid", grid).output
+    assert _seed_folders(out / "stilts" / "rte--mrpc") == [0, 1, 2, 3, 4, 5]
+    assert _seed_folders(out / "stilts" / "mrpc--rte") == [0, 1, 2]
+    assert _seed_folders(out / "mtl" / "rte--mrpc") == [0, 1, 2, 3, 4, 5]
+    assert _seed_folders(out / "single" / "rte") == _seed_folders(out / "single" / "mrpc") == [0, 1]
+    assert len(trained) == 10 + 3 + 6 and len(set(trained)) == len(trained)  # grid, round 1, round 2
+    assert "--until-decided (round 1)" in done and "--until-decided (round 2)" in done
+    assert "round 3" not in done
+    assert "rte <- mrpc: 6 MTL, 6 STILTs seeds (added [2, 3, 4, 5])" in done
+    assert "mrpc <- rte: 6 MTL, 3 STILTs seeds (added [2, 3, 4, 5]); decided" in done
+    again = run_script("run_grid", grid).output
+    assert len(trained) == 19 and "round 1" not in again
