@@ -66,18 +66,12 @@ def run_grid(tasks: str, seeds: tuple[int, ...], methods: str, mtl_sampling: str
                      ratios_of(support_ratios) if support_ratios else [], target_fraction)
 
     def then_until_decided(outcome: GridOutcome | None) -> GridOutcome | None:
-        """--until-decided's rounds after the grid's own runs (or, dry, the first round's cells)."""
-        if not until_decided:
-            return outcome
-        added = sequential.run_until_decided(runs, list(seeds), options, mtl_sampling, max_seeds,
-                                             jobs, repo_root, console, dry_run)
-        if outcome is None:
-            return None
-        outcome.trained += added.trained
-        outcome.failed += added.failed
-        outcome.busy += added.busy
-        if added.failed:
-            raise SystemExit(1)
+        """--until-decided's rounds after the grid's own runs (dry: the first round's cells)."""
+        if until_decided:
+            sequential.run_until_decided(runs, list(seeds), options, mtl_sampling, max_seeds, jobs,
+                                         repo_root, console, outcome or GridOutcome(), dry_run)
+            if outcome is not None and outcome.failed:
+                raise SystemExit(1)
         return outcome
 
     outputs = Path(options["output_dir"])

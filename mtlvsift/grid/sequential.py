@@ -213,14 +213,14 @@ def check_until_decided(until_decided: bool, max_seeds: int | None, seeds: list[
 
 def run_until_decided(runs: list[GridRun], base_seeds: list[int], options: dict[str, Any],
                       mtl_sampling: str, max_seeds: int, jobs: int, repo_root: Path,
-                      console: Console, dry_run: bool) -> GridOutcome:
-    """Rounds of seeds for the cells that qualify, until none does (``dry_run``: the first
-    round's cells shown, nothing trained); the seeds each cell used, said at the end."""
+                      console: Console, outcome: GridOutcome, dry_run: bool) -> GridOutcome:
+    """Rounds of seeds for the cells that qualify, until none does, each round's runs added to
+    ``outcome``; the seeds each cell used, said at the end (``dry_run``: the first round's
+    cells, nothing trained)."""
     outputs, key, main = Path(options["output_dir"]), report_key(runs), is_main_process()
     tasks = sorted({t for r in runs if r.method in PAIRWISE_METHODS for t in r.config.tasks})
     mode = "process" if jobs > 1 else "in-process"
     speeds = measured_speeds(outputs, key.model, int(os.environ.get("WORLD_SIZE", "1")))
-    outcome = GridOutcome()
     for round_number in count(1):
         analysis = grid_analysis(outputs, key)
         needs = assess_cells(analysis, max_seeds, tasks=tasks)
