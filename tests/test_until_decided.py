@@ -234,8 +234,16 @@ def test_the_report_flags_the_cells_whose_seeds_were_added_sequentially(tmp_path
     assert "sequential" in (report / "cells.csv").read_text().splitlines()[0]
     text = " ".join((report / "report.md").read_text().split())
     assert "1 cell(s) got seeds from run_grid.py --until-decided after their verdict was seen (RTE ← MRPC;" in text
+    # Seed 3 is asked of no other run; a seed the report lacks is asked without the mark.
+    assert json.loads((report / "summary.json").read_text())["expected_seeds"] == [0, 1, 2]
     missing = (report / "missing.sh").read_text()
-    assert "--seed 3" in missing and "--added-until-decided" not in missing  # MTL rte--mrpc seed 3
+    assert "# MTL rte <- mrpc" not in missing and "seeds 0, 1, 2, 3" not in missing, missing
+    (tmp_path / "stilts" / "mrpc--rte" / "seed-2" / "result.json").unlink()
+    write_record(tmp_path, "stilts", "mrpc", ["rte"], 1, 0.7, model=MODEL, folder="mrpc--rte",
+                 options={"added_until_decided": True})  # (never so: a made-up mark on seed 1)
+    run_script("compare", ["--outputs", tmp_path])
+    missing = (report / "missing.sh").read_text()
+    assert "--seed 2" in missing and "--added-until-decided" not in missing
 
 
 # Scores (points) a fake run_training gives: cell (rte, mrpc) open at 3 seeds with a difference

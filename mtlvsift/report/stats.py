@@ -320,7 +320,9 @@ def analyze(records: list[RunRecord], model: str, alpha: float = 0.1,
     decide(cells.values(), correction, alpha)
 
     tasks = {t for pair in cells for t in pair} | set(singles)
-    seen_seeds = {s for g in [*pairs.values(), *singles.values(), *mtl_all] for s in g.seeds}
+    # Seeds --until-decided gave only to open cells are not asked of every run (missing.py).
+    seen_seeds = {r.seed for g in [*pairs.values(), *singles.values(), *mtl_all] for r in g.records
+                  if not r.added_until_decided}
     return Analysis(
         model=model, alpha=alpha, welch=welch, tasks=order_tasks(tasks, sizes), cells=cells,
         singles=singles, mtl_all=mtl_all, size_groups=size_groups, others=others, sizes=sizes,
