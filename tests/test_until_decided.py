@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -145,7 +146,10 @@ def _qualifies(mtl: list[float], stilts: list[float], max_seeds: int) -> bool:
     diff = statistics.fmean(mtl) - statistics.fmean(stilts)
     if statistics.pvariance(mtl) == 0 and statistics.pvariance(stilts) == 0:
         return diff != 0
-    if scipy_stats.ttest_ind(mtl, stilts).pvalue < 0.1 or ttost_ind(
+    with warnings.catch_warnings():  # nearly equal seeds: scipy warns, the p value stands
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = scipy_stats.ttest_ind(mtl, stilts).pvalue
+    if p < 0.1 or ttost_ind(
             np.asarray(mtl), np.asarray(stilts), -0.5, 0.5)[0] < 0.1:
         return False  # decided or equivalent
     dof = len(mtl) + len(stilts) - 2
@@ -283,6 +287,12 @@ def test_rounds_go_on_until_no_cell_qualifies(tmp_path, monkeypatch):
     out = tmp_path / "out"
     grid = ["--tasks", "rte,mrpc", "--methods", "single,stilts,mtl", "--seeds", "0,1",
             "--output-dir", out, "--until-decided", "--max-seeds", "6"]
+    run_script("run_grid", grid[:-3])  # the grid's own seeds
+    before = _tree(out)
+    dry = run_script("run_grid", [*grid, "--dry-run"]).output
+    assert _tree(out) == before and len(trained) == 10
+    assert "rte <- mrpc: 2 seeds, diff +6.50, MDE at 6 –, open: would get seed(s) 2 (fewer than 3" in dry
+    assert "mrpc <- rte: 2 seeds, diff +10.00, MDE at 6 –, open: would get seed(s) 2 (fewer than 3" in dry
     done = run_script("run_grid", grid).output
     assert _seed_folders(out / "stilts" / "rte--mrpc") == [0, 1, 2, 3, 4, 5]
     assert _seed_folders(out / "stilts" / "mrpc--rte") == [0, 1, 2]
@@ -295,3 +305,6 @@ def test_rounds_go_on_until_no_cell_qualifies(tmp_path, monkeypatch):
     assert "mrpc <- rte: 6 MTL, 3 STILTs seeds (added [2, 3, 4, 5]); decided" in done
     again = run_script("run_grid", grid).output
     assert len(trained) == 19 and "round 1" not in again
+    dry = run_script("run_grid", [*grid, "--dry-run"]).output
+    assert "0 cell(s) would get seeds" in " ".join(dry.split())
+    assert "rte <- mrpc: 6 seeds, diff +6.50, MDE at 6 –, decided: no seeds (no more seeds needed)" in dry
