@@ -264,7 +264,8 @@ def show_needs(needs: list[CellNeed], seeds: dict[tuple[str, str], list[int]], m
     verdict, and the seeds it gets (or why none); ``round_number`` None: a dry run's."""
     when, gets = (f"round {round_number}", "gets") if round_number else ("dry run", "would get")
     console.print(f"--until-decided ({when}): cells that more seeds could decide (at most "
-                  f"{max_seeds} per method); diff MTL - STILTs and MDE in points:", highlight=False)
+                  f"{max_seeds} per method); diff MTL - STILTs and MDE in points:"
+                  + ("" if needs else " none: no cell of the grid has records yet."), highlight=False)
     for need in needs:
         new = seeds.get((need.target, need.support))
         line = (f"  {need.target} <- {need.support}: {need.seeds} seeds, diff "
