@@ -24,6 +24,8 @@ MAX_VALUE = MAX_SEED  # the largest whole number a record may hold for an option
 MAX_EPOCHS = 10_000
 MULTI_TASK = ("mtl", "mtl_all")
 SIZE_EXPERIMENT = ("stilts", "mtl")
+# The option run_grid.py --until-decided sets on the seeds it adds (the report reads it back).
+ADDED_UNTIL_DECIDED = "added_until_decided"
 
 
 def reads_single_runs(method: str, values: Mapping[str, Any]) -> bool:
@@ -149,6 +151,10 @@ OPTIONS: tuple[Option, ...] = (
            when=reads_single_runs, callback="seeds",
            help="Seeds of the single runs that STILTs (best of them) and dynamic sampling (their "
                 "mean) read; all must be finished."),
+    Option(ADDED_UNTIL_DECIDED, "--added-until-decided", "bool", default=False, identity=False,
+           methods=("stilts", "mtl"), grid=False,
+           help="Recorded only: run_grid.py --until-decided added this seed after looking at the "
+                "cell's verdict (compare.py flags the cell: its test is sequential)."),
     Option("packing", "--packing/--no-packing", "bool", default=True, identity=False,
            help="Pack each batch's rows into one sequence of real tokens (BERT/RoBERTa-family "
                 "encoders; others are padded). Changes speed, not results."),

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mtlvsift import record_checks as check
+from mtlvsift import run_options
 from mtlvsift.commands import command_options
 from mtlvsift.record_checks import InvalidRecord
 from mtlvsift.names import BATCHINGS, DEFAULT_PROTOCOL, PROTOCOLS, SAMPLINGS
@@ -165,6 +166,11 @@ class RunRecord:
     def score(self) -> float | None:
         """best.score: the target's main metric at the selected step (None for mtl_all)."""
         return None if self.method == "mtl_all" else float(self.best["score"])
+
+    @property
+    def added_until_decided(self) -> bool:
+        """Whether run_grid.py --until-decided added this seed after looking at its cell's verdict."""
+        return self.config.get(run_options.ADDED_UNTIL_DECIDED) is True
 
     @property
     def task_scores(self) -> dict[str, float]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from mtlvsift.cli import grid_options, named_option, seed_list
+from mtlvsift.params import count
 from mtlvsift.names import DEFAULT_SEEDS, METHODS, SAMPLINGS
 from mtlvsift.tasks import GLUE_TASK_NAMES
 
@@ -43,6 +44,14 @@ from mtlvsift.tasks import GLUE_TASK_NAMES
                    "the disk it needs; train nothing, write nothing under the outputs.")
 @click.option("--plan-json", default=None, type=click.Path(dir_okay=False),
               help="Also write the plan (runs, commands, estimates, ETA) as JSON to this file.")
+@click.option("--until-decided", is_flag=True,
+              help="After the grid's seeds, add seeds (both methods of the cell) only to the cells "
+                   "whose verdict is open and whose difference is at least its minimum detectable "
+                   "effect at --max-seeds, until none is; the cells' p values are then from a "
+                   "sequential design (docs/compare.md).")
+@click.option("--max-seeds", default=None, type=count(min=2, max=1000),
+              help="With --until-decided: the most seeds per method a cell may get (more than "
+                   "the --seeds).")
 @click.option("--jobs", default=1, type=click.IntRange(1, 1024),
               help="Runs at once, each its own process (one GPU each where there are GPUs).")
 @click.option("--emit", "emit_kind", default=None, type=click.Choice(["shell", "slurm"]),

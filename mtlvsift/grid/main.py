@@ -13,7 +13,7 @@ from rich.table import Table
 
 from mtlvsift.display import safe_markup
 from mtlvsift.errors import MtlvsiftError
-from mtlvsift.grid import emit
+from mtlvsift.grid import emit, sequential
 from mtlvsift.grid.estimate import Speeds, describe_bytes, describe_seconds, measured_speeds, \
     run_seconds, run_work
 from mtlvsift.grid.plan import GridRun, grid_runs, parse_list
@@ -50,16 +50,30 @@ def run_grid(tasks: str, seeds: tuple[int, ...], methods: str, mtl_sampling: str
              dry_run: bool, jobs: int, emit_kind: str | None,
              emit_to: str | None, sbatch: tuple[str, ...], repo_root: Path,
              plan_json: str | None = None, support_ratios: str | None = None,
-             target_fraction: float | None = None, **options: Any) -> GridOutcome | None:
+             target_fraction: float | None = None, until_decided: bool = False,
+             max_seeds: int | None = None, **options: Any) -> GridOutcome | None:
     """What scripts/run_grid.py does with its options (``options``: the run options it passes on,
-    ``cli.grid_options``)."""
+    ``cli.grid_options``); ``until_decided``: then seeds for the open cells (grid/sequential.py)."""
     console = Console(highlight=False)
     if emit_kind and not emit_to:
         raise MtlvsiftError("--emit needs --emit-to DIR: the folder to write the scripts into.")
     check_slurm_text(emit_kind, emit_to, sbatch)
-    runs = grid_runs(parse_list(tasks, "tasks"), list(seeds), parse_list(methods, "methods"),
+    method_names = parse_list(methods, "methods")
+    sequential.check_until_decided(until_decided, max_seeds, list(seeds), method_names, emit_kind,
+                                   support_ratios, bool(options.get("overwrite")))
+    runs = grid_runs(parse_list(tasks, "tasks"), list(seeds), method_names,
                      options, mtl_sampling, mtl_all_sampling,
                      ratios_of(support_ratios) if support_ratios else [], target_fraction)
+
+    def then_until_decided(outcome: GridOutcome | None) -> GridOutcome | None:
+        """--until-decided's rounds after the grid's own runs (dry: the first round's cells)."""
+        if until_decided:
+            sequential.run_until_decided(runs, list(seeds), options, mtl_sampling, max_seeds, jobs,
+                                         repo_root, console, outcome or GridOutcome(), dry_run)
+            if outcome is not None and outcome.failed:
+                raise SystemExit(1)
+        return outcome
+
     outputs = Path(options["output_dir"])
     main = is_main_process()
     if emit_kind:
@@ -72,9 +86,10 @@ def run_grid(tasks: str, seeds: tuple[int, ...], methods: str, mtl_sampling: str
     skipped = [r for r in runs if r not in todo]
     if not todo:
         if main:
-            console.print(f"All {len(runs)} runs of the grid are complete under {outputs}: nothing "
-                          f"to do. (compare.py --outputs {outputs} reports them.)")
-        return GridOutcome(skipped=runs)
+            console.print(f"All {len(runs)} runs of the grid are complete under {outputs}" + (
+                "; --until-decided looks at their cells." if until_decided else
+                f": nothing to do. (compare.py --outputs {outputs} reports them.)"))
+        return then_until_decided(None if dry_run else GridOutcome(skipped=runs))
     speeds = measured_speeds(outputs, runs[0].config.model, int(os.environ.get("WORLD_SIZE", "1")))
     unmeasured = sorted({t for r in todo for t in r.config.tasks} - set(speeds.tasks))
     if dry_run and unmeasured:  # every process: under accelerate launch the probe runs use DDP
@@ -88,7 +103,7 @@ def run_grid(tasks: str, seeds: tuple[int, ...], methods: str, mtl_sampling: str
         if plan_json:
             atomic_write_json(plan_json, plan_document(runs, estimates, speeds, mode, jobs))
     if dry_run:
-        return None
+        return then_until_decided(None)
     if jobs > 1:
         outcome = run_jobs(todo, skipped, outputs, jobs, repo_root, console)
     else:
@@ -97,7 +112,7 @@ def run_grid(tasks: str, seeds: tuple[int, ...], methods: str, mtl_sampling: str
         show_outcome(outcome, outputs, console)
     if outcome.failed:
         raise SystemExit(1)
-    return outcome
+    return then_until_decided(outcome)
 
 
 def show_plan(runs: list[GridRun], estimates: dict[str, float | None], speeds: Speeds, mode: str,

@@ -97,10 +97,13 @@ def parse_list(value: str, what: str) -> list[str]:
 
 def grid_runs(tasks: list[str], seeds: list[int], methods: list[str], options: dict[str, Any],
               mtl_sampling: str = "dynamic", mtl_all_sampling: str = "size",
-              support_ratios: list[float] = (), target_fraction: float | None = None) -> list[GridRun]:
+              support_ratios: list[float] = (), target_fraction: float | None = None,
+              support_seeds: list[int] | None = None) -> list[GridRun]:
     """Every run of the grid, prerequisites first (single runs a STILTs or dynamic run reads are
     added when ``single`` is not among ``methods``); ``options`` are run options (``run_options``)
-    given to every run they apply to.
+    given to every run they apply to. ``support_seeds``: the seeds of the single runs that STILTs
+    and dynamic sampling read (default ``seeds``; --until-decided's added seeds keep the grid's,
+    so that a cell's seeds start from the same model and stay pooled).
 
     With ``support_ratios`` the STILTs and MTL runs are the size experiment's (Figure 2): every
     ordered pair at every ratio K (``--support-ratio K``, ``--target-fraction``), MTL both ways
@@ -113,7 +116,8 @@ def grid_runs(tasks: list[str], seeds: list[int], methods: list[str], options: d
     names = [t.name for t in get_tasks(tasks)]
     if len(names) < 2 and set(methods) - {"single"}:
         raise MtlvsiftError("STILTs, MTL and MTL_All need at least two --tasks.")
-    options = {**options, "support_seeds": tuple(seeds)}
+    read_seeds = list(seeds if support_seeds is None else support_seeds)
+    options = {**options, "support_seeds": tuple(read_seeds)}
     if target_fraction is not None and not support_ratios:
         raise MtlvsiftError("--target-fraction belongs to the size experiment: give --support-ratios too.")
     later: list[TrainConfig] = []
@@ -135,16 +139,18 @@ def grid_runs(tasks: list[str], seeds: list[int], methods: list[str], options: d
     caps |= {_support_cap(c) for c in later if c.method == "stilts" and c.support_ratio is not None}
     singles = {(t, cap, seed): stilts_config(t, None, _own("single", {**options, "seed": seed,
                                                                        "max_train_examples": cap}))
-               for cap in sorted(caps, key=lambda c: c or 0) for t in names for seed in seeds}
+               for cap in sorted(caps, key=lambda c: c or 0) for t in names
+               for seed in dict.fromkeys([*seeds, *read_seeds])}
     reads = {str(c.run_dir): _single_runs_read(c, options.get("max_train_examples")) for c in later}
     wanted = {key for tasks_read in reads.values() for key in tasks_read}
     base = options.get("max_train_examples")
     runs = [GridRun(config, 1, added="single" not in methods or cap != base)
             for (task, cap, seed), config in singles.items()
-            if ("single" in methods and cap == base) or (task, cap) in wanted]
+            if ("single" in methods and cap == base and seed in seeds)
+            or ((task, cap) in wanted and seed in read_seeds)]
     first = [GridRun(c, 1) for c in later if not reads[str(c.run_dir)]]
     second = [GridRun(c, READS_SINGLE_RUNS, tuple(str(singles[t, cap, s].run_dir)
-                                                  for t, cap in reads[str(c.run_dir)] for s in seeds))
+                                                  for t, cap in reads[str(c.run_dir)] for s in read_seeds))
               for c in later if reads[str(c.run_dir)]]
     ordered = runs + _by_method(first) + _by_method(second)
     folders = [r.run_dir for r in ordered]

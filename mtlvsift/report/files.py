@@ -22,8 +22,8 @@ from mtlvsift.report.missing import MissingRun
 from mtlvsift.report.stats import BASELINE_MARGIN, PAPER_HEURISTIC, Analysis, Cell, Group
 from mtlvsift.report.tables import Table
 from mtlvsift.report.text import FIGURE1_EMPTY, FIGURE2_EMPTY, HEURISTIC_RULE, aso_line, \
-    baselines_line, corrections_line, few_seeds_line, fmt, fmt_p, group_text, lacking_phrase, overview_line, \
-    report_name, seeds_phrase, tasks_line
+    baselines_line, corrections_line, few_seeds_line, fmt, fmt_p, group_text, lacking_phrase, \
+    overview_line, report_name, seeds_phrase, sequential_line, tasks_line
 from mtlvsift.report.verdicts import CellStats, heuristic_by_correction, heuristic_by_sign
 from mtlvsift.run_folder import atomic_write, model_slug
 from mtlvsift.run_index import Discovery
@@ -77,7 +77,7 @@ def cell_record(cell: Cell) -> dict:
         "heuristic": cell.heuristic, "heuristic_correct": cell.heuristic_correct,
         "target_size": cell.target_size, "support_size": cell.support_size,
         "mtl_from_symmetric_runs": bool(cell.mtl and cell.mtl.symmetric),
-        "refused": cell.refused, "at_baseline": cell.at_baseline,
+        "refused": cell.refused, "at_baseline": cell.at_baseline, "sequential": cell.sequential,
         **_stats_record(cell.stats),
     }
 
@@ -218,8 +218,7 @@ def markdown(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
     paper = f"the paper: {correct}/{total}, {correct / total:.1%}"
     parts = [f"# MTL vs STILTs: {md_text(report_name(a))}", md_text(overview_line(a, outputs)),
              md_text(corrections_line(a))]
-    if few_seeds_line(a):
-        parts.append(md_text(few_seeds_line(a)))
+    parts += [md_text(line) for line in (few_seeds_line(a), sequential_line(a)) if line]
     parts.append(md_text(aso_line(a)))
     parts.append(md_text(tasks_line(a)))
     if baselines_line(a):

@@ -22,7 +22,7 @@ from typing import Any
 
 from mtlvsift.commands import TASKS, train_command
 from mtlvsift.names import DEFAULT_OUTPUTS, DEFAULT_SEEDS, METHODS
-from mtlvsift.run_options import OPTIONS
+from mtlvsift.run_options import ADDED_UNTIL_DECIDED, OPTIONS
 from mtlvsift.report.stats import Analysis, Group
 from mtlvsift.run_record import RunRecord
 from mtlvsift.tasks import GLUE_TASK_NAMES, GLUE_TASKS, display_name
@@ -115,11 +115,13 @@ def _present(group: Group | None) -> list[Group]:
 
 def _most_common(records: list[RunRecord]) -> dict[str, Any]:
     """The options most of ``records`` were made with (their seeds agree, unless --overwrite
-    remade some with other options)."""
-    counts = Counter(tuple((k, _hashable(v)) for k, v in r.options.items()) for r in records)
+    remade some with other options); a missing seed is not one --until-decided chose, so its
+    mark (``added_until_decided``) is left out."""
+    made = [{k: v for k, v in r.options.items() if k != ADDED_UNTIL_DECIDED} for r in records]
+    counts = Counter(tuple((k, _hashable(v)) for k, v in options.items()) for options in made)
     best = counts.most_common(1)[0][0]
-    return next(dict(r.options) for r in records
-                if tuple((k, _hashable(v)) for k, v in r.options.items()) == best)
+    return next(options for options in made
+                if tuple((k, _hashable(v)) for k, v in options.items()) == best)
 
 
 def _hashable(value: Any) -> Any:

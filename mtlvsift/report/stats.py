@@ -110,6 +110,9 @@ class Cell:
     # learned (None: no baseline recorded, or the cell is not complete).
     at_baseline: bool | None = None
     stats: CellStats | None = None  # the cell's tests (verdicts.py); None when not complete
+    # Seeds of its STILTs run that run_grid.py --until-decided added after looking at its verdict:
+    # its test is then sequential, not a fixed-n one (docs/compare.md).
+    sequential: bool = False
 
     @property
     def verdict(self) -> str | None:
@@ -314,6 +317,7 @@ def analyze(records: list[RunRecord], model: str, alpha: float = 0.1,
         cell = Cell(target, support, mtl, stilts, t_size, s_size,
                     heuristic=size_heuristic(t_size, s_size))
         cell.refused = next(filter(None, (pooling_problem(g) for g in (mtl, stilts) if g)), None)
+        cell.sequential = any(r.added_until_decided for r in (stilts.records if stilts else []))
         if cell.refused and cell.refused not in problems:
             problems.append(cell.refused)
         if cell.complete:
@@ -328,7 +332,9 @@ def analyze(records: list[RunRecord], model: str, alpha: float = 0.1,
         almost_stochastic_order(cells.values(), alpha, correction)
 
     tasks = {t for pair in cells for t in pair} | set(singles)
-    seen_seeds = {s for g in [*pairs.values(), *singles.values(), *mtl_all] for s in g.seeds}
+    # Seeds --until-decided gave only to open cells are not asked of every run (missing.py).
+    seen_seeds = {r.seed for g in [*pairs.values(), *singles.values(), *mtl_all] for r in g.records
+                  if not r.added_until_decided}
     return Analysis(
         model=model, alpha=alpha, welch=welch, tasks=order_tasks(tasks, sizes), cells=cells,
         singles=singles, mtl_all=mtl_all, size_groups=size_groups, others=others, sizes=sizes,

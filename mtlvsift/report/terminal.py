@@ -14,7 +14,8 @@ from mtlvsift.report.missing import MissingRun
 from mtlvsift.report.stats import Analysis
 from mtlvsift.report.tables import Table
 from mtlvsift.report.text import HEURISTIC_RULE, PAPER_PHRASE, aso_line, baselines_line, \
-    corrections_line, few_seeds_line, fmt, group_text, lacking_phrase, overview_line, tasks_line
+    corrections_line, few_seeds_line, fmt, group_text, lacking_phrase, overview_line, \
+    sequential_line, tasks_line
 from mtlvsift.run_index import Discovery
 from mtlvsift.tasks import display_name
 
@@ -30,8 +31,8 @@ def render(console: Console, a: Analysis, tables: list[Table], missing: list[Mis
     console.rule(f"[bold]MTL vs STILTs · {safe_markup(label)}")
     console.print(safe_markup(overview_line(a, outputs).replace("`", "")), highlight=False)
     console.print(safe_markup(corrections_line(a)), highlight=False)
-    if few_seeds_line(a):
-        console.print(f"[yellow]{safe_markup(few_seeds_line(a))}[/]", highlight=False)
+    for line in filter(None, (few_seeds_line(a), sequential_line(a).replace("`", ""))):
+        console.print(f"[yellow]{safe_markup(line)}[/]", highlight=False)
     console.print(safe_markup(aso_line(a)), highlight=False)
     console.print(safe_markup(tasks_line(a)), highlight=False)
     if baselines_line(a):

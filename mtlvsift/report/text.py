@@ -77,6 +77,19 @@ def few_seeds_line(a: Analysis) -> str:
             f"{MIN_SEEDS} seeds of a method: they get no p value and stay open; add seeds.")
 
 
+def sequential_line(a: Analysis) -> str:
+    """The cells whose seeds run_grid.py --until-decided added after looking at their verdicts
+    (``sequential``): their p values are not fixed-n ones; '' when there are none."""
+    added = sorted(f"{display_name(c.target)} ← {display_name(c.support)}"
+                   for c in a.cells.values() if c.sequential)
+    if not added:
+        return ""
+    return (f"{len(added)} cell(s) got seeds from run_grid.py --until-decided after their verdict "
+            f"was seen ({', '.join(added)}; `sequential` in cells.csv and summary.json): their "
+            f"p values come from a sequential design and overstate significance; treat their "
+            f"verdicts as exploratory (docs/compare.md).")
+
+
 def accuracy_text(score: Accuracy) -> str:
     """'49/53, 92.5% [84.2, 96.6]' (the Wilson 90% interval); 'no cells' without any."""
     if not score.total:
