@@ -32,8 +32,8 @@ def one_pass(model: str, task, data_dir: Path, examples: int, max_seq_length: in
     from mtlvsift.recommend.logme import logme
 
     start = time.perf_counter()
-    features, labels = target_features(model, task, data_dir, examples, max_seq_length,
-                                       precision, packing=batches == "packed")
+    features, labels, _ = target_features(model, task, data_dir, examples, max_seq_length,
+                                          precision, packing=batches == "packed", use_cache=False)
     seconds = time.perf_counter() - start
     return seconds, logme(features, labels if task.is_regression else labels.astype("int64"),
                           regression=task.is_regression)

@@ -115,8 +115,10 @@ def test_packed_features_equal_padded_ones(tiny_model, tiny_glue):
     from mtlvsift.tasks import get_task
 
     task = get_task("rte")
-    packed, labels = target_features(str(tiny_model), task, tiny_glue, 40, 64, packing=True)
-    padded, same_labels = target_features(str(tiny_model), task, tiny_glue, 40, 64, packing=False)
+    packed, labels, _ = target_features(str(tiny_model), task, tiny_glue, 40, 64, packing=True,
+                                        use_cache=False)
+    padded, same_labels, _ = target_features(str(tiny_model), task, tiny_glue, 40, 64,
+                                             packing=False, use_cache=False)
     assert packed.shape == padded.shape == (40, packed.shape[1]) and (labels == same_labels).all()
     assert np.allclose(packed, padded, rtol=1e-4, atol=1e-5)
     assert not np.allclose(packed[0], packed[1])  # rows are not all the same vector

@@ -38,6 +38,7 @@ class Candidate:
     rank: int | None = None
     examples: int | None = None
     seconds: float | None = None
+    features_cached: bool | None = None  # its embedding read from the feature cache
     start_model: str | None = None  # the best single run's best/ folder
     command: str | None = None  # the loop that makes the single runs, when they are missing
 
@@ -64,21 +65,22 @@ def rule_of(outputs: Path, target: str, support: str, sizes: tuple[int, int],
 
 
 def scored(model: str, option: str, task: Task, settings: Mapping[str, Any],
-           mixed_precision: str, console: Console) -> tuple[float, int, float]:
-    """(LogME, examples, seconds) of the target's training examples under ``model``."""
+           mixed_precision: str, console: Console) -> tuple[float, int, float, bool]:
+    """(LogME, examples, seconds, from the feature cache) of the target's training examples
+    under ``model``."""
     start = time.perf_counter()
     what = "the pre-trained encoder" if option == "--model" else model
     with quiet_transformers(), console.status(  # no "Loading weights" bar per candidate
             f"Embedding {task.display} training examples with {safe_markup(what)}"):
-        features, labels = target_features(model, task, settings.get("data_dir"),
-                                           settings["max_examples"], settings["max_seq_length"],
-                                           mixed_precision, option)
+        features, labels, cached = target_features(
+            model, task, settings.get("data_dir"), settings["max_examples"],
+            settings["max_seq_length"], mixed_precision, option)
     if not task.is_regression and len(np.unique(labels)) < 2:
         raise MtlvsiftError(f"The {task.display} training examples have one class only; LogME "
                             f"(and a classifier) needs at least two.")
     value = logme(features, labels.astype(np.int64) if not task.is_regression else labels,
                   regression=task.is_regression)
-    return value, len(labels), time.perf_counter() - start
+    return value, len(labels), time.perf_counter() - start, cached
 
 
 def advise(target: str, candidates: list[str] | None, options: Mapping[str, Any],
@@ -93,7 +95,7 @@ def advise(target: str, candidates: list[str] | None, options: Mapping[str, Any]
     target_size = train_rows(task, data_dir)
     settings = {"data_dir": options.get("data_dir"), "max_examples": max_examples,
                 "max_seq_length": options["max_seq_length"]}
-    base, _, _ = scored(options["model"], "--model", task, settings, mixed_precision, console)
+    base, _, _, _ = scored(options["model"], "--model", task, settings, mixed_precision, console)
     result = []
     for name in names:
         config = stilts_config(task.name, name, options)
@@ -102,7 +104,7 @@ def advise(target: str, candidates: list[str] | None, options: Mapping[str, Any]
         entry.command = start_model_command(config, target_size)
         if entry.command is None:
             entry.start_model = with_start_model(config, target_size).init_model
-            entry.logme, entry.examples, entry.seconds = scored(
+            entry.logme, entry.examples, entry.seconds, entry.features_cached = scored(
                 entry.start_model, "the single run", task, settings, mixed_precision, console)
             entry.logme_base, entry.logme_gain = base, entry.logme - base
         result.append(entry)

@@ -9,22 +9,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from accelerate import PartialState
 
+from mtlvsift.recommend.feature_cache import cache_key, cache_path, load, model_files_fingerprint, save
 from mtlvsift.tasks import Task
 from mtlvsift.train.batches.loader import TaskData, subsample_indices
+from mtlvsift.train.batches.packing import PackedCollator
 from mtlvsift.train.batches.padding import make_collator
 from mtlvsift.train.batches.sampling import largest_remainder_quotas
-from mtlvsift.train.data.glue import resolve_data_dir
-from mtlvsift.train.data.tokenized import load_tokenized
+from mtlvsift.train.data.glue import data_fingerprint, resolve_data_dir
+from mtlvsift.train.data.tokenized import load_tokenized, tokenized_cache_key
 from mtlvsift.train.evaluation.dev import build_eval_batches
-from mtlvsift.train.batches.packing import PackedCollator
 from mtlvsift.train.model.encoders import position_offset, unsupported_reason, use_packed_attention
 from mtlvsift.train.model.multitask import first_token_states
-from mtlvsift.train.model.pretrained import load_encoder, load_tokenizer
+from mtlvsift.train.model.pretrained import load_encoder, load_tokenizer, resolve_model_path
 
 EVAL_BATCH_SIZE = 64
 SAMPLE_SEED = 0  # the same examples for every candidate, so their scores compare
@@ -56,18 +58,36 @@ def features_collator(encoder: torch.nn.Module, tokenizer, max_seq_length: int,
     return make_collator(tokenizer, None)
 
 
+class Embedding(NamedTuple):
+    features: np.ndarray  # N x D first-token outputs, float64
+    labels: np.ndarray  # N
+    cached: bool  # read from the feature cache (feature_cache.py), not computed
+
+
 def target_features(model: str, task: Task, data_dir: str | Path | None, max_examples: int,
                     max_seq_length: int, mixed_precision: str = "no", option: str = "--model",
-                    packing: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """(N x D first-token outputs, N labels) of ``task``'s training examples under ``model`` (a
-    hub id, a folder, a run's ``best/``; ``option`` names it in errors)."""
-    encoder, tokenizer = load_encoder(model, option), load_tokenizer(model, option)
+                    packing: bool = True, use_cache: bool = True) -> Embedding:
+    """``task``'s training examples under ``model`` (a hub id, a folder, a run's ``best/``;
+    ``option`` names it in errors), from the feature cache when it holds them."""
+    tokenizer = load_tokenizer(model, option)
+    data_dir = resolve_data_dir(data_dir)
+    train = load_tokenized(task, "train", tokenizer, max_seq_length, data_dir)
+    all_labels = np.asarray(train["label"])
+    rows = stratified_indices(all_labels, max_examples, task.is_regression)
+    train, labels = train.select(rows), all_labels[rows]
+    fingerprint = model_files_fingerprint(resolve_model_path(model)) if use_cache else None
+    cached_at = None
+    if fingerprint is not None:
+        tokenized = tokenized_cache_key(task, "train", tokenizer, max_seq_length,
+                                        data_fingerprint(task, "train", data_dir))
+        cached_at = cache_path(cache_key(fingerprint, tokenized, rows, mixed_precision, packing))
+        features = load(cached_at, len(rows), labels)
+        if features is not None:
+            return Embedding(features, labels, True)
+    encoder = load_encoder(model, option)
     device = PartialState().device
-    train = load_tokenized(task, "train", tokenizer, max_seq_length, resolve_data_dir(data_dir))
-    labels = np.asarray(train["label"])
-    train = train.select(stratified_indices(labels, max_examples, task.is_regression))
     encoder.to(device).eval()
-    batches = build_eval_batches([TaskData(task, train, {"train": train}, len(labels))],
+    batches = build_eval_batches([TaskData(task, train, {"train": train}, len(all_labels))],
                                  features_collator(encoder, tokenizer, max_seq_length, packing),
                                  EVAL_BATCH_SIZE, 0, 1)
     features = np.empty((len(train), encoder.config.hidden_size), dtype=np.float64)
@@ -77,4 +97,6 @@ def target_features(model: str, task: Task, data_dir: str | Path | None, max_exa
             inputs = {k: v.to(device) for k, v in batch.inputs.items() if k != "task_ids"}
             states = first_token_states(encoder, **inputs)
             features[batch.positions] = states.float().cpu().numpy()
-    return features, np.asarray(train["label"])
+    if cached_at is not None:
+        save(cached_at, features, labels)
+    return Embedding(features, labels, False)

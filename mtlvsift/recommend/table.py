@@ -34,7 +34,8 @@ def print_ranking(target: str, entries: list[Candidate], console: Console | None
         table.add_row(str(e.rank or "-"), safe_markup(display_name(e.support)),
                       METHOD_NAMES.get(e.size_rule["method"], "-"), rule_text(e.size_rule),
                       _number(e.logme_gain, sign=True), _number(e.logme), _number(e.logme_base),
-                      str(e.examples or "-"), "-" if e.seconds is None else f"{e.seconds:.1f}")
+                      str(e.examples or "-"), "-" if e.seconds is None
+                      else f"{e.seconds:.1f}" + (" (cached)" if e.features_cached else ""))
     console.print(table)
     for e in entries:
         if e.command:
