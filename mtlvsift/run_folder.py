@@ -23,6 +23,7 @@ from typing import Any
 
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.faults import fault_point
+from mtlvsift.names import DEFAULT_PROTOCOL
 from mtlvsift.run_lock import RunLock
 
 RESULT_FILE = "result.json"
@@ -94,6 +95,15 @@ def _short(value: Any) -> str:
 def model_slug(model: str) -> str:
     """A folder name for a model id or path: 'org/model' -> 'org-model'."""
     return re.sub(r"[^A-Za-z0-9._-]+", "-", model).strip("-.") or "model"
+
+
+def report_slug(model: str, protocol: str, data_variant: str) -> str:
+    """The folder of one model, protocol and data variant (a report's, and recommend.py's kept
+    rankings'): 'org-model', 'org-model__protocol-original', 'org-model__n-300',
+    'org-model__protocol-original_n-300' (as run folders are named)."""
+    lead = f"protocol-{protocol}" if protocol != DEFAULT_PROTOCOL else ""
+    suffix = "_".join(filter(None, (lead, data_variant)))
+    return model_slug(model) + (f"__{suffix}" if suffix else "")
 
 
 def run_name(base: str, variant: str) -> str:

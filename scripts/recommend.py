@@ -45,10 +45,10 @@ def main(target, candidates, task_files, outputs, data_dir, model, max_seq_lengt
     """Rank supporting tasks for TARGET by LogME gain, with the size rule's MTL-or-STILTs pick."""
     from rich.console import Console
 
-    from mtlvsift.recommend.advice import advise, as_json
+    from mtlvsift.recommend.advice import advise, as_json, ranking_slug
     from mtlvsift.recommend.evaluation import ranking_path
     from mtlvsift.recommend.table import print_ranking
-    from mtlvsift.run_folder import atomic_write_json, model_slug
+    from mtlvsift.run_folder import atomic_write_json
     from mtlvsift.tasks import get_task
 
     options = {"task_files": task_files, "output_dir": str(outputs), "data_dir": data_dir,
@@ -61,7 +61,7 @@ def main(target, candidates, task_files, outputs, data_dir, model, max_seq_lengt
     ranking = as_json(get_task(target).name, model, entries, mixed_precision)
     # Kept under the outputs for compare.py, which measures how good the advice was; the table is
     # printed already, so a folder that cannot be written costs only that measurement.
-    kept = ranking_path(outputs, model_slug(model), ranking["target"])
+    kept = ranking_path(outputs, ranking_slug(ranking["target"], options), ranking["target"])
     try:
         atomic_write_json(kept, ranking)
     except OSError as error:

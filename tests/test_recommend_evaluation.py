@@ -83,3 +83,34 @@ def test_compare_reports_the_recommender_on_a_tree(tmp_path):
     assert recommender["rankings"] == ["rte"]
     report = (root / "report" / "report.md").read_text()
     assert "## How good recommend.py's advice was" in report and "| RTE | 4 | 0.40 |" in report
+
+
+def test_a_ranking_from_capped_single_runs_is_kept_with_their_report(tmp_path):
+    """--max-train-examples 300: the ranking goes beside the n-300 report, which evaluates it;
+    a ranking of the full-data runs does not leak into it."""
+    from mtlvsift.recommend.advice import ranking_slug
+    from mtlvsift.run_folder import report_slug
+
+    assert ranking_slug("rte", {"model": "org/m", "max_train_examples": 300}) == "org-m__n-300"
+    assert ranking_slug("rte", {"model": "org/m", "max_train_examples": 300, "data_seed": 3}) \
+        == "org-m__n-300_ds-3"
+    assert ranking_slug("rte", {"model": "org/m"}) == "org-m" == report_slug("org/m", "standard", "")
+    root = tmp_path / "outputs"
+    capped = {"max_train_examples": 300}
+    for seed in range(3):
+        write_record(root, "single", "rte", seed=seed, score=SINGLE + 0.001 * seed,
+                     variant="n-300", options=capped)
+        for support, score in STILTS.items():
+            write_record(root, "stilts", "rte", [support], seed=seed, score=score + 0.001 * seed,
+                         variant="n-300", options=capped)
+    wrong = ranking_path(root, model_slug(DEFAULT_MODEL), "rte")  # the full-data report's place
+    wrong.parent.mkdir(parents=True)
+    wrong.write_text(json.dumps(ranking("rte", {s: -g for s, g in LOGME_GAINS.items()})))
+    right = ranking_path(root, report_slug(DEFAULT_MODEL, "standard", "n-300"), "rte")
+    right.parent.mkdir(parents=True)
+    right.write_text(json.dumps(ranking("rte", LOGME_GAINS)))
+    result = CliRunner().invoke(main, ["--outputs", str(root), "--report-dir", str(root / "report")],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    recommender = json.loads((root / "report" / "summary.json").read_text())["recommender"]
+    assert recommender["targets"]["rte"]["spearman"] == pytest.approx(0.4)

@@ -20,7 +20,10 @@ from mtlvsift.display import safe_markup
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.recommend.features import target_features
 from mtlvsift.recommend.logme import logme
+from mtlvsift.names import DEFAULT_PROTOCOL
 from mtlvsift.report.compare import recommend as size_rule_advice
+from mtlvsift.report.variants import split_variant
+from mtlvsift.run_folder import report_slug
 from mtlvsift.tasks import GLUE_TASKS, Task, get_task, user_task_names
 from mtlvsift.train.config import stilts_config
 from mtlvsift.train.data.glue import resolve_data_dir, train_rows
@@ -116,6 +119,15 @@ def _ranked(entries: list[Candidate]) -> list[Candidate]:
     for rank, entry in enumerate(order, 1):
         entry.rank = rank
     return order + [e for e in entries if e.logme_gain is None]
+
+
+def ranking_slug(target: str, options: Mapping[str, Any]) -> str:
+    """The report whose STILTs gains this ranking predicts: the model, protocol and data variant
+    (``--max-train-examples``, ``--data-seed``) of the single runs it read, named as compare.py
+    names that report's folder."""
+    single = stilts_config(target, None, options)
+    return report_slug(single.model, single.protocol or DEFAULT_PROTOCOL,
+                       split_variant(single.variant)[0])
 
 
 def as_json(target: str, model: str, entries: list[Candidate],

@@ -13,22 +13,23 @@ from typing import Any, Mapping
 import numpy as np
 from scipy.stats import spearmanr
 
-FOLDER = "recommendations"  # under the outputs root: <model slug>/<target>.json
+FOLDER = "recommendations"  # under the outputs root: <report slug>/<target>.json
 MAX_RANKING_BYTES = 1_000_000
 
 
-def ranking_path(outputs: Path, model_slug: str, target: str) -> Path:
-    """Where recommend.py keeps its latest ranking of ``target``'s candidates for a model."""
-    return Path(outputs) / FOLDER / model_slug / f"{target}.json"
+def ranking_path(outputs: Path, slug: str, target: str) -> Path:
+    """Where recommend.py keeps its latest ranking of ``target``'s candidates for one report's
+    model, protocol and data variant (``run_folder.report_slug``)."""
+    return Path(outputs) / FOLDER / slug / f"{target}.json"
 
 
-def load_rankings(outputs: Path, model_slug: str, known_tasks: set[str]
+def load_rankings(outputs: Path, slug: str, known_tasks: set[str]
                   ) -> tuple[dict[str, dict[str, float]], list[str]]:
     """{target: {support: logme_gain}} of the saved rankings, and a warning per file refused.
     The files are untrusted: names must be known tasks, gains finite numbers."""
     rankings: dict[str, dict[str, float]] = {}
     warnings: list[str] = []
-    folder = Path(outputs) / FOLDER / model_slug
+    folder = Path(outputs) / FOLDER / slug
     if not folder.is_dir():
         return rankings, warnings
     for path in sorted(folder.glob("*.json")):

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from mtlvsift import run_folder
 from mtlvsift.display import safe_markup
-from mtlvsift.names import DEFAULT_PROTOCOL
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.report.files import md_text, write_report_dir
 from mtlvsift.report.inference import require_aso
@@ -24,7 +24,7 @@ from mtlvsift.report.terminal import render, render_in_progress
 from mtlvsift.report.text import METHOD_NAMES, PAPER_PHRASE, fmt_p, report_name, seeds_phrase
 from mtlvsift.report.variants import report_keys
 from mtlvsift.report.verdicts import DEFAULT_MARGIN
-from mtlvsift.run_folder import atomic_write, model_slug
+from mtlvsift.run_folder import atomic_write
 from mtlvsift.run_index import discover, require_records
 from mtlvsift.tasks import GLUE_TASKS, normalize_task_name
 
@@ -100,12 +100,8 @@ def _console() -> Console:
 
 
 def report_slug(analysis: Analysis) -> str:
-    """The report folder of one model, protocol and data variant: 'org-model',
-    'org-model__protocol-original', 'org-model__n-300', 'org-model__protocol-original_n-300'
-    (as run folders are named)."""
-    protocol = f"protocol-{analysis.protocol}" if analysis.protocol != DEFAULT_PROTOCOL else ""
-    suffix = "_".join(filter(None, (protocol, analysis.variant)))
-    return model_slug(analysis.model) + (f"__{suffix}" if suffix else "")
+    """The report folder of one model, protocol and data variant (``run_folder.report_slug``)."""
+    return run_folder.report_slug(analysis.model, analysis.protocol, analysis.variant)
 
 
 def recommend(outputs: Path, target: str | None = None, support: str | None = None,

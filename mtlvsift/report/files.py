@@ -25,7 +25,7 @@ from mtlvsift.report.text import FIGURE1_EMPTY, FIGURE2_EMPTY, HEURISTIC_RULE, a
     baselines_line, corrections_line, few_seeds_line, fmt, fmt_p, group_text, lacking_phrase, \
     overview_line, report_name, seeds_phrase, sequential_line, tasks_line
 from mtlvsift.report.verdicts import CellStats, heuristic_by_correction, heuristic_by_sign
-from mtlvsift.run_folder import atomic_write, model_slug
+from mtlvsift.run_folder import atomic_write, report_slug
 from mtlvsift.run_index import Discovery
 from mtlvsift.tasks import display_name
 
@@ -283,7 +283,8 @@ def recommender_record(analysis: Analysis, outputs: Path) -> dict:
         single = analysis.singles.get(target)
         if cell.stilts is not None and cell.refused is None and single is not None:
             measured.setdefault(target, {})[support] = cell.stilts.mean - single.mean
-    predicted, warnings = load_rankings(outputs, model_slug(analysis.model),
+    slug = report_slug(analysis.model, analysis.protocol, analysis.variant)
+    predicted, warnings = load_rankings(outputs, slug,
                                         set(analysis.all_tasks))
     return dict(evaluate(predicted, measured), rankings=sorted(predicted), warnings=warnings)
 
