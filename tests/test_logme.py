@@ -52,14 +52,16 @@ def regression_data(seed=1, n=150, d=12, columns=1):
 
 # The reference's numbers: thuml/LogME's LogME.py at commit 3a0895084badc924dce3eb049580100bf7258f42,
 # ``LogME(regression=...).fit(f, y)`` (its default, ``_fit_fixed_point``) on exactly these inputs,
-# run with numba's ``@njit`` removed (numba is not installed here). The reference code itself is not
-# part of this project.
+# run with numba's ``@njit`` removed (numba is not installed here). For N < D, the reference with
+# the fix its authors accepted (issue 23, PR 24: the log-determinant over all D eigenvalues; the
+# released code gives 2.981106996773501 there). The reference code itself is not part of this project.
 REFERENCE = {
     "three_classes": -0.16844902548013393,
-    "wide_three_classes": 2.981106996773247,  # N = 20 < D = 40: the reference's full thin SVD
+    "wide_three_classes": -0.14491006042005733,  # N = 20 < D = 40: the reference's full thin SVD
     "regression": -0.9770679177810327,
     "regression_three_columns": -0.962911644287959,
     "rank_deficient": -1.0719011653519557,  # 3 of 11 columns repeated: rank 8
+    "constant_columns": 0.0886484858099051,  # two constant columns, as MiniLM's first token has
 }
 
 
@@ -69,11 +71,28 @@ def rank_deficient():
     return np.hstack([f, f[:, :3]]), rng.integers(0, 2, 300)
 
 
+def constant_columns():
+    f, labels = three_classes(seed=7, n=200, d=24)
+    f[:, 5], f[:, 17] = 0.75, -1.25
+    return f, labels
+
+
 def test_classification_matches_the_reference_code():
     assert logme(*three_classes()) == pytest.approx(REFERENCE["three_classes"], rel=1e-6)
     assert logme(*three_classes(seed=3, n=20, d=40)) == pytest.approx(
         REFERENCE["wide_three_classes"], rel=1e-6)
     assert logme(*rank_deficient()) == pytest.approx(REFERENCE["rank_deficient"], rel=1e-6)
+    assert logme(*constant_columns()) == pytest.approx(REFERENCE["constant_columns"], rel=1e-6)
+
+
+def test_rounding_does_not_decide_a_null_direction():
+    """A null direction's eigenvalue of F^T F is rounding noise of either sign. Before the
+    log-determinant ran over all D dimensions, noise of 1e-9 moved this LogME between 0.0886 and
+    0.1030 (a direction dropped or kept); MiniLM's features on RTE jumped by 1.9e-3 the same way."""
+    f, labels = constant_columns()
+    rng = np.random.default_rng(0)
+    scores = [logme(f + rng.normal(size=f.shape) * 1e-9, labels) for _ in range(20)]
+    assert np.ptp(scores) < 1e-8
 
 
 def test_regression_matches_the_reference_code():
@@ -92,6 +111,8 @@ def test_the_fixed_point_lands_near_the_evidence_by_inverses():
     f, y = regression_data(columns=3)
     assert logme(f, y, regression=True) == pytest.approx(
         logme_by_inverse(f, y, regression=True), rel=1e-3)
+    f, labels = three_classes(seed=3, n=20, d=40)  # N < D: where the released code was off
+    assert logme(f, labels) == pytest.approx(logme_by_inverse(f, labels), rel=3e-3)
 
 
 def test_features_that_predict_the_labels_score_higher_than_noise():

@@ -6,7 +6,8 @@ The algorithm is the one the authors' MIT reference code (thuml/LogME, ``LogME.p
 default, ``LogME.fit`` = ``_fit_fixed_point`` (You et al., "Ranking and Tuning Pre-trained Models",
 arXiv 2110.10545): one thin SVD of F, then per label column at most 11 steps of the fixed point in
 t = alpha / beta from alpha = beta = 1, stopped when t moves by at most 0.1%, with the reference's
-epsilon 1e-5 in the denominators. Classification averages over the one-hot columns of the classes,
+epsilon 1e-5 in the denominators, with one fix its authors accepted (the log-determinant over all
+D dimensions, see ``_evidence``). Classification averages over the one-hot columns of the classes,
 regression over the target's columns. numpy only; tests/test_logme.py pins the reference's numbers.
 """
 
@@ -78,7 +79,11 @@ def _evidence(x: np.ndarray, y_norm2: float, sigma: np.ndarray, n: int, d: int) 
         if abs(alpha / beta - t) / t <= TOLERANCE:
             break
     # As the reference: the new alpha, beta with the m2, res2 of the last step's t.
-    evidence = (d / 2 * np.log(alpha) + n / 2 * np.log(beta)
-                - 0.5 * np.sum(np.log(alpha + beta * sigma))
+    # log|A| over all D eigenvalues alpha + beta sigma_i, those of F's null directions (sigma_i
+    # = 0) included: the fix the reference's authors accepted (thuml/LogME issue 23, PR 24). Its
+    # released code sums only the k kept ones, which overstates LogME by (D - k) log(alpha) / 2N
+    # when N < D or F is rank-deficient, and lets rounding decide a null direction's k.
+    log_det = np.sum(np.log(alpha + beta * sigma)) + (d - len(sigma)) * np.log(alpha)
+    evidence = (d / 2 * np.log(alpha) + n / 2 * np.log(beta) - 0.5 * log_det
                 - beta / 2 * res2 - alpha / 2 * m2 - n / 2 * np.log(2 * np.pi))
     return float(evidence / n)
