@@ -262,7 +262,7 @@ def test_hub_columns_mapped(monkeypatch):
             "label": datasets.ClassLabel(names=["entailment", "neutral", "contradiction"]),
             "idx": datasets.Value("int32")}))
     calls = []
-    monkeypatch.setattr(data.datasets, "load_dataset", lambda *a, **k: calls.append((a, k)) or fake)
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: calls.append((a, k)) or fake)
     ds = load_split(get_task("mnli"), "dev_mismatched", None)
     assert calls[0] == (("nyu-mll/glue", "mnli"), {"split": "validation_mismatched"})
     assert ds.to_dict() == {"text_a": ["p"], "text_b": ["h"], "label": [2.0]}

@@ -18,17 +18,14 @@ from rich.console import Console
 
 from mtlvsift.display import safe_markup
 from mtlvsift.errors import MtlvsiftError
-from mtlvsift.recommend.features import target_features
 from mtlvsift.recommend.logme import logme
 from mtlvsift.names import DEFAULT_PROTOCOL
-from mtlvsift.report.compare import recommend as size_rule_advice
 from mtlvsift.report.variants import split_variant
 from mtlvsift.run_folder import report_slug
 from mtlvsift.tasks import GLUE_TASKS, Task, get_task, user_task_names
 from mtlvsift.train.config import stilts_config
 from mtlvsift.train.data.glue import resolve_data_dir, train_rows
 from mtlvsift.train.prerequisites import start_model_command, with_start_model
-from mtlvsift.train.run_messages import quiet_transformers
 
 
 @dataclass
@@ -59,6 +56,8 @@ def candidate_names(target: Task, given: list[str] | None) -> list[str]:
 def rule_of(outputs: Path, target: str, support: str, sizes: tuple[int, int],
             model: str) -> dict[str, Any]:
     """The size rule's pick for the pair and how often that pick held in the finished grid."""
+    from mtlvsift.report.compare import recommend as size_rule_advice  # scipy, statsmodels
+
     advice = size_rule_advice(outputs, target, support, *sizes, model=model,
                               console=Console(file=io.StringIO()))
     evidence = [e for e in advice["evidence"] if "same_pick_total" in e]
@@ -71,6 +70,10 @@ def scored(model: str, option: str, task: Task, settings: Mapping[str, Any],
            mixed_precision: str, console: Console) -> tuple[float, int, float, bool]:
     """(LogME, examples, seconds, from the feature cache) of the target's training examples
     under ``model``."""
+    # torch, transformers, accelerate: only once the target and candidates are checked
+    from mtlvsift.recommend.features import target_features
+    from mtlvsift.train.run_messages import quiet_transformers
+
     start = time.perf_counter()
     what = "the pre-trained encoder" if option == "--model" else model
     with quiet_transformers(), console.status(  # no "Loading weights" bar per candidate

@@ -15,10 +15,7 @@ import io
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-
-import datasets
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
 from mtlvsift import run_record
 from mtlvsift.errors import MtlvsiftError
@@ -26,15 +23,15 @@ from mtlvsift.names import PREDICT_SPLITS
 from mtlvsift.run_folder import RESULT_FILE, atomic_write
 from mtlvsift.tasks import GLUE_TASKS, Task, get_task
 from mtlvsift.train.data import user_data
-from mtlvsift.train.batches.loader import TaskData
-from mtlvsift.train.data.tokenized import _tokenize
 from mtlvsift.train.data.glue import glue_hub_split, resolve_data_dir
-from mtlvsift.train.batches.padding import make_collator
-from mtlvsift.train.evaluation.dev import build_eval_batches
-from mtlvsift.train.evaluation.metrics import logits_to_predictions
-from mtlvsift.train.model.multitask import MultiTaskModel, model_folder_problem
-from mtlvsift.train.model.pretrained import check_tokenizer_reads
 from mtlvsift.train.data.task_files import load_task_files
+
+if TYPE_CHECKING:  # torch, transformers and datasets load once the inputs are read and checked
+    import datasets
+    import numpy as np
+    import torch
+
+    from mtlvsift.train.model.multitask import MultiTaskModel
 
 SPLITS = PREDICT_SPLITS
 
@@ -70,6 +67,10 @@ def predict(run_dir: str | Path, out_dir: str | Path, split: str | None = None,
     if empty is not None:
         raise MtlvsiftError(f"{empty} has no rows to predict (a header only?). Give a file with "
                             f"examples.")
+    import torch
+
+    from mtlvsift.train.model.multitask import MultiTaskModel, model_folder_problem
+
     problem = model_folder_problem(run_dir / "best")
     if problem:
         raise MtlvsiftError(f"The best model of {run_dir} ({run_dir / 'best'}) cannot be loaded "
@@ -185,6 +186,17 @@ def _glue_file(task: Task, path: Path, name: str) -> Inputs:
 def _predict(model: MultiTaskModel, tokenizer, task: Task, head: int, inputs: Inputs,
              max_length: int, batch_size: int, device: torch.device) -> np.ndarray:
     """Tokenized as in training, run in length-sorted batches as in evaluation."""
+    import datasets
+    import numpy as np
+    import torch
+
+    from mtlvsift.train.batches.loader import TaskData
+    from mtlvsift.train.batches.padding import make_collator
+    from mtlvsift.train.data.tokenized import _tokenize
+    from mtlvsift.train.evaluation.dev import build_eval_batches
+    from mtlvsift.train.evaluation.metrics import logits_to_predictions
+    from mtlvsift.train.model.pretrained import check_tokenizer_reads
+
     dataset = datasets.Dataset.from_dict({**inputs.texts, "label": [0.0] * len(inputs.ids)})
     tokenized = _tokenize(dataset, task, "predict", tokenizer, max_length, uuid.uuid4().hex)
     check_tokenizer_reads(tokenizer, [tokenized], f"the {inputs.name} text to predict")

@@ -13,7 +13,6 @@ from typing import Any, Iterator
 
 from mtlvsift.display import safe_text
 from mtlvsift.run_folder import existing_folder
-from mtlvsift.train.checkpoint.state import PROGRESS_FILE
 
 # Fewer optimizer steps than this in all and a run barely moves from its start.
 FEW_STEPS = 20
@@ -81,6 +80,8 @@ def resume_line(progress) -> str | None:
 def interrupted_message(run_dir: Path, how: str = "Ctrl-C") -> str:
     """What Ctrl-C (or the stop signal ``how``, e.g. 'SIGTERM') leaves behind: the last complete
     checkpoint (a write under way has finished)."""
+    from mtlvsift.train.checkpoint.state import PROGRESS_FILE  # torch: not for a dry run's messages
+
     state = existing_folder(run_dir / "state")
     step = None
     if state is not None:

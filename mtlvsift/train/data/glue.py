@@ -15,12 +15,14 @@ import os
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-
-import datasets
+from typing import TYPE_CHECKING
 
 from mtlvsift.errors import DataError, MtlvsiftError
 from mtlvsift.tasks import Task
 from mtlvsift.train.data import user_data
+
+if TYPE_CHECKING:  # datasets is imported where a split is loaded: a dry run counts lines only
+    import datasets
 
 HUB_DATASET = "nyu-mll/glue"
 # Header-less GLUE files and their column count; other header-less files use their first row's.
@@ -202,6 +204,8 @@ def _read_tsv(task: Task, path: Path) -> dict[str, list]:
 
 
 def _features(task: Task) -> datasets.Features:
+    import datasets
+
     texts = ["text_a", "text_b"][: len(task.text_columns)]
     return datasets.Features(
         {**{t: datasets.Value("string") for t in texts}, "label": datasets.Value("float32")}
@@ -214,6 +218,8 @@ def _hub_dataset(task: Task, split: str) -> datasets.Dataset:
 
 def glue_hub_split(task: Task, hub_split: str) -> datasets.Dataset:
     """A raw split of nyu-mll/glue; any failure becomes one message that says what to do."""
+    import datasets
+
     try:
         return datasets.load_dataset(HUB_DATASET, task.hub_config, split=hub_split)
     except Exception as exc:  # offline, no network, hub down, bad cache: the same advice
@@ -227,6 +233,8 @@ def glue_hub_split(task: Task, hub_split: str) -> datasets.Dataset:
 
 
 def _from_hub(task: Task, raw: datasets.Dataset) -> datasets.Dataset:
+    import datasets
+
     names = ["text_a", "text_b"][: len(task.hub_text_columns)]
     ds = raw.select_columns([*task.hub_text_columns, "label"])
     ds = ds.rename_columns(dict(zip(task.hub_text_columns, names)))
@@ -235,6 +243,8 @@ def _from_hub(task: Task, raw: datasets.Dataset) -> datasets.Dataset:
 
 def load_split(task: Task, split: str, data_dir: Path | None) -> datasets.Dataset:
     """One split as text_a, [text_b], label (float32): from ``data_dir`` if given, else the hub."""
+    import datasets
+
     if task.source is not None:  # a task file's task: its own files or hub dataset
         return datasets.Dataset.from_dict(user_data.task_split(task, split), features=_features(task))
     if data_dir is None:
