@@ -1,6 +1,7 @@
 """The benchmarks of the bench package: paper_cost's arithmetic against hand-computed numbers,
 the measurement helpers, the loop runner reading a run record, and bench.gpu_train /
-bench.cpu_train / bench.compare_report finishing on the CPU in a small configuration.
+bench.cpu_train / bench.compare_report / bench.start_time finishing on the CPU in a small
+configuration.
 
 bench/ is imported as a package from the repository root (setup.cfg: ``pythonpath = .``)."""
 
@@ -17,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from bench import compare_report, cpu_train, gpu_train, loop_runner, measure, paper_cost, \
-    recommend_features
+    recommend_features, start_time
 from bench import fixtures as bench_fixtures
 from helpers import REPO_ROOT
 
@@ -42,7 +43,7 @@ def test_bench_is_a_package_that_changes_nothing_on_import():
         "import json, os, sys\n"
         "path, env = list(sys.path), dict(os.environ)\n"
         "import bench.gpu_train, bench.cpu_train, bench.paper_cost, bench.compare_report, bench.grid_overhead\n"
-        "import bench.recommend_features\n"
+        "import bench.recommend_features, bench.start_time\n"
         "print(json.dumps({'path': sys.path == path, 'env': dict(os.environ) == env,\n"
         "                  'heavy': sorted(m for m in ('transformers', 'datasets') if m in sys.modules)}))\n")
     env = {k: v for k, v in os.environ.items() if k not in bench_fixtures.OFFLINE}
@@ -56,7 +57,7 @@ def test_bench_is_a_package_that_changes_nothing_on_import():
 
 def test_scripts_run_as_modules_from_the_repository_root():
     for name in ("gpu_train", "cpu_train", "paper_cost", "compare_report", "grid_overhead",
-                 "recommend_features"):
+                 "recommend_features", "start_time"):
         done = subprocess.run([sys.executable, "-m", f"bench.{name}", "--help"], cwd=REPO_ROOT,
                               capture_output=True, text=True)
         assert done.returncode == 0 and "Usage:" in done.stdout, (name, done.stderr)
@@ -280,3 +281,19 @@ def test_recommend_features_benchmark_smoke(tiny_model, tiny_glue, tmp_path):
     assert all(c["median_seconds"] > 0 and len(c["seconds"]) == 1 for c in cases)
     packed_fp32 = cases[1]
     assert abs(packed_fp32["logme_minus_fp32_padded"]) < 1e-4  # packing changes no number
+
+
+def test_start_time_benchmark_smoke(tiny_glue, tmp_path):
+    out = tmp_path / "start.json"
+    output = invoke(start_time, ["--repeats", 1, "--tree", REPO_ROOT, "--data-dir", tiny_glue, "--out", out,
+                                 "--cases", "train_stilts --help,train_stilts --target nosuch"])
+    assert "| `train_stilts --help` |" in output and "load average" in output
+    result = json.loads(out.read_text())
+    assert [t["tree"] for t in result["trees"]] == [str(REPO_ROOT.resolve())]
+    help_case, error = result["cases"]
+    assert [c["trees"][0]["exit"] for c in result["cases"]] == [0, 1]
+    assert error["trees"][0]["first_line"].startswith("Error: Unknown task 'nosuch'.")
+    for case in result["cases"]:
+        assert case["trees"][0]["heavy"] == [] and len(case["trees"][0]["seconds"]) == 1
+        assert case["trees"][0]["median_seconds"] > 0
+    assert start_time.imported("import time:       141 |        141 |   torch._C\n") == ["torch"]

@@ -1,6 +1,7 @@
 """Every script answers ``--help``, an option error and an unknown task name at once: none of them
-imports torch, transformers, accelerate, datasets or evaluate (issue 25). Each case runs the
-script in a fresh interpreter under ``python -X importtime`` and reads the modules it imported."""
+imports torch, transformers, accelerate, datasets or evaluate (issue 25); nor does a train
+script's dry run. Each case runs the script in a fresh interpreter under ``python -X importtime``
+and reads the modules it imported."""
 
 from __future__ import annotations
 
@@ -91,3 +92,16 @@ def test_importtime_lines_are_read():
               "import time:      1584 |      22638 | mtlvsift.cli\n"
               "import time:      9000 |      90000 |     torch._C\n")
     assert imported_modules(sample) == {"mtlvsift", "torch"}
+
+
+@pytest.mark.parametrize("script, args", [
+    ("train_stilts", ["--target", "rte"]),
+    ("train_mtl", ["--target", "rte", "--support", "sst2", "--sampling", "size"]),
+])
+def test_a_dry_run_plans_without_the_heavy_libraries(script, args, tiny_glue, tmp_path):
+    """A dry run counts the training files' lines and does arithmetic: no model, no tokenizer."""
+    done, modules = run_timed(script, [*args, "--dry-run", "--batch-size", "8", "--data-dir", str(tiny_glue),
+                                       "--output-dir", str(tmp_path / "out")], tmp_path)
+    assert done.returncode == 0 and "LR schedule" in done.stdout, messages(done)
+    assert sorted(m for m in HEAVY if m in modules) == []
+    assert not (tmp_path / "out").exists()  # writes nothing
