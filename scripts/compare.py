@@ -14,7 +14,6 @@ from pathlib import Path
 import click
 
 from mtlvsift.params import FiniteFloatRange
-from mtlvsift.report.compare import compare, recommend
 from mtlvsift.report.inference import CORRECTIONS, TESTS
 from mtlvsift.report.verdicts import DEFAULT_MARGIN
 
@@ -70,6 +69,8 @@ def main(ctx: click.Context, outputs: Path, model: str | None, alpha: float, tes
                "welch": welch or test == "welch", "correction": correction,
                "margin": equivalence_margin}
     if ctx.invoked_subcommand is None:
+        from mtlvsift.report.compare import compare  # the statistics: not for --help
+
         compare(outputs, report_dir, alpha=alpha, welch=ctx.obj["welch"], model=model,
                 correction=correction, margin=equivalence_margin, aso=aso)
 
@@ -89,6 +90,8 @@ def recommend_command(ctx: click.Context, target: str | None, support: str | Non
     """Which method the size heuristic picks for a new pair, and how often it held.
 
     Which supporting task to use at all (LogME, every candidate): scripts/recommend.py."""
+    from mtlvsift.report.compare import recommend
+
     shared = ctx.obj
     welch = welch or (shared["welch"] if test is None else test == "welch")
     recommend(outputs or shared["outputs"], target, support, target_size, support_size,

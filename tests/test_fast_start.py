@@ -105,3 +105,14 @@ def test_a_dry_run_plans_without_the_heavy_libraries(script, args, tiny_glue, tm
     assert done.returncode == 0 and "LR schedule" in done.stdout, messages(done)
     assert sorted(m for m in HEAVY if m in modules) == []
     assert not (tmp_path / "out").exists()  # writes nothing
+
+
+@pytest.mark.parametrize("script, args, status", [
+    ("compare", ["--help"], 0), ("compare", ["--alpha", "2"], 2),
+    ("run_grid", ["--tasks", "rte,nosuch"], 1), ("recommend", ["--target", "nosuch"], 1),
+])
+def test_quick_answers_skip_the_statistics(script, args, status, tmp_path):
+    """scipy and statsmodels (about a second to import) load where a statistic is computed."""
+    done, modules = run_timed(script, args, tmp_path)
+    assert done.returncode == status, messages(done)
+    assert sorted({"scipy", "statsmodels"} & modules) == []

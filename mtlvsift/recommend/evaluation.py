@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
-from scipy.stats import spearmanr
 
 FOLDER = "recommendations"  # under the outputs root: <report slug>/<target>.json
 MAX_RANKING_BYTES = 1_000_000
@@ -70,6 +69,8 @@ def evaluate(predicted: Mapping[str, Mapping[str, float]],
     ``spearman`` (None when either side is constant), ``top_ranked``, ``best_measured`` and
     ``regret_at_1`` (points); then their means over the targets (``mean_spearman`` over those
     with a correlation)."""
+    from scipy.stats import spearmanr  # not at import: recommend.py's early errors
+
     targets: dict[str, dict[str, Any]] = {}
     for target in sorted(set(predicted) & set(measured)):
         supports = sorted(set(predicted[target]) & set(measured[target]))

@@ -15,12 +15,11 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats as scipy_stats
-from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.power import TTestIndPower
-from statsmodels.stats.weightstats import ttost_ind
 
 from mtlvsift.errors import MtlvsiftError
+
+# scipy and statsmodels are imported by the functions that use them: the names below (the
+# scripts' option choices) load without them, so compare.py --help answers at once.
 
 TESTS = ("student", "welch")
 CORRECTIONS = ("none", "holm", "bh")
@@ -50,6 +49,8 @@ def degenerate_reason(a: Sequence[float], b: Sequence[float]) -> str | None:
 def t_test(a: Sequence[float], b: Sequence[float], test: str = "student",
            confidence: float = CONFIDENCE) -> tuple[float, float, tuple[float, float]]:
     """(t, p, interval of mean(a) - mean(b)) of scipy's two-sided two-sample t-test."""
+    from scipy import stats as scipy_stats
+
     with warnings.catch_warnings():  # one constant side: scipy may warn, the result stands
         warnings.simplefilter("ignore", RuntimeWarning)
         result = scipy_stats.ttest_ind(a, b, equal_var=test != "welch")
@@ -61,6 +62,8 @@ def bootstrap_interval(a: Sequence[float], b: Sequence[float],
                        confidence: float = CONFIDENCE) -> tuple[float, float]:
     """Percentile bootstrap interval of mean(a) - mean(b), each side resampled on its own
     (seeded: the same scores give the same interval)."""
+    from scipy import stats as scipy_stats
+
     result = scipy_stats.bootstrap(
         (np.asarray(a, float), np.asarray(b, float)), _mean_difference, vectorized=True,
         axis=-1, confidence_level=confidence, n_resamples=BOOTSTRAP_RESAMPLES,
@@ -77,6 +80,8 @@ def mean_interval(scores: Sequence[float],
         return None
     if np.all(values == values[0]):  # every resample is the same: scipy warns, the answer is known
         return float(values[0]), float(values[0])
+    from scipy import stats as scipy_stats
+
     result = scipy_stats.bootstrap(
         (values,), np.mean, vectorized=True, axis=-1, confidence_level=confidence,
         n_resamples=BOOTSTRAP_RESAMPLES, method="percentile",
@@ -106,6 +111,8 @@ def hedges_g(a: Sequence[float], b: Sequence[float]) -> float | None:
 
 def tost(a: Sequence[float], b: Sequence[float], margin: float, test: str = "student") -> float:
     """p value of the two one-sided tests that mean(a) - mean(b) lies within +-margin."""
+    from statsmodels.stats.weightstats import ttost_ind
+
     usevar = "unequal" if test == "welch" else "pooled"
     p, _, _ = ttost_ind(np.asarray(a, float), np.asarray(b, float), -margin, margin,
                         usevar=usevar)
@@ -116,6 +123,8 @@ def minimum_detectable_effect(sd: float, n_a: int, n_b: int, alpha: float,
                               power: float = POWER) -> float:
     """The smallest difference (in the unit of ``sd``) a two-sided t-test at ``alpha`` detects
     with ``power`` given n_a and n_b seeds: statsmodels' effect size times the pooled sd."""
+    from statsmodels.stats.power import TTestIndPower
+
     effect = TTestIndPower().solve_power(effect_size=None, nobs1=n_a, alpha=alpha, power=power,
                                          ratio=n_b / n_a, alternative="two-sided")
     return float(effect) * sd
@@ -128,6 +137,8 @@ def adjust(p_values: Sequence[float | None], correction: str) -> list[float | No
     present = [p for p in p_values if p is not None]
     if not present:
         return list(p_values)
+    from statsmodels.stats.multitest import multipletests
+
     corrected = iter(multipletests(present, method=_MULTITEST_METHOD[correction])[1])
     return [None if p is None else float(next(corrected)) for p in p_values]
 
@@ -137,6 +148,8 @@ def wilson_interval(correct: int, total: int,
     """The Wilson score interval of correct / total; None without any trial."""
     if not total:
         return None
+    from scipy import stats as scipy_stats
+
     ci = scipy_stats.binomtest(correct, total).proportion_ci(confidence, "wilson")
     return float(ci.low), float(ci.high)
 

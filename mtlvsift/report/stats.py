@@ -13,8 +13,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from scipy import stats as scipy_stats
-
 from mtlvsift.display import safe_text
 from mtlvsift.names import DEFAULT_PROTOCOL, DEFAULT_SEEDS
 from mtlvsift.report import inference
@@ -66,6 +64,8 @@ class Group:
         """Half-width of the 90% confidence interval of the mean (Student's t), in points."""
         if self.n < 2:
             return None
+        from scipy import stats as scipy_stats  # not at import: run_grid's early errors
+
         return float(scipy_stats.t.ppf(0.95, self.n - 1)) * self.std / math.sqrt(self.n)
 
     def ci90_boot(self) -> tuple[float, float] | None:
