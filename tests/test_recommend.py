@@ -79,6 +79,30 @@ def test_bf16_embedding_is_recorded_and_close_to_fp32(tiny_model, tiny_glue, gri
         assert values["bf16"][key] != values["no"][key]  # bf16 really ran
 
 
+def test_auto_precision_is_bf16_only_where_the_device_computes_it(monkeypatch):
+    import torch
+
+    from mtlvsift.recommend.features import embedding_precision
+
+    for check in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, check, lambda: False, raising=False)
+    assert embedding_precision("auto") == "no"
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert embedding_precision("auto") == "bf16"
+    assert embedding_precision("no") == "no" and embedding_precision("bf16") == "bf16"
+    with pytest.raises(ValueError):
+        embedding_precision("fp16")
+
+
+def test_the_ranking_records_the_precision_auto_chose(tiny_model, tiny_glue, grid, tmp_path):
+    from mtlvsift.recommend.features import embedding_precision
+
+    out = tmp_path / "auto.json"
+    run_script("recommend", ["--target", "rte", "--candidates", "sst2", "--json", out,
+                             *recommend_args(tiny_model, tiny_glue, grid)])
+    assert json.loads(out.read_text())["mixed_precision"] == embedding_precision("auto")
+
+
 def test_bad_input_is_one_line_each(tiny_model, tiny_glue, grid, tmp_path):
     args = recommend_args(tiny_model, tiny_glue, grid)
     fails("recommend", ["--target", "nope", *args], "Unknown task 'nope'")

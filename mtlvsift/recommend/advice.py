@@ -91,12 +91,16 @@ def scored(model: str, option: str, task: Task, settings: Mapping[str, Any],
 
 def advise(target: str, candidates: list[str] | None, options: Mapping[str, Any],
            max_examples: int, mixed_precision: str = "no",
-           console: Console | None = None) -> list[Candidate]:
-    """Every candidate for ``target``, ranked by LogME gain (unscored ones last, unranked);
-    ``console`` shows which model is embedding (a status line, gone when done)."""
+           console: Console | None = None) -> tuple[list[Candidate], str]:
+    """Every candidate for ``target``, ranked by LogME gain (unscored ones last, unranked), and
+    the precision they were embedded in (``auto`` resolved); ``console`` shows which model is
+    embedding (a status line, gone when done)."""
     console = console or Console(file=io.StringIO())
     task = get_task(target)
     names = candidate_names(task, candidates)
+    from mtlvsift.recommend.features import embedding_precision  # torch: after the names' checks
+
+    mixed_precision = embedding_precision(mixed_precision)
     data_dir = resolve_data_dir(options.get("data_dir"))
     target_size = train_rows(task, data_dir)
     settings = {"data_dir": options.get("data_dir"), "max_examples": max_examples,
@@ -114,7 +118,7 @@ def advise(target: str, candidates: list[str] | None, options: Mapping[str, Any]
                 entry.start_model, "the single run", task, settings, mixed_precision, console)
             entry.logme_base, entry.logme_gain = base, entry.logme - base
         result.append(entry)
-    return _ranked(result)
+    return _ranked(result), mixed_precision
 
 
 def _ranked(entries: list[Candidate]) -> list[Candidate]:

@@ -1,7 +1,8 @@
 """A target's training examples embedded by an encoder: each example's first-token output (what
 the task heads read), computed as evaluation computes dev scores (length-sorted batches, padded
 once, or packed where the encoder allows it, no gradients), over a stratified subsample of at most ``max_examples``; on accelerate's
-device (``PartialState``), in bf16 autocast with ``--mixed-precision bf16`` (torch's autocast
+device (``PartialState``), in bf16 autocast with ``--mixed-precision bf16`` (or ``auto`` where
+the device computes bf16 natively; torch's autocast
 directly, as accelerate applies it: an ``Accelerator`` would fix the precision for the whole
 process, and a training run in the same process may have set another)."""
 
@@ -28,8 +29,30 @@ from mtlvsift.train.model.encoders import position_offset, unsupported_reason, u
 from mtlvsift.train.model.multitask import first_token_states
 from mtlvsift.train.model.pretrained import load_encoder, load_tokenizer, resolve_model_path
 
+PRECISIONS = ("auto", "no", "bf16")  # --mixed-precision; auto: bf16 where the device computes it natively
 EVAL_BATCH_SIZE = 64
 SAMPLE_SEED = 0  # the same examples for every candidate, so their scores compare
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 natively: a CUDA GPU with bf16, a CPU with AVX512-BF16 or
+    AMX (elsewhere bf16 is emulated and slower than fp32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":  # torch's own CPU feature checks (private, hence getattr)
+        return any(getattr(torch.cpu, check, lambda: False)()
+                   for check in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return False
+
+
+def embedding_precision(requested: str) -> str:
+    """``--mixed-precision`` resolved for accelerate's device: ``auto`` is ``bf16`` where it is
+    native, else ``no``. The rankings of the two agree (README: Which supporting task?)."""
+    if requested not in PRECISIONS:
+        raise ValueError(f"mixed precision {requested!r}: one of {', '.join(PRECISIONS)}")
+    if requested != "auto":
+        return requested
+    return "bf16" if native_bf16(PartialState().device) else "no"
 
 
 def stratified_indices(labels: np.ndarray, k: int, regression: bool, seed: int = SAMPLE_SEED) -> np.ndarray:
