@@ -36,7 +36,7 @@ FOLDER = click.Path(path_type=Path, file_okay=False)
 @click.option("--max-examples", type=click.IntRange(min=1), default=2000,
               help="Target training examples embedded (stratified by class).")
 @click.option("--mixed-precision", type=click.Choice(["auto", "no", "bf16"]), default="auto",
-              help="bf16: embed in bf16 autocast, 2.7x faster on a CPU with AVX512-BF16 or AMX and "
+              help="bf16: embed in bf16 autocast, about 2.5x faster on a CPU with AVX512-BF16 or AMX and "
                    "on a recent GPU, LogME gains within 3e-4 of fp32 (README: Which supporting "
                    "task?); no: fp32; auto: bf16 where the device computes it natively.")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
