@@ -1,5 +1,5 @@
 """How the benchmarks report: the machine and versions, per-configuration tables (rich and
-markdown for bench/RESULTS.md), the results file."""
+markdown for bench/RESULTS.md or RESULTS-tools.md), the results file."""
 
 from __future__ import annotations
 
