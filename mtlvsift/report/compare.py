@@ -15,7 +15,8 @@ from rich.console import Console
 from mtlvsift import run_folder
 from mtlvsift.display import safe_markup
 from mtlvsift.errors import MtlvsiftError
-from mtlvsift.report.files import md_text, write_report_dir
+from mtlvsift.report.files import write_report_dir
+from mtlvsift.report.markdown import md_text
 from mtlvsift.report.inference import require_aso
 from mtlvsift.report.missing import missing_runs
 from mtlvsift.report.stats import Analysis, analyze, size_heuristic, task_sizes

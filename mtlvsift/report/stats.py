@@ -204,6 +204,11 @@ class Analysis:
     def cell(self, target: str, support: str) -> Cell | None:
         return self.cells.get((target, support))
 
+    def ordered_cells(self) -> list[tuple[str, str]]:
+        """The cells' (target, support) keys in the matrix's order of tasks."""
+        rank = {t: i for i, t in enumerate(self.tasks)}
+        return sorted(self.cells, key=lambda k: (rank[k[0]], rank[k[1]]))
+
     def mtl_all_samplings(self) -> list[tuple[str | None, str]]:
         """The (sampling, variant) configurations of MTL_All present, in a stable order."""
         configs = {(g.sampling, g.variant) for g in self.mtl_all}

@@ -151,3 +151,11 @@ def tasks_line(a: Analysis) -> str:
         parts.append(f"{display_name(task)} {'?' if size is None else f'{size:,}'} "
                      f"{a.main_metrics.get(task, '?')}")
     return "Tasks (training examples, main metric): " + " · ".join(parts)
+
+
+def relative_text(path: Path, root: Path) -> str:
+    """``path`` relative to the outputs ``root`` where it lies inside it, else as it is."""
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
