@@ -51,10 +51,21 @@ CASES = {
 DEFAULT_CASES = tuple(CASES)
 
 
+def imported_modules(importtime: str) -> set[str]:
+    """The top-level names of the modules ``-X importtime`` reports (``import time: self |
+    cumulative | name`` lines, the name indented by its depth)."""
+    names = set()
+    for line in importtime.splitlines():
+        if line.startswith("import time:") and line.count("|") == 2:
+            name = line.rsplit("|", 1)[1].strip()
+            if name != "imported package":  # the header line
+                names.add(name.split(".")[0])
+    return names
+
+
 def imported(importtime: str) -> list[str]:
-    """Which of HEAVY ``-X importtime``'s lines name (``import time: self | cumulative | name``)."""
-    names = {line.rsplit("|", 1)[1].strip().split(".")[0] for line in importtime.splitlines()
-             if line.startswith("import time:") and line.count("|") == 2}
+    """Which of HEAVY the ``-X importtime`` output names."""
+    names = imported_modules(importtime)
     return [m for m in HEAVY if m in names]
 
 

@@ -12,22 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.start_time import HEAVY, imported_modules  # the benchmark's reading of -X importtime
 from helpers import REPO_ROOT
 
-HEAVY = ("torch", "transformers", "accelerate", "datasets", "evaluate")
 UNKNOWN = "Error: Unknown task 'nosuch'."
-
-
-def imported_modules(importtime: str) -> set[str]:
-    """The top-level names of the modules ``-X importtime`` reports (``import time: self |
-    cumulative | name`` lines, the name indented by its depth)."""
-    names = set()
-    for line in importtime.splitlines():
-        if line.startswith("import time:") and line.count("|") == 2:
-            name = line.rsplit("|", 1)[1].strip()
-            if name != "imported package":  # the header line
-                names.add(name.split(".")[0])
-    return names
 
 
 def run_timed(script: str, args: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess, set[str]]:
