@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from mtlvsift.cli import named_option, task_option
+from mtlvsift.errors import MtlvsiftError
 
 FOLDER = click.Path(path_type=Path, file_okay=False)
 
@@ -56,21 +57,39 @@ def main(target, candidates, task_files, outputs, data_dir, model, max_seq_lengt
                "model": model, "max_seq_length": max_seq_length, "support_seeds": support_seeds,
                "max_train_examples": max_train_examples, "data_seed": data_seed}
     names = [n.strip() for n in candidates.split(",") if n.strip()] if candidates else None
+    if json_file:
+        json_folder_problem(json_file)  # before minutes of embedding, not after
     console = Console(stderr=True)
     entries, mixed_precision = advise(target, names, options, max_examples, mixed_precision,
                                       console)
     print_ranking(target, entries)
     ranking = as_json(get_task(target).name, model, entries, mixed_precision)
     # Kept under the outputs for compare.py, which measures how good the advice was; the table is
-    # printed already, so a folder that cannot be written costs only that measurement.
+    # printed already, so a folder that cannot be written costs only that measurement. A ranking
+    # with nothing scored is not kept: it would replace one that has scores.
     kept = ranking_path(outputs, ranking_slug(ranking["target"], options), ranking["target"])
     try:
-        atomic_write_json(kept, ranking)
+        if any(entry.rank for entry in entries):
+            atomic_write_json(kept, ranking)
     except OSError as error:
         click.echo(f"Warning: the ranking was not kept at {kept} ({error.strerror or error}); "
                    f"compare.py cannot evaluate it.", err=True)
     if json_file:
-        atomic_write_json(json_file, ranking)  # whole or not at all
+        try:
+            atomic_write_json(json_file, ranking)  # whole or not at all
+        except OSError as error:
+            raise MtlvsiftError(f"Could not write --json {json_file}: {error.strerror or error}. "
+                                f"The ranking is printed above and kept at {kept}.") from error
+
+
+def json_folder_problem(path: Path) -> None:
+    """One clear error when ``path``'s folder cannot be made: a file where a folder must be."""
+    for folder in [path.parent, *path.parent.parents]:
+        if folder.exists():
+            if not folder.is_dir():
+                raise MtlvsiftError(f"--json {path}: {folder} is a file, not a folder. Choose "
+                                    f"another path.")
+            return
 
 
 if __name__ == "__main__":

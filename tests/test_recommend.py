@@ -3,6 +3,7 @@ the train script, then the ranking, its JSON, and one clear line for each bad in
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -123,6 +124,27 @@ def test_a_candidate_without_single_runs_is_listed_with_its_command(tiny_model, 
     text = " ".join(result.output.split())
     assert "STS-B has no finished single runs to score; make them with:" in text
     assert "scripts/train_stilts.py --target stsb" in text
+
+
+def test_a_json_path_under_a_file_is_one_line_before_any_embedding(tiny_model, tiny_glue, grid,
+                                                                    tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("keep me\n")
+    output = fails("recommend", ["--target", "rte", "--candidates", "sst2", "--json",
+                                 blocker / "x.json", *recommend_args(tiny_model, tiny_glue, grid)],
+                   "is a file, not a folder")
+    assert blocker.read_text() == "keep me\n"
+    assert "Supporting tasks" not in output  # stopped before the embedding, not after
+
+
+def test_a_ranking_with_nothing_scored_does_not_replace_a_kept_one(tiny_model, tiny_glue, grid):
+    run_script("recommend", ["--target", "rte", "--candidates", "sst2",
+                             *recommend_args(tiny_model, tiny_glue, grid)])
+    [kept] = Path(grid).glob("recommendations/*/rte.json")
+    before = kept.read_text()
+    run_script("recommend", ["--target", "rte", "--candidates", "stsb",  # no single runs
+                             *recommend_args(tiny_model, tiny_glue, grid)])
+    assert kept.read_text() == before
 
 
 def test_stratified_subsample_keeps_each_class_share():
