@@ -85,6 +85,22 @@ def test_compare_reports_the_recommender_on_a_tree(tmp_path):
     assert "## How good recommend.py's advice was" in report and "| RTE | 4 | 0.40 |" in report
 
 
+def test_a_skipped_ranking_is_said_in_the_terminal_and_the_report(tmp_path):
+    root = tmp_path / "outputs"
+    for seed in range(3):
+        write_record(root, "single", "rte", seed=seed, score=SINGLE + 0.001 * seed)
+        write_record(root, "stilts", "rte", ["mrpc"], seed=seed, score=STILTS["mrpc"])
+    path = ranking_path(root, model_slug(DEFAULT_MODEL), "rte")
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(ranking("rte", {**LOGME_GAINS, "mrpc": "1e999"})))
+    result = CliRunner().invoke(main, ["--outputs", str(root), "--report-dir", str(root / "report")],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "Skipped the saved ranking rte.json" in said and "not a finite number" in said
+    assert "Skipped the saved ranking rte.json" in (root / "report" / "report.md").read_text()
+
+
 def test_a_ranking_from_capped_single_runs_is_kept_with_their_report(tmp_path):
     """--max-train-examples 300: the ranking goes beside the n-300 report, which evaluates it;
     a ranking of the full-data runs does not leak into it."""

@@ -15,7 +15,7 @@ from rich.console import Console
 from mtlvsift import run_folder
 from mtlvsift.display import safe_markup
 from mtlvsift.errors import MtlvsiftError
-from mtlvsift.report.files import write_report_dir
+from mtlvsift.report.files import recommender_record, write_report_dir
 from mtlvsift.report.markdown import md_text
 from mtlvsift.report.inference import require_aso
 from mtlvsift.report.missing import missing_runs
@@ -64,7 +64,8 @@ def compare(outputs: Path, report_dir: Path | None = None, alpha: float = 0.1,
         with computing if aso else nullcontext():
             analysis = analyze(found.records, key.model, alpha, welch, key.protocol, key.variant,
                                correction, margin, aso)
-        for warning in analysis.warnings:
+        recommender = recommender_record(analysis, outputs)
+        for warning in analysis.warnings + recommender["warnings"]:
             err_console.print(f"[yellow]Warning:[/] {safe_markup(warning)}", highlight=False)
         tables = [table1(analysis), table2(analysis)]
         missing = missing_runs(analysis)
@@ -72,7 +73,7 @@ def compare(outputs: Path, report_dir: Path | None = None, alpha: float = 0.1,
         folder = report_dir / report_slug(analysis) if several else report_dir
         written: list[Path] = []
         _write(folder, lambda: written.extend(
-            write_report_dir(folder, analysis, tables, missing, found, outputs)))
+            write_report_dir(folder, analysis, tables, missing, found, outputs, recommender)))
         figures = ", ".join(p.name for p in written if p.suffix == ".png")
         console.print(f"Report written to {safe_markup(folder)}/ (report.md, "
                       f"{figures + ', ' if figures else ''}CSVs, summary.json, missing.sh)",

@@ -28,11 +28,12 @@ from mtlvsift.run_index import Discovery
 
 
 def write_report_dir(report_dir: Path, analysis: Analysis, tables: list[Table],
-                     missing: list[MissingRun], found: Discovery, outputs: Path) -> list[Path]:
-    """Write every file of one report; returns the paths written."""
+                     missing: list[MissingRun], found: Discovery, outputs: Path,
+                     recommender: dict) -> list[Path]:
+    """Write every file of one report (``recommender``: ``recommender_record``'s evaluation of
+    the saved rankings); returns the paths written."""
     from mtlvsift.report import figures  # matplotlib only when files are written
 
-    recommender = recommender_record(analysis, outputs)
     files: dict[str, str | bytes | None] = {
         "figure1.png": figures.figure1(analysis),
         "figure2.png": figures.figure2(analysis),

@@ -93,7 +93,7 @@ def markdown(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
     if found.in_progress:
         parts += ["## Runs in progress (config.json, no result.json yet)",
                   "\n".join(f"- `{md_text(relative_text(r.path, found.root))}`" for r in found.in_progress)]
-    warnings = found.warnings + a.warnings
+    warnings = found.warnings + a.warnings + (recommender or {}).get("warnings", [])
     if warnings:
         parts += ["## Skipped files", "\n".join(f"- {md_text(w)}" for w in warnings)]
     parts.append("Files: `cells.csv` (one row per cell), `matrix_diff.csv`, `matrix_p.csv`, "
