@@ -102,8 +102,18 @@ def tiny_args(tiny_model, data_dir, out, *extra, epochs=2):
             "--batch-size", 8, "--lr", 1e-3, *extra]
 
 
+def run_dir(out: Path, method: str, name: str, seed: int = 0) -> Path:
+    """The folder of one run under ``out``, whichever model's folder holds it: tests find runs
+    through this, not by spelling the layout. None or one match; several are an error."""
+    out = Path(out)
+    found = sorted({*out.glob(f"{method}/{name}/seed-{seed}"), *out.glob(f"*/{method}/{name}/seed-{seed}")})
+    found = [path for path in found if path.is_dir()]
+    assert len(found) <= 1, f"several runs match {method}/{name}/seed-{seed}: {found}"
+    return found[0] if found else out / method / name / f"seed-{seed}"
+
+
 def read_result(out: Path, method: str, name: str, seed: int = 0) -> dict:
-    return json.loads((out / method / name / f"seed-{seed}" / "result.json").read_text())
+    return json.loads((run_dir(out, method, name, seed) / "result.json").read_text())
 
 
 def read_log(folder: Path) -> list[dict]:
@@ -220,7 +230,7 @@ def finishes_within(seconds: float, call, fifo: Path | None = None):
 
 
 def folder_of(out, method="single", name="rte"):
-    return out / method / name / "seed-0"
+    return run_dir(out, method, name, 0)
 
 
 def stop_after_first_checkpoint(tiny_model, tiny_glue, out, monkeypatch, *extra):
