@@ -10,8 +10,9 @@ import json
 import shlex
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
-from helpers import load_script
+from helpers import load_script, run_script
 from synthetic import write_record
 
 main = load_script("compare").main
@@ -165,3 +166,21 @@ def test_a_size_experiments_supporting_single_runs_stay_in_its_report(tmp_path):
         ("mtl", "wnli", "rte", [1])]
     command = summary["missing"][0]["command"]
     assert "--target-fraction 0.5 --support-ratio 0.5" in command and "--max-train-examples 100" in command
+
+
+@pytest.mark.slow
+def test_a_real_size_experiment_grid_is_one_report(tmp_path, tiny_model, tiny_glue):
+    """The same with runs the grid trains (tiny model): the start models' recorded run folders
+    are what folds the supporting runs in."""
+    out = tmp_path / "out"
+    run_script("run_grid", ["--tasks", "rte,sst2", "--seeds", "0,1", "--methods", "single,stilts,mtl",
+                            "--support-ratios", "0.5", "--target-fraction", "0.5",
+                            "--model", tiny_model, "--data-dir", tiny_glue, "--output-dir", out,
+                            "--epochs", "1", "--batch-size", "8", "--max-train-examples", "40",
+                            "--max-seq-length", "32"])
+    result = run("--outputs", out)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "report" / "summary.json").read_text())  # one report
+    assert summary["variant"] == "n-40" and len(summary["size_experiments"]) == 4
+    assert {g["variant"] for g in summary["groups"] if g["variant"]} == {"n-10"}
+    assert summary["missing"] == []
