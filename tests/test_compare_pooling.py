@@ -130,6 +130,26 @@ def test_a_refused_cell_lists_every_reason_and_the_commands_that_fix_it(tmp_path
     assert sorted(commands_of((report / "missing.sh").read_text())[-2:]) == fixes
 
 
+def test_retraining_keeps_the_mark_of_seeds_until_decided_added(tmp_path):
+    """A seed run_grid.py --until-decided added was chosen after a look at the verdict: retrained,
+    it keeps --added-until-decided (the cell stays flagged sequential)."""
+    start = {"run": "single/mnli/seed-3", "seed": 3, "score": 0.84, "seeds": [0, 1, 2]}
+    for seed in range(4):
+        write_record(tmp_path, "stilts", "rte", ["mnli"], seed, 0.70 + seed / 100,
+                     start_model=start if seed < 3 else {**start, "score": 0.85},
+                     options={"added_until_decided": seed == 3})
+        write_record(tmp_path, "mtl", "rte", ["mnli"], seed, 0.72 + seed / 100)
+    result = run("--outputs", tmp_path)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    out = shlex.quote(str(tmp_path))
+    assert [r["command"] for r in summary["retrain"]] == [
+        f"for seed in 0 1 2; do accelerate launch scripts/train_stilts.py --target rte --support "
+        f"mnli --overwrite --output-dir {out} --seed $seed; done",
+        f"accelerate launch scripts/train_stilts.py --target rte --support mnli --overwrite "
+        f"--added-until-decided --output-dir {out} --seed 3"]
+
+
 def test_a_size_experiments_supporting_single_runs_stay_in_its_report(tmp_path):
     """run_grid --support-ratios 0.5 --target-fraction 0.5 with --max-train-examples 100: the
     STILTs runs start from single runs capped at 25 examples (n-25); those belong to the n-100

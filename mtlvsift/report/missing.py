@@ -134,7 +134,8 @@ def _in_order(found: dict[tuple, MissingRun]) -> list[MissingRun]:
 
 def retrain_runs(analysis: Analysis) -> list[MissingRun]:
     """The commands that fix the cells whose seeds are not pooled: every seed of each refused
-    group again, with ``--overwrite`` and the options most of its seeds were made with."""
+    group again, with ``--overwrite`` and the options most of its seeds were made with (seeds
+    that --until-decided added keep their mark: they were still chosen after a look)."""
     found: dict[tuple, MissingRun] = {}
     for key in analysis.ordered_cells():
         for group in (analysis.cells[key].stilts, analysis.cells[key].mtl):
@@ -142,10 +143,14 @@ def retrain_runs(analysis: Analysis) -> list[MissingRun]:
                 continue
             first = group.records[0]  # a symmetric MTL group: the runs of (support, target)
             support = first.support[0] if first.support else None
-            options = {**_most_common(group.records), "overwrite": True}
-            found.setdefault((group.method, first.target, support), MissingRun(
-                group.method, first.target, support, tuple(sorted(group.seeds)), options,
-                retrain=True))
+            for added in (False, True):
+                seeds = tuple(sorted(r.seed for r in group.records
+                                     if r.added_until_decided == added))
+                options = {**_most_common(group.records), "overwrite": True,
+                           ADDED_UNTIL_DECIDED: added}
+                if seeds:
+                    found.setdefault((group.method, first.target, support, added), MissingRun(
+                        group.method, first.target, support, seeds, options, retrain=True))
     return _in_order(found)
 
 

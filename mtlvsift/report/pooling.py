@@ -31,7 +31,7 @@ _NOT_COMPARED = ("seed", "support_seeds")
 def pooling_problems(name: str, records: list[RunRecord]) -> list[str]:
     """Every reason the seeds (``records``) of the group ``name`` (``Group.describe``) must not
     be pooled; [] when they agree."""
-    checks: list[tuple[str, Callable[[RunRecord], Any], Callable[[Any], str]]] = [
+    checks: list[tuple[str, Callable[[RunRecord], Any], Callable[[Any, list], str]]] = [
         ("were made with different options", _identity_options, _describe_options),
         ("started from different models", lambda r: r.start_model_key, _describe_start),
         ("used different single-task scores", lambda r: r.single_scores_key, _describe_scores),

@@ -1,4 +1,4 @@
-"""Which report a run belongs to: one per (model, protocol, data variant).
+"""Which report a run belongs to: one per (model, protocol, data variant, settings).
 
 A record's ``variant`` (its run folder's suffix without the protocol) mixes two kinds of parts:
 the data every method of an experiment shares (``n-300`` from ``--max-train-examples 300``,
