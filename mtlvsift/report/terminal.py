@@ -13,7 +13,7 @@ from mtlvsift.display import safe_markup
 from mtlvsift.report.missing import MissingRun
 from mtlvsift.report.stats import Analysis
 from mtlvsift.report.tables import Table
-from mtlvsift.report.text import HEURISTIC_RULE, PAPER_PHRASE, aso_line, baselines_line, \
+from mtlvsift.report.text import HEURISTIC_RULE, PAPER_PHRASE, TIE_LEGEND, aso_line, baselines_line, \
     corrections_line, few_seeds_line, fmt, group_text, lacking_phrase, overview_line, \
     sequential_line, tasks_line
 from mtlvsift.run_index import Discovery
@@ -49,6 +49,8 @@ def render(console: Console, a: Analysis, tables: list[Table], missing: list[Mis
         if any(c.at_baseline for c in a.cells.values()):
             console.print("~: both methods at the majority-class baseline: nothing learned",
                           highlight=False)
+        if any(c.size_tie for c in a.cells.values() if c.complete):
+            console.print(f"=: {TIE_LEGEND}", highlight=False)
     else:
         console.print("No cell has both an MTL and a STILTs run yet.")
     line = Text("Size heuristic", style="bold")
@@ -97,6 +99,7 @@ def _matrix(a: Analysis) -> RichTable:
                 miss = cell.heuristic_correct is False
                 text = f"{cell.diff:+.1f}" + ("*" if cell.significant else " ")
                 text += ("!" if miss else "") + ("~" if cell.at_baseline else "")
+                text += "=" if cell.size_tie else ""
                 style = {"mtl": MTL_STYLE, "stilts": STILTS_STYLE}.get(cell.better, "")
                 row.append(Text(text, style=f"{style} {MISS_STYLE}" if miss else style))
         grid.add_row(*row)

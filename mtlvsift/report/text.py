@@ -10,8 +10,11 @@ from mtlvsift.report.stats import PAPER_HEURISTIC, Analysis, Group
 from mtlvsift.report.verdicts import Accuracy, heuristic_by_correction, heuristic_by_sign
 from mtlvsift.tasks import display_name
 
-HEURISTIC_RULE = "MTL when the target's training set is smaller than the supporting one"
+HEURISTIC_RULE = ("MTL when the target's training set is smaller than the supporting one, STILTs "
+                  "when larger; equal sizes are a tie, no prediction")
 PAPER_PHRASE = "{}/{}, {:.1%}".format(*PAPER_HEURISTIC, PAPER_HEURISTIC[0] / PAPER_HEURISTIC[1])
+TIE_LEGEND = ("a size tie (both training sets have the same size, e.g. every task capped by "
+              "--max-train-examples): the size heuristic does not predict it")
 METHOD_NAMES = {"mtl": "pairwise MTL", "stilts": "STILTs"}
 CORRECTION_NAMES = {"none": "no correction", "holm": "Holm", "bh": "Benjamini-Hochberg"}
 # What a report says instead of a figure with nothing to draw.
