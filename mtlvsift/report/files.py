@@ -17,6 +17,7 @@ from pathlib import Path
 
 from mtlvsift import __version__
 from mtlvsift.recommend.evaluation import evaluate, load_rankings
+from mtlvsift.report.baseline_runs import runs_at_baseline
 from mtlvsift.report.markdown import markdown
 from mtlvsift.report.missing import MissingRun
 from mtlvsift.report.stats import PAPER_HEURISTIC, Analysis, Cell, Group
@@ -124,6 +125,7 @@ def summary(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
                            "rows": [{"label": r.label, "values": r.values,
                                      "notes": r.notes} for r in t.rows]} for t in tables},
         "groups": [_group_record(g) for g in groups],
+        "at_baseline_runs": [flag.record() for flag in runs_at_baseline(analysis)],
         "size_experiments": [dict(_group_record(g), ci90=g.ci90(),
                                    ci90_boot=_pair(g.ci90_boot())) for g in analysis.size_groups],
         "missing": [{"method": m.method, "target": m.target, "support": m.support,

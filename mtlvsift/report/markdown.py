@@ -12,9 +12,9 @@ from mtlvsift.report.missing import MissingRun
 from mtlvsift.report.stats import BASELINE_MARGIN, PAPER_HEURISTIC, Analysis
 from mtlvsift.report.tables import Table
 from mtlvsift.report.text import FIGURE1_EMPTY, FIGURE2_EMPTY, HEURISTIC_RULE, TIE_LEGEND, \
-    aso_line, baselines_line, corrections_line, few_seeds_line, fmt, fmt_p, group_text, \
-    lacking_phrase, overview_line, relative_text, report_name, seeds_phrase, sequential_line, \
-    tasks_line
+    aso_line, at_baseline_line, baselines_line, corrections_line, few_seeds_line, fmt, fmt_p, \
+    group_text, lacking_phrase, overview_line, relative_text, report_name, seeds_phrase, \
+    sequential_line, tasks_line
 from mtlvsift.report.verdicts import CellStats
 from mtlvsift.run_index import Discovery
 from mtlvsift.tasks import display_name
@@ -50,6 +50,8 @@ def markdown(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
     parts.append(md_text(tasks_line(a)))
     if baselines_line(a):
         parts.append(md_text(baselines_line(a)))
+    if at_baseline_line(a):
+        parts.append(md_text(at_baseline_line(a)))
     parts += ["## Figure 1: pairwise MTL minus STILTs",
               "![Figure 1](figure1.png)" if "figure1.png" in figures else FIGURE1_EMPTY,
               f"**Size heuristic** ({HEURISTIC_RULE}): {a.heuristic.phrase()} ({paper}).",

@@ -13,9 +13,9 @@ from mtlvsift.display import safe_markup
 from mtlvsift.report.missing import MissingRun
 from mtlvsift.report.stats import Analysis
 from mtlvsift.report.tables import Table
-from mtlvsift.report.text import HEURISTIC_RULE, PAPER_PHRASE, TIE_LEGEND, aso_line, baselines_line, \
-    corrections_line, few_seeds_line, fmt, group_text, lacking_phrase, overview_line, \
-    sequential_line, tasks_line
+from mtlvsift.report.text import HEURISTIC_RULE, PAPER_PHRASE, TIE_LEGEND, aso_line, \
+    at_baseline_line, baselines_line, corrections_line, few_seeds_line, fmt, group_text, \
+    lacking_phrase, overview_line, sequential_line, tasks_line
 from mtlvsift.run_index import Discovery
 from mtlvsift.tasks import display_name
 
@@ -37,6 +37,8 @@ def render(console: Console, a: Analysis, tables: list[Table], missing: list[Mis
     console.print(safe_markup(tasks_line(a)), highlight=False)
     if baselines_line(a):
         console.print(safe_markup(baselines_line(a)), highlight=False)
+    if at_baseline_line(a):
+        console.print(f"[yellow]{safe_markup(at_baseline_line(a))}[/]", highlight=False)
     if any(c.complete or c.refused for c in a.cells.values()):
         console.print(_matrix(a))
         legend = Text("Legend: ")
