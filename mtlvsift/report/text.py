@@ -8,6 +8,7 @@ from pathlib import Path
 from mtlvsift.report.baseline_runs import runs_at_baseline
 from mtlvsift.report.inference import ASO_THRESHOLD, CORRECTIONS, MIN_SEEDS
 from mtlvsift.report.stats import BASELINE_MARGIN, PAPER_HEURISTIC, Analysis, Group
+from mtlvsift.report.tables import mtl_all_label
 from mtlvsift.report.verdicts import Accuracy, heuristic_by_correction, heuristic_by_sign
 from mtlvsift.tasks import display_name
 
@@ -163,13 +164,14 @@ def at_baseline_line(a: Analysis) -> str:
 
 
 def configuration_text(g: Group) -> str:
-    """'single WNLI', 'MTL WNLI ← RTE', 'MTL_All RTE (size sampling)', with its variant."""
-    method = {"single": "single", "stilts": "STILTs", "mtl": "MTL", "mtl_all": "MTL_All"}[g.method]
+    """'single WNLI', 'MTL WNLI ← RTE (F = 0.5, K = 2)', 'MTL_All (size) WNLI', with its variant."""
+    if g.method == "mtl_all":
+        return f"{mtl_all_label([g])} {display_name(g.target)}"
+    method = {"single": "single", "stilts": "STILTs", "mtl": "MTL"}[g.method]
     support = f" ← {', '.join(display_name(s) for s in g.support)}" if g.support else ""
-    extra = [f"{g.sampling} sampling" if g.method == "mtl_all" and g.sampling else "",
-             "" if g.target_fraction is None else f"F = {g.target_fraction:g}",
-             "" if g.support_ratio is None else f"K = {g.support_ratio:g}", g.variant]
-    extra = [e for e in extra if e]
+    extra = ["" if g.target_fraction is None else f"F = {g.target_fraction:g}",
+             "" if g.support_ratio is None else f"K = {g.support_ratio:g}"]
+    extra = [e for e in extra if e] or ([g.variant] if g.variant else [])
     return f"{method} {display_name(g.target)}{support}" + (f" ({', '.join(extra)})" if extra else "")
 
 
