@@ -14,6 +14,8 @@ METHOD_NAMES = {"mtl": "MTL", "stilts": "STILTs"}
 
 def rule_text(rule: dict) -> str:
     """How often the size rule's pick held on significant cells of the finished grid."""
+    if _method_text(rule) == "tie":
+        return "no pick to check"
     if not rule["judged"]:
         return "no measured cells yet"
     return f"held {rule['held']}/{rule['judged']}"

@@ -240,6 +240,6 @@ def _write_index(report_dir: Path, analyses: list[Analysis]) -> None:
         index[name] = {"report_dir": slug, "model": a.model, "protocol": a.protocol,
                        "variant": a.variant, "seeds": a.seeds_in_use, "heuristic": {
                            "correct": a.heuristic.correct, "total": a.heuristic.total,
-                           "accuracy": a.heuristic.accuracy}}
+                           "accuracy": a.heuristic.accuracy, "ties": a.heuristic.ties}}
     atomic_write(report_dir / "report.md", "\n".join(lines) + "\n")
     atomic_write(report_dir / "summary.json", json.dumps({"models": index}, indent=1))

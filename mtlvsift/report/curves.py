@@ -19,16 +19,14 @@ from mtlvsift.display import safe_markup, safe_text
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.names import METHODS
 from mtlvsift.report.variants import report_keys, report_records
-from mtlvsift.run_folder import atomic_write, report_slug
+from mtlvsift.run_folder import RunFolder, atomic_write, report_slug
 from mtlvsift.run_index import discover, require_records
 from mtlvsift.run_record import RunRecord
 from mtlvsift.scores import is_number, is_score
 from mtlvsift.tasks import display_name, normalize_task_name
 
-LOG_FILE = "train_log.jsonl"  # run_folder.RunFolder.log_file's name
 MAX_LOG_BYTES = 512 * 2**20  # a log this large is not one a trainer wrote (10M steps ~ 1 GB)
-METHOD_ORDER = {m: i for i, m in enumerate(("single", "stilts", "mtl", "mtl_all"))}
-assert set(METHOD_ORDER) == set(METHODS)
+METHOD_ORDER = {m: i for i, m in enumerate(METHODS)}  # single, stilts, mtl, mtl_all
 
 
 @dataclass
@@ -63,12 +61,11 @@ def dev_points(record: RunRecord, task: str, warn: Callable[[str], None]) -> lis
     metric = record.main_metrics.get(task)
     points, bad = [], 0
     for entry in record.history:
-        value = None
-        if isinstance(entry, dict) and isinstance(entry.get("metrics"), dict):
-            value = (entry["metrics"].get(task) or {}).get(metric) if isinstance(
-                entry["metrics"].get(task), dict) else None
-        if _is_step(entry.get("step") if isinstance(entry, dict) else None) and is_score(
-                value, task, metric):
+        entry = entry if isinstance(entry, dict) else {}
+        metrics = entry.get("metrics")
+        scores = metrics.get(task) if isinstance(metrics, dict) else None
+        value = scores.get(metric) if isinstance(scores, dict) else None
+        if _is_step(entry.get("step")) and is_score(value, task, metric):
             points.append((entry["step"], value * 100))
         else:
             bad += 1
@@ -109,6 +106,10 @@ def loss_points(path: Path, warn: Callable[[str], None]) -> list[tuple[int, floa
     return points
 
 
+def _log_file(record: RunRecord) -> Path:
+    return RunFolder(record.folder).log_file
+
+
 def _is_step(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
@@ -120,7 +121,7 @@ def target_curves(records: list[RunRecord], target: str,
     runs = [r for r in records if r.target == target or (r.method == "mtl_all" and target in r.tasks)]
     runs.sort(key=lambda r: (METHOD_ORDER[r.method], configuration_label(r), r.seed))
     curves = [Curve(configuration_label(r), r.seed, dev_points(r, target, warn),
-                    loss_points(r.folder / LOG_FILE, warn)) for r in runs]
+                    loss_points(_log_file(r), warn)) for r in runs]
     baselines = [r.baseline_scores[target] for r in runs if target in r.baseline_scores]
     baseline = max(set(baselines), key=baselines.count) * 100 if baselines else None
     return TargetCurves(target, [c for c in curves if c.dev or c.loss], baseline)
@@ -182,9 +183,9 @@ def write_curves(outputs: Path, report_dir: Path | None = None, model: str | Non
             written.append(path)
     for warning in warnings:
         err_console.print(f"[yellow]Warning:[/] {safe_markup(warning)}", highlight=False)
-    unlogged = sum(not (r.folder / LOG_FILE).exists() for r in records)
+    unlogged = sum(not _log_file(r).exists() for r in records)
     if unlogged:
-        console.print(f"{unlogged} run(s) have no {LOG_FILE} (records copied without their "
+        console.print(f"{unlogged} run(s) have no {_log_file(records[0]).name} (records copied without their "
                       f"run folders?): their loss panels are empty.", highlight=False)
     if not written:
         console.print("No run has a dev score or a training loss to draw.")
