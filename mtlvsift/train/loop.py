@@ -37,7 +37,7 @@ from mtlvsift.stop_signals import exit_status, signal_label, stop_on_signals, st
 from mtlvsift.train.evaluation.baseline import constant_baselines
 from mtlvsift.train.batches.loader import MixedTaskDataset, micro_batch_collator, prepare_task_data, train_loader
 from mtlvsift.train.checkpoint.state import Progress, load_checkpoint, state_misfit
-from mtlvsift.train.checkpoint.writer import CheckpointWriter
+from mtlvsift.train.checkpoint.writer import CheckpointWriter, check_saved_models
 from mtlvsift.train.config import TrainConfig
 from mtlvsift.train.evaluation.dev import build_eval_batches, evaluate
 from mtlvsift.train.data.fingerprints import check_same_data, with_data_fingerprints
@@ -177,9 +177,7 @@ class Trainer:
                                         config.epochs, self.names) or Progress()
         self.checkpoints = CheckpointWriter(accelerator, run, self.model, self.optimizer, self.scheduler,
                                             tokenizer)
-        if self.progress.best is not None and (problem := model_folder_problem(run.best_dir)):
-            raise MtlvsiftError(f"The best model saved so far, {run.best_dir}, is damaged ({problem}). "
-                                f"Rerun the same command with --restart to train this run from scratch.")
+        check_saved_models(run, self.progress)
         if self.main:
             run.trim_log(self.progress.step)
         self.eval_batches = build_eval_batches(task_data, self.collate, config.eval_batch_size,
@@ -342,7 +340,7 @@ class Trainer:
         self.trackers.evaluation(progress.step, metrics)
         if is_best:
             progress.best = candidate
-        self.checkpoints.checkpoint(progress, best=is_best)
+        self.checkpoints.checkpoint(progress, best=is_best, improved=improved)
         previous = f"; the previous write took {progress.save_seconds[-2]:.2f} s" \
             if len(progress.save_seconds) > 1 else ""
         self.display.message(f"Checkpoint at step {progress.step}: the loop waited "
