@@ -49,8 +49,8 @@ from mtlvsift.train.plan import (check_batch_options, epoch_settings, eval_point
                                  lr_schedule_steps, with_prerequisites)
 from mtlvsift.train.model.encoders import batch_collator, check_packing_options
 from mtlvsift.train.progress_bar import TrainDisplay
-from mtlvsift.train.run_messages import (few_steps_warning, interrupted_message, quiet_transformers,
-                                         resume_line, summary_lines)
+from mtlvsift.train.run_messages import (few_steps_warning, interrupted_message, quiet_datasets_in_logs,
+                                         quiet_transformers, resume_line, summary_lines)
 from mtlvsift.train.batches.sampling import epoch_schedule, process_slice, task_probabilities
 from mtlvsift.train.trackers import Trackers, tracking_dir
 
@@ -62,7 +62,7 @@ def run_training(config: TrainConfig, restart: bool = False) -> dict[str, Any]:
     and exit status 128 + the signal's number (Ctrl-C 130, SIGTERM 143); by then the loop has
     completed the checkpoint write under way and released the folder's lock."""
     try:
-        with quiet_transformers(), stop_on_signals():
+        with quiet_transformers(), quiet_datasets_in_logs(), stop_on_signals():
             return _run_training(config, restart)
     except KeyboardInterrupt as interrupt:  # Ctrl-C, or a stop signal (stop_signals.Stopped)
         if int(os.environ.get("RANK", "0")) == 0:

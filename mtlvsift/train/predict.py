@@ -34,6 +34,7 @@ from mtlvsift.train.checkpoint.task_models import TaskModel, task_model
 from mtlvsift.train.data import user_data
 from mtlvsift.train.data.glue import data_fingerprint, glue_hub_split, load_split, resolve_data_dir
 from mtlvsift.train.data.task_files import load_task_files
+from mtlvsift.train.run_messages import quiet_datasets_in_logs
 
 if TYPE_CHECKING:  # torch, transformers and datasets load once the inputs are read and checked
     import datasets
@@ -84,26 +85,12 @@ def predict(run_dir: str | Path, out_dir: str | Path, split: str | None = None,
                   for task, inputs in jobs if inputs.split}
     import torch
 
-    from mtlvsift.train.model.multitask import MultiTaskModel, model_folder_problem
-
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     predictions = {}
-    for folder in dict.fromkeys(m.folder for m in models.values()):  # each model loaded once
-        problem = model_folder_problem(folder)
-        if problem:
-            raise MtlvsiftError(f"The best model of {run_dir} ({folder}) cannot be loaded ({problem}). "
-                                f"Train the run again (its command with --overwrite).")
-        model, tokenizer = MultiTaskModel.load(folder)
-        model.to(device).eval()
-        for task, inputs in jobs:
-            if models[task.name].folder != folder:
-                continue
-            if task.name not in model.task_names:
-                raise MtlvsiftError(f"The best model of {run_dir} ({folder}) has no head for {task.name} "
-                                    f"(heads: {', '.join(model.task_names)}).")
-            predictions[task.name, inputs.name] = _predict(model, tokenizer, task, model.task_names.index(
-                task.name), inputs, max_length, batch_size, device)
-        del model
+    with quiet_datasets_in_logs():  # no "Tokenizing" bars in a log file
+        for folder in dict.fromkeys(m.folder for m in models.values()):  # each model loaded once
+            its_jobs = [(task, inputs) for task, inputs in jobs if models[task.name].folder == folder]
+            predictions |= _predictions_of(folder, run_dir, its_jobs, max_length, batch_size, device)
     written = []
     for task in tasks:
         say(models[task.name].note)
@@ -264,6 +251,27 @@ def _dev_scores(task: Task, task_jobs: list[Inputs], predictions: dict, referenc
 
 
 # --------------------------------------------------------------------------- model, files
+
+
+def _predictions_of(folder: Path, run_dir: Path, jobs: list[tuple[Task, Inputs]], max_length: int,
+                    batch_size: int, device: torch.device) -> dict[tuple[str, str], np.ndarray]:
+    """The predictions of the model saved in ``folder`` for ``jobs``, by (task, file stem)."""
+    from mtlvsift.train.model.multitask import MultiTaskModel, model_folder_problem
+
+    problem = model_folder_problem(folder)
+    if problem:
+        raise MtlvsiftError(f"The best model of {run_dir} ({folder}) cannot be loaded ({problem}). "
+                            f"Train the run again (its command with --overwrite).")
+    model, tokenizer = MultiTaskModel.load(folder)
+    model.to(device).eval()
+    predictions = {}
+    for task, inputs in jobs:
+        if task.name not in model.task_names:
+            raise MtlvsiftError(f"The best model of {run_dir} ({folder}) has no head for {task.name} "
+                                f"(heads: {', '.join(model.task_names)}).")
+        predictions[task.name, inputs.name] = _predict(model, tokenizer, task, model.task_names.index(task.name),
+                                                       inputs, max_length, batch_size, device)
+    return predictions
 
 
 def _predict(model: MultiTaskModel, tokenizer, task: Task, head: int, inputs: Inputs,
