@@ -76,16 +76,25 @@ def command_options(method: str, config: Mapping[str, Any]) -> dict[str, Any]:
     return options
 
 
-def run_args(config: Mapping[str, Any], overwrite: bool = False) -> list[str]:
-    """The script and arguments that make the run of ``config`` again (its seed included)."""
+def run_args(config: Mapping[str, Any], overwrite: bool = False, retrain_stale: bool = False) -> list[str]:
+    """The script and arguments that make the run of ``config`` again (its seed included);
+    ``overwrite`` / ``retrain_stale``: what the run does with a folder that holds another run."""
     method = config["method"]
-    options = {**command_options(method, config), "overwrite": overwrite}
+    options = {**command_options(method, config), **_replacing(method, config, overwrite, retrain_stale)}
     return [*train_args(method, config.get("target"), config.get("support") or (), options),
             "--seed", str(config["seed"])]
 
 
-def run_command(config: Mapping[str, Any], seeds: Sequence[int], overwrite: bool = False) -> str:
+def run_command(config: Mapping[str, Any], seeds: Sequence[int], overwrite: bool = False,
+                retrain_stale: bool = False) -> str:
     """``train_command`` for the runs of ``config``'s identity over ``seeds``."""
     method = config["method"]
-    options = {**command_options(method, config), "overwrite": overwrite}
+    options = {**command_options(method, config), **_replacing(method, config, overwrite, retrain_stale)}
     return train_command(method, config.get("target"), config.get("support") or (), options, seeds)
+
+
+def _replacing(method: str, config: Mapping[str, Any], overwrite: bool, retrain_stale: bool) -> dict[str, bool]:
+    """--overwrite, and --retrain-stale where the run reads single runs (never recorded options:
+    a report's commands never replace runs)."""
+    stale = retrain_stale and run_options.reads_single_runs(method, config)
+    return {"overwrite": overwrite, **({"retrain_stale": True} if stale else {})}

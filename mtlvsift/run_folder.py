@@ -1,7 +1,9 @@
 """Run folders: naming, the stored config (the run's identity), claiming (with the lock of
 run_lock.py), atomic writes.
 
-``outputs/<method>/<name>/seed-<k>/`` holds ``config.json`` (written when the run starts),
+``outputs/<model>/<method>/<name>/seed-<k>/`` (``<model>``: ``model_slug`` of ``--model``, so
+that runs of two models share a tree; a tree made before the model named a folder,
+``outputs/<method>/<name>/seed-<k>/``, is still read and resumed: ``locate_run_folder``) holds ``config.json`` (written when the run starts),
 ``result.json`` (the run record, written atomically once the run completes), ``best/`` (the best
 model), ``best-<task>/`` (a multi-task run's best model of a task whose best step is not
 ``best/``'s), ``state/`` (the latest accelerate state, for resuming) and ``train_log.jsonl``.
@@ -12,6 +14,7 @@ being written (records, configs, reports) goes through ``atomic_write``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -94,9 +97,17 @@ def _short(value: Any) -> str:
     return str(value)
 
 
+_SLUG_MAX = 100  # characters of a model's folder name (a file name may hold 255 bytes)
+
+
 def model_slug(model: str) -> str:
-    """A folder name for a model id or path: 'org/model' -> 'org-model'."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", model).strip("-.") or "model"
+    """A folder name for a model id or path: 'org/model' -> 'org-model', '/data/enc' ->
+    'data-enc'; a long one is cut, with a hash of the whole name so that it stays distinct."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model).strip("-.") or "model"
+    if len(slug) > _SLUG_MAX:
+        digest = hashlib.sha256(model.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+        slug = f"{slug[:_SLUG_MAX - 13].rstrip('-.')}-{digest}"
+    return slug
 
 
 def report_slug(model: str, protocol: str, data_variant: str) -> str:
@@ -112,8 +123,72 @@ def run_name(base: str, variant: str) -> str:
     return f"{base}__{variant}" if variant else base
 
 
-def run_folder(output_dir: str | Path, method: str, name: str, seed: int) -> Path:
+def run_folder(output_dir: str | Path, model: str, method: str, name: str, seed: int) -> Path:
+    """Where a run of ``model`` goes: ``<outputs>/<model slug>/<method>/<name>/seed-<k>``."""
+    return Path(output_dir) / model_slug(model) / method / name / f"seed-{seed}"
+
+
+def legacy_run_folder(output_dir: str | Path, method: str, name: str, seed: int) -> Path:
+    """Where a run went before the model named a folder: ``<outputs>/<method>/<name>/seed-<k>``."""
     return Path(output_dir) / method / name / f"seed-{seed}"
+
+
+def locate_run_folder(output_dir: str | Path, model: str, method: str, name: str, seed: int) -> Path:
+    """The run's folder: ``run_folder``, unless only the legacy folder exists and holds a run of
+    the same model (its config.json says so), which is then resumed or skipped where it is."""
+    folder = run_folder(output_dir, model, method, name, seed)
+    legacy = legacy_run_folder(output_dir, method, name, seed)
+    if folder.exists() or not (legacy / CONFIG_FILE).is_file():
+        return folder
+    try:
+        stored = json.loads((legacy / CONFIG_FILE).read_text())
+    except (OSError, ValueError, RecursionError):  # damaged: not known to be this model's
+        return folder
+    return legacy if isinstance(stored, dict) and stored.get("model") == model else folder
+
+
+# What a run read from other runs: the STILTs start model, dynamic sampling's single-task scores.
+# A folder whose run differs from the planned one only there is stale, not another configuration.
+STALE_KEYS = ("start_model", "single_scores")
+# Stored in config.json by an older mtlvsift, no longer identity: the start model and the scores
+# say what --support-seeds meant.
+_LEGACY_KEYS = ("support_seeds",)
+
+
+class StaleRun(MtlvsiftError):
+    """The folder's run read another start model or other single-task scores than this run would:
+    kept as it is, unless --retrain-stale. Exit status 3, which the grid counts as stale."""
+
+    exit_code = 3
+
+
+def identity_changes(stored: dict[str, Any], planned: dict[str, Any],
+                     ignore: tuple[str, ...] = ()) -> list[str]:
+    """The identity keys whose values differ between a folder's config.json and a planned run
+    (``ignore``: keys not known yet, such as what a run resolves when it starts)."""
+    skip = set(ignore) | {k for k in _LEGACY_KEYS if k not in planned}
+    if "start_model" not in stored:  # written before the start model was identity
+        skip.add("start_model")
+    return sorted(k for k in set(stored) | set(planned)
+                  if k not in skip and stored.get(k) != planned.get(k))
+
+
+def stale_reason(stored: dict[str, Any], planned: dict[str, Any]) -> str:
+    """What changed in a stale run, in words: the start model, or the single-task scores."""
+    if stored.get("start_model") != planned.get("start_model"):
+        return f"its start model {_start(stored)} is now {_start(planned)}"
+    scores = lambda identity: ", ".join(f"{t} {v:.4f}" for t, v in (identity.get("single_scores") or {}).items()
+                                        if isinstance(v, (int, float)))
+    return f"its single-task scores ({scores(stored)}) are now {scores(planned)}"
+
+
+def _start(identity: dict[str, Any]) -> str:
+    start = identity.get("start_model")
+    if not isinstance(start, dict):
+        return "(none)"
+    score = start.get("score")
+    shown = f", dev {score:.4f}" if isinstance(score, (int, float)) else ""
+    return f"{start.get('run')} (seed {start.get('seed')}{shown})"
 
 
 @dataclass
@@ -165,13 +240,19 @@ class RunFolder:
         """Check the folder against this run's config: returns "new", "resume" or "complete".
 
         A folder whose stored config differs is an error (--overwrite replaces the run, and is
-        handled by ``claim``), so that a wrong flag never costs a finished run.
+        handled by ``claim``), so that a wrong flag never costs a finished run; one that differs
+        only in what it read from other runs is ``StaleRun`` (--retrain-stale replaces it).
         """
         stored = self.stored_identity()
         if stored is None:
             return "new"
-        if stored != identity:
-            diff = sorted(k for k in set(stored) | set(identity) if stored.get(k) != identity.get(k))
+        diff = identity_changes(stored, identity)
+        if diff and set(diff) <= set(STALE_KEYS):
+            raise StaleRun(
+                f"{self.path} is stale: {stale_reason(stored, identity)} (e.g. after more "
+                f"--support-seeds). It is kept as it is; rerun with --retrain-stale to train it "
+                f"again, or with the --support-seeds it was made with.")
+        if diff:
             shown = ", ".join(f"{k}: {stored.get(k)!r} -> {identity.get(k)!r}" for k in diff)
             raise MtlvsiftError(
                 f"{self.path} holds a run with a different config ({shown}). Rerun with the "
@@ -179,6 +260,16 @@ class RunFolder:
                 f"--output-dir."
             )
         return "complete" if self.is_complete() else "resume"
+
+    def is_stale(self, identity: dict[str, Any]) -> bool:
+        """Whether the folder holds this run made from another start model or other scores."""
+        try:
+            self.prepare(identity)
+        except StaleRun:
+            return True
+        except MtlvsiftError:
+            return False
+        return False
 
     def claim(self, identity: dict[str, Any], overwrite: bool = False,
               restart: bool = False) -> RunLock:

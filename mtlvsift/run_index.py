@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,7 +49,8 @@ class Discovery:
 def discover(root: str | Path) -> Discovery:
     """Every run record and every unfinished run under ``root``, with one warning per bad file.
 
-    Runs are looked for only where the trainer puts them, ``<root>/<method>/<name>/seed-<k>/``:
+    Runs are looked for only where the trainer puts them, ``<root>/<model>/<method>/<name>/seed-<k>/``
+    (and ``<root>/<method>/<name>/seed-<k>/``, where runs went before the model named a folder):
     whatever else lies in the tree (a stray result.json or config.json, copies, the report) is
     never read, and cannot hide the runs.
     """
@@ -57,7 +59,7 @@ def discover(root: str | Path) -> Discovery:
     if not root.is_dir():
         return found
     for method in METHODS:
-        for folder in root.glob(f"{method}/*/seed-*"):
+        for folder in [*root.glob(f"*/{method}/*/seed-*"), *root.glob(f"{method}/*/seed-*")]:
             if not _SEED_FOLDER.fullmatch(folder.name):
                 continue
             try:
@@ -104,11 +106,14 @@ def _newest_mtime(folder: Path) -> float:
 
 
 
-def finished_runs(folder: str | Path, model: str) -> list[RunRecord]:
-    """The records ``<folder>/seed-*/result.json`` of one model. A damaged one is an error: a
-    run that reads them (STILTs, dynamic sampling) must not silently use fewer seeds."""
+def finished_runs(folders: Iterable[str | Path], model: str) -> list[RunRecord]:
+    """The records ``<folder>/result.json`` of one model among the run folders ``folders``
+    (one configuration's seeds). A damaged one is an error: a run that reads them (STILTs,
+    dynamic sampling) must not silently use fewer seeds."""
     records = []
-    for result in sorted(Path(folder).glob(f"seed-*/{RESULT_FILE}")):
+    for result in (Path(folder) / RESULT_FILE for folder in folders):
+        if not result.is_file():
+            continue
         try:
             record = read_record(result)
         except InvalidRecord as err:

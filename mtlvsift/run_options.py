@@ -147,10 +147,17 @@ OPTIONS: tuple[Option, ...] = (
            suffix="protocol",
            help="standard: this project's; original: the authors' code (epoch until the first task "
                 "runs out, sum of task means, heads shared by label count, ...; docs/fidelity.md)."),
+    # Not identity: what the run read is (the start model, the single-task scores), so that a
+    # grid grown by a seed keeps the runs whose start model did not change.
     Option("support_seeds", "--support-seeds", "seeds", default=DEFAULT_SEEDS, grid=False,
-           when=reads_single_runs, callback="seeds",
+           when=reads_single_runs, callback="seeds", identity=False,
            help="Seeds of the single runs that STILTs (best of them) and dynamic sampling (their "
                 "mean) read; all must be finished."),
+    Option("retrain_stale", "--retrain-stale", "bool", default=False, identity=False, command=False,
+           when=reads_single_runs,
+           help="Train the run again if it is stale: its STILTs start model or its single-task "
+                "scores changed since it ran (e.g. after more --support-seeds); a run with other "
+                "options is still refused."),
     Option(ADDED_UNTIL_DECIDED, "--added-until-decided", "bool", default=False, identity=False,
            methods=("stilts", "mtl"), grid=False,
            help="Recorded only: run_grid.py --until-decided added this seed after looking at the "

@@ -102,6 +102,13 @@ def tiny_args(tiny_model, data_dir, out, *extra, epochs=2):
             "--batch-size", 8, "--lr", 1e-3, *extra]
 
 
+def model_dir(out: Path, model: str | Path = "distilroberta-base") -> Path:
+    """Where the runs of ``model`` go under ``out`` (``<out>/<model slug>``)."""
+    from mtlvsift.run_folder import model_slug
+
+    return Path(out) / model_slug(str(model))
+
+
 def run_dir(out: Path, method: str, name: str, seed: int = 0) -> Path:
     """The folder of one run under ``out``, whichever model's folder holds it: tests find runs
     through this, not by spelling the layout. None or one match; several are an error."""
@@ -229,8 +236,9 @@ def finishes_within(seconds: float, call, fifo: Path | None = None):
     return outcome["value"]
 
 
-def folder_of(out, method="single", name="rte"):
-    return run_dir(out, method, name, 0)
+def folder_of(out, method="single", name="rte", model=None):
+    """Seed 0's run folder: the one found, or (``model`` given) where that model's run goes."""
+    return model_dir(out, model) / method / name / "seed-0" if model else run_dir(out, method, name, 0)
 
 
 def stop_after_first_checkpoint(tiny_model, tiny_glue, out, monkeypatch, *extra):

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 import mtlvsift.faults as faults
 import mtlvsift.train.checkpoint.writer as checkpoint_writer
-from helpers import (REPO_ROOT, fails, read_log, read_result, run_script, stopped_at_a_checkpoint_then_resumed,
+from helpers import (model_dir, REPO_ROOT, fails, read_log, read_result, run_script, stopped_at_a_checkpoint_then_resumed,
                      tiny_args)
 from mtlvsift.train.checkpoint.writer import HostCopy
 
@@ -63,7 +63,7 @@ def test_a_slow_write_is_waited_for_before_the_record(tiny_model, tiny_glue, tmp
     """The run still ends with the last checkpoint on disk before result.json, and the record
     holds each write's time and the loop's waits."""
     run_script("train_stilts", ["--target", "rte", "--keep-state", *tiny_args(tiny_model, tiny_glue, tmp_path)])
-    folder = tmp_path / "single" / "rte" / "seed-0"
+    folder = model_dir(tmp_path, tiny_model) / "single" / "rte" / "seed-0"
     assert json.loads((folder / "state" / "progress.json").read_text())["step"] == 12
     timing = read_result(tmp_path, "single", "rte")["timing"]
     assert len(timing["save_seconds"]) == len(timing["checkpoint_blocked_seconds"]) == 4
@@ -81,7 +81,7 @@ def test_a_slow_copy_still_holds_the_checkpoint_step(tiny_model, tiny_glue, tmp_
     run_script("train_stilts", command(tmp_path / "clean"))
     stopped_at_a_checkpoint_then_resumed(monkeypatch, "train_stilts", command(tmp_path / "resumed"),
                                          "after_checkpoint:oserror:1")
-    clean, resumed = (tmp_path / n / "single" / "rte" / "seed-0" for n in ("clean", "resumed"))
+    clean, resumed = (model_dir(tmp_path / n, tiny_model) / "single" / "rte" / "seed-0" for n in ("clean", "resumed"))
     a, b = (load_file(folder / "state" / "model.safetensors") for folder in (clean, resumed))
     assert all(torch.equal(a[name], b[name]) for name in a)
     assert read_log(clean) == [e | {"examples_per_second": c["examples_per_second"]}
@@ -92,7 +92,7 @@ def test_a_failed_last_write_stops_the_run_before_its_record(tiny_model, tiny_gl
     monkeypatch.setenv("MTLVSIFT_FAULT", "mid_checkpoint:oserror:4")  # the fourth and last checkpoint
     fails("train_stilts", ["--target", "rte", *tiny_args(tiny_model, tiny_glue, tmp_path)],
           "Could not write the checkpoint", "No space left on device", "rerun the same command")
-    folder = tmp_path / "single" / "rte" / "seed-0"
+    folder = model_dir(tmp_path, tiny_model) / "single" / "rte" / "seed-0"
     assert not (folder / "result.json").exists() and not (folder / "state.tmp").exists()
     assert json.loads((folder / "state" / "progress.json").read_text())["step"] == 9
     monkeypatch.delenv("MTLVSIFT_FAULT")
@@ -106,7 +106,7 @@ def test_resuming_with_another_process_count_is_refused(tiny_model, tiny_glue, t
     fails("train_stilts", ["--target", "rte", *tiny_args(tiny_model, tiny_glue, tmp_path)],
           "Could not write the checkpoint")
     monkeypatch.delenv("MTLVSIFT_FAULT")
-    training = tmp_path / "single" / "rte" / "seed-0" / "state" / "training.pt"
+    training = model_dir(tmp_path, tiny_model) / "single" / "rte" / "seed-0" / "state" / "training.pt"
     state = torch.load(training, weights_only=False)
     torch.save(state | {"rng": state["rng"] * 2}, training)  # as two processes write it
     fails("train_stilts", ["--target", "rte", *tiny_args(tiny_model, tiny_glue, tmp_path)],
@@ -125,7 +125,7 @@ def test_a_failed_write_stops_every_process(tiny_model, tiny_glue, tmp_path):
     assert done.returncode != 0
     output = " ".join((done.stdout + done.stderr).split())
     assert output.count("Could not write the checkpoint") >= 2, output[-3000:]  # both processes
-    folder = tmp_path / "single" / "rte" / "seed-0"
+    folder = model_dir(tmp_path, tiny_model) / "single" / "rte" / "seed-0"
     assert not (folder / "state").exists() and not (folder / "result.json").exists()
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import fails, nothing_written, run_script, tiny_args
+from helpers import model_dir, fails, nothing_written, run_script, tiny_args
 
 
 def test_unknown_task_lists_the_valid_names(tiny_model, tiny_glue, tmp_path):
@@ -64,7 +64,7 @@ def test_stilts_without_a_supporting_run_prints_the_command(tiny_model, tiny_glu
 def test_changed_config_never_touches_the_finished_run(tiny_model, tiny_glue, tmp_path):
     out = tmp_path / "out"
     run_script("train_stilts", ["--target", "rte", *tiny_args(tiny_model, tiny_glue, out, epochs=1)])
-    result_file = out / "single" / "rte" / "seed-0" / "result.json"
+    result_file = model_dir(out, tiny_model) / "single" / "rte" / "seed-0" / "result.json"
     before = result_file.read_bytes()
     fails("train_stilts", ["--target", "rte", *tiny_args(tiny_model, tiny_glue, out, epochs=1), "--lr", 5e-4],
           "different config", "lr: 0.001 -> 0.0005", "--overwrite")
@@ -183,7 +183,7 @@ def test_an_sts_b_dev_set_of_one_row_is_refused_before_training(tiny_model, tiny
 @pytest.mark.parametrize("content, reason", [("{not json", "JSONDecodeError"), ("[1, 2]", "an array")])
 def test_a_hand_broken_config_json_is_one_error(content, reason, tiny_model, tiny_glue, tmp_path):
     out = tmp_path / "out"
-    config = out / "single" / "rte" / "seed-0" / "config.json"
+    config = model_dir(out, tiny_model) / "single" / "rte" / "seed-0" / "config.json"
     config.parent.mkdir(parents=True)
     config.write_text(content)
     fails("train_stilts", ["--target", "rte", *tiny_args(tiny_model, tiny_glue, out)],
@@ -194,13 +194,13 @@ def test_a_hand_broken_config_json_is_one_error(content, reason, tiny_model, tin
 def test_a_supporting_record_without_best_is_named(tiny_model, tiny_glue, tmp_path):
     out = tmp_path / "out"
     run_script("train_stilts", ["--target", "sst2", *tiny_args(tiny_model, tiny_glue, out, epochs=1)])
-    record = out / "single" / "sst2" / "seed-0" / "result.json"
+    record = model_dir(out, tiny_model) / "single" / "sst2" / "seed-0" / "result.json"
     raw = json.loads(record.read_text())
     del raw["best"]
     record.write_text(json.dumps(raw))
     fails("train_stilts", ["--target", "rte", "--support", "sst2", *tiny_args(tiny_model, tiny_glue, out)],
           str(record), "not a valid run record", "'best.score' is missing")
-    assert not (out / "stilts").exists()
+    assert not (model_dir(out, tiny_model) / "stilts").exists()
 
 
 def test_a_read_only_output_folder_is_one_error(tiny_model, tiny_glue, read_only_dir):

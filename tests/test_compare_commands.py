@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import REPO_ROOT, run_script, tiny_args
+from helpers import model_dir, REPO_ROOT, run_script, tiny_args
 
 from mtlvsift.run_record import read_record
 
@@ -42,9 +42,10 @@ def test_the_first_command_of_missing_sh_trains_the_missing_run(tmp_path, tiny_m
     script = _setup(out, tiny_model, tiny_glue, [("rte", 0), ("rte", 1), ("sst2", 0)])
     comment, made = _run_first(script, out)
     assert comment == "# single sst2: seed 1 (others done)"
-    assert made == ["single/sst2__n-16/seed-1/result.json"]
+    slug = model_dir(out, tiny_model).name
+    assert made == [f"{slug}/single/sst2__n-16/seed-1/result.json"]
     done = read_record(out / made[0])
-    seed0 = read_record(out / "single" / "sst2__n-16" / "seed-0" / "result.json")
+    seed0 = read_record(model_dir(out, tiny_model) / "single" / "sst2__n-16" / "seed-0" / "result.json")
     assert (done.method, done.target, done.seed, done.variant) == ("single", "sst2", 1, "n-16")
     assert done.options == seed0.options and "max_train_examples" in done.options
     assert json.loads((out / made[0]).read_text())["config"]["data_dir"] == str(tiny_glue)
@@ -56,14 +57,15 @@ def test_a_missing_stilts_loop_runs_as_printed(tmp_path, tiny_model, tiny_glue):
     script = _setup(out, tiny_model, tiny_glue, [(t, s) for t in ("sst2", "rte") for s in (0, 1)])
     comment, made = _run_first(script, out)
     assert comment == "# STILTs sst2 <- rte: seeds 0, 1"
-    folder = "stilts/sst2--rte__n-16"
+    slug = model_dir(out, tiny_model).name
+    folder = f"{slug}/stilts/sst2--rte__n-16"
     assert made == [f"{folder}/seed-{s}/result.json" for s in (0, 1)]
-    single = read_record(out / "single" / "sst2__n-16" / "seed-0" / "result.json")
+    single = read_record(model_dir(out, tiny_model) / "single" / "sst2__n-16" / "seed-0" / "result.json")
     for seed in (0, 1):
         record = read_record(out / folder / f"seed-{seed}" / "result.json")
         assert (record.method, record.target, record.support, record.seed, record.variant) == (
             "stilts", "sst2", ("rte",), seed, "n-16")
         assert record.options == {**single.options, "support_seeds": [0, 1]}
         raw = json.loads((out / folder / f"seed-{seed}" / "result.json").read_text())
-        assert raw["start_model"]["run"].startswith("single/rte__n-16/seed-")
+        assert raw["start_model"]["run"].startswith(f"{slug}/single/rte__n-16/seed-")
         assert raw["start_model"]["seeds"] == [0, 1]

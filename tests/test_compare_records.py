@@ -142,7 +142,8 @@ def test_a_field_outside_its_allowed_values_skips_the_record(tmp_path, field, va
 def test_runs_are_found_only_in_method_name_seed_folders(tmp_path):
     runs = [write_record(tmp_path, "stilts", "rte", ["mnli"], seed=s) for s in range(2)]
     running = write_in_progress(tmp_path, "mtl", "rte--mnli", seed=0)
-    stray = write_record(tmp_path / "elsewhere", "single", "rte", seed=0)
+    modern = write_record(tmp_path / "my-model", "single", "rte", seed=0)  # <outputs>/<model>/...
+    stray = write_record(tmp_path / "elsewhere" / "copy", "single", "rte", seed=0)
     # Stray files above the run folders used to hide every run below them.
     for folder in (tmp_path, tmp_path / "stilts", tmp_path / "stilts" / "rte--mnli"):
         (folder / "config.json").write_text("{}")
@@ -150,7 +151,7 @@ def test_runs_are_found_only_in_method_name_seed_folders(tmp_path):
     (tmp_path / "stilts" / "rte--mnli" / "seed-x").mkdir()
     (tmp_path / "stilts" / "rte--mnli" / "seed-x" / "result.json").write_text("not a record")
     found = discover(tmp_path)
-    assert [r.path for r in found.records] == runs
+    assert [r.path for r in found.records] == [modern, *runs]
     assert [r.path for r in found.in_progress] == [running]
     assert found.warnings == [] and stray.exists()
 

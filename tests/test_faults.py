@@ -110,7 +110,7 @@ def test_non_finite_loss_stops_with_step_and_task(tiny_model, tiny_glue, tmp_pat
 
 
 def test_second_writer_is_refused_and_stale_lock_taken_over(tiny_model, tiny_glue, tmp_path):
-    folder = folder_of(tmp_path)
+    folder = folder_of(tmp_path, model=tiny_model)
     folder.mkdir(parents=True)
     owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
@@ -217,7 +217,7 @@ def test_real_save_errors_name_the_space_and_remove_the_partial_copy(what, tiny_
     from mtlvsift.train.checkpoint import writer as checkpoint_writer
     from mtlvsift.train.model.multitask import MultiTaskModel
 
-    folder = folder_of(tmp_path)
+    folder = folder_of(tmp_path, model=tiny_model)
     if what == "best model":  # the first evaluation saves it; safetensors fails so on a full disk
         error = SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
         monkeypatch.setattr(MultiTaskModel, "save", _saves_partly_then(error))

@@ -16,7 +16,7 @@ import json
 
 import pytest
 
-from helpers import run_script
+from helpers import model_dir, run_script
 
 GOLDEN_LOSSES = [5.897140026092529, 9.183866500854492, 4.705202579498291, 6.6305460929870605,
                  4.417096138000488, 4.916406154632568, 5.615729331970215, 5.439655303955078,
@@ -30,7 +30,7 @@ def test_tiny_mtl_run_matches_its_golden_values(tiny_model_no_dropout, tiny_glue
                              "--model", tiny_model_no_dropout, "--data-dir", tiny_glue,
                              "--output-dir", tmp_path, "--epochs", 1, "--batch-size", 8,
                              "--lr", 1e-3, "--log-every", 1])
-    folder = tmp_path / "mtl" / "rte--stsb__sampling-size" / "seed-0"
+    folder = model_dir(tmp_path, tiny_model_no_dropout) / "mtl" / "rte--stsb__sampling-size" / "seed-0"
     log = [json.loads(line) for line in (folder / "train_log.jsonl").read_text().splitlines()]
     assert [entry["step"] for entry in log] == list(range(1, 13))
     assert [entry["loss"] for entry in log[:10]] == pytest.approx(GOLDEN_LOSSES, rel=1e-4)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO_ROOT, grid_options, load_script, run_script
+from helpers import REPO_ROOT, grid_options, load_script, model_dir, read_result, run_script
 from mtlvsift.grid.estimate import RunWork, Speeds, TaskSpeed, inside_seconds, run_seconds, speed_of_record
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.grid.plan import grid_runs
@@ -38,7 +38,8 @@ def test_plan_orders_prerequisites_and_pairs_once(tmp_path):
         "MTL rte <- mrpc seed 1", "MTL rte <- stsb seed 1", "MTL mrpc <- stsb seed 1"]
     stilts = runs[8]
     assert stilts.config.support_seeds == [0, 1]
-    assert stilts.needs == (str(tmp_path / "out/single/mrpc/seed-0"), str(tmp_path / "out/single/mrpc/seed-1"))
+    assert stilts.needs == (str(model_dir(tmp_path / "out") / "single/mrpc/seed-0"),
+                            str(model_dir(tmp_path / "out") / "single/mrpc/seed-1"))
     assert "--support-seeds '0 1'" in stilts.command()
 
 
@@ -57,7 +58,7 @@ def test_size_experiment_adds_the_capped_supporting_runs(tmp_path):
     3,668; --target-fraction 0.5 makes the targets 1,245 and 1,834)."""
     runs = grid_runs(["rte", "mrpc"], [0], ["stilts", "mtl"], grid_options(tmp_path),
                      support_ratios=[0.5, 1.0], target_fraction=0.5)
-    folders = [str(Path(r.run_dir).relative_to(tmp_path)) for r in runs]
+    folders = [str(Path(r.run_dir).relative_to(model_dir(tmp_path))) for r in runs]
     assert folders[:6] == ["single/rte/seed-0", "single/mrpc/seed-0", "single/mrpc__n-622/seed-0",
                            "single/rte__n-917/seed-0", "single/mrpc__n-1245/seed-0",
                            "single/rte__n-1834/seed-0"]
@@ -66,8 +67,9 @@ def test_size_experiment_adds_the_capped_supporting_runs(tmp_path):
         "stilts/rte--mrpc__tf-0.5_sr-1/seed-0", "stilts/mrpc--rte__tf-0.5_sr-1/seed-0",
         "mtl/rte--mrpc__tf-0.5_sr-0.5/seed-0", "mtl/mrpc--rte__tf-0.5_sr-0.5/seed-0",
         "mtl/rte--mrpc__tf-0.5_sr-1/seed-0", "mtl/mrpc--rte__tf-0.5_sr-1/seed-0"]
-    assert runs[6].needs == (str(tmp_path / "single/mrpc__n-622/seed-0"),)
-    assert runs[10].needs == (str(tmp_path / "single/rte/seed-0"), str(tmp_path / "single/mrpc/seed-0"))
+    assert runs[6].needs == (str(model_dir(tmp_path) / "single/mrpc__n-622/seed-0"),)
+    assert runs[10].needs == (str(model_dir(tmp_path) / "single/rte/seed-0"),
+                              str(model_dir(tmp_path) / "single/mrpc/seed-0"))
     for run in runs:  # the commands rebuild the same runs
         assert _config_from_command(run).identity() == run.config.identity()
     with pytest.raises(MtlvsiftError, match="RTE as target needs 3735 MRPC training examples .3 x the target.s., but 3668"):
@@ -183,7 +185,7 @@ def test_a_finished_run_with_other_options_is_not_taken_as_done(tmp_path, tiny_m
     assert "Grid: 0 trained, 0 already complete, 2 failed." in text and "epochs: 1 -> 2" in text
     done = run_script("run_grid", [*grid, "--epochs", "2", "--overwrite"])
     assert "Grid: 2 trained" in " ".join(done.output.split())
-    assert json.loads((tmp_path / "single/rte/seed-0/result.json").read_text())["config"]["epochs"] == 2
+    assert read_result(tmp_path, "single", "rte")["config"]["epochs"] == 2
 
 
 @pytest.mark.slow
@@ -204,8 +206,8 @@ def test_grid_under_accelerate_launch_runs_each_run_on_both_processes(tmp_path, 
     assert done.stdout.count("Grid: 4 trained") == 1  # the main process reports
     records = [json.loads(p.read_text()) for p in out.rglob("result.json")]
     assert len(records) == 4 and all(r["timing"]["num_processes"] == 2 for r in records)
-    stilts = json.loads((out / "stilts" / "rte--sst2" / "seed-0" / "result.json").read_text())
-    assert stilts["start_model"]["run"] == "single/sst2/seed-0"
+    stilts = read_result(out, "stilts", "rte--sst2")
+    assert stilts["start_model"]["run"] == f"{model_dir(out, tiny_model_no_dropout).name}/single/sst2/seed-0"
 
 
 @pytest.mark.slow
@@ -220,9 +222,10 @@ def test_jobs_skip_the_runs_whose_single_runs_failed(tmp_path, tiny_model, tiny_
     assert result.exit_code == 1 and "Grid: 0 trained, 0 already complete, 4 failed." in text
     assert text.count("a single run it reads failed") == 2
     logs = sorted(p.name for p in (tmp_path / "out" / "grid-logs").iterdir())
-    assert logs == ["single__rte__seed-0.log", "single__sst2__seed-0.log"]
+    slug = model_dir(tmp_path, tiny_model).name
+    assert logs == [f"{slug}__single__rte__seed-0.log", f"{slug}__single__sst2__seed-0.log"]
     assert "max-seq-length" in (tmp_path / "out" / "grid-logs" / logs[0]).read_text()
-    assert not list((tmp_path / "out").glob("stilts/*"))
+    assert not list((tmp_path / "out").glob("*/stilts/*"))
 
 
 def test_help_says_what_the_grid_is():
@@ -314,7 +317,7 @@ def test_a_run_another_grid_holds_is_left_to_it(tmp_path, tiny_model, tiny_glue)
     """Two grids on one tree: the run whose lock the other holds is said to be in use by it
     (its pid), neither failed nor trained here, and only the run this grid trained is logged."""
     out = tmp_path / "out"
-    holder = _hold_lock(out / "single" / "rte" / "seed-0")
+    holder = _hold_lock(model_dir(out, tiny_model) / "single" / "rte" / "seed-0")
     try:
         result = run_script("run_grid", ["--tasks", "rte", "--seeds", "0,1", "--methods", "single",
                                          "--model", tiny_model, "--data-dir", tiny_glue,
@@ -327,8 +330,8 @@ def test_a_run_another_grid_holds_is_left_to_it(tmp_path, tiny_model, tiny_glue)
     assert f"single rte seed 0: in use by another process (pid {holder.pid})" in text, text
     assert "Grid: 1 trained, 0 already complete, 0 failed, 1 in use by another process." in text
     logged = [json.loads(line)["run"] for line in (out / "grid-log.jsonl").read_text().splitlines()]
-    assert logged == [str(out / "single" / "rte" / "seed-1")]
-    assert not (out / "single" / "rte" / "seed-0" / "result.json").exists()
+    assert logged == [str(model_dir(out, tiny_model) / "single" / "rte" / "seed-1")]
+    assert not (model_dir(out, tiny_model) / "single" / "rte" / "seed-0" / "result.json").exists()
 
 
 def test_runs_another_grid_holds_or_finished_meanwhile_are_not_trained_or_logged(tmp_path,

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers import REPO_ROOT, fails, read_result, run_script, stopped_at_a_checkpoint_then_resumed, tiny_args
+from helpers import model_dir, REPO_ROOT, fails, read_result, run_script, stopped_at_a_checkpoint_then_resumed, tiny_args
 
 
 def test_dynamic_mtl_after_single_runs(tiny_model, tiny_glue, tmp_path):
@@ -23,7 +23,8 @@ def test_dynamic_mtl_after_single_runs(tiny_model, tiny_glue, tmp_path):
     record = read_result(tmp_path, "mtl", "rte--sst2")
     singles = {t: read_result(tmp_path, "single", t)["best"]["score"] for t in ("rte", "sst2")}
     assert record["single_scores"] == singles
-    assert record["single_scores_from"] == {"runs": {"rte": "single/rte", "sst2": "single/sst2"},
+    slug = model_dir(tmp_path, tiny_model).name
+    assert record["single_scores_from"] == {"runs": {"rte": f"{slug}/single/rte", "sst2": f"{slug}/single/sst2"},
                                             "seeds": [0]}
     assert record["sampling"] == "dynamic" and record["batching"] == "heterogeneous"
     assert record["support"] == ["sst2"] and record["tasks"] == ["rte", "sst2"]
@@ -107,7 +108,7 @@ def test_gradient_accumulation_matches_one_big_batch(tiny_model_no_dropout, tiny
         run_script("train_mtl", ["--target", "rte", "--support", "sst2", "--sampling", "size", "--keep-state",
                                  "--grad-accum", accum, "--output-dir", tmp_path / f"a{accum}",
                                  *tiny_args(tiny_model_no_dropout, tiny_glue, tmp_path / f"a{accum}", epochs=1)])
-    a, b = (load_file(tmp_path / f"a{k}" / "mtl" / "rte--sst2__sampling-size" / "seed-0" / "state" /
+    a, b = (load_file(model_dir(tmp_path / f"a{k}", tiny_model_no_dropout) / "mtl" / "rte--sst2__sampling-size" / "seed-0" / "state" /
                       "model.safetensors") for k in (1, 2))
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5)
@@ -131,7 +132,7 @@ def test_two_processes_match_one(tiny_model_no_dropout, tiny_glue, tmp_path, pro
                    str(processes), str(REPO_ROOT / "scripts" / "train_mtl.py"), *args]
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
-        runs[processes] = out / "mtl" / name / "seed-0"
+        runs[processes] = model_dir(out, tiny_model_no_dropout) / "mtl" / name / "seed-0"
     assert read_result(runs[2].parents[2], "mtl", name)["timing"]["num_processes"] == 2
     losses = {k: [json.loads(line)["loss"] for line in (v / "train_log.jsonl").read_text().splitlines()]
               for k, v in runs.items()}
@@ -159,7 +160,7 @@ def test_interrupted_dynamic_mtl_resumes_the_same_batches(tiny_model, tiny_glue,
     assert clean["probabilities"] == resumed["probabilities"]
     assert clean["probabilities"]["1"] != [0.5, 0.5]  # the gaps moved p after epoch 0
     assert clean["history"] == resumed["history"] and clean["best_by_task"] == resumed["best_by_task"]
-    logs = [[json.loads(line)["loss"] for line in (tmp_path / n / "mtl" / "rte--sst2" / "seed-0" /
+    logs = [[json.loads(line)["loss"] for line in (model_dir(tmp_path / n, tiny_model) / "mtl" / "rte--sst2" / "seed-0" /
                                                     "train_log.jsonl").read_text().splitlines()]
             for n in ("clean", "resumed")]
     assert logs[0] == logs[1] and len(logs[0]) == 36

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from helpers import fails, read_result, run_dir, run_script, tiny_args, write_user_tasks
+from helpers import fails, model_dir, read_result, run_dir, run_script, tiny_args, write_user_tasks
 
 RTE_LABELS = {"entailment", "not_entailment"}
 
@@ -21,7 +21,7 @@ def test_rte_test_submission_and_dev_predictions_match_evaluation(tiny_model, gl
     out = tmp_path / "out"
     run_script("train_stilts", ["--target", "rte", "--max-train-examples", 48, "--max-seq-length", 64,
                                 *tiny_args(tiny_model, glue_dir, out, epochs=1)])
-    run = out / "single" / "rte__n-48" / "seed-0"
+    run = model_dir(out, tiny_model) / "single" / "rte__n-48" / "seed-0"
     result = run_script("predict", ["--run", run, "--split", "test", "--data-dir", glue_dir,
                                     "--out", tmp_path / "test"])
     assert f"Wrote {tmp_path / 'test' / 'RTE.tsv'}" in result.output
@@ -61,7 +61,7 @@ def test_mnli_gives_matched_and_mismatched_files(tiny_model, tmp_path):
     write_tiny_mnli(glue)
     out = tmp_path / "out"
     run_script("train_stilts", ["--target", "mnli", *tiny_args(tiny_model, glue, out, epochs=1)])
-    run_script("predict", ["--run", out / "single" / "mnli" / "seed-0", "--split", "test",
+    run_script("predict", ["--run", model_dir(out, tiny_model) / "single" / "mnli" / "seed-0", "--split", "test",
                            "--data-dir", glue, "--out", tmp_path / "p"])
     assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["MNLI-m.tsv", "MNLI-mm.tsv"]
     for name, rows in (("MNLI-m", 16), ("MNLI-mm", 17)):
@@ -75,7 +75,7 @@ def test_own_task_of_an_mtl_model(tiny_model, tiny_glue, tmp_path):
     out = tmp_path / "out"
     run_script("train_mtl", ["--target", "mysent", "--support", "rte", "--sampling", "size",
                              "--task-file", task_file, *tiny_args(tiny_model, tiny_glue, out, epochs=1)])
-    run = out / "mtl" / "mysent--rte__sampling-size" / "seed-0"
+    run = model_dir(out, tiny_model) / "mtl" / "mysent--rte__sampling-size" / "seed-0"
     # The task file is found through the run record: no --task-file needed.
     run_script("predict", ["--run", run, "--split", "test", "--out", tmp_path / "p"])
     with open(tmp_path / "p" / "mysent.csv", newline="") as handle:
@@ -121,7 +121,7 @@ def finished_run(tiny_model, tiny_glue, tmp_path_factory):
     """A finished single RTE run on the tiny encoder (copy it before changing it)."""
     out = tmp_path_factory.mktemp("finished")
     run_script("train_stilts", ["--target", "rte", *tiny_args(tiny_model, tiny_glue, out, epochs=1)])
-    return out / "single" / "rte" / "seed-0"
+    return model_dir(out, tiny_model) / "single" / "rte" / "seed-0"
 
 
 def copy_of(run, tmp_path):

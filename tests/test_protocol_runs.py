@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from synthetic import write_record
 
-from helpers import fails, load_script, read_log, read_result, run_script, tiny_args
+from helpers import model_dir, fails, load_script, read_log, read_result, run_script, tiny_args
 from mtlvsift.tasks import GLUE_TASKS
 
 GLUE_SIZES = {t: task.train_size for t, task in GLUE_TASKS.items()}
@@ -38,7 +38,7 @@ def test_original_run_records_its_epochs_and_ends_its_lr_early(tiny_model, tiny_
     assert first == 12 and second == 48 // round(p["1"][0] * 8) < 12
     assert record["timing"]["steps"] == first + second
     # The LR schedule's length came from the first epoch (2 x 12 steps): it ends above zero.
-    lr = read_log(tmp_path / "out" / "mtl" / "rte--sst2__protocol-original" / "seed-0")[-1]["lr"]
+    lr = read_log(model_dir(tmp_path / "out", tiny_model) / "mtl" / "rte--sst2__protocol-original" / "seed-0")[-1]["lr"]
     assert lr > 0 and lr == pytest.approx(1e-3 * (2 * first - first - second) / (2 * first), rel=1e-9)
     assert [h["epoch"] for h in record["history"]] == [0.5, 1.0, 1.5, 2.0]
 
@@ -127,7 +127,7 @@ def test_dry_run_names_the_stilts_start_model_or_the_missing_seeds(tmp_path):
     plan = _plan("train_stilts", out, *args[:6])
     assert plan["start_model"] == {"run": "single/mnli__protocol-original/seed-1", "seed": 1,
                                    "score": 0.84, "seeds": [0, 1, 2, 3, 4]}  # ties: lowest seed
-    assert plan["init_model"] == str(out / "single" / "mnli__protocol-original" / "seed-1" / "best")
+    assert plan["init_model"] == str(out / "single" / "mnli__protocol-original" / "seed-1" / "best")  # a legacy tree
     assert plan["batches_per_epoch"] == [19] * 10
 
 

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from helpers import read_result, run_script, run_subprocess, tiny_args, write_tiny_glue, write_user_tasks
+from helpers import model_dir, read_result, run_script, run_subprocess, tiny_args, write_tiny_glue, write_user_tasks
 
 
 def _words(text: str) -> str:
@@ -42,7 +42,7 @@ def test_baselines_summary_warning_and_dev_table(tiny_model, tmp_path):
     assert stsb["metrics"] == {"pearson": 0.0, "spearman": 0.0} and stsb["score"] == 0.0
     text = _words(result.output)
     # The summary: 48 + 48 examples in batches of 8 are 12 steps, evaluated twice.
-    assert f"Run folder: {out / 'mtl' / 'rte--stsb__sampling-size' / 'seed-0'}".replace(" ", "") \
+    assert f"Run folder: {model_dir(out, tiny_model) / 'mtl' / 'rte--stsb__sampling-size' / 'seed-0'}".replace(" ", "") \
         in text.replace(" ", "")  # rich may break a long path anywhere
     assert "Tasks: RTE 48 training, 16 dev; STS-B 48 training, 16 dev" in text
     assert "Training: 12 batches of 8 per epoch x 1 epoch(s) = 12 steps; 2 evaluations" in text
@@ -86,7 +86,7 @@ def test_ctrl_c_says_what_was_saved_and_the_rerun_resumes(tiny_model, tiny_glue,
     stopped = run_subprocess(args, "step:sigint:5")
     assert stopped.returncode == 130, stopped.stderr
     output = stopped.stdout + stopped.stderr
-    folder = tmp_path / "single" / "rte" / "seed-0"
+    folder = model_dir(tmp_path, tiny_model) / "single" / "rte" / "seed-0"
     assert "".join(f"Stopped (Ctrl-C): the last checkpoint, at step 3, is saved in {folder / 'state'}. "
                    f"Rerun the same command to resume from it.".split()) in "".join(output.split())
     for noise in ("Traceback", "Aborted!", "LOAD REPORT", "Loading weights", "Writing model shards"):

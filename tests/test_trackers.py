@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import fails, nothing_written, read_log, read_result, run_script, tiny_args
+from helpers import model_dir, fails, nothing_written, read_log, read_result, run_script, tiny_args
 
 
 def test_tensorboard_holds_loss_and_dev_metrics(tiny_model, tiny_glue, tmp_path):
@@ -14,7 +14,7 @@ def test_tensorboard_holds_loss_and_dev_metrics(tiny_model, tiny_glue, tmp_path)
     run_script("train_mtl", ["--target", "rte", "--support", "sst2", "--sampling", "size",
                              "--report-to", "tensorboard", "--log-every", 2,
                              *tiny_args(tiny_model, tiny_glue, tmp_path, epochs=1)])
-    folder = tmp_path / "mtl" / "rte--sst2__sampling-size" / "seed-0"
+    folder = model_dir(tmp_path, tiny_model) / "mtl" / "rte--sst2__sampling-size" / "seed-0"
     events = EventAccumulator(str(folder / "tracking" / "mtlvsift"))
     events.Reload()
     scalars = set(events.Tags()["scalars"])
@@ -31,7 +31,7 @@ def test_tensorboard_holds_loss_and_dev_metrics(tiny_model, tiny_glue, tmp_path)
 
 def test_no_tracker_unless_asked(tiny_model, tiny_glue, tmp_path):
     run_script("train_stilts", ["--target", "rte", *tiny_args(tiny_model, tiny_glue, tmp_path, epochs=1)])
-    folder = tmp_path / "single" / "rte" / "seed-0"
+    folder = model_dir(tmp_path, tiny_model) / "single" / "rte" / "seed-0"
     assert (folder / "result.json").is_file() and not (folder / "tracking").exists()
 
 
@@ -73,7 +73,7 @@ def test_a_resumed_or_restarted_run_logs_each_step_once(restart, tiny_model, tin
     monkeypatch.setenv("MTLVSIFT_FAULT", "step:sigint:5")
     assert run_script("train_stilts", args, expect_ok=False).exit_code == 130
     monkeypatch.delenv("MTLVSIFT_FAULT")
-    folder = tmp_path / "single" / "rte" / "seed-0"
+    folder = model_dir(tmp_path, tiny_model) / "single" / "rte" / "seed-0"
     assert tensorboard_points(folder)["train/loss"] == [1, 2, 3, 4, 5]
     run_script("train_stilts", [*args, *(["--restart"] if restart else [])])
     points = tensorboard_points(folder)

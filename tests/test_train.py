@@ -9,13 +9,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers import fails, read_result, run_script, run_subprocess, tiny_args
+from helpers import model_dir, fails, read_result, run_script, run_subprocess, tiny_args
 from synthetic import write_record
 
 
 def test_single_run_writes_a_complete_record(tiny_model, tiny_glue, tmp_path):
     run_script("train_stilts", ["--target", "RTE", *tiny_args(tiny_model, tiny_glue, tmp_path)])
-    folder = tmp_path / "single" / "rte" / "seed-0"
+    folder = model_dir(tmp_path, tiny_model) / "single" / "rte" / "seed-0"
     record = read_result(tmp_path, "single", "rte")
     assert record["schema"] == 1 and record["method"] == "single"
     assert record["target"] == "rte" and record["support"] == [] and record["tasks"] == ["rte"]
@@ -48,13 +48,13 @@ def test_stilts_starts_from_the_best_of_all_supporting_seeds(tiny_model, tiny_gl
     fails("train_stilts", stilts, "every supporting seed (0 1 2 3 4; --support-seeds)",
           "sst2: finished seeds: 0, 1.", "for seed in 2 3 4; do accelerate launch "
           "scripts/train_stilts.py --target sst2 --model", "--init-from")
-    assert not (tmp_path / "stilts").exists()
+    assert not (model_dir(tmp_path, tiny_model) / "stilts").exists()
     # Seeds 2-4 as records that cannot be the best (dev score 0), so no more training is needed.
     for seed in (2, 3, 4):
         write_record(tmp_path, "single", "sst2", seed=seed, score=0.0, model=str(tiny_model))
     records = [read_result(tmp_path, "single", "sst2", s) for s in (0, 1)]
     best_seed = max((0, 1), key=lambda s: (records[s]["best"]["score"], -s))
-    expected = load_file(tmp_path / "single" / "sst2" / f"seed-{best_seed}" / "best" / "encoder" /
+    expected = load_file(model_dir(tmp_path, tiny_model) / "single" / "sst2" / f"seed-{best_seed}" / "best" / "encoder" /
                          "model.safetensors")
 
     import mtlvsift.train.loop as train
@@ -70,7 +70,7 @@ def test_stilts_starts_from_the_best_of_all_supporting_seeds(tiny_model, tiny_gl
 
     monkeypatch.setattr(train, "load_encoder", spy)
     run_script("train_stilts", stilts)
-    assert Path(loaded["path"]) == tmp_path / "single" / "sst2" / f"seed-{best_seed}" / "best"
+    assert Path(loaded["path"]) == model_dir(tmp_path, tiny_model) / "single" / "sst2" / f"seed-{best_seed}" / "best"
     assert set(expected) <= set(loaded["weights"])
     for name, tensor in expected.items():
         assert torch.equal(loaded["weights"][name], tensor), name
@@ -80,7 +80,7 @@ def test_stilts_starts_from_the_best_of_all_supporting_seeds(tiny_model, tiny_gl
     record = read_result(tmp_path, "stilts", "rte--sst2")
     assert record["method"] == "stilts" and record["support"] == ["sst2"]
     assert record["init_model"].endswith(f"seed-{best_seed}/best")
-    assert record["start_model"] == {"run": f"single/sst2/seed-{best_seed}", "seed": best_seed,
+    assert record["start_model"] == {"run": f"{model_dir(tmp_path, tiny_model).name}/single/sst2/seed-{best_seed}", "seed": best_seed,
                                      "score": records[best_seed]["best"]["score"],
                                      "seeds": [0, 1, 2, 3, 4]}
     assert record["protocol"] == "standard" and record["config"]["support_seeds"] == [0, 1, 2, 3, 4]
@@ -95,12 +95,12 @@ def test_killed_run_resumes_to_the_same_weights(tiny_model, tiny_glue, tmp_path)
     assert done.returncode == -9, done.stderr
     first = run_subprocess(["--target", "rte", *tiny_args(tiny_model, tiny_glue, resumed)], "after_checkpoint:1")
     assert first.returncode == -9, first.stderr
-    folder = resumed / "single" / "rte" / "seed-0"
+    folder = model_dir(resumed, tiny_model) / "single" / "rte" / "seed-0"
     progress = json.loads((folder / "state" / "progress.json").read_text())
     assert progress["step"] == 3 and not (folder / "result.json").exists()
     second = run_subprocess(["--target", "rte", *tiny_args(tiny_model, tiny_glue, resumed)], "after_result:1")
     assert second.returncode == -9, second.stderr
-    a = load_file(clean / "single" / "rte" / "seed-0" / "state" / "model.safetensors")
+    a = load_file(model_dir(clean, tiny_model) / "single" / "rte" / "seed-0" / "state" / "model.safetensors")
     b = load_file(folder / "state" / "model.safetensors")
     assert a.keys() == b.keys()
     for name in a:
@@ -136,7 +136,7 @@ def test_compile_gives_the_same_dev_scores(tiny_model_no_dropout, tiny_glue, tmp
     eager, compiled = (read_result(tmp_path / n, "single", "rte") for n in ("eager", "compiled"))
     for a, b in zip(eager["history"], compiled["history"]):
         assert a["metrics"]["rte"]["accuracy"] == pytest.approx(b["metrics"]["rte"]["accuracy"], abs=1e-9)
-    losses = [[json.loads(line)["loss"] for line in (tmp_path / n / "single" / "rte" / "seed-0" /
+    losses = [[json.loads(line)["loss"] for line in (model_dir(tmp_path / n, tiny_model_no_dropout) / "single" / "rte" / "seed-0" /
                                                       "train_log.jsonl").read_text().splitlines()]
               for n in ("eager", "compiled")]
     assert losses[0] == pytest.approx(losses[1], rel=1e-4)

@@ -14,7 +14,7 @@ from scipy import stats as scipy_stats
 from statsmodels.stats.power import TTestIndPower
 from statsmodels.stats.weightstats import ttost_ind
 
-from helpers import grid_options, run_script
+from helpers import model_dir, grid_options, run_script
 from synthetic import write_record
 from mtlvsift.grid import sequential
 from mtlvsift.report.stats import analyze
@@ -110,7 +110,7 @@ def test_a_round_trains_both_methods_from_the_grids_single_runs(planted_analysis
     seeds, runs = sequential.round_runs(planted_analysis, needs, [0, 1], grid_options(out, model=MODEL),
                                         "dynamic")
     assert seeds == {("mrpc", "rte"): [2]}
-    assert [str(Path(r.run_dir).relative_to(out)) for r in runs] == [
+    assert [str(Path(r.run_dir).relative_to(model_dir(out, MODEL))) for r in runs] == [
         "single/mrpc/seed-0", "single/mrpc/seed-1", "single/rte/seed-0", "single/rte/seed-1",
         "stilts/mrpc--rte/seed-2", "mtl/rte--mrpc/seed-2"]
     assert all(r.config.support_seeds == [0, 1] for r in runs if r.method != "single")
@@ -185,8 +185,8 @@ def test_until_decided_adds_seeds_only_where_the_verdict_is_open(tmp_path, tiny_
             "--max-seq-length", "32"]
     until = ["--until-decided", "--max-seeds", "4"]
     run_script("run_grid", grid)
-    stilts = {cell: out / "stilts" / f"{cell[0]}--{cell[1]}__n-40" for cell in (("rte", "sst2"), ("sst2", "rte"))}
-    mtl = out / "mtl" / "rte--sst2__n-40"  # RTE is the smaller: the target of the one MTL run
+    stilts = {cell: model_dir(out, tiny_model) / "stilts" / f"{cell[0]}--{cell[1]}__n-40" for cell in (("rte", "sst2"), ("sst2", "rte"))}
+    mtl = model_dir(out, tiny_model) / "mtl" / "rte--sst2__n-40"  # RTE is the smaller: the target of the one MTL run
     before = _tree(out)
     dry = run_script("run_grid", [*grid, *until, "--dry-run"]).output
     assert _tree(out) == before, "--dry-run wrote under the outputs"
@@ -205,7 +205,7 @@ def test_until_decided_adds_seeds_only_where_the_verdict_is_open(tmp_path, tiny_
         assert f"{cell[0]} <- {cell[1]}: {n} MTL, {n} STILTs seeds (added [2{', 3' if n == 4 else ''}])" in done
     assert _seed_folders(mtl) == [0, 1, 2] + ([3] if any(third.values()) else [])
     for task in ("rte", "sst2"):  # the single runs STILTs and dynamic MTL read are the grid's
-        assert _seed_folders(out / "single" / f"{task}__n-40") == [0, 1]
+        assert _seed_folders(model_dir(out, tiny_model) / "single" / f"{task}__n-40") == [0, 1]
     assert "seeds per cell (2 from the grid, at most 4)" in done
     marked = {p.parent.name: json.loads(p.read_text())["config"]["added_until_decided"]
               for p in stilts["rte", "sst2"].glob("seed-*/result.json")}
@@ -294,10 +294,10 @@ def test_rounds_go_on_until_no_cell_qualifies(tmp_path, monkeypatch):
     assert "rte <- mrpc: 2 seeds, diff +6.50, MDE at 6 –, open: would get seed(s) 2 (fewer than 3" in dry
     assert "mrpc <- rte: 2 seeds, diff +10.00, MDE at 6 –, open: would get seed(s) 2 (fewer than 3" in dry
     done = run_script("run_grid", grid).output
-    assert _seed_folders(out / "stilts" / "rte--mrpc") == [0, 1, 2, 3, 4, 5]
-    assert _seed_folders(out / "stilts" / "mrpc--rte") == [0, 1, 2]
-    assert _seed_folders(out / "mtl" / "rte--mrpc") == [0, 1, 2, 3, 4, 5]
-    assert _seed_folders(out / "single" / "rte") == _seed_folders(out / "single" / "mrpc") == [0, 1]
+    assert _seed_folders(model_dir(out) / "stilts" / "rte--mrpc") == [0, 1, 2, 3, 4, 5]
+    assert _seed_folders(model_dir(out) / "stilts" / "mrpc--rte") == [0, 1, 2]
+    assert _seed_folders(model_dir(out) / "mtl" / "rte--mrpc") == [0, 1, 2, 3, 4, 5]
+    assert _seed_folders(model_dir(out) / "single" / "rte") == _seed_folders(model_dir(out) / "single" / "mrpc") == [0, 1]
     assert len(trained) == 10 + 3 + 6 and len(set(trained)) == len(trained)  # grid, round 1, round 2
     assert "--until-decided (round 1)" in done and "--until-decided (round 2)" in done
     assert "round 3" not in done

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from helpers import fails, read_result, run_script, tiny_args, write_user_tasks
+from helpers import model_dir, fails, read_result, run_script, tiny_args, write_user_tasks
 from mtlvsift.tasks import get_task, set_user_tasks
 from mtlvsift.train.data.tokenized import cache_root, load_tokenized
 from mtlvsift.train.data.task_files import load_task_files
@@ -46,7 +46,7 @@ def test_own_tasks_through_every_method_then_compare(tiny_model, tiny_glue, tmp_
         "mysent": "f1", "myscore": "spearman", "rte": "accuracy", "sst2": "accuracy"}
     sha = read_result(out, "single", "mysent")["config"]["task_definitions"]["mysent"]
     assert everything["config"]["task_definitions"] == {"mysent": sha, "myscore": sha}
-    assert "task_definitions" not in json.loads((out / "single" / "rte" / "seed-0" / "config.json").read_text())
+    assert "task_definitions" not in json.loads((model_dir(out, tiny_model) / "single" / "rte" / "seed-0" / "config.json").read_text())
 
     set_user_tasks([])  # compare.py reads the records alone
     report = tmp_path / "report"
@@ -78,7 +78,7 @@ def test_a_changed_task_file_is_not_resumed(tiny_model, tiny_glue, tmp_path):
     out = tmp_path / "out"
     args = ["--target", "mysent", "--task-file", task_file, *tiny_args(tiny_model, tiny_glue, out, epochs=1)]
     run_script("train_stilts", args)
-    before = (out / "single" / "mysent" / "seed-0" / "result.json").read_bytes()
+    before = (model_dir(out, tiny_model) / "single" / "mysent" / "seed-0" / "result.json").read_bytes()
     assert set(json.loads(before)["data_fingerprints"]["mysent"]) == {"train", "dev"}
     # Its data files are fingerprinted like GLUE's: a changed one is refused by name.
     train = tmp_path / "mine" / "data" / "sent_train.csv"
@@ -88,7 +88,7 @@ def test_a_changed_task_file_is_not_resumed(tiny_model, tiny_glue, tmp_path):
     train.write_bytes(original)
     task_file.write_text(task_file.read_text().replace("[neg, pos]", "[pos, neg]"))
     fails("train_stilts", args, "different config", "task_definitions", "--overwrite")
-    assert (out / "single" / "mysent" / "seed-0" / "result.json").read_bytes() == before
+    assert (model_dir(out, tiny_model) / "single" / "mysent" / "seed-0" / "result.json").read_bytes() == before
 
 
 def test_tokenization_cache_follows_the_data_and_the_task_file(minilm_path, tmp_path):

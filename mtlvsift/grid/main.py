@@ -81,15 +81,17 @@ def run_grid(tasks: str, seeds: tuple[int, ...], methods: str, mtl_sampling: str
             write_emitted(runs, emit_kind, Path(emit_to), repo_root, outputs, sbatch, console)
         return None
     mode = "process" if jobs > 1 else "in-process"
-    # --overwrite trains every run again; otherwise finished runs are skipped.
-    todo = runs if options.get("overwrite") else [r for r in runs if r.status() != "complete"]
-    skipped = [r for r in runs if r not in todo]
+    statuses = {r.run_dir: r.status_with_reason() for r in runs}
+    todo, skipped, stale = split_by_status(runs, statuses, bool(options.get("overwrite")),
+                                           bool(options.get("retrain_stale")))
     if not todo:
         if main:
-            console.print(f"All {len(runs)} runs of the grid are complete under {outputs}" + (
+            kept = f" ({len(stale)} of them stale, kept as they are: --retrain-stale trains them again)" if stale else ""
+            console.print(f"All {len(runs)} runs of the grid are complete under {outputs}{kept}" + (
                 "; --until-decided looks at their cells." if until_decided else
                 f": nothing to do. (compare.py --outputs {outputs} reports them.)"))
-        return then_until_decided(None if dry_run else GridOutcome(skipped=runs))
+            show_stale_and_recheck(runs, statuses, console)
+        return then_until_decided(None if dry_run else GridOutcome(skipped=skipped, stale=stale))
     speeds = measured_speeds(outputs, runs[0].config.model, int(os.environ.get("WORLD_SIZE", "1")))
     unmeasured = sorted({t for r in todo for t in r.config.tasks} - set(speeds.tasks))
     if dry_run and unmeasured:  # every process: under accelerate launch the probe runs use DDP
@@ -97,17 +99,21 @@ def run_grid(tasks: str, seeds: tuple[int, ...], methods: str, mtl_sampling: str
         speeds.tasks.update(measured.tasks)
         speeds.overhead.setdefault("in-process", measured.overhead["in-process"])
         speeds.run_bytes = speeds.run_bytes or measured.run_bytes
-    estimates = {r.run_dir: run_seconds(run_work(r.config), speeds, mode) for r in todo}
+    # A run to look at again is most likely kept: the ETA counts it only if --retrain-stale.
+    estimates = {r.run_dir: run_seconds(run_work(r.config), speeds, mode) for r in todo
+                 if statuses[r.run_dir][0] != "recheck" or r.config.retrain_stale}
     if main:
-        show_plan(runs, estimates, speeds, mode, jobs, outputs, console, dry_run)
+        show_plan(runs, statuses, estimates, speeds, mode, jobs, outputs, console, dry_run)
         if plan_json:
-            atomic_write_json(plan_json, plan_document(runs, estimates, speeds, mode, jobs))
+            atomic_write_json(plan_json, plan_document(runs, statuses, estimates, speeds, mode, jobs))
     if dry_run:
         return then_until_decided(None)
+    recheck = frozenset(r.run_dir for r in todo if statuses[r.run_dir][0] == "recheck")
     if jobs > 1:
-        outcome = run_jobs(todo, skipped, outputs, jobs, repo_root, console)
+        outcome = run_jobs(todo, skipped, outputs, jobs, repo_root, console, recheck)
     else:
-        outcome = run_here(todo, skipped, outputs, estimates, console)
+        outcome = run_here(todo, skipped, outputs, estimates, console, recheck)
+    outcome.stale = stale + outcome.stale
     if main:
         show_outcome(outcome, outputs, console)
     if outcome.failed:
@@ -115,20 +121,40 @@ def run_grid(tasks: str, seeds: tuple[int, ...], methods: str, mtl_sampling: str
     return then_until_decided(outcome)
 
 
-def show_plan(runs: list[GridRun], estimates: dict[str, float | None], speeds: Speeds, mode: str,
-              jobs: int, outputs: Path, console: Console, dry_run: bool) -> None:
+def split_by_status(runs: list[GridRun], statuses: dict[str, tuple[str, str]], overwrite: bool,
+                    retrain_stale: bool) -> tuple[list[GridRun], list[GridRun], list[tuple[GridRun, str]]]:
+    """(to run, complete, stale and kept with the reason): --overwrite trains every run again;
+    otherwise complete runs are skipped, and stale ones kept unless --retrain-stale. A run to
+    look at again (``recheck``) is run: it trains only if what it reads has changed."""
+    if overwrite:
+        return list(runs), [], []
+    todo = [r for r in runs if statuses[r.run_dir][0] not in ("complete", "stale")
+            or (statuses[r.run_dir][0] == "stale" and retrain_stale)]
+    skipped = [r for r in runs if statuses[r.run_dir][0] == "complete"]
+    stale = [(r, statuses[r.run_dir][1]) for r in runs if r not in todo and statuses[r.run_dir][0] == "stale"]
+    return todo, skipped, stale
+
+
+def show_plan(runs: list[GridRun], statuses: dict[str, tuple[str, str]], estimates: dict[str, float | None],
+              speeds: Speeds, mode: str, jobs: int, outputs: Path, console: Console, dry_run: bool) -> None:
+    """The runs that are not complete (complete ones counted in the title), their estimates,
+    why a run is stale or looked at again, the commands (dry run), the ETA and disk."""
     todo = [r for r in runs if r.run_dir in estimates]
-    table = Table(title=f"Grid plan: {len(runs)} runs, {len(todo)} to train "
-                        f"({'dry run: nothing trained or written' if dry_run else mode})")
+    complete = sum(statuses[r.run_dir][0] == "complete" for r in runs)
+    table = Table(title=f"Grid plan: {len(runs)} runs, {len(todo)} to train, {complete} complete "
+                        f"(not listed) ({'dry run: nothing trained or written' if dry_run else mode})")
     for column in ("#", "stage", "run", "status", "steps", "estimate"):
         table.add_column(column, justify="right" if column in ("#", "steps", "estimate") else "left")
     for number, run in enumerate(runs, 1):
         known = run.run_dir in estimates
+        if statuses[run.run_dir][0] == "complete" and not known:
+            continue
         table.add_row(str(number), str(run.stage), run.label + (" (added)" if run.added else ""),
-                      run.status(), f"{run_work(run.config).steps:,}" if known else "",
+                      statuses[run.run_dir][0], f"{run_work(run.config).steps:,}" if known else "",
                       describe_seconds(estimates[run.run_dir]) if known else "")
     console.print(table)
-    clashing = [r for r in runs if r.status() in ("changed", "damaged")]
+    show_stale_and_recheck(runs, statuses, console)
+    clashing = [r for r in runs if statuses[r.run_dir][0] in ("changed", "damaged")]
     if clashing:
         console.print(f"{len(clashing)} run folder(s) hold a run with other options, or a damaged "
                       f"config.json (status changed/damaged; e.g. {clashing[0].run_dir}): those "
@@ -152,12 +178,26 @@ def show_plan(runs: list[GridRun], estimates: dict[str, float | None], speeds: S
                       f"run's state/ while it trains (removed when it ends).")
 
 
-def plan_document(runs: list[GridRun], estimates: dict[str, float | None], speeds: Speeds,
-                  mode: str, jobs: int) -> dict[str, Any]:
-    """--plan-json: every run with its command, status and estimate; the ETA in seconds."""
+def show_stale_and_recheck(runs: list[GridRun], statuses: dict[str, tuple[str, str]], console: Console) -> None:
+    """One line per stale run and per run looked at again after stage 1: why, and what happens."""
+    for number, run in enumerate(runs, 1):
+        status, reason = statuses[run.run_dir]
+        if status in ("stale", "recheck"):
+            what = ("trained again (--retrain-stale)" if run.config.retrain_stale else
+                    "kept as it is (--retrain-stale trains it again)") if status == "stale" else \
+                "looked at again after stage 1"
+            console.print(f"  {number:>3}  {status}: {run.label}: {safe_markup(reason)}; {what}.",
+                          highlight=False)
+
+
+def plan_document(runs: list[GridRun], statuses: dict[str, tuple[str, str]],
+                  estimates: dict[str, float | None], speeds: Speeds, mode: str, jobs: int) -> dict[str, Any]:
+    """--plan-json: every run with its command, status (and why, where stale or looked at again)
+    and estimate; the ETA in seconds."""
     todo = [estimates[r.run_dir] for r in runs if r.run_dir in estimates]
     return {"runs": [{"label": r.label, "method": r.method, "stage": r.stage, "run_dir": r.run_dir,
-                      "status": r.status(), "command": r.command(),
+                      "status": statuses[r.run_dir][0], "status_reason": statuses[r.run_dir][1] or None,
+                      "command": r.command(),
                       "estimate_seconds": estimates.get(r.run_dir)} for r in runs],
             "mode": mode, "jobs": jobs,
             "eta_seconds": None if None in todo else sum(todo) / max(1, min(jobs, len(todo))),
@@ -167,8 +207,10 @@ def plan_document(runs: list[GridRun], estimates: dict[str, float | None], speed
 
 def show_outcome(outcome: GridOutcome, outputs: Path, console: Console) -> None:
     busy = f", {len(outcome.busy)} in use by another process" if outcome.busy else ""
+    stale = (f", {len(outcome.stale)} stale (kept as they are; --retrain-stale trains them again)"
+             if outcome.stale else "")
     console.print(f"Grid: {len(outcome.trained)} trained, {len(outcome.skipped)} already complete, "
-                  f"{len(outcome.failed)} failed{busy}.")
+                  f"{len(outcome.failed)} failed{busy}{stale}.")
     for run, why in outcome.failed:
         console.print(f"  [red]failed[/] {run.label}: {safe_markup(why.splitlines()[0])}")
     for run, pid in outcome.busy:

@@ -20,13 +20,14 @@ from mtlvsift import run_options, run_record
 from mtlvsift.commands import run_args, run_command
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.names import METHODS
-from mtlvsift.run_folder import RunFolder
+from mtlvsift.run_folder import STALE_KEYS, RunFolder, identity_changes, stale_reason
 from mtlvsift.tasks import get_task, get_tasks
 from mtlvsift.train.config import TrainConfig, mtl_all_config, mtl_config, stilts_config, \
     support_examples_needed
 READS_SINGLE_RUNS = 2  # the stage of runs that read finished single runs
-# Identity fields a run resolves when it starts (single runs' scores, the data's checksums).
-RESOLVED_AT_RUN_TIME = ("single_scores", "data_fingerprints")
+# Identity fields a run resolves when it starts (the STILTs start model, single runs' scores, the
+# data's checksums).
+RESOLVED_AT_RUN_TIME = ("start_model", "single_scores", "data_fingerprints")
 
 
 @dataclass(frozen=True)
@@ -54,35 +55,80 @@ class GridRun:
     def args(self) -> list[str]:
         """The train script and its arguments (without ``accelerate launch``; ``--overwrite``
         too when the grid was given it)."""
-        return run_args(self.config.as_dict(), overwrite=self.config.overwrite)
+        c = self.config
+        return run_args(c.as_dict(), overwrite=c.overwrite, retrain_stale=bool(c.retrain_stale))
 
     def command(self) -> str:
         """The run's shell command (``--overwrite`` too when the grid was given it)."""
         c = self.config
-        return run_command(c.as_dict(), [c.seed], overwrite=c.overwrite)
+        return run_command(c.as_dict(), [c.seed], overwrite=c.overwrite, retrain_stale=bool(c.retrain_stale))
 
     def status(self) -> str:
         """``complete`` (a readable result.json), ``partial`` (started, not finished), ``new``, or
         ``changed``: the folder holds a run with other options (``config.json``; e.g. another
         --epochs, which the folder name does not show), which the run itself refuses unless
-        --overwrite; ``damaged`` when its config.json cannot be read."""
+        --overwrite; ``damaged`` when its config.json cannot be read. A run that reads single
+        runs may be ``stale`` (it read another start model or other scores than it would now)
+        or ``recheck`` (it is complete, and the single runs it would read are not all finished:
+        it is looked at again once they are); ``status_reason`` says why."""
+        return self.status_with_reason()[0]
+
+    def status_reason(self) -> str:
+        """Why a run is ``stale`` or ``recheck``; empty otherwise."""
+        return self.status_with_reason()[1]
+
+    def status_with_reason(self) -> tuple[str, str]:
         folder = RunFolder(self.config.run_dir)
         try:
             stored = folder.stored_identity()
         except MtlvsiftError:
-            return "damaged"
-        if stored is not None:
-            planned = self.config.identity()
-            if any(stored.get(k) != planned.get(k) for k in set(stored) | set(planned)
-                   if k not in RESOLVED_AT_RUN_TIME):
-                return "changed"
+            return "damaged", ""
+        if stored is not None and identity_changes(stored, self.config.identity(), RESOLVED_AT_RUN_TIME):
+            return "changed", ""
+        if stored is not None and self.stage == READS_SINGLE_RUNS:
+            staleness = self._staleness(stored)
+            if staleness:
+                return staleness
         if folder.is_complete():
             try:
                 run_record.load(folder.result_file)
-                return "complete"
+                return "complete", ""
             except run_record.InvalidRecord:
-                return "partial"  # the run itself says what is wrong with it
-        return "partial" if folder.config_file.exists() else "new"
+                return "partial", ""  # the run itself says what is wrong with it
+        return ("partial" if folder.config_file.exists() else "new"), ""
+
+    def _seeds_read(self) -> list[int] | None:
+        """The --support-seeds its record says it read (None: not known)."""
+        try:
+            raw = run_record.load(RunFolder(self.config.run_dir).result_file)
+        except run_record.InvalidRecord:
+            return None
+        source = raw.get("start_model") if self.method == "stilts" else raw.get("single_scores_from")
+        seeds = source.get("seeds") if isinstance(source, dict) else None
+        ok = isinstance(seeds, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in seeds)
+        return seeds if ok else None
+
+    def _staleness(self, stored: dict[str, Any]) -> tuple[str, str] | None:
+        """``stale`` or ``recheck`` with the reason, for a run that reads single runs; None when
+        what it read is what it would read now."""
+        from mtlvsift.train.plan import with_prerequisites  # reads records; no torch
+
+        try:
+            resolved = with_prerequisites(self.config).identity()
+        except MtlvsiftError:  # single runs it reads are not all finished (this grid trains them)
+            if not RunFolder(self.config.run_dir).is_complete():
+                return None  # the run resolves them when it starts
+            seeds = " ".join(map(str, self.config.support_seeds or ()))
+            read = self._seeds_read()
+            what = "its start model" if self.method == "stilts" else "its single-task scores"
+            how = "the best" if self.method == "stilts" else "the mean"
+            was = f" ({how} of seeds {' '.join(map(str, read))})" if read is not None else ""
+            return "recheck", (f"kept if {what}{was} stays the same over seeds {seeds}, once "
+                               f"their single runs are finished")
+        changes = identity_changes(stored, resolved, ("data_fingerprints",))  # checked by the run
+        if changes and set(changes) <= set(STALE_KEYS):
+            return "stale", stale_reason(stored, resolved)
+        return None
 
 
 def parse_list(value: str, what: str) -> list[str]:

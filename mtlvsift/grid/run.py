@@ -34,7 +34,7 @@ from mtlvsift.errors import MtlvsiftError
 from mtlvsift.grid.estimate import GRID_LOG, Speeds, describe_seconds, inside_seconds, speed_of_record
 from mtlvsift.grid.paths import resolved_run
 from mtlvsift.grid.plan import GridRun
-from mtlvsift.run_folder import RESULT_FILE, folder_bytes
+from mtlvsift.run_folder import RESULT_FILE, StaleRun, folder_bytes
 from mtlvsift.run_lock import RunLock
 from mtlvsift.stop_signals import (exit_status, signal_label, signal_number, stop_on_signals, stop_point,
                                    stops_at_safe_points)
@@ -49,6 +49,7 @@ class GridOutcome:
     skipped: list[GridRun] = field(default_factory=list)  # complete before the grid started
     failed: list[tuple[GridRun, str]] = field(default_factory=list)
     busy: list[tuple[GridRun, int]] = field(default_factory=list)  # another process's (its pid)
+    stale: list[tuple[GridRun, str]] = field(default_factory=list)  # kept as they are (the reason)
 
 
 def is_main_process() -> bool:
@@ -74,6 +75,29 @@ def left_to_another(run: GridRun, outcome: GridOutcome, console: Console) -> boo
     return False
 
 
+def kept_as_is(run: GridRun, outcome: GridOutcome, console: Console) -> bool:
+    """Whether a run the plan had to look at again (``recheck``: the single runs it reads were
+    not all finished) needs no training now: complete (what it read is unchanged), or stale
+    (kept, unless --retrain-stale); recorded and said."""
+    if run.config.overwrite:
+        return False
+    status = run.status()
+    if status == "complete":
+        outcome.skipped.append(run)
+        console.print(f"{run.label}: complete; what it read is unchanged.", highlight=False)
+        return True
+    if status == "stale" and not run.config.retrain_stale:
+        record_stale(run, run.status_reason(), outcome, console)
+        return True
+    return False
+
+
+def record_stale(run: GridRun, reason: str, outcome: GridOutcome, console: Console) -> None:
+    outcome.stale.append((run, reason))
+    console.print(f"[yellow]stale:[/] {run.label}: {safe_markup(reason)}; kept as it is "
+                  f"(--retrain-stale trains it again).", highlight=False)
+
+
 def log_run(outputs: Path, run: GridRun, wall: float, mode: str) -> None:
     """Append the run's wall time and overhead (wall less training, evaluation, checkpoint waits)."""
     try:
@@ -89,8 +113,10 @@ def log_run(outputs: Path, run: GridRun, wall: float, mode: str) -> None:
 
 
 def run_here(todo: list[GridRun], skipped: list[GridRun], outputs: Path,
-             estimates: dict[str, float | None], console: Console) -> GridOutcome:
-    """Train the runs ``todo`` one after another in this process."""
+             estimates: dict[str, float | None], console: Console,
+             recheck: frozenset[str] = frozenset()) -> GridOutcome:
+    """Train the runs ``todo`` one after another in this process (``recheck``: the folders of
+    runs looked at again once the single runs they read are finished)."""
     from mtlvsift.train.loop import run_training  # torch, only when something trains
 
     outcome, main = GridOutcome(skipped=skipped), is_main_process()
@@ -101,11 +127,14 @@ def run_here(todo: list[GridRun], skipped: list[GridRun], outputs: Path,
             console.rule(f"[bold]grid {number}/{len(todo)}[/] {run.label}  "
                          f"[dim](elapsed {describe_seconds(time.monotonic() - started)}, "
                          f"about {describe_seconds(left)} left)[/]")
-        if left_to_another(run, outcome, console):
+        if (run.run_dir in recheck and kept_as_is(run, outcome, console)) or left_to_another(run, outcome, console):
             continue
         start = time.monotonic()
         try:
             run_training(run.config)
+        except StaleRun as err:  # what it reads changed meanwhile
+            record_stale(run, str(err), outcome, console)
+            continue
         except MtlvsiftError as err:
             if left_to_another(run, outcome, console):  # taken between the check and the claim
                 continue
@@ -121,14 +150,14 @@ def run_here(todo: list[GridRun], skipped: list[GridRun], outputs: Path,
 
 
 def run_jobs(todo: list[GridRun], skipped: list[GridRun], outputs: Path, jobs: int,
-             repo_root: Path, console: Console) -> GridOutcome:
+             repo_root: Path, console: Console, recheck: frozenset[str] = frozenset()) -> GridOutcome:
     """Up to ``jobs`` runs at once, each a process of its train script (``CUDA_VISIBLE_DEVICES``
     set to one GPU per slot where there are GPUs); a run starts once the runs it reads finished.
 
     Ctrl-C, SIGTERM, SIGHUP or SIGUSR1 to the grid are passed on to every run (each saves its
     state and stops); the grid waits for them, says so in one line and exits 128 + the signal's
     number. A run's process gets SIGTERM when the grid dies, even by SIGKILL (Linux)."""
-    slots = _Slots(GridOutcome(skipped=skipped), list(todo), outputs, jobs, repo_root, console)
+    slots = _Slots(GridOutcome(skipped=skipped), list(todo), outputs, jobs, repo_root, console, recheck)
     (outputs / "grid-logs").mkdir(parents=True, exist_ok=True)
     with stop_on_signals():
         try:
@@ -159,6 +188,7 @@ class _Slots:
     jobs: int
     repo_root: Path
     console: Console
+    recheck: frozenset[str] = frozenset()  # run_here's
     running: dict[int, tuple[GridRun, subprocess.Popen, float, Path]] = field(default_factory=dict)
     failed_dirs: set[str] = field(default_factory=set)
     caller: Path = field(default_factory=Path.cwd)  # the runs start in the repository: paths made absolute
@@ -172,6 +202,8 @@ class _Slots:
                 self.outcome.trained.append(run)
                 log_run(self.outputs, run, time.monotonic() - start, "process")
                 console.print(f"done: {run.label}", highlight=False)
+            elif process.returncode == StaleRun.exit_code:  # what it reads changed meanwhile
+                record_stale(run, f"see {log}", self.outcome, console)
             elif not left_to_another(run, self.outcome, console):
                 self.failed_dirs.add(run.run_dir)
                 self.outcome.failed.append((run, f"exit code {process.returncode}; its output: "
@@ -191,7 +223,8 @@ class _Slots:
             if any(need in waiting for need in run.needs):
                 continue  # waits for the runs it reads
             self.todo.remove(run)
-            if left_to_another(run, self.outcome, self.console):
+            if (run.run_dir in self.recheck and kept_as_is(run, self.outcome, self.console)) \
+                    or left_to_another(run, self.outcome, self.console):
                 continue
             slot = next(s for s in range(self.jobs) if s not in self.running)
             name = Path(run.run_dir).relative_to(self.outputs).as_posix().replace("/", "__")

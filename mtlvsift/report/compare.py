@@ -18,7 +18,7 @@ from mtlvsift.errors import MtlvsiftError
 from mtlvsift.report.files import recommender_record, write_report_dir
 from mtlvsift.report.markdown import md_text
 from mtlvsift.report.inference import require_aso
-from mtlvsift.report.missing import missing_runs
+from mtlvsift.report.missing import missing_runs, retrain_runs
 from mtlvsift.report.stats import Analysis, analyze, size_heuristic, task_sizes
 from mtlvsift.report.tables import table1, table2
 from mtlvsift.report.terminal import render, render_in_progress
@@ -55,25 +55,26 @@ def compare(outputs: Path, report_dir: Path | None = None, alpha: float = 0.1,
     keys = report_keys(r for r in found.records if r.model in models)
     several = len(keys) > 1
     if several:
-        console.print(f"Runs of {len(keys)} models, protocols or data variants: each is reported "
-                      f"separately (choose a model with --model). Outputs: {safe_markup(outputs)}",
-                      highlight=False)
+        console.print(f"Runs of {len(keys)} models, protocols, data variants or settings (such as "
+                      f"--epochs): each is reported separately (choose a model with --model). "
+                      f"Outputs: {safe_markup(outputs)}", highlight=False)
     analyses = []
     for key in keys:
         computing = err_console.status("Almost stochastic order (deepsig): a few seconds a cell")
         with computing if aso else nullcontext():
             analysis = analyze(found.records, key.model, alpha, welch, key.protocol, key.variant,
-                               correction, margin, aso)
+                               correction, margin, aso, key.settings)
         recommender = recommender_record(analysis, outputs)
         for warning in analysis.warnings + recommender["warnings"]:
             err_console.print(f"[yellow]Warning:[/] {safe_markup(warning)}", highlight=False)
         tables = [table1(analysis), table2(analysis)]
-        missing = missing_runs(analysis)
-        render(console, analysis, tables, missing, outputs)
+        missing, retrain = missing_runs(analysis), retrain_runs(analysis)
+        render(console, analysis, tables, missing, outputs, retrain)
         folder = report_dir / report_slug(analysis) if several else report_dir
         written: list[Path] = []
         _write(folder, lambda: written.extend(
-            write_report_dir(folder, analysis, tables, missing, found, outputs, recommender)))
+            write_report_dir(folder, analysis, tables, missing, found, outputs, recommender,
+                             retrain)))
         figures = ", ".join(p.name for p in written if p.suffix == ".png")
         console.print(f"Report written to {safe_markup(folder)}/ (report.md, "
                       f"{figures + ', ' if figures else ''}CSVs, summary.json, missing.sh)",
@@ -102,8 +103,10 @@ def _console() -> Console:
 
 
 def report_slug(analysis: Analysis) -> str:
-    """The report folder of one model, protocol and data variant (``run_folder.report_slug``)."""
-    return run_folder.report_slug(analysis.model, analysis.protocol, analysis.variant)
+    """The report folder of one model, protocol, data variant and settings, named as
+    ``run_folder.report_slug`` names it, the settings last: 'minilm__n-200_epochs-1'."""
+    variant = "_".join(filter(None, (analysis.variant, analysis.key.settings_slug())))
+    return run_folder.report_slug(analysis.model, analysis.protocol, variant)
 
 
 def recommend(outputs: Path, target: str | None = None, support: str | None = None,
@@ -119,7 +122,7 @@ def recommend(outputs: Path, target: str | None = None, support: str | None = No
     """
     found = discover(outputs)
     analyses = [analyze(found.records, key.model, alpha, welch, key.protocol, key.variant,
-                        correction, margin)
+                        correction, margin, settings=key.settings)
                 for key in report_keys(r for r in found.records if model in (None, r.model))]
     names = [normalize_task_name(n) for n in (target, support) if n]
     # The report whose runs trained both tasks (else one): its recorded sizes are the pair's.
@@ -189,14 +192,16 @@ def recommend(outputs: Path, target: str | None = None, support: str | None = No
 
 
 def _write_index(report_dir: Path, analyses: list[Analysis]) -> None:
-    lines = ["# MTL vs STILTs reports", "", "One report per model, protocol and data variant:", ""]
+    lines = ["# MTL vs STILTs reports", "", "One report per model, protocol, data variant and "
+             "settings (options such as --epochs, when runs differ in them):", ""]
     index = {}
     for a in analyses:
         slug, name = report_slug(a), report_name(a)
         lines.append(f"- [{md_text(name)}]({slug}/report.md): {seeds_phrase(a)}; size heuristic "
                      f"{a.heuristic.phrase()}")
         index[name] = {"report_dir": slug, "model": a.model, "protocol": a.protocol,
-                       "variant": a.variant, "seeds": a.seeds_in_use, "heuristic": {
+                       "variant": a.variant, "settings": dict(a.settings),
+                       "seeds": a.seeds_in_use, "heuristic": {
                            "correct": a.heuristic.correct, "total": a.heuristic.total,
                            "accuracy": a.heuristic.accuracy}}
     atomic_write(report_dir / "report.md", "\n".join(lines) + "\n")

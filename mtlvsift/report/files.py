@@ -29,9 +29,10 @@ from mtlvsift.run_index import Discovery
 
 def write_report_dir(report_dir: Path, analysis: Analysis, tables: list[Table],
                      missing: list[MissingRun], found: Discovery, outputs: Path,
-                     recommender: dict) -> list[Path]:
+                     recommender: dict, retrain: list[MissingRun] = ()) -> list[Path]:
     """Write every file of one report (``recommender``: ``recommender_record``'s evaluation of
-    the saved rankings); returns the paths written."""
+    the saved rankings; ``retrain``: the commands that fix the cells not pooled); returns the
+    paths written."""
     from mtlvsift.report import figures  # matplotlib only when files are written
 
     files: dict[str, str | bytes | None] = {
@@ -40,14 +41,14 @@ def write_report_dir(report_dir: Path, analysis: Analysis, tables: list[Table],
         "matrix_diff.csv": matrix_csv(analysis, lambda c: c.diff),
         "matrix_p.csv": matrix_csv(analysis, lambda c: c.p),
         "cells.csv": cells_csv(analysis),
-        "summary.json": json.dumps(summary(analysis, tables, missing, found, outputs, recommender),
-                                   indent=1),
-        "missing.sh": missing_script(missing, outputs),
+        "summary.json": json.dumps(summary(analysis, tables, missing, found, outputs, recommender,
+                                           retrain), indent=1),
+        "missing.sh": missing_script(missing, outputs, retrain),
     }
     files.update({f"{t.key}.csv": table_csv(t) for t in tables})
     files["report.md"] = markdown(analysis, tables, missing, found, outputs,
                                   figures=[n for n, data in files.items() if data is not None],
-                                  recommender=recommender)
+                                  recommender=recommender, retrain=retrain)
     written = []
     for name, data in files.items():
         if data is None:  # nothing to draw: no placeholder image, and none left from before
@@ -93,7 +94,8 @@ def _pair(pair: tuple[float, float] | None) -> list[float] | None:
 
 
 def summary(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
-            found: Discovery, outputs: Path, recommender: dict | None = None) -> dict:
+            found: Discovery, outputs: Path, recommender: dict | None = None,
+            retrain: list[MissingRun] = ()) -> dict:
     score = analysis.heuristic
     groups = [*analysis.singles.values(), *analysis.mtl_all, *analysis.others]
     return {
@@ -101,6 +103,7 @@ def summary(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
         "model": analysis.model,
         "protocol": analysis.protocol,
         "variant": analysis.variant,
+        "settings": dict(analysis.settings),
         "seeds": analysis.seeds_in_use,
         "expected_seeds": analysis.expected_seeds,
         "units": "points (dev score x 100), mean over seeds",
@@ -125,13 +128,17 @@ def summary(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
         "groups": [_group_record(g) for g in groups],
         "size_experiments": [dict(_group_record(g), ci90=g.ci90(),
                                    ci90_boot=_pair(g.ci90_boot())) for g in analysis.size_groups],
-        "missing": [{"method": m.method, "target": m.target, "support": m.support,
-                     "seeds": list(m.seeds), "label": m.label,
-                     "command": m.command(outputs)} for m in missing],
+        "missing": [_run_record(m, outputs) for m in missing],
+        "retrain": [_run_record(m, outputs) for m in retrain],
         "in_progress": [relative_text(r.path, found.root) for r in found.in_progress],
         "warnings": found.warnings + analysis.warnings,
         "recommender": recommender,
     }
+
+
+def _run_record(run: MissingRun, outputs: Path) -> dict:
+    return {"method": run.method, "target": run.target, "support": run.support,
+            "seeds": list(run.seeds), "label": run.label, "command": run.command(outputs)}
 
 
 def _task_info(a: Analysis, task: str) -> dict:
@@ -181,10 +188,11 @@ def table_csv(table: Table) -> str:
     return out.getvalue()
 
 
-def missing_script(missing: list[MissingRun], outputs: Path) -> str:
+def missing_script(missing: list[MissingRun], outputs: Path, retrain: list[MissingRun] = ()) -> str:
     lines = ["#!/bin/sh", "# Runs the report still lacks (written by scripts/compare.py), single "
-             "runs first (STILTs and dynamic MTL read them).", "set -e"]
-    for run in missing:
+             "runs first (STILTs and dynamic MTL read them); last, the seeds of the cells not "
+             "pooled, retrained with --overwrite.", "set -e"]
+    for run in [*missing, *retrain]:
         # One comment line, whatever the text holds: a line break would start a command.
         lines += ["# " + " ".join(run.describe().split()), run.command(outputs)]
     return "\n".join(lines) + "\n"

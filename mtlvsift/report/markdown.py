@@ -12,8 +12,8 @@ from mtlvsift.report.missing import MissingRun
 from mtlvsift.report.stats import BASELINE_MARGIN, PAPER_HEURISTIC, Analysis
 from mtlvsift.report.tables import Table
 from mtlvsift.report.text import FIGURE1_EMPTY, FIGURE2_EMPTY, HEURISTIC_RULE, aso_line, \
-    baselines_line, corrections_line, few_seeds_line, fmt, fmt_p, group_text, lacking_phrase, \
-    overview_line, relative_text, report_name, seeds_phrase, sequential_line, tasks_line
+    baselines_line, cell_name, corrections_line, few_seeds_line, fmt, fmt_p, group_text, \
+    lacking_phrase, not_pooled_line, overview_line, relative_text, report_name, seeds_phrase, sequential_line, tasks_line
 from mtlvsift.report.verdicts import CellStats
 from mtlvsift.run_index import Discovery
 from mtlvsift.tasks import display_name
@@ -36,9 +36,10 @@ def markdown_table(table: Table) -> str:
 
 def markdown(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
              found: Discovery, outputs: Path, figures: tuple[str, ...] | list[str] = (),
-             recommender: dict | None = None) -> str:
+             recommender: dict | None = None, retrain: list[MissingRun] = ()) -> str:
     """report.md; ``figures``: the figure files written next to it; ``recommender``: the
-    evaluation of recommend.py's saved rankings (``recommender_record``)."""
+    evaluation of recommend.py's saved rankings (``recommender_record``); ``retrain``: the
+    commands that fix the cells not pooled."""
     a = analysis
     correct, total = PAPER_HEURISTIC
     paper = f"the paper: {correct}/{total}, {correct / total:.1%}"
@@ -60,6 +61,11 @@ def markdown(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
             f"{'MTL' if c.heuristic == 'mtl' else 'STILTs'} predicted)" for c in misses) + ".")
     if a.cells:
         parts.append(_markdown_cells(a))
+    if not_pooled_line(a):
+        reasons = [f"- {cell_name(*key, arrow='←')}: {md_text(reason)}" for key in a.ordered_cells()
+                   for reason in a.cells[key].refusals]
+        parts += ["## Cells not pooled (≠)", md_text(not_pooled_line(a)), "\n".join(reasons),
+                  "```sh\n" + "\n".join(m.command(outputs) for m in retrain) + "\n```"]
     parts.append("## Tables")
     parts += [markdown_table(t) for t in tables if t.rows] or ["No table rows yet."]
     parts += ["## Figure 2: size experiments",
@@ -138,7 +144,7 @@ def _markdown_matrix(a: Analysis) -> str:
         lines.append(f"| **{display_name(target)}** | " + " | ".join(cells) + " |")
     legend = (f"Bold: significant at p < {a.alpha:g} ({a.test_name}); positive = MTL better, "
               "negative = STILTs better; ✗: the size heuristic predicted the other method; "
-              "·: not run yet; ≠: seeds not pooled (see the warnings). A cell with fewer than 3 "
+              "·: not run yet; ≠: seeds not pooled (see *Cells not pooled*). A cell with fewer than 3 "
               "seeds of a method, or no variance, has no test.")
     if any(c.at_baseline for c in a.cells.values()):
         legend += (f" ~: both methods at the majority-class baseline (within {BASELINE_MARGIN:g} "

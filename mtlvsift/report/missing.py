@@ -11,6 +11,12 @@ by the report's own runs (``RunRecord.options``): a run that lacks some seeds re
 of its seeds that exist; a configuration with none takes the options every run of the report
 shares (model, data, epochs, batch size, learning rate, ...) from a run of the same method, else
 from any run of the report. So a command made for a mini experiment trains the mini experiment.
+A report whose pairwise runs are all a size experiment's asks for that experiment's seeds, not
+for a matrix or MTL_All.
+
+A cell whose seeds are not pooled (``pooling.py``) is fixed by retraining its refused groups'
+seeds with ``--overwrite`` (``retrain_runs``), once the runs they read are final: each then reads
+the same start model and scores.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import Any
 from mtlvsift.commands import TASKS, train_command
 from mtlvsift.names import DEFAULT_OUTPUTS, DEFAULT_SEEDS, METHODS
 from mtlvsift.run_options import ADDED_UNTIL_DECIDED, OPTIONS
+from mtlvsift.report.pooling import pooling_problems
 from mtlvsift.report.stats import Analysis, Group
 from mtlvsift.run_record import RunRecord
 from mtlvsift.tasks import GLUE_TASK_NAMES, GLUE_TASKS, display_name
@@ -40,7 +47,8 @@ class MissingRun:
     seeds: tuple[int, ...]
     options: dict[str, Any] = field(default_factory=dict)  # train_command's, --output-dir aside
     partial: bool = False  # some seeds of this configuration exist already
-    label: str = ""  # MTL_All: its sampling and task set
+    label: str = ""  # MTL_All: its sampling and task set; a size experiment's F and K
+    retrain: bool = False  # the seeds exist and are not pooled: retrained with --overwrite
 
     def command(self, outputs: Path = Path(DEFAULT_OUTPUTS)) -> str:
         """The shell command that trains the missing seeds, e.g. a ``for seed in ...`` loop, into
@@ -59,6 +67,8 @@ class MissingRun:
         if self.label:
             what += f" ({self.label})"
         lacking = "seed" + ("s " if len(self.seeds) > 1 else " ") + ", ".join(map(str, self.seeds))
+        if self.retrain:
+            return f"{what}: retrain {lacking} (not pooled)"
         return f"{what}: {lacking}" + (" (others done)" if self.partial else "")
 
 
@@ -68,20 +78,29 @@ def missing_runs(analysis: Analysis) -> list[MissingRun]:
     found: dict[tuple, MissingRun] = {}
 
     def want(method: str, target: str | None, support: str | None, groups: list[Group],
-             key: tuple = ()) -> None:
+             key: tuple = (), size: dict[str, Any] | None = None) -> None:
         have = {s for g in groups for s in g.seeds}
         lacking = tuple(s for s in expected if s not in have)
         key = (method, target, support, *key)
         if lacking and key not in found:
             records = [r for g in groups for r in g.records]
-            options = (_most_common(records) if records
-                       else _new_options(analysis, method, {target, support} - {None}))
-            label = _mtl_all_label(records, options) if method == "mtl_all" else ""
+            options = _most_common(records) if records else {
+                **_new_options(analysis, method, {target, support} - {None}), **(size or {})}
+            label = _mtl_all_label(records, options) if method == "mtl_all" else _size_label(size)
             found[key] = MissingRun(method, target, support, lacking, options, bool(have), label)
 
     tasks = analysis.tasks
     for target in tasks:
         want("single", target, None, _present(analysis.singles.get(target)))
+    for target, support, fraction, ratio in _size_configurations(analysis):
+        size = {"target_fraction": fraction, "support_ratio": ratio}
+        for method in ("stilts", "mtl"):
+            config = (method, target, support, fraction, ratio)
+            groups = [g for g in analysis.size_groups if config == (
+                g.method, g.target, g.support[0], g.target_fraction, g.support_ratio)]
+            want(method, target, support, groups, (fraction, ratio), size)
+    if analysis.size_groups and not analysis.cells and not analysis.mtl_all:
+        return _in_order(found)  # a size experiment: no matrix, no MTL_All
     for target in tasks:
         for support in tasks:
             if target != support:
@@ -105,8 +124,34 @@ def missing_runs(analysis: Analysis) -> list[MissingRun]:
         for config in analysis.mtl_all_samplings():
             want("mtl_all", None, None,
                  [g for g in analysis.mtl_all if (g.sampling, g.variant) == config], config)
-    # Prerequisites first (the single runs), then whole configurations before partial ones.
+    return _in_order(found)
+
+
+def _in_order(found: dict[tuple, MissingRun]) -> list[MissingRun]:
+    """Prerequisites first (the single runs), then whole configurations before partial ones."""
     return sorted(found.values(), key=lambda m: (ORDER.index(m.method), m.partial))
+
+
+def retrain_runs(analysis: Analysis) -> list[MissingRun]:
+    """The commands that fix the cells whose seeds are not pooled: every seed of each refused
+    group again, with ``--overwrite`` and the options most of its seeds were made with (seeds
+    that --until-decided added keep their mark: they were still chosen after a look)."""
+    found: dict[tuple, MissingRun] = {}
+    for key in analysis.ordered_cells():
+        for group in (analysis.cells[key].stilts, analysis.cells[key].mtl):
+            if group is None or not pooling_problems(group.describe(), group.records):
+                continue
+            first = group.records[0]  # a symmetric MTL group: the runs of (support, target)
+            support = first.support[0] if first.support else None
+            for added in (False, True):
+                seeds = tuple(sorted(r.seed for r in group.records
+                                     if r.added_until_decided == added))
+                options = {**_most_common(group.records), "overwrite": True,
+                           ADDED_UNTIL_DECIDED: added}
+                if seeds:
+                    found.setdefault((group.method, first.target, support, added), MissingRun(
+                        group.method, first.target, support, seeds, options, retrain=True))
+    return _in_order(found)
 
 
 def _present(group: Group | None) -> list[Group]:
@@ -154,4 +199,19 @@ def _mtl_all_label(records: list[RunRecord], options: dict[str, Any]) -> str:
     parts = [sampling or "size"]
     if tasks != [""] and sorted(tasks) != sorted(GLUE_TASK_NAMES):
         parts.append("+".join(display_name(t) for t in tasks))
+    return ", ".join(parts)
+
+
+def _size_configurations(analysis: Analysis) -> list[tuple]:
+    """(target, support, target fraction, support ratio) of the report's size experiment."""
+    found = {(g.target, g.support[0], g.target_fraction, g.support_ratio)
+             for g in analysis.size_groups if len(g.support) == 1}
+    return sorted(found, key=lambda c: (c[0], c[1], c[2] or 0, c[3] or 0))
+
+
+def _size_label(size: dict[str, Any] | None) -> str:
+    """'F 0.5, K 2': a size experiment's target fraction and support ratio ('' otherwise)."""
+    parts = [f"{name} {size[key]:g}" for name, key in (("F", "target_fraction"),
+                                                        ("K", "support_ratio"))
+             if size and size[key] is not None]
     return ", ".join(parts)

@@ -16,11 +16,11 @@ from typing import Any
 from mtlvsift.display import safe_text
 from mtlvsift.names import DEFAULT_PROTOCOL, DEFAULT_SEEDS
 from mtlvsift.report import inference
-from mtlvsift.report.variants import ReportKey, report_records
+from mtlvsift.report.pooling import pooling_problems
+from mtlvsift.report.variants import ReportKey, Settings, report_records
 from mtlvsift.report.verdicts import DEFAULT_MARGIN, Accuracy, CellStats, \
     almost_stochastic_order, cell_stats, decide
 from mtlvsift.run_record import RunRecord
-from mtlvsift.scores import is_number
 from mtlvsift.tasks import GLUE_TASK_NAMES, GLUE_TASKS
 
 POINTS = 100.0
@@ -105,7 +105,7 @@ class Cell:
     significant: bool = False
     better: str | None = None  # "mtl" or "stilts" when significant
     heuristic: str | None = None  # the size heuristic's pick
-    refused: str | None = None  # why its seeds are not pooled (see ``pooling_problem``)
+    refusals: list[str] = field(default_factory=list)  # why its seeds are not pooled (pooling.py)
     # Both means within BASELINE_MARGIN of the target's constant-prediction score: nothing was
     # learned (None: no baseline recorded, or the cell is not complete).
     at_baseline: bool | None = None
@@ -118,6 +118,11 @@ class Cell:
     def verdict(self) -> str | None:
         """'decided', 'equivalent' or 'open'; None when the cell is not complete."""
         return self.stats.verdict if self.stats else None
+
+    @property
+    def refused(self) -> str | None:
+        """Every reason its seeds are not pooled, as one text; None when they are pooled."""
+        return " ".join(self.refusals) or None
 
     @property
     def complete(self) -> bool:
@@ -165,6 +170,7 @@ class Analysis:
     task_files: list[str] = field(default_factory=list)  # the task files the runs were made with
     protocol: str = DEFAULT_PROTOCOL
     variant: str = ""  # the data variant every run of this report shares ('n-300'), see variants.py
+    settings: Settings = ()  # how its runs' settings differ from the main report's (variants.py)
     records: list[RunRecord] = field(default_factory=list)  # the report's runs (variants within)
     baselines: dict[str, float] = field(default_factory=dict)  # task -> constant prediction, points
     correction: str = "none"  # of the p values over the report's cells: none, holm, bh
@@ -177,7 +183,7 @@ class Analysis:
 
     @property
     def key(self) -> ReportKey:
-        return ReportKey(self.model, self.protocol, self.variant)
+        return ReportKey(self.model, self.protocol, self.variant, self.settings)
 
     @property
     def seeds_in_use(self) -> list[int]:
@@ -259,45 +265,14 @@ def symmetric_groups(records: list[RunRecord]) -> dict[tuple[str, str], Group]:
     return groups
 
 
-def pooling_problem(group: Group) -> str | None:
-    """Why the seeds of a group must not be pooled: they started from different models (STILTs)
-    or read different single-task scores (dynamic sampling); None when they agree."""
-    for what, key in (("started from different models", lambda r: r.start_model_key),
-                      ("used different single-task scores", lambda r: r.single_scores_key)):
-        # By the value's text: a hand-edited record may hold a list or an object there.
-        kinds: dict[str, tuple[Any, list[RunRecord]]] = {}
-        for record in group.records:
-            kinds.setdefault(repr(key(record)), (key(record), []))[1].append(record)
-        if len(kinds) > 1:
-            parts = [f"seed(s) {', '.join(str(r.seed) for r in rs)} {_describe(value)} "
-                     f"({', '.join(safe_text(r.folder) for r in rs)})" for value, rs in kinds.values()]
-            return (f"not pooled: the seeds of {group.describe()} {what}: {'; '.join(parts)}. "
-                    f"Retrain the odd ones with --overwrite once the supporting runs are final.")
-    return None
-
-
-def _describe(value) -> str:
-    if value is None:
-        return "recorded none"
-    if isinstance(value[0], tuple):  # single scores: ((task, score), ...)
-        return "read " + ", ".join(f"{safe_text(t)} {_score_text(s)}" for t, s in value)
-    run, seed, score = value
-    return f"started from {safe_text(run)} (seed {seed}, dev {score})"
-
-
-def _score_text(score: object) -> str:
-    """A recorded single-task score: 4 decimals, or (not a number) its text, short."""
-    return f"{score:.4f}" if is_number(score) else safe_text(score)[:40]
-
-
 def analyze(records: list[RunRecord], model: str, alpha: float = 0.1,
             welch: bool = False, protocol: str = DEFAULT_PROTOCOL, variant: str = "",
             correction: str = "none", margin: float = DEFAULT_MARGIN,
-            aso: bool = False) -> Analysis:
-    """Aggregate one model's runs of one protocol and data variant (``n-300``, see variants.py)
-    and test every cell of the MTL vs STILTs matrix (``aso``: with deepsig's almost stochastic
-    order as well, a few seconds a cell)."""
-    records = report_records(records, ReportKey(model, protocol, variant))
+            aso: bool = False, settings: Settings = ()) -> Analysis:
+    """Aggregate one model's runs of one protocol, data variant (``n-300``) and settings (see
+    variants.py) and test every cell of the MTL vs STILTs matrix (``aso``: with deepsig's almost
+    stochastic order as well, a few seconds a cell)."""
+    records = report_records(records, ReportKey(model, protocol, variant, settings))
     groups, problems = aggregate(records)
     default = [g for g in groups if not g.variant and g.target_fraction is None
                and g.support_ratio is None]
@@ -321,10 +296,10 @@ def analyze(records: list[RunRecord], model: str, alpha: float = 0.1,
         t_size, s_size = _pair_sizes(target, support, mtl, stilts, sizes)
         cell = Cell(target, support, mtl, stilts, t_size, s_size,
                     heuristic=size_heuristic(t_size, s_size))
-        cell.refused = next(filter(None, (pooling_problem(g) for g in (mtl, stilts) if g)), None)
+        cell.refusals = [p for g in (mtl, stilts) if g
+                         for p in pooling_problems(g.describe(), g.records)]
         cell.sequential = any(r.added_until_decided for r in (stilts.records if stilts else []))
-        if cell.refused and cell.refused not in problems:
-            problems.append(cell.refused)
+        problems += [p for p in cell.refusals if p not in problems]
         if cell.complete:
             cell.stats = cell_stats(_points(mtl), _points(stilts), "welch" if welch else "student",
                                     alpha, margin)
@@ -346,8 +321,8 @@ def analyze(records: list[RunRecord], model: str, alpha: float = 0.1,
         expected_seeds=expected_seeds(seen_seeds), warnings=problems, protocol=protocol,
         main_metrics=main_metrics(records),
         task_files=sorted({f for r in records for f in r.task_files}),
-        variant=variant, records=records, baselines=baselines, correction=correction,
-        equivalence_margin=margin, aso=aso,
+        variant=variant, settings=settings, records=records, baselines=baselines,
+        correction=correction, equivalence_margin=margin, aso=aso,
     )
 
 

@@ -14,8 +14,8 @@ from mtlvsift.report.missing import MissingRun
 from mtlvsift.report.stats import Analysis
 from mtlvsift.report.tables import Table
 from mtlvsift.report.text import HEURISTIC_RULE, PAPER_PHRASE, aso_line, baselines_line, \
-    corrections_line, few_seeds_line, fmt, group_text, lacking_phrase, overview_line, \
-    sequential_line, tasks_line
+    cell_name, corrections_line, few_seeds_line, fmt, group_text, lacking_phrase, \
+    not_pooled_line, overview_line, sequential_line, tasks_line
 from mtlvsift.run_index import Discovery
 from mtlvsift.tasks import display_name
 
@@ -26,7 +26,8 @@ SHOWN_COMMANDS = 12
 
 
 def render(console: Console, a: Analysis, tables: list[Table], missing: list[MissingRun],
-           outputs: Path) -> None:
+           outputs: Path, retrain: list[MissingRun] = ()) -> None:
+    """The report of one analysis; ``retrain``: the commands that fix the cells not pooled."""
     label = " · ".join(filter(None, [a.model, *a.key.label().split(", ")]))
     console.rule(f"[bold]MTL vs STILTs · {safe_markup(label)}")
     console.print(safe_markup(overview_line(a, outputs).replace("`", "")), highlight=False)
@@ -61,6 +62,7 @@ def render(console: Console, a: Analysis, tables: list[Table], missing: list[Mis
         console.print("  wrong in: " + ", ".join(
             f"{display_name(c.target)} <- {display_name(c.support)} ({c.diff:+.1f})" for c in misses),
             highlight=False)
+    _render_not_pooled(console, a, retrain, outputs)
     for table in tables:
         if table.rows:
             console.print(_rich_table(table))
@@ -122,6 +124,25 @@ def _rich_table(table: Table) -> RichTable:
     return out
 
 
+def _render_not_pooled(console: Console, a: Analysis, retrain: list[MissingRun],
+                       outputs: Path) -> None:
+    if not not_pooled_line(a):
+        return
+    console.print(f"[bold]{safe_markup(not_pooled_line(a).replace('`', ''))}[/]", highlight=False)
+    for key in a.ordered_cells():
+        for reason in a.cells[key].refusals:
+            console.print(f"  {safe_markup(cell_name(*key))}: {safe_markup(reason)}",
+                          highlight=False)
+    _render_commands(console, retrain, outputs)
+
+
+def _render_commands(console: Console, runs: list[MissingRun], outputs: Path) -> None:
+    for run in runs[:SHOWN_COMMANDS]:
+        console.print(f"  [dim]# {safe_markup(run.describe())}[/]", highlight=False)
+        console.print("  " + safe_markup(run.command(outputs)), highlight=False,
+                      soft_wrap=True)
+
+
 def _render_missing(console: Console, a: Analysis, missing: list[MissingRun],
                     outputs: Path) -> None:
     if not missing:
@@ -129,10 +150,7 @@ def _render_missing(console: Console, a: Analysis, missing: list[MissingRun],
         return
     console.print(f"[bold]Missing runs[/]: {lacking_phrase(len(missing))}; "
                   "commands that would fill them:")
-    for run in missing[:SHOWN_COMMANDS]:
-        console.print(f"  [dim]# {safe_markup(run.describe())}[/]", highlight=False)
-        console.print("  " + safe_markup(run.command(outputs)), highlight=False,
-                      soft_wrap=True)
+    _render_commands(console, missing, outputs)
     if len(missing) > SHOWN_COMMANDS:
         console.print(f"  ... and {len(missing) - SHOWN_COMMANDS} more in missing.sh "
                       "of the report folder.")

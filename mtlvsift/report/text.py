@@ -159,3 +159,19 @@ def relative_text(path: Path, root: Path) -> str:
         return str(path.relative_to(root))
     except ValueError:
         return str(path)
+
+
+def not_pooled_line(a: Analysis) -> str:
+    """What the cells shown ``≠`` are and how they are fixed; '' when every cell is pooled."""
+    refused = [c for c in a.cells.values() if c.refused]
+    if not refused:
+        return ""
+    return (f"Cells not pooled (≠): {len(refused)}. Their seeds differ in what they were made "
+            f"from or with (every reason below); once the runs they read are final, retrain them "
+            f"with the commands below (`run_grid.py --retrain-stale` retrains only a grid's "
+            f"stale seeds).")
+
+
+def cell_name(target: str, support: str, arrow: str = "<-") -> str:
+    """'RTE <- MNLI': a cell, target first."""
+    return f"{display_name(target)} {arrow} {display_name(support)}"

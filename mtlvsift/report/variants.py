@@ -1,4 +1,4 @@
-"""Which report a run belongs to: one per (model, protocol, data variant).
+"""Which report a run belongs to: one per (model, protocol, data variant, settings).
 
 A record's ``variant`` (its run folder's suffix without the protocol) mixes two kinds of parts:
 the data every method of an experiment shares (``n-300`` from ``--max-train-examples 300``,
@@ -7,34 +7,74 @@ the data every method of an experiment shares (``n-300`` from ``--max-train-exam
 other, as the default runs are: a mini experiment made entirely with ``--max-train-examples 300``
 gets its own matrix, t-tests and tables. Within its report a run's variant is what remains.
 
-Single runs of a data variant that has nothing else (the supporting runs of a size experiment,
-``n-<K x target size>``) stay in the default report's "Other runs" when that report exists.
+Runs whose settings differ (``SETTINGS``: the identity options every run has that no folder name
+shows, ``--epochs``, ``--lr``, ...) are never pooled either: within one model, protocol and data
+variant, the settings most runs share make the report, and runs of other settings make reports of
+their own, labelled by the options in which they differ (``epochs 1, eval-every 1.0``).
+
+Single runs of a data variant that has nothing else are no report of their own: the supporting
+runs of a size experiment (``n-<K x target size>``) belong to the report whose STILTs runs started
+from them, others to the default data's report ("Other runs") when that report exists.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+from collections import Counter
 from collections.abc import Iterable
-from typing import NamedTuple
+from pathlib import Path
+from typing import Any, NamedTuple
 
-from mtlvsift.names import DEFAULT_PROTOCOL
+from mtlvsift.names import DEFAULT_PROTOCOL, METHODS
+from mtlvsift.run_options import OPTIONS, option
 from mtlvsift.run_record import RunRecord
 
 DATA_KEYS = ("n", "ds")  # variant parts every method of an experiment shares
 # A task name holds no '-', so '_<key>-' always starts a part (task lists are joined by '+').
 _PART = re.compile(r"_(?=[a-z]+-)")
+# The identity options every run has and no folder name shows: runs that differ in one are never
+# pooled (the model has its own report; the seed is what is pooled over).
+SETTINGS = tuple(o.name for o in OPTIONS if o.identity and set(o.methods) == set(METHODS)
+                 and o.when is None and not o.suffix and o.name not in ("model", "seed"))
+Settings = tuple[tuple[str, Any], ...]  # ((option name, value), ...)
 
 
 class ReportKey(NamedTuple):
     model: str
     protocol: str
     variant: str  # the data variant: '' (default data), 'n-300', 'n-300_ds-1'
+    # The settings in which its runs differ from those most runs of the same model, protocol and
+    # data variant share (their values); () for that main report.
+    settings: Settings = ()
 
     def label(self) -> str:
-        """What tells this report apart from the model's others: 'protocol original, n-300'."""
+        """What tells this report apart from the model's others: 'protocol original, n-300',
+        'n-300, epochs 1, eval-every 1.0'."""
         parts = [f"protocol {self.protocol}"] if self.protocol != DEFAULT_PROTOCOL else []
-        return ", ".join(parts + ([self.variant] if self.variant else []))
+        parts += [self.variant] if self.variant else []
+        return ", ".join(parts + [f"{_flag(n)} {_value_text(v)}" for n, v in self.settings])
+
+    def settings_slug(self) -> str:
+        """The settings as a folder name's part: 'epochs-1_eval-every-1.0'."""
+        return "_".join(f"{_flag(n)}-{_value_text(v)}" for n, v in self.settings)
+
+
+def _flag(name: str) -> str:
+    return option(name).flag.split("/")[0].lstrip("-")
+
+
+def _value_text(value: Any) -> str:
+    """A setting's value as a label shows it: exact floats (repr), on/off for a flag."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def settings_of(record: RunRecord) -> Settings:
+    """The record's value of every setting: as its options give it, else the default."""
+    return tuple((name, record.options.get(name, option(name).default_for(record.method)))
+                 for name in SETTINGS)
 
 
 def variant_parts(variant: str) -> list[str]:
@@ -54,32 +94,63 @@ def data_variant(record: RunRecord) -> str:
 
 
 def report_keys(records: Iterable[RunRecord]) -> list[ReportKey]:
-    """Every report the records make: default protocol and data first, then by name."""
-    records = list(records)
-    keys = {ReportKey(r.model, r.protocol, data_variant(r)) for r in records}
-    keys -= {k for k in keys if _folded(records, k)}
+    """Every report the records make: default protocol, data and settings first, then by name."""
+    keys = set(_report_of(list(records)).values())
     return sorted(keys, key=lambda k: (k.model, k.protocol != DEFAULT_PROTOCOL, k.protocol,
-                                       k.variant != "", k.variant))
+                                       k.variant != "", k.variant, k.settings != (),
+                                       k.settings_slug()))
 
 
 def report_records(records: Iterable[RunRecord], key: ReportKey) -> list[RunRecord]:
     """The records of one report, each with ``variant`` as seen within it (its data part
-    removed); single-only data variants folded into the default report keep their variant."""
-    own = [r for r in records if (r.model, r.protocol) == key[:2]]
+    removed); single runs folded in from another data variant keep their variant."""
+    records = [r for r in records if (r.model, r.protocol) == key[:2]]
+    report_of = _report_of(records)
     chosen = []
-    for record in own:
-        data, rest = split_variant(record.variant)
-        if data == key.variant:
-            chosen.append(dataclasses.replace(record, variant=rest))
-        elif key.variant == "" and _folded(own, ReportKey(key.model, key.protocol, data)):
-            chosen.append(record)
+    for record in records:
+        if report_of[id(record)] == key:
+            data, rest = split_variant(record.variant)
+            inside = dataclasses.replace(record, variant=rest) if data == key.variant else record
+            chosen.append(inside)
     return chosen
 
 
-def _folded(records: list[RunRecord], key: ReportKey) -> bool:
-    """A data variant of single runs only, next to runs of the default data."""
-    if key.variant == "":
-        return False
-    own = [r for r in records if (r.model, r.protocol) == key[:2]]
-    mine = [r for r in own if data_variant(r) == key.variant]
-    return all(r.method == "single" for r in mine) and any(data_variant(r) == "" for r in own)
+def _report_of(records: list[RunRecord]) -> dict[int, ReportKey]:
+    """Each record's report, by ``id``."""
+    by_data: dict[tuple, list[RunRecord]] = {}
+    for record in records:
+        by_data.setdefault((record.model, record.protocol, data_variant(record)), []).append(record)
+    report_of: dict[int, ReportKey] = {}
+    for data, mine in by_data.items():
+        main = Counter(map(settings_of, mine)).most_common(1)[0][0]
+        for record in mine:
+            differs = tuple(s for s, m in zip(settings_of(record), main) if s != m)
+            report_of[id(record)] = ReportKey(*data, differs)
+    reports: dict[ReportKey, list[RunRecord]] = {}
+    for record in records:
+        reports.setdefault(report_of[id(record)], []).append(record)
+    for key, mine in reports.items():
+        into = _folded_into(key, mine, reports) if all(r.method == "single" for r in mine) else None
+        for record in mine if into else []:
+            report_of[id(record)] = into
+    return report_of
+
+
+def _folded_into(key: ReportKey, singles: list[RunRecord],
+                 reports: dict[ReportKey, list[RunRecord]]) -> ReportKey | None:
+    """The report that a report of single runs only belongs to: of the same settings and another
+    data variant, the one whose STILTs runs started from one of them (a size experiment's
+    supporting runs), else the default data's; None when it is a report of its own."""
+    folders = [r.folder.parts for r in singles]
+    others = [k for k, rs in reports.items() if k[:2] == key[:2] and k.variant != key.variant
+              and settings_of(rs[0]) == settings_of(singles[0])]
+    started = [k for k in others if any(_started_from(r, folders) for r in reports[k])]
+    default = [k for k in others if k.variant == ""]
+    return next(iter(started or default), None)
+
+
+def _started_from(record: RunRecord, folders: list[tuple[str, ...]]) -> bool:
+    """Whether a STILTs record's start model is one of ``folders`` (its ``run`` is relative to
+    the outputs: the folders' last parts)."""
+    run = Path(record.start_model["run"]).parts if record.start_model else ()
+    return bool(run) and any(folder[-len(run):] == run for folder in folders)

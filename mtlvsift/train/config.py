@@ -18,7 +18,7 @@ from typing import Any
 from mtlvsift import run_options
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.names import DEFAULT_PROTOCOL
-from mtlvsift.run_folder import run_folder, run_name, variant_suffix
+from mtlvsift.run_folder import locate_run_folder, run_name, variant_suffix
 from mtlvsift.tasks import GLUE_TASK_NAMES, get_task, get_tasks
 
 # Fields resolved before training that say where a run started from, not what it computes.
@@ -56,7 +56,7 @@ class TrainConfig:
 
     @property
     def run_dir(self) -> Path:
-        return run_folder(self.output_dir, self.method, self.name, self.seed)
+        return locate_run_folder(self.output_dir, self.model, self.method, self.name, self.seed)
 
     def identity(self) -> dict[str, Any]:
         """What the run computes: a rerun with a different identity must not reuse its folder."""
@@ -64,6 +64,9 @@ class TrainConfig:
         identity = {k: v for k, v in self.as_dict().items() if k not in skip}
         if not identity["task_definitions"]:  # GLUE runs keep the identity they had before
             del identity["task_definitions"]
+        if self.method == "stilts":  # the model it started from, not the seeds it was chosen from
+            start = self.start_model
+            identity["start_model"] = start and {k: start[k] for k in ("run", "seed", "score")}
         return identity
 
     def as_dict(self) -> dict[str, Any]:

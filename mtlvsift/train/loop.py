@@ -81,7 +81,9 @@ def _run_training(config: TrainConfig, restart: bool) -> dict[str, Any]:
     config = with_prerequisites(config)  # the single scores are part of the run's identity
     config = with_data_fingerprints(config)  # and so is the data
     run = RunFolder(config.run_dir)
-    if config.overwrite:
+    # --retrain-stale replaces a run that read another start model or other scores, nothing else.
+    replace = config.overwrite or bool(config.retrain_stale and run.is_stale(config.identity()))
+    if replace:
         RunLock(run.path).check_free()  # refused at once; claim() checks again as it locks
     else:
         check_same_data(run.stored_identity(), config)
@@ -124,7 +126,7 @@ def _run_training(config: TrainConfig, restart: bool) -> dict[str, Any]:
         reuse_heads(model, config.init_model)
     check_packing_options(config, accelerator.device, accelerator.mixed_precision)
     # Everything that can fail on the user's input has been checked: now the folder is claimed.
-    lock = run.claim(config.identity(), config.overwrite, restart) if main else None
+    lock = run.claim(config.identity(), replace, restart) if main else None
     accelerator.wait_for_everyone()
     try:
         return Trainer(config, accelerator, run, model, tokenizer, task_data).train()

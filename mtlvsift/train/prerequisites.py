@@ -20,7 +20,7 @@ from pathlib import Path
 from mtlvsift.commands import run_command
 from mtlvsift.names import DEFAULT_SEEDS
 from mtlvsift.errors import MtlvsiftError
-from mtlvsift.run_folder import json_kind
+from mtlvsift.run_folder import json_kind, model_slug
 from mtlvsift.run_index import finished_runs
 from mtlvsift.run_record import RunRecord
 from mtlvsift.scores import is_score, score_range
@@ -38,14 +38,18 @@ def _single_runs(config: TrainConfig, task: str,
     ``--support-seeds``, their folder (relative to the outputs) and, when seeds are missing, the
     loop that makes them."""
     single = single_config_like(config, task, cap)
-    folder = single.run_dir.parent
     seeds = _support_seeds(config)
-    by_seed = {r.seed: r for r in finished_runs(folder, config.model) if r.seed in seeds}
+    folders = {seed: dataclasses.replace(single, options={**single.options, "seed": seed}).run_dir
+               for seed in seeds}
+    by_seed = {r.seed: r for r in finished_runs(folders.values(), config.model) if r.seed in seeds}
     missing = [s for s in seeds if s not in by_seed]
     # The single run's command, with every option of this run that the single run shares.
     command = run_command(single.as_dict(), missing) if missing else None
     found = [by_seed[s] for s in seeds if s in by_seed]
-    return found, str(folder.relative_to(config.output_dir)), command
+    # The seeds' folder: where the best one is (a tree of the layout before the model named a
+    # folder is read where its runs are).
+    where = next((r.folder.parent for r in found), folders[seeds[0]].parent)
+    return found, str(where.relative_to(config.output_dir)), command
 
 
 def _missing_runs_error(config: TrainConfig, need: str, runs: dict[str, tuple[list, str]],
@@ -53,7 +57,7 @@ def _missing_runs_error(config: TrainConfig, need: str, runs: dict[str, tuple[li
     """One error for the tasks whose single runs lack seeds, with the loops that make the rest."""
     seeds = " ".join(map(str, _support_seeds(config)))
     lines = [f"{need} needs the single-task runs of every supporting seed ({seeds}; "
-             f"--support-seeds) with model {config.model} in {Path(config.output_dir) / 'single'}:"]
+             f"--support-seeds) with model {config.model} in {Path(config.output_dir) / model_slug(config.model) / 'single'}:"]
     commands = []
     for task, (records, command) in runs.items():
         have = ", ".join(str(r.seed) for r in records) or "none"
@@ -68,12 +72,12 @@ def with_start_model(config: TrainConfig, target_available: int) -> TrainConfig:
     if config.method != "stilts" or config.init_from is not None:
         return dataclasses.replace(config, init_model=config.init_from)
     support = config.support[0]
-    records, runs, command = _start_runs(config, target_available)
+    records, _, command = _start_runs(config, target_available)
     if command:
         raise _missing_runs_error(config, "STILTs", {support: (records, command)},
                                   "or pass --init-from PATH (a saved model folder).")
     best = max(records, key=lambda r: (r.score, -r.seed))
-    start = {"run": f"{runs}/seed-{best.seed}", "seed": best.seed, "score": best.score,
+    start = {"run": best.folder.relative_to(config.output_dir).as_posix(), "seed": best.seed, "score": best.score,
              "seeds": [r.seed for r in records]}
     return dataclasses.replace(config, init_model=str(best.folder / "best"), start_model=start)
 
