@@ -5,8 +5,8 @@ run_lock.py), atomic writes.
 that runs of two models share a tree; a tree made before the model named a folder,
 ``outputs/<method>/<name>/seed-<k>/``, is still read and resumed: ``locate_run_folder``) holds ``config.json`` (written when the run starts),
 ``result.json`` (the run record, written atomically once the run completes), ``best/`` (the best
-model), ``best-<task>/`` (a multi-task run's best model of a task whose best step is not
-``best/``'s), ``state/`` (the latest accelerate state, for resuming) and ``train_log.jsonl``.
+model; ``best-<task>/``: a task's own, in multi-task runs), ``state/`` (the latest accelerate
+state, for resuming) and ``train_log.jsonl``.
 What ``result.json`` holds is ``mtlvsift.run_record``'s business; this module only names it.
 The one atomic writer of the project lives here: every file another program may read while it is
 being written (records, configs, reports) goes through ``atomic_write``.
@@ -33,7 +33,6 @@ from mtlvsift.run_lock import RunLock
 RESULT_FILE = "result.json"
 CONFIG_FILE = "config.json"
 TRACKING_DIR = "tracking"  # --report-to's files (TensorBoard's event files)
-BEST_DIR = "best"
 
 
 def atomic_write(path: str | Path, data: str | bytes) -> None:
@@ -205,17 +204,7 @@ class RunFolder:
 
     @property
     def best_dir(self) -> Path:
-        return self.path / BEST_DIR
-
-    def task_best_dir(self, task: str) -> Path:
-        """Where ``task``'s own best model is kept when it is not ``best/`` (task names are
-        lower-case letters, digits and underscores)."""
-        return self.path / f"{BEST_DIR}-{task}"
-
-    def model_dirs(self) -> list[Path]:
-        """``best/`` and every ``best-<task>/`` there is (their swap copies aside)."""
-        found = [p for p in self.path.glob(f"{BEST_DIR}-*") if not p.name.endswith((".tmp", ".old"))]
-        return [self.best_dir, *sorted(found)]
+        return self.path / "best"
 
     @property
     def state_dir(self) -> Path:
@@ -327,9 +316,7 @@ class RunFolder:
 
     def recover(self) -> None:
         """Undo what a kill can leave: a swap cut between its two renames, temporary copies."""
-        finals = {self.state_dir, self.best_dir,
-                  *(p.with_suffix("") for p in self.path.glob(f"{BEST_DIR}-*.*") if p.suffix in (".old", ".tmp"))}
-        for final in sorted(finals):
+        for final in (self.state_dir, self.best_dir, *{p.with_suffix("") for p in self.path.glob("best-*.*")}):
             old = final.with_name(final.name + ".old")
             if old.is_dir() and not final.exists():
                 os.replace(old, final)
@@ -346,8 +333,7 @@ class RunFolder:
     def discard_progress(self) -> None:
         """--restart: forget the saved state, best model and logs of an unfinished run (the
         trackers' too: the run logs its steps again)."""
-        for folder in (self.state_dir, *self.model_dirs(), self.path / "state.old", self.path / "best.old",
-                       *self.path.glob(f"{BEST_DIR}-*.old"), self.tracking_dir):
+        for folder in (self.state_dir, self.path / "state.old", *self.path.glob("best*"), self.tracking_dir):
             if folder.exists():
                 shutil.rmtree(folder)
         self.log_file.unlink(missing_ok=True)
@@ -375,7 +361,7 @@ class RunFolder:
             yield
         except (OSError, RuntimeError, SafetensorError) as exc:  # torch.save: RuntimeError
             needed = _space_needed(self.path, folder)
-            for tmp in (self.path / "state.tmp", *self.path.glob(f"{BEST_DIR}*.tmp")):
+            for tmp in (self.path / "state.tmp", *self.path.glob("best*.tmp")):
                 shutil.rmtree(tmp, ignore_errors=True)  # give back the space of the partial copy
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
             raise MtlvsiftError(

@@ -152,7 +152,6 @@ def test_a_run_folder_recovers_and_restarts_task_best_folders(tmp_path):
         (tmp_path / name).mkdir()
     run.recover()  # a swap cut between its renames is completed, a partial copy removed
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best", "best-rte", "best-sst2"]
-    assert run.model_dirs() == [tmp_path / "best", tmp_path / "best-rte", tmp_path / "best-sst2"]
     run.discard_progress()
     assert list(tmp_path.iterdir()) == []
 

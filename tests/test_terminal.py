@@ -7,7 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from helpers import model_dir, read_result, run_script, run_subprocess, tiny_args, write_tiny_glue, write_user_tasks
+from helpers import (model_dir, read_result, run_dir, run_script, run_subprocess, tiny_args, write_tiny_glue,
+                     write_user_tasks)
 
 
 def _words(text: str) -> str:
@@ -157,7 +158,7 @@ def test_in_a_log_file_a_run_writes_plain_whole_lines(tiny_model, tiny_glue, tmp
     lines = log.splitlines()
     assert "\r" not in log and "Tokenizing" not in log and "Saving the dataset" not in log
     assert "…" not in log and not any(line != line.rstrip() for line in lines)
-    assert f"Run folder: {out / 'mtl' / 'rte--sst2__sampling-size' / 'seed-0'}" in lines
+    assert f"Run folder: {run_dir(out, 'mtl', 'rte--sst2__sampling-size')}" in lines
     assert "Training: 12 batches of 8 per epoch x 1 epoch(s) = 12 steps; 2 evaluations (every 0.5 epoch)" \
         in lines
     title = "mtl rte--sst2__sampling-size seed 0"

@@ -20,6 +20,12 @@ from mtlvsift.run_record import RunRecord
 from mtlvsift.tasks import Task, get_task
 
 
+def task_best_dir(run_dir: Path, task: str) -> Path:
+    """Where ``task``'s own best model is kept when it is not ``best/`` (task names are lower-case
+    letters, digits and underscores: no dots, so ``best-<task>.tmp`` and ``.old`` are its copies)."""
+    return Path(run_dir) / f"best-{task}"
+
+
 def tasks_with_own_best(best: dict[str, Any], best_by_task: dict[str, dict[str, Any]]) -> list[str]:
     """The tasks of a multi-task run whose best dev score came at another step than the selected
     model's (``best``): their best model is kept in ``best-<task>/``, since the report reads each
@@ -50,9 +56,9 @@ def task_model(run_dir: Path, record: RunRecord, task: Task) -> TaskModel:
     if own_step == best_step:
         return TaskModel(run.best_dir, best_step, _recorded(own, task),
                          f"{task.display}: the model of {run.best_dir} ({held}: the score the report holds).")
-    if run.task_best_dir(task.name).is_dir():
-        return TaskModel(run.task_best_dir(task.name), own_step, _recorded(own, task),
-                         f"{task.display}: the model of {run.task_best_dir(task.name)} ({held}: the score "
+    if (own_dir := task_best_dir(run_dir, task.name)).is_dir():
+        return TaskModel(own_dir, own_step, _recorded(own, task),
+                         f"{task.display}: the model of {own_dir} ({held}: the score "
                          f"the report holds; {run.best_dir} is the best by {selected}, at step {best_step}).")
     at_best = next((h for h in record.history if isinstance(h, dict) and h.get("step") == best_step), None)
     expected = _recorded(at_best, task)

@@ -40,7 +40,7 @@ from mtlvsift.errors import MtlvsiftError
 from mtlvsift.faults import fault_point
 from mtlvsift.run_folder import RunFolder, atomic_write_json, replace_folder
 from mtlvsift.train.checkpoint.state import PROGRESS_FILE, Progress, rng_state, write_state
-from mtlvsift.train.checkpoint.task_models import tasks_with_own_best
+from mtlvsift.train.checkpoint.task_models import task_best_dir, tasks_with_own_best
 from mtlvsift.train.model.multitask import model_folder_problem
 
 
@@ -94,7 +94,7 @@ def check_saved_models(run: RunFolder, progress: Progress) -> None:
     checkpoint wrote (a run started by an older version has none)."""
     if progress.best is None:
         return
-    own = [run.task_best_dir(t) for t in tasks_with_own_best(progress.best, progress.best_by_task)]
+    own = [task_best_dir(run.path, t) for t in tasks_with_own_best(progress.best, progress.best_by_task)]
     for folder in [run.best_dir, *(f for f in own if f.exists())]:
         if problem := model_folder_problem(folder):
             raise MtlvsiftError(f"The best model saved so far, {folder}, is damaged ({problem}). Rerun the "
@@ -207,7 +207,7 @@ class CheckpointWriter:
             if snapshot.best:
                 self._write_model(snapshot, "the best model", run.best_dir)
             for task in snapshot.task_bests:
-                self._write_model(snapshot, f"the best model of {task}", run.task_best_dir(task))
+                self._write_model(snapshot, f"the best model of {task}", task_best_dir(run.path, task))
             with run.saving("the checkpoint", run.state_dir):
                 tmp = run.path / "state.tmp"
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -220,7 +220,7 @@ class CheckpointWriter:
                 fault_point("after_checkpoint")
             # Only now: until state/ says so, a resumed run still expects these folders.
             for task in snapshot.drop_task_bests:
-                folder = run.task_best_dir(task)
+                folder = task_best_dir(run.path, task)
                 shutil.rmtree(folder.with_name(folder.name + ".old"), ignore_errors=True)  # first:
                 shutil.rmtree(folder, ignore_errors=True)  # recover() would bring an .old back
         except BaseException as exc:  # raised in the loop's thread by _collect
