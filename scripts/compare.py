@@ -5,6 +5,7 @@
     python scripts/compare.py --outputs runs --test welch --correction holm --model distilroberta-base
     python scripts/compare.py recommend --target rte --support mnli
     python scripts/compare.py recommend --target-size 2000 --support-size 50000
+    python scripts/compare.py curves --target rte   # dev score and loss against step, per seed
 """
 
 from __future__ import annotations
@@ -20,15 +21,23 @@ from mtlvsift.report.verdicts import DEFAULT_MARGIN
 FOLDER = click.Path(path_type=Path, file_okay=False)
 
 
-def shared_options(default):
-    """--outputs, --model, --alpha, --test (--welch), --correction, --equivalence-margin;
-    ``default`` None lets a subcommand inherit them."""
+def report_dir_option(what: str):
+    """--report-dir (default None: OUTPUTS/report, or a subcommand inherits the group's)."""
+    return click.option("--report-dir", type=FOLDER, default=None,
+                        help=f"{what} [default: OUTPUTS/report].")
+
+
+def shared_options(default, statistics=True):
+    """--outputs, --model and (``statistics``) --alpha, --test (--welch), --correction,
+    --equivalence-margin; ``default`` None lets a subcommand inherit them."""
     def decorate(f):
-        for option in reversed([
+        where = [
             click.option("--outputs", type=FOLDER, default=default and "outputs",
                          show_default=bool(default), help="Root folder of the runs."),
             click.option("--model", default=None,
                          help="Report only this model (default: each model found, separately)."),
+        ]
+        for option in reversed(where + ([] if not statistics else [
             click.option("--alpha", type=FiniteFloatRange(0, 1, min_open=True, max_open=True),
                          default=default and 0.1, show_default=bool(default),
                          help="Significance level of the per-cell t-tests."),
@@ -46,7 +55,7 @@ def shared_options(default):
                          default=default and DEFAULT_MARGIN, show_default=bool(default),
                          help="Points: a cell that is not significant but whose TOST at this "
                               "margin passes is 'equivalent'."),
-        ]):
+        ])):
             f = option(f)
         return f
     return decorate
@@ -54,8 +63,7 @@ def shared_options(default):
 
 @click.group(invoke_without_command=True)
 @shared_options(default=True)
-@click.option("--report-dir", type=FOLDER, default=None,
-              help="Where report.md, figures, CSVs and summary.json go [default: OUTPUTS/report].")
+@report_dir_option("Where report.md, figures, CSVs and summary.json go")
 @click.option("--aso", is_flag=True,
               help="Add almost stochastic order (Dror et al. 2019) per cell, a few seconds "
                    "each; needs pip install 'mtlvsift[aso]' (deepsig, GPL-3.0).")
@@ -67,7 +75,7 @@ def main(ctx: click.Context, outputs: Path, model: str | None, alpha: float, tes
     Figure 2, missing runs and runs in progress."""
     ctx.obj = {"outputs": outputs, "model": model, "alpha": alpha,
                "welch": welch or test == "welch", "correction": correction,
-               "margin": equivalence_margin}
+               "margin": equivalence_margin, "report_dir": report_dir}
     if ctx.invoked_subcommand is None:
         from mtlvsift.report.compare import compare  # the statistics: not for --help
 
@@ -98,6 +106,24 @@ def recommend_command(ctx: click.Context, target: str | None, support: str | Non
               model=model or shared["model"], alpha=alpha or shared["alpha"], welch=welch,
               correction=correction or shared["correction"],
               margin=equivalence_margin or shared["margin"])
+
+
+@main.command("curves")
+@click.option("--target", "targets", multiple=True,
+              help="Draw this target only (repeatable; default: every target trained).")
+@shared_options(default=None, statistics=False)
+@report_dir_option("The report folder: the PNGs go to its curves/ (to each report's own "
+                   "subfolder's when there are several)")
+@click.pass_context
+def curves_command(ctx: click.Context, targets: tuple[str, ...], outputs: Path | None,
+                   model: str | None, report_dir: Path | None) -> None:
+    """Training curves: each run's dev score and training loss against the step, one line per
+    seed, a colour per configuration; one PNG per target in REPORT_DIR/curves/."""
+    from mtlvsift.report.curves import write_curves
+
+    shared = ctx.obj
+    write_curves(outputs or shared["outputs"], report_dir or shared["report_dir"],
+                 model or shared["model"], targets)
 
 
 if __name__ == "__main__":

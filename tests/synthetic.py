@@ -50,11 +50,13 @@ def write_record(root: Path, method: str, target: str | None = None, support: It
                  target_fraction: float | None = None, support_ratio: float | None = None,
                  folder: str | None = None, protocol: str = "standard",
                  start_model: dict | None = None, single_scores: dict | None = None,
-                 single_scores_from: dict | None = None, baselines: dict[str, float] | None = None, options: dict | None = None) -> Path:
+                 single_scores_from: dict | None = None, baselines: dict[str, float] | None = None,
+                 options: dict | None = None, available_sizes: dict[str, int] | None = None) -> Path:
     """Write one run folder (config.json + result.json); returns the result.json path.
 
     ``baselines``: task -> its constant prediction's main dev score (recorded for the run's
-    tasks); ``options``: more TrainConfig fields (``max_train_examples``, ``data_dir``, ...)."""
+    tasks); ``options``: more TrainConfig fields (``max_train_examples``, ``data_dir``, ...);
+    ``available_sizes``: the training rows before any cap (default: ``train_sizes``)."""
     support = list(support)
     if tasks is None:
         tasks = list(task_scores) if method == "mtl_all" else [target, *support]
@@ -96,8 +98,8 @@ def write_record(root: Path, method: str, target: str | None = None, support: It
     device = {"device": "cuda", "num_processes": 1, "mixed_precision": "bf16"}
     recorded = {t: {"prediction": "majority", "metrics": {"accuracy": b}, "score": b}
                 for t, b in (baselines or {}).items() if t in tasks}
-    record = run_record.build_record(config.as_dict(), progress, train_sizes, train_sizes, device,
-                                     recorded or None)
+    record = run_record.build_record(config.as_dict(), progress, train_sizes,
+                                     available_sizes or train_sizes, device, recorded or None)
     (run_dir / "config.json").write_text(json.dumps(config.identity()))
     path = run_dir / "result.json"
     run_record.write_record(path, record)

@@ -106,7 +106,7 @@ def test_the_mini_experiment_has_its_own_report(mixed):
     assert rte["p"] is None and not rte["significant"] and rte["verdict"] == "open"
     assert "fewer than 3 seeds (2 MTL, 2 STILTs)" in rte["verdict_reason"]
     assert len(rte["mtl_scores"]) == len(rte["stilts_scores"]) == 2
-    assert rte["heuristic"] == "stilts" and mini["heuristic"]["total"] == 0
+    assert rte["heuristic"] is None and rte["size_tie"] and mini["heuristic"]["total"] == 0
     rows = {r["label"]: r for r in mini["tables"]["table1"]["rows"]}
     assert "MTL_All (size, RTE+MRPC)" in rows
     # The default runs keep their own report: five seeds, full sizes, nothing of the mini one.
@@ -126,7 +126,8 @@ def test_report_md_states_the_seeds_in_use_and_parses(mixed):
     tables = markdown_tables(report)
     matrix = next(t for t in tables if t[0][0] == "target \\ support")
     assert [r[0] for r in matrix[2:]] == ["**MRPC**", "**RTE**"]
-    assert matrix[3][1].startswith("-") and matrix[2][2].endswith("~")  # RTE <- MRPC; MRPC <- RTE
+    # RTE <- MRPC; MRPC <- RTE, at the baseline; both size ties (300 rows each)
+    assert matrix[3][1].startswith("-") and matrix[2][2].split()[1:] == ["~", "="]
     assert any(r[0] == "MTL_All (size, RTE+MRPC)" for t in tables for r in t)
     for folder in (root / "report").iterdir():
         if folder.is_dir():
@@ -224,8 +225,9 @@ def test_recommend_uses_the_sizes_the_runs_trained_on(tmp_path):
     result = run("recommend", "--target", "rte", "--support", "mrpc", "--outputs", tmp_path)
     assert result.exit_code == 0, result.output
     out = " ".join(result.stdout.split())
-    assert ("Recommendation: STILTs (the target's 300 training examples are not smaller than the "
-            "supporting task's 300; sizes as trained in the runs of distilroberta-base (n-300))") in out
+    assert ("Recommendation: none: the size rule does not choose (the target's 300 training "
+            "examples equal the supporting task's 300; both as trained in the runs of "
+            "distilroberta-base (n-300))") in out
     assert re.search(r"This pair was run \(distilroberta-base \(n-300\), seeds 0, 1 \(2 per cell\)\): "
                      r"MTL 53\.[01] vs STILTs 62\.[01] points \(-9\.0\), p = n/a: open \(fewer than 3 seeds "
                      r"\(2 MTL, 2 STILTs\)\)\.", out)

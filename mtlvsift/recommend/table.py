@@ -14,9 +14,18 @@ METHOD_NAMES = {"mtl": "MTL", "stilts": "STILTs"}
 
 def rule_text(rule: dict) -> str:
     """How often the size rule's pick held on significant cells of the finished grid."""
+    if _method_text(rule) == "tie":
+        return "no pick to check"
     if not rule["judged"]:
         return "no measured cells yet"
     return f"held {rule['held']}/{rule['judged']}"
+
+
+def _method_text(rule: dict) -> str:
+    """The size rule's pick; 'tie' where both training sets have the same size (no pick)."""
+    if rule["method"] is None and rule["target_size"] == rule["support_size"]:
+        return "tie"
+    return METHOD_NAMES.get(rule["method"], "-")
 
 
 def _number(value: float | None, sign: bool = False) -> str:
@@ -32,7 +41,7 @@ def print_ranking(target: str, entries: list[Candidate], console: Console | None
                                                                "rule on your grid") else "right")
     for e in entries:
         table.add_row(str(e.rank or "-"), safe_markup(display_name(e.support)),
-                      METHOD_NAMES.get(e.size_rule["method"], "-"), rule_text(e.size_rule),
+                      _method_text(e.size_rule), rule_text(e.size_rule),
                       _number(e.logme_gain, sign=True), _number(e.logme), _number(e.logme_base),
                       str(e.examples or "-"), "-" if e.seconds is None
                       else f"{e.seconds:.1f}" + (" (cached)" if e.features_cached else ""))

@@ -6,8 +6,10 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
@@ -27,6 +29,7 @@ from mtlvsift.report.variants import report_keys
 from mtlvsift.report.verdicts import DEFAULT_MARGIN
 from mtlvsift.run_folder import atomic_write
 from mtlvsift.run_index import discover, require_records
+from mtlvsift.run_record import RunRecord
 from mtlvsift.tasks import GLUE_TASKS, normalize_task_name
 
 
@@ -115,61 +118,47 @@ def recommend(outputs: Path, target: str | None = None, support: str | None = No
               console: Console | None = None, correction: str = "none",
               margin: float = DEFAULT_MARGIN) -> dict:
     """The size heuristic's pick for a new pair and how often it held (runs at hand or paper),
-    with the pair's own measured result where it was run.
-
-    Sizes come from the options, else from the training sizes the runs recorded (the first
-    report, default data first, whose runs trained the task), else from the registry (GLUE).
-    """
+    with the pair's own measured result where it was run. The two sizes are alike (``sizes``
+    in the result): ``given`` by the options, ``as_trained`` in one report whose runs trained
+    both tasks (a capped experiment's), else ``full``: both tasks' whole training sets."""
     found = discover(outputs)
     analyses = [analyze(found.records, key.model, alpha, welch, key.protocol, key.variant,
                         correction, margin, settings=key.settings)
                 for key in report_keys(r for r in found.records if model in (None, r.model))]
-    names = [normalize_task_name(n) for n in (target, support) if n]
-    # The report whose runs trained both tasks (else one): its recorded sizes are the pair's.
-    sized = sorted(analyses, key=lambda a: -len(set(names) & set(task_sizes(a.records, False))))
-    recorded = {a.key: task_sizes(a.records, glue=False) for a in analyses}
-    source: list[str] = []
-
-    def size_of(name: str | None, size: int | None, option: str) -> int:
-        if size is not None:
-            return size
-        if name is None:
-            raise MtlvsiftError(f"Give --{option}-size N or --{option} TASK.")
-        key = normalize_task_name(name)
-        for a in sized:
-            if recorded[a.key].get(key):
-                source.append(report_name(a))
-                return recorded[a.key][key]
-        if key in GLUE_TASKS:
-            source.append("GLUE's training sets")
-            return GLUE_TASKS[key].train_size
-        raise MtlvsiftError(f"Task '{name}' is neither a GLUE task nor trained in any run under "
-                            f"{outputs}; check the name, or give its size: --{option}-size N.")
-
-    target_size = size_of(target, target_size, "target")
-    support_size = size_of(support, support_size, "support")
-    pair = tuple(names) if target and support else None
+    sizes = rule_sizes(analyses, found.records, target, support, target_size, support_size,
+                       outputs)
+    pick = size_heuristic(sizes.target, sizes.support)
     console = console or _console()
-    pick = size_heuristic(target_size, support_size)
-    relation = "smaller than" if target_size < support_size else "not smaller than"
-    origin = f"; sizes as trained in the runs of {' and '.join(dict.fromkeys(source))}" if any(
-        s != "GLUE's training sets" for s in source) else ""
-    console.print(f"Recommendation: [bold]{METHOD_NAMES[pick]}[/] "
-                  f"(the target's {target_size:,} training examples are {relation} the "
-                  f"supporting task's {support_size:,}{safe_markup(origin)}).", highlight=False)
-    result = {"pick": pick, "target_size": target_size, "support_size": support_size,
-              "sizes_from": list(dict.fromkeys(source)), "evidence": []}
+    compared = (f"the target's {sizes.target:,} training examples "
+                f"{_RELATIONS[pick]} the supporting task's {sizes.support:,}; {sizes.origin}")
+    console.print(f"Recommendation: [bold]{METHOD_NAMES[pick]}[/] ({safe_markup(compared)})."
+                  if pick else f"Recommendation: [bold]none[/]: the size rule does not choose "
+                  f"({safe_markup(compared)}).", highlight=False)
+    result = {"pick": pick, "target_size": sizes.target, "support_size": sizes.support,
+              "sizes": sizes.kind, "sizes_from": sizes.origin, "evidence": []}
+    if sizes.full is not None:
+        full_pick = size_heuristic(*sizes.full)
+        result["full_sizes"] = {"target_size": sizes.full[0], "support_size": sizes.full[1],
+                                "pick": full_pick}
+        if sizes.full != (sizes.target, sizes.support):
+            console.print(f"With both full training sets ({sizes.full[0]:,} vs "
+                          f"{sizes.full[1]:,}): {METHOD_NAMES.get(full_pick, 'a tie')}.",
+                          highlight=False)
+    pair = tuple(normalize_task_name(n) for n in (target, support)) if target and support else None
     for a in analyses:
         name, score = safe_markup(report_name(a)), a.heuristic
         entry: dict = {"model": a.model, "protocol": a.protocol, "variant": a.variant}
         if score.total:
-            alike = [c for c in a.cells.values() if c.significant and c.heuristic == pick]
-            held = sum(c.better == pick for c in alike)
+            held = ""
+            if pick:
+                alike = [c for c in a.cells.values() if c.significant and c.heuristic == pick]
+                entry.update(same_pick_correct=sum(c.better == pick for c in alike),
+                             same_pick_total=len(alike))
+                held = (f"; where it picks {METHOD_NAMES[pick]}, it held in "
+                        f"{entry['same_pick_correct']}/{len(alike)}")
             console.print(f"In the runs at hand ({name}, {a.test_name}, alpha {alpha:g}): the "
-                          f"heuristic {score.phrase()}; where it picks {METHOD_NAMES[pick]}, it "
-                          f"held in {held}/{len(alike)}.", highlight=False)
-            entry.update(correct=score.correct, total=score.total, same_pick_correct=held,
-                         same_pick_total=len(alike))
+                          f"heuristic {score.phrase()}{held}.", highlight=False)
+            entry.update(correct=score.correct, total=score.total)
         cell = a.cell(*pair) if pair else None
         if cell is not None and cell.complete:
             verdict = (f"{METHOD_NAMES[cell.better]} better" if cell.significant
@@ -191,6 +180,59 @@ def recommend(outputs: Path, target: str | None = None, support: str | None = No
     return result
 
 
+_RELATIONS = {"mtl": "are smaller than", "stilts": "are larger than", None: "equal"}
+
+
+@dataclass(frozen=True)
+class RuleSizes:
+    """The two training sizes the size rule compares, and which sizes they are."""
+
+    target: int
+    support: int
+    kind: str  # given, as_trained or full
+    origin: str  # the same in words, for the recommendation's line
+    full: tuple[int, int] | None = None  # both full training sets, beside as_trained sizes
+
+
+def rule_sizes(analyses: list[Analysis], records: list[RunRecord], target: str | None,
+               support: str | None, target_size: int | None, support_size: int | None,
+               outputs: Path) -> RuleSizes:
+    """Like with like: a capped run's size is never compared with a whole training set. Sizes
+    given as options are used as they are; two named tasks trained together in one report
+    (default data first) are compared as trained there; otherwise both full training sets."""
+    if target_size is not None and support_size is not None:
+        return RuleSizes(target_size, support_size, "given", "both as given")
+    for option, name, size in (("target", target, target_size),
+                               ("support", support, support_size)):
+        if name is None and size is None:
+            raise MtlvsiftError(f"Give --{option}-size N or --{option} TASK.")
+    full = (target_size or full_size(target, records, outputs, "target"),
+            support_size or full_size(support, records, outputs, "support"))
+    if target_size is not None or support_size is not None:
+        given = "target's" if target_size is not None else "supporting task's"
+        return RuleSizes(*full, "full", f"the {given} as given, the other's full training set")
+    names = normalize_task_name(target), normalize_task_name(support)
+    for a in analyses:
+        trained = task_sizes(a.records, glue=False)
+        if trained.get(names[0]) and trained.get(names[1]):
+            return RuleSizes(trained[names[0]], trained[names[1]], "as_trained",
+                             f"both as trained in the runs of {report_name(a)}", full)
+    return RuleSizes(*full, "full", "both full training sets")
+
+
+def full_size(name: str, records: list[RunRecord], outputs: Path, option: str) -> int:
+    """A task's whole training set: as the runs found it (before any cap), else GLUE's."""
+    task = normalize_task_name(name)
+    found = Counter(r.available_train_sizes[task] for r in records
+                    if task in r.available_train_sizes)
+    if found:
+        return found.most_common(1)[0][0]
+    if task in GLUE_TASKS:
+        return GLUE_TASKS[task].train_size
+    raise MtlvsiftError(f"Task '{name}' is neither a GLUE task nor trained in any run under "
+                        f"{outputs}; check the name, or give its size: --{option}-size N.")
+
+
 def _write_index(report_dir: Path, analyses: list[Analysis]) -> None:
     lines = ["# MTL vs STILTs reports", "", "One report per model, protocol, data variant and "
              "settings (options such as --epochs, when runs differ in them):", ""]
@@ -203,6 +245,6 @@ def _write_index(report_dir: Path, analyses: list[Analysis]) -> None:
                        "variant": a.variant, "settings": dict(a.settings),
                        "seeds": a.seeds_in_use, "heuristic": {
                            "correct": a.heuristic.correct, "total": a.heuristic.total,
-                           "accuracy": a.heuristic.accuracy}}
+                           "accuracy": a.heuristic.accuracy, "ties": a.heuristic.ties}}
     atomic_write(report_dir / "report.md", "\n".join(lines) + "\n")
     atomic_write(report_dir / "summary.json", json.dumps({"models": index}, indent=1))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from mtlvsift import __version__
 from mtlvsift.recommend.evaluation import evaluate, load_rankings
+from mtlvsift.report.baseline_runs import runs_at_baseline
 from mtlvsift.report.markdown import markdown
 from mtlvsift.report.missing import MissingRun
 from mtlvsift.report.stats import PAPER_HEURISTIC, Analysis, Cell, Group
@@ -73,6 +74,7 @@ def cell_record(cell: Cell) -> dict:
         "diff": cell.diff, "t": _finite(cell.t), "p": cell.p,
         "significant": cell.significant, "better": cell.better,
         "heuristic": cell.heuristic, "heuristic_correct": cell.heuristic_correct,
+        "size_tie": cell.size_tie,
         "target_size": cell.target_size, "support_size": cell.support_size,
         "mtl_from_symmetric_runs": bool(cell.mtl and cell.mtl.symmetric),
         "refused": cell.refused, "at_baseline": cell.at_baseline, "sequential": cell.sequential,
@@ -114,7 +116,7 @@ def summary(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
         "tasks": analysis.tasks,
         "task_info": {t: _task_info(analysis, t) for t in analysis.all_tasks},
         "heuristic": {"rule": HEURISTIC_RULE, "correct": score.correct, "total": score.total,
-                      "accuracy": score.accuracy,
+                      "accuracy": score.accuracy, "ties": score.ties,
                       "paper": {"correct": PAPER_HEURISTIC[0], "total": PAPER_HEURISTIC[1],
                                 "accuracy": PAPER_HEURISTIC[0] / PAPER_HEURISTIC[1]}},
         "heuristic_by_correction": {name: score.record() for name, score in
@@ -126,6 +128,7 @@ def summary(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
                            "rows": [{"label": r.label, "values": r.values,
                                      "notes": r.notes} for r in t.rows]} for t in tables},
         "groups": [_group_record(g) for g in groups],
+        "at_baseline_runs": [flag.record() for flag in runs_at_baseline(analysis)],
         "size_experiments": [dict(_group_record(g), ci90=g.ci90(),
                                    ci90_boot=_pair(g.ci90_boot())) for g in analysis.size_groups],
         "missing": [_run_record(m, outputs) for m in missing],

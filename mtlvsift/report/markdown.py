@@ -11,9 +11,10 @@ from mtlvsift.display import safe_text
 from mtlvsift.report.missing import MissingRun
 from mtlvsift.report.stats import BASELINE_MARGIN, PAPER_HEURISTIC, Analysis
 from mtlvsift.report.tables import Table
-from mtlvsift.report.text import FIGURE1_EMPTY, FIGURE2_EMPTY, HEURISTIC_RULE, aso_line, \
-    baselines_line, cell_name, corrections_line, few_seeds_line, fmt, fmt_p, group_text, \
-    lacking_phrase, not_pooled_line, overview_line, relative_text, report_name, seeds_phrase, sequential_line, tasks_line
+from mtlvsift.report.text import FIGURE1_EMPTY, FIGURE2_EMPTY, HEURISTIC_RULE, TIE_LEGEND, \
+    aso_line, at_baseline_line, baselines_line, cell_name, corrections_line, few_seeds_line, fmt, \
+    fmt_p, group_text, lacking_phrase, not_pooled_line, overview_line, relative_text, report_name, \
+    seeds_phrase, sequential_line, tasks_line
 from mtlvsift.report.verdicts import CellStats
 from mtlvsift.run_index import Discovery
 from mtlvsift.tasks import display_name
@@ -50,6 +51,8 @@ def markdown(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
     parts.append(md_text(tasks_line(a)))
     if baselines_line(a):
         parts.append(md_text(baselines_line(a)))
+    if at_baseline_line(a):
+        parts.append(md_text(at_baseline_line(a)))
     parts += ["## Figure 1: pairwise MTL minus STILTs",
               "![Figure 1](figure1.png)" if "figure1.png" in figures else FIGURE1_EMPTY,
               f"**Size heuristic** ({HEURISTIC_RULE}): {a.heuristic.phrase()} ({paper}).",
@@ -140,7 +143,7 @@ def _markdown_matrix(a: Analysis) -> str:
                 text = f"{cell.diff:+.1f}"
                 text = f"**{text}**" if cell.significant else text
                 cells.append(text + (" ✗" if cell.heuristic_correct is False else "")
-                             + (" ~" if cell.at_baseline else ""))
+                             + (" ~" if cell.at_baseline else "") + (" =" if cell.size_tie else ""))
         lines.append(f"| **{display_name(target)}** | " + " | ".join(cells) + " |")
     legend = (f"Bold: significant at p < {a.alpha:g} ({a.test_name}); positive = MTL better, "
               "negative = STILTs better; ✗: the size heuristic predicted the other method; "
@@ -149,6 +152,8 @@ def _markdown_matrix(a: Analysis) -> str:
     if any(c.at_baseline for c in a.cells.values()):
         legend += (f" ~: both methods at the majority-class baseline (within {BASELINE_MARGIN:g} "
                    "points): nothing learned.")
+    if any(c.size_tie for c in a.cells.values() if c.complete):
+        legend += f" =: {TIE_LEGEND}."
     return "\n".join(lines) + "\n\n" + legend
 
 
@@ -165,7 +170,8 @@ def _markdown_cells(a: Analysis) -> str:
                   fmt(c.diff, sign=True), _interval(s.diff_ci_t), _interval(s.diff_ci_boot),
                   fmt(s.hedges_g, 2), fmt(c.t, 2), fmt_p(c.p), fmt_p(s.p_holm), fmt_p(s.p_bh),
                   fmt(s.mde), *([_aso_text(s)] if a.aso else []),
-                  _verdict_text(c.verdict, s.reason), c.better or "–", c.heuristic or "–"]
+                  _verdict_text(c.verdict, s.reason), c.better or "–",
+                  c.heuristic or ("tie" if c.size_tie else "–")]
         rows.append("| " + " | ".join(values) + " |")
     aso_title = ", almost stochastic order (ε_min of the method ahead)" if a.aso else ""
     return _details("Every cell: means ± std over seeds, intervals of the difference, Hedges' g, "

@@ -18,7 +18,7 @@ from mtlvsift.names import DEFAULT_PROTOCOL, DEFAULT_SEEDS
 from mtlvsift.report import inference
 from mtlvsift.report.pooling import pooling_problems
 from mtlvsift.report.variants import ReportKey, Settings, report_records
-from mtlvsift.report.verdicts import DEFAULT_MARGIN, Accuracy, CellStats, \
+from mtlvsift.report.verdicts import DEFAULT_MARGIN, CellStats, HeuristicScore, \
     almost_stochastic_order, cell_stats, decide
 from mtlvsift.run_record import RunRecord
 from mtlvsift.tasks import GLUE_TASK_NAMES, GLUE_TASKS
@@ -134,20 +134,17 @@ class Cell:
         return self.mtl.mean - self.stilts.mean if self.complete else None
 
     @property
+    def size_tie(self) -> bool:
+        """Both training sets have the same size (every task capped alike): the rule does not
+        choose, so the cell is no prediction of it."""
+        return self.target_size is not None and self.target_size == self.support_size
+
+    @property
     def heuristic_correct(self) -> bool | None:
         """Whether the heuristic named the significantly better method (None if not significant)."""
         if not self.significant or self.heuristic is None:
             return None
         return self.heuristic == self.better
-
-
-@dataclass(frozen=True)
-class HeuristicScore(Accuracy):
-    def phrase(self) -> str:
-        """The paper's wording: 'predicts 49/53 significant cells, 92.5%'."""
-        if not self.total:
-            return "no significant cells to predict yet"
-        return f"predicts {self.correct}/{self.total} significant cells, {self.accuracy:.1%}"
 
 
 @dataclass
@@ -200,7 +197,8 @@ class Analysis:
     def heuristic(self) -> HeuristicScore:
         judged = [c.heuristic_correct for c in self.cells.values()]
         judged = [j for j in judged if j is not None]
-        return HeuristicScore(sum(judged), len(judged))
+        ties = sum(c.significant and c.size_tie for c in self.cells.values())
+        return HeuristicScore(sum(judged), len(judged), ties)
 
     @property
     def all_tasks(self) -> list[str]:
@@ -222,8 +220,9 @@ class Analysis:
 
 
 def size_heuristic(target_size: int | None, support_size: int | None) -> str | None:
-    """MTL when the target's training set is smaller than the supporting one, STILTs otherwise."""
-    if target_size is None or support_size is None:
+    """MTL when the target's training set is smaller than the supporting one, STILTs when it is
+    larger; None when a size is unknown or the two are equal (a tie: ``Cell.size_tie``)."""
+    if target_size is None or support_size is None or target_size == support_size:
         return None
     return "mtl" if target_size < support_size else "stilts"
 

@@ -13,9 +13,9 @@ from mtlvsift.display import safe_markup
 from mtlvsift.report.missing import MissingRun
 from mtlvsift.report.stats import Analysis
 from mtlvsift.report.tables import Table
-from mtlvsift.report.text import HEURISTIC_RULE, PAPER_PHRASE, aso_line, baselines_line, \
-    cell_name, corrections_line, few_seeds_line, fmt, group_text, lacking_phrase, \
-    not_pooled_line, overview_line, sequential_line, tasks_line
+from mtlvsift.report.text import HEURISTIC_RULE, PAPER_PHRASE, TIE_LEGEND, aso_line, \
+    at_baseline_line, baselines_line, cell_name, corrections_line, few_seeds_line, fmt, group_text, \
+    lacking_phrase, not_pooled_line, overview_line, sequential_line, tasks_line
 from mtlvsift.run_index import Discovery
 from mtlvsift.tasks import display_name
 
@@ -38,6 +38,8 @@ def render(console: Console, a: Analysis, tables: list[Table], missing: list[Mis
     console.print(safe_markup(tasks_line(a)), highlight=False)
     if baselines_line(a):
         console.print(safe_markup(baselines_line(a)), highlight=False)
+    if at_baseline_line(a):
+        console.print(f"[yellow]{safe_markup(at_baseline_line(a))}[/]", highlight=False)
     if any(c.complete or c.refused for c in a.cells.values()):
         console.print(_matrix(a))
         legend = Text("Legend: ")
@@ -50,6 +52,8 @@ def render(console: Console, a: Analysis, tables: list[Table], missing: list[Mis
         if any(c.at_baseline for c in a.cells.values()):
             console.print("~: both methods at the majority-class baseline: nothing learned",
                           highlight=False)
+        if any(c.size_tie for c in a.cells.values() if c.complete):
+            console.print(f"=: {TIE_LEGEND}", highlight=False)
     else:
         console.print("No cell has both an MTL and a STILTs run yet.")
     line = Text("Size heuristic", style="bold")
@@ -99,6 +103,7 @@ def _matrix(a: Analysis) -> RichTable:
                 miss = cell.heuristic_correct is False
                 text = f"{cell.diff:+.1f}" + ("*" if cell.significant else " ")
                 text += ("!" if miss else "") + ("~" if cell.at_baseline else "")
+                text += "=" if cell.size_tie else ""
                 style = {"mtl": MTL_STYLE, "stilts": STILTS_STYLE}.get(cell.better, "")
                 row.append(Text(text, style=f"{style} {MISS_STYLE}" if miss else style))
         grid.add_row(*row)

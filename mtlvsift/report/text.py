@@ -5,13 +5,18 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from mtlvsift.report.baseline_runs import runs_at_baseline
 from mtlvsift.report.inference import ASO_THRESHOLD, CORRECTIONS, MIN_SEEDS
-from mtlvsift.report.stats import PAPER_HEURISTIC, Analysis, Group
+from mtlvsift.report.stats import BASELINE_MARGIN, PAPER_HEURISTIC, Analysis, Group
+from mtlvsift.report.tables import mtl_all_label
 from mtlvsift.report.verdicts import Accuracy, heuristic_by_correction, heuristic_by_sign
 from mtlvsift.tasks import display_name
 
-HEURISTIC_RULE = "MTL when the target's training set is smaller than the supporting one"
+HEURISTIC_RULE = ("MTL when the target's training set is smaller than the supporting one, STILTs "
+                  "when larger; equal sizes are a tie, no prediction")
 PAPER_PHRASE = "{}/{}, {:.1%}".format(*PAPER_HEURISTIC, PAPER_HEURISTIC[0] / PAPER_HEURISTIC[1])
+TIE_LEGEND = ("a size tie (both training sets have the same size, e.g. every task capped by "
+              "--max-train-examples): the size heuristic does not predict it")
 METHOD_NAMES = {"mtl": "pairwise MTL", "stilts": "STILTs"}
 CORRECTION_NAMES = {"none": "no correction", "holm": "Holm", "bh": "Benjamini-Hochberg"}
 # What a report says instead of a figure with nothing to draw.
@@ -141,6 +146,33 @@ def baselines_line(a: Analysis) -> str:
         return ""
     return ("Majority-class baselines (a constant prediction, dev, points): " + " · ".join(
         f"{display_name(t)} {a.baselines[t]:.1f}" for t in a.all_tasks if t in a.baselines))
+
+
+def at_baseline_line(a: Analysis) -> str:
+    """'At or below the majority-class baseline (...): single WNLI all 3 seeds · MTL WNLI ← RTE
+    seeds 1, 2 of 3.'; '' when no run is."""
+    parts = []
+    for flag in runs_at_baseline(a):
+        n, seeds = flag.group.n, flag.seeds
+        which = f"all {n} seeds" if len(seeds) == n else (
+            f"seed{'s' * (len(seeds) > 1)} {', '.join(map(str, seeds))} of {n}")
+        parts.append(f"{configuration_text(flag.group)} {which}")
+    if not parts:
+        return ""
+    return (f"At or below the majority-class baseline (within {BASELINE_MARGIN:g} points: nothing "
+            f"learned): {' · '.join(parts)}.")
+
+
+def configuration_text(g: Group) -> str:
+    """'single WNLI', 'MTL WNLI ← RTE (F = 0.5, K = 2)', 'MTL_All (size) WNLI', with its variant."""
+    if g.method == "mtl_all":
+        return f"{mtl_all_label([g])} {display_name(g.target)}"
+    method = {"single": "single", "stilts": "STILTs", "mtl": "MTL"}[g.method]
+    support = f" ← {', '.join(display_name(s) for s in g.support)}" if g.support else ""
+    extra = ["" if g.target_fraction is None else f"F = {g.target_fraction:g}",
+             "" if g.support_ratio is None else f"K = {g.support_ratio:g}"]
+    extra = [e for e in extra if e] or ([g.variant] if g.variant else [])
+    return f"{method} {display_name(g.target)}{support}" + (f" ({', '.join(extra)})" if extra else "")
 
 
 def tasks_line(a: Analysis) -> str:

@@ -135,6 +135,25 @@ class Accuracy:
                 "wilson_ci": list(ci) if ci else None}
 
 
+@dataclass(frozen=True)
+class HeuristicScore(Accuracy):
+    """The report's count: significant cells the size rule got right, of those it predicted;
+    ``ties``: significant cells whose two training sets have the same size (no prediction)."""
+
+    ties: int = 0
+
+    def phrase(self) -> str:
+        """The paper's wording: 'predicts 49/53 significant cells, 92.5%', and the ties."""
+        ties = ""
+        if self.ties:
+            are = "is a size tie" if self.ties == 1 else "are size ties"
+            ties = (f" ({self.ties} significant cell{'s' * (self.ties > 1)} {are}: equal "
+                    f"training sets, not counted)")
+        if not self.total:
+            return "no significant cells to predict yet" + ties
+        return f"predicts {self.correct}/{self.total} significant cells, {self.accuracy:.1%}{ties}"
+
+
 def heuristic_by_correction(cells: Iterable[Cell], alpha: float) -> dict[str, Accuracy]:
     """The heuristic's accuracy over the cells significant under each correction."""
     cells = [c for c in cells if c.stats is not None and c.heuristic is not None]

@@ -297,6 +297,12 @@ class Trainer:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
 
+    def epoch_position(self) -> float:
+        """Epochs trained so far, as a fraction (1.5: half of the second epoch): what the log
+        and the history record as ``epoch``."""
+        progress = self.progress
+        return round(progress.epoch + progress.batch_in_epoch / self.epoch_length, 6)
+
     def log(self, elapsed: float, p: dict[str, float]) -> None:
         """Mean loss since the last log (one host sync), checked finite, shown and appended."""
         progress = self.progress
@@ -317,7 +323,7 @@ class Trainer:
         self.display.status(mean_loss, speed, p)
         self.trackers.train(progress.step, mean_loss, lr, speed, p)
         if self.main:
-            self.run.append_log({"step": progress.step, "epoch": progress.epoch + 1,
+            self.run.append_log({"step": progress.step, "epoch": self.epoch_position(),
                                  "loss": mean_loss, "lr": lr, "examples_per_second": speed})
 
     def evaluate_and_checkpoint(self, p: dict[str, float]) -> None:
@@ -325,8 +331,8 @@ class Trainer:
         start = time.perf_counter()
         metrics = evaluate(self.model, self.accelerator, self.task_data, self.eval_batches)
         progress.eval_seconds.append(time.perf_counter() - start)
-        epoch = progress.epoch + progress.batch_in_epoch / self.epoch_length
-        entry = {"step": progress.step, "epoch": round(epoch, 6), "metrics": metrics, "probabilities": p}
+        epoch = self.epoch_position()
+        entry = {"step": progress.step, "epoch": epoch, "metrics": metrics, "probabilities": p}
         progress.history.append(entry)
         progress.last_scores = {n: selection_entry(entry, n)["score"] for n in self.names}
         improved = set()
