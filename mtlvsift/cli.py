@@ -70,9 +70,10 @@ def _click_type(opt: Option) -> Any:
     return None  # text, seeds: strings
 
 
-def click_option(opt: Option, method: str | None = None) -> Callable:
-    """The click option of one run option (its default for ``method`` where methods differ)."""
-    kwargs: dict[str, Any] = {"help": opt.help}
+def click_option(opt: Option, method: str | None = None, help: str | None = None) -> Callable:
+    """The click option of one run option (its default for ``method`` where methods differ;
+    ``help``: another script's own words for it)."""
+    kwargs: dict[str, Any] = {"help": help or opt.help}
     if opt.is_flag and "/" not in opt.flag:
         kwargs["is_flag"] = True
     else:
@@ -117,9 +118,10 @@ def grid_options(exclude: tuple[str, ...] = ()) -> Callable:
     return _apply([click_option(o) for o in run_options.OPTIONS if o.grid and o.name not in exclude])
 
 
-def named_option(name: str, method: str | None = None) -> Callable:
-    """One run option, placed by a script itself (run_grid's --target-fraction)."""
-    return click_option(run_options.option(name), method)
+def named_option(name: str, method: str | None = None, help: str | None = None) -> Callable:
+    """One run option, placed by a script itself (run_grid's --target-fraction, predict.py's
+    --data-dir, whose default differs: ``help`` says how)."""
+    return click_option(run_options.option(name), method, help)
 
 
 class TaskOption(click.Option):

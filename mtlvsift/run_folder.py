@@ -5,7 +5,8 @@ run_lock.py), atomic writes.
 that runs of two models share a tree; a tree made before the model named a folder,
 ``outputs/<method>/<name>/seed-<k>/``, is still read and resumed: ``locate_run_folder``) holds ``config.json`` (written when the run starts),
 ``result.json`` (the run record, written atomically once the run completes), ``best/`` (the best
-model), ``state/`` (the latest accelerate state, for resuming) and ``train_log.jsonl``.
+model; ``best-<task>/``: a task's own, in multi-task runs), ``state/`` (the latest accelerate
+state, for resuming) and ``train_log.jsonl``.
 What ``result.json`` holds is ``mtlvsift.run_record``'s business; this module only names it.
 The one atomic writer of the project lives here: every file another program may read while it is
 being written (records, configs, reports) goes through ``atomic_write``.
@@ -315,7 +316,7 @@ class RunFolder:
 
     def recover(self) -> None:
         """Undo what a kill can leave: a swap cut between its two renames, temporary copies."""
-        for final in (self.state_dir, self.best_dir):
+        for final in (self.state_dir, self.best_dir, *{p.with_suffix("") for p in self.path.glob("best-*.*")}):
             old = final.with_name(final.name + ".old")
             if old.is_dir() and not final.exists():
                 os.replace(old, final)
@@ -332,8 +333,7 @@ class RunFolder:
     def discard_progress(self) -> None:
         """--restart: forget the saved state, best model and logs of an unfinished run (the
         trackers' too: the run logs its steps again)."""
-        for folder in (self.state_dir, self.best_dir, self.path / "state.old", self.path / "best.old",
-                       self.tracking_dir):
+        for folder in (self.state_dir, self.path / "state.old", *self.path.glob("best*"), self.tracking_dir):
             if folder.exists():
                 shutil.rmtree(folder)
         self.log_file.unlink(missing_ok=True)
@@ -361,7 +361,7 @@ class RunFolder:
             yield
         except (OSError, RuntimeError, SafetensorError) as exc:  # torch.save: RuntimeError
             needed = _space_needed(self.path, folder)
-            for tmp in (self.path / "state.tmp", self.path / "best.tmp"):
+            for tmp in (self.path / "state.tmp", *self.path.glob("best*.tmp")):
                 shutil.rmtree(tmp, ignore_errors=True)  # give back the space of the partial copy
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
             raise MtlvsiftError(

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Pairwise multi-task learning: the target and its supporting task(s) trained jointly.
 
-    accelerate launch scripts/train_mtl.py --target qnli --support mnli
+    accelerate launch --quiet scripts/train_mtl.py --target qnli --support mnli
 """
 
 import click

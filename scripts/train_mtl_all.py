@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """MTL_All: every task trained jointly; each task's own best dev score is recorded.
 
-    accelerate launch scripts/train_mtl_all.py                     # the nine GLUE tasks, size sampling
-    accelerate launch scripts/train_mtl_all.py --sampling dynamic
+    accelerate launch --quiet scripts/train_mtl_all.py                     # the nine GLUE tasks, size sampling
+    accelerate launch --quiet scripts/train_mtl_all.py --sampling dynamic
 """
 
 import click

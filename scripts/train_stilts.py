@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Single-task fine-tuning (--target T) or STILTs (--target T --support S).
 
-    accelerate launch scripts/train_stilts.py --target rte                 # method "single"
-    accelerate launch scripts/train_stilts.py --target rte --support mnli  # STILTs: MNLI first, then RTE
+    accelerate launch --quiet scripts/train_stilts.py --target rte                 # method "single"
+    accelerate launch --quiet scripts/train_stilts.py --target rte --support mnli  # STILTs: MNLI first, then RTE
 """
 
 import click

@@ -127,3 +127,49 @@ def test_a_failed_write_stops_every_process(tiny_model, tiny_glue, tmp_path):
     assert output.count("Could not write the checkpoint") >= 2, output[-3000:]  # both processes
     folder = model_dir(tmp_path, tiny_model) / "single" / "rte" / "seed-0"
     assert not (folder / "state").exists() and not (folder / "result.json").exists()
+
+
+# --- each task's own best model (issue 25) -------------------------------------------------------
+
+def test_which_task_best_folders_a_checkpoint_writes_and_removes():
+    from mtlvsift.train.checkpoint.state import Progress
+    from mtlvsift.train.checkpoint.writer import task_best_changes
+
+    progress = Progress()
+    progress.best = {"step": 6}
+    progress.best_by_task = {"rte": {"step": 6}, "sst2": {"step": 3}}
+    assert task_best_changes(progress, {"sst2"}) == (("sst2",), ("rte",))
+    assert task_best_changes(progress, set()) == ((), ("rte",))  # best-sst2/ stays as it is
+    progress.best, progress.best_by_task = {"step": 9}, {"rte": {"step": 9}, "sst2": {"step": 9}}
+    assert task_best_changes(progress, {"rte", "sst2"}) == ((), ("rte", "sst2"))
+
+
+def test_a_run_folder_recovers_and_restarts_task_best_folders(tmp_path):
+    from mtlvsift.run_folder import RunFolder
+
+    run = RunFolder(tmp_path)
+    for name in ("best", "best-sst2.old", "best-cola.tmp", "best-rte"):
+        (tmp_path / name).mkdir()
+    run.recover()  # a swap cut between its renames is completed, a partial copy removed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best", "best-rte", "best-sst2"]
+    run.discard_progress()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_resumed_mtl_run_keeps_the_same_task_best_models(tiny_model, tiny_glue, tmp_path, monkeypatch):
+    def args(out):
+        return ["--target", "rte", "--support", "sst2", "--sampling", "size",
+                *tiny_args(tiny_model, tiny_glue, out, "--lr", 3e-3, epochs=2)]
+
+    run_script("train_mtl", args(tmp_path / "clean"))
+    stopped_at_a_checkpoint_then_resumed(monkeypatch, "train_mtl", args(tmp_path / "resumed"),
+                                         "after_checkpoint:oserror:2")
+    clean, resumed = (read_result(tmp_path / k, "mtl", "rte--sst2__sampling-size") for k in ("clean", "resumed"))
+    assert clean["best_by_task"] == resumed["best_by_task"] and clean["best"] == resumed["best"]
+    assert clean["best"]["step"] != clean["best_by_task"]["sst2"]["step"]
+    from helpers import run_dir
+
+    folders = [run_dir(tmp_path / k, "mtl", "rte--sst2__sampling-size") for k in ("clean", "resumed")]
+    assert [sorted(p.name for p in f.glob("best*")) for f in folders] == [["best", "best-sst2"]] * 2
+    weights = [load_file(f / "best-sst2" / "encoder" / "model.safetensors") for f in folders]
+    assert all(torch.allclose(weights[0][k], weights[1][k], atol=1e-6) for k in weights[0])

@@ -254,6 +254,50 @@ def test_hub_unreachable_offline_fails_fast(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_an_unreachable_hub_fails_at_once_without_offline_mode(tmp_path):
+    """No network and no HF_HUB_OFFLINE (issue 25): one error naming --data-dir at once, not after
+    datasets' five retries per request (the hub is a closed local port here)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE",
+                                                            "TRANSFORMERS_OFFLINE")}
+    env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf"),
+               HF_DATASETS_CACHE=str(tmp_path / "datasets"))
+    result = subprocess.run([sys.executable, "-c", _HUB_SCRIPT], cwd=REPO_ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    message = json.loads(result.stdout.strip().splitlines()[-1])
+    assert "Retrying" not in result.stderr
+    assert "it cannot be reached (127.0.0.1:9: [Errno 111] Connection refused)" in message
+    assert "--data-dir DIR" in message and "HF_HUB_OFFLINE=1" in message
+
+
+def test_the_hub_probe(monkeypatch):
+    """Offline mode probes nothing; an https proxy is what must answer."""
+    import socket
+
+    from mtlvsift.train.data import hub
+
+    asked = []
+    monkeypatch.setattr(hub, "_connection_problem", lambda host, port: asked.append((host, port)))
+    hub.hub_unreachable.cache_clear()
+    assert hub.hub_unreachable() is None and asked == []  # conftest sets HF_HUB_OFFLINE
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE")
+    for variable in ("https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(variable, raising=False)
+    hub.hub_unreachable.cache_clear()
+    hub.hub_unreachable()
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    hub.hub_unreachable.cache_clear()
+    hub.hub_unreachable()
+    hub.hub_unreachable.cache_clear()
+    assert asked == [("huggingface.co", 443), ("proxy.example", 3128)]
+    with socket.socket() as server:  # a port that listens answers
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        monkeypatch.undo()
+        assert hub._connection_problem("127.0.0.1", server.getsockname()[1]) is None
+
+
 def test_hub_columns_mapped(monkeypatch):
     fake = datasets.Dataset.from_dict(
         {"premise": ["p"], "hypothesis": ["h"], "label": [2], "idx": [0]},

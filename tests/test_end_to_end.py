@@ -39,8 +39,8 @@ def test_train_then_compare(tiny_model, tiny_glue, tmp_path):
     assert cell["t"] is not None and cell["p"] is not None
     assert abs(cell["t"] - expected.statistic) < 1e-6
     assert abs(cell["p"] - expected.pvalue) < 1e-9
-    # STS-B (48 used examples) is not smaller than RTE (48): the heuristic picks STILTs.
-    assert cell["heuristic"] == "stilts"
+    # STS-B and RTE both trained on 48 examples: a size tie, which the heuristic does not pick.
+    assert cell["heuristic"] is None and cell["size_tie"] is True
     # The symmetric cell (target RTE, support STS-B) reads RTE's best from the MTL runs.
     symmetric = cells[("rte", "stsb")]
     rte_from_mtl = [read_result(out, "mtl", "stsb--rte", s)["best_by_task"]["rte"]["score"] for s in seeds]

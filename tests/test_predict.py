@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from helpers import model_dir, fails, read_result, run_script, tiny_args, write_user_tasks
+from helpers import fails, model_dir, read_result, run_dir, run_script, tiny_args, write_user_tasks
 
 RTE_LABELS = {"entailment", "not_entailment"}
 
@@ -170,3 +170,57 @@ def test_a_named_pipe_as_file_is_refused_before_it_is_opened(finished_run, tmp_p
     result = finishes_within(60, lambda: run_script("predict", ["--run", finished_run, "--file", fifo,
                                                                 "--out", tmp_path / "p"], expect_ok=False), fifo)
     assert result.exit_code == 1 and f"Error: {fifo} is a named pipe, not a regular file" in result.output
+
+
+# --- the recorded data folder, dev scores, each task's own best model (issue 25) ----------------
+
+def test_the_run_s_own_glue_folder_by_default_and_dev_prints_the_record_s_scores(finished_run, tiny_glue,
+                                                                                  tmp_path):
+    """Offline, without --data-dir: the folder the run was trained on (its record's config.data_dir),
+    not the hub; --split dev prints the scores beside the record's."""
+    record = json.loads((finished_run / "result.json").read_text())
+    result = run_script("predict", ["--run", finished_run, "--split", "dev", "--out", tmp_path / "p"])
+    best = record["best"]
+    score = f"{100 * best['score']:.2f}"
+    assert f"RTE dev: accuracy {score} (the record: accuracy {score} at step {best['step']})" in result.output
+    assert f"RTE: the model of {finished_run / 'best'}" in result.output
+    assert (tmp_path / "p" / "RTE.tsv").is_file()
+    # A recorded folder that is gone is one error naming --data-dir; --data-dir still wins.
+    run = copy_of(finished_run, tmp_path)
+    record["config"]["data_dir"] = str(tmp_path / "gone")
+    (run / "result.json").write_text(json.dumps(record))
+    fails("predict", ["--run", run, "--split", "dev", "--out", tmp_path / "q"],
+          f"trained on the GLUE folder {tmp_path / 'gone'}", "--data-dir DIR")
+    run_script("predict", ["--run", run, "--split", "dev", "--data-dir", tiny_glue, "--out", tmp_path / "q"])
+    # Dev data other than the run's is said so.
+    other = shutil.copytree(tiny_glue, tmp_path / "other")
+    (other / "RTE" / "dev.tsv").write_text((other / "RTE" / "dev.tsv").read_text().replace("good", "bad"))
+    result = run_script("predict", ["--run", run, "--split", "dev", "--data-dir", other, "--out", tmp_path / "r"])
+    assert "is not the RTE dev data this run was evaluated on" in " ".join(result.output.split())
+
+
+def test_each_task_of_an_mtl_run_is_predicted_by_the_model_its_reported_score_comes_from(
+        tiny_model, tiny_glue, tmp_path):
+    out = tmp_path / "out"
+    run_script("train_mtl", ["--target", "rte", "--support", "sst2", "--sampling", "size",
+                             *tiny_args(tiny_model, tiny_glue, out, "--lr", 3e-3, epochs=2)])
+    run = run_dir(out, "mtl", "rte--sst2__sampling-size")
+    record = json.loads((run / "result.json").read_text())
+    best, own = record["best"], record["best_by_task"]["sst2"]
+    assert best["step"] != own["step"]  # the case under test: SST-2's best is not the selected model's
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith("best")) == ["best", "best-sst2"]
+    for task, entry, folder in (("sst2", own, "best-sst2"), ("rte", best, "best")):
+        result = run_script("predict", ["--run", run, "--task", task, "--split", "dev", "--out", tmp_path / task])
+        name = {"sst2": "SST-2", "rte": "RTE"}[task]
+        score = f"{100 * entry['score']:.2f}"
+        assert f"{name}: the model of {run / folder}" in result.output
+        assert f"{name} dev: accuracy {score} (the record: accuracy {score} at step {entry['step']})" \
+            in result.output
+    # A run trained before each task's best model was kept: best/ predicts, and the line says so.
+    shutil.rmtree(run / "best-sst2")
+    result = run_script("predict", ["--run", run, "--task", "sst2", "--split", "dev", "--out", tmp_path / "old"])
+    text = " ".join(result.output.split())
+    assert f"Note: the report's SST-2 score (SST-2's best dev accuracy {100 * own['score']:.2f}, at step " \
+           f"{own['step']}) comes from a model this run did not keep" in text
+    at_best = next(h for h in record["history"] if h["step"] == best["step"])["metrics"]["sst2"]["accuracy"]
+    assert f"(the record: accuracy {100 * at_best:.2f} at step {best['step']})" in text

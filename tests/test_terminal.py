@@ -7,7 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from helpers import model_dir, read_result, run_script, run_subprocess, tiny_args, write_tiny_glue, write_user_tasks
+from helpers import (model_dir, read_result, run_dir, run_script, run_subprocess, tiny_args, write_tiny_glue,
+                     write_user_tasks)
 
 
 def _words(text: str) -> str:
@@ -144,3 +145,43 @@ def test_control_characters_in_paths_are_shown_escaped(tmp_path):
         assert not any(c in text for c in "\x1b\x07\r"), text
     assert "x\\x1b[2J\\x07\\ry" in texts[0] and "single/x\\x1b[2J" in texts[3]
     assert "x\\x1b[2J" in texts[-2] and texts[-1].endswith(" is in use.\nSecond line.")
+
+
+# --- a log file: plain lines, never wrapped nor redrawn (issue 25) --------------------------------
+
+def test_in_a_log_file_a_run_writes_plain_whole_lines(tiny_model, tiny_glue, tmp_path):
+    out = tmp_path / "a-folder-name-long-enough-to-pass-eighty-columns" / "out"
+    result = run_subprocess(["--target", "rte", "--support", "sst2", "--sampling", "size",
+                             *tiny_args(tiny_model, tiny_glue, out, epochs=1)], script="train_mtl")
+    assert result.returncode == 0, result.stderr
+    log = result.stderr
+    lines = log.splitlines()
+    assert "\r" not in log and "Tokenizing" not in log and "Saving the dataset" not in log
+    assert "…" not in log and not any(line != line.rstrip() for line in lines)
+    assert f"Run folder: {run_dir(out, 'mtl', 'rte--sst2__sampling-size')}" in lines
+    assert "Training: 12 batches of 8 per epoch x 1 epoch(s) = 12 steps; 2 evaluations (every 0.5 epoch)" \
+        in lines
+    title = "mtl rte--sst2__sampling-size seed 0"
+    assert f"{title}: dev at step 12 (epoch 1.00)" in lines
+    rows = [line for line in lines if line.startswith(("  RTE  ", "  SST-2  "))]
+    assert rows[-1].index(" baseline ") == rows[-2].index(" baseline ")  # columns line up
+    assert len(rows) == 4 and all(" main " in r and " baseline " in r and " accuracy " in r for r in rows)
+    progress = [line for line in lines if line.startswith(f"{title}: step ")]
+    assert progress[-1].startswith(f"{title}: step 12/12  loss ")
+    assert "p: RTE 0.50 SST-2 0.50" in progress[-1] and " elapsed, ETA " in progress[-1]
+
+
+def test_in_a_terminal_the_display_is_rich(monkeypatch, capsys):
+    """The same display in a terminal (rich decides: FORCE_COLOR makes it one): a table, not lines."""
+    from mtlvsift.train.progress_bar import TrainDisplay
+
+    metrics = {"rte": {"accuracy": 0.5}}
+    TrainDisplay(True, "single rte seed 0", 10, 0).evaluation(5, 0.5, metrics, {"rte"})
+    plain = capsys.readouterr().err
+    assert "  RTE  main 50.00 *  baseline -  accuracy 50.00\n" in plain and "┃" not in plain
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    display = TrainDisplay(True, "single rte seed 0", 10, 0)
+    assert display.live
+    display.evaluation(5, 0.5, metrics, {"rte"})
+    table = capsys.readouterr().err
+    assert "┃" in table and "all metrics (points)" in table

@@ -37,7 +37,7 @@ from mtlvsift.stop_signals import exit_status, signal_label, stop_on_signals, st
 from mtlvsift.train.evaluation.baseline import constant_baselines
 from mtlvsift.train.batches.loader import MixedTaskDataset, micro_batch_collator, prepare_task_data, train_loader
 from mtlvsift.train.checkpoint.state import Progress, load_checkpoint, state_misfit
-from mtlvsift.train.checkpoint.writer import CheckpointWriter
+from mtlvsift.train.checkpoint.writer import CheckpointWriter, check_saved_models
 from mtlvsift.train.config import TrainConfig
 from mtlvsift.train.evaluation.dev import build_eval_batches, evaluate
 from mtlvsift.train.data.fingerprints import check_same_data, with_data_fingerprints
@@ -49,8 +49,8 @@ from mtlvsift.train.plan import (check_batch_options, epoch_settings, eval_point
                                  lr_schedule_steps, with_prerequisites)
 from mtlvsift.train.model.encoders import batch_collator, check_packing_options
 from mtlvsift.train.progress_bar import TrainDisplay
-from mtlvsift.train.run_messages import (few_steps_warning, interrupted_message, quiet_transformers,
-                                         resume_line, summary_lines)
+from mtlvsift.train.run_messages import (few_steps_warning, interrupted_message, quiet_datasets_in_logs,
+                                         quiet_transformers, resume_line, summary_lines)
 from mtlvsift.train.batches.sampling import epoch_schedule, process_slice, task_probabilities
 from mtlvsift.train.trackers import Trackers, tracking_dir
 
@@ -62,7 +62,7 @@ def run_training(config: TrainConfig, restart: bool = False) -> dict[str, Any]:
     and exit status 128 + the signal's number (Ctrl-C 130, SIGTERM 143); by then the loop has
     completed the checkpoint write under way and released the folder's lock."""
     try:
-        with quiet_transformers(), stop_on_signals():
+        with quiet_transformers(), quiet_datasets_in_logs(), stop_on_signals():
             return _run_training(config, restart)
     except KeyboardInterrupt as interrupt:  # Ctrl-C, or a stop signal (stop_signals.Stopped)
         if int(os.environ.get("RANK", "0")) == 0:
@@ -179,9 +179,7 @@ class Trainer:
                                         config.epochs, self.names) or Progress()
         self.checkpoints = CheckpointWriter(accelerator, run, self.model, self.optimizer, self.scheduler,
                                             tokenizer)
-        if self.progress.best is not None and (problem := model_folder_problem(run.best_dir)):
-            raise MtlvsiftError(f"The best model saved so far, {run.best_dir}, is damaged ({problem}). "
-                                f"Rerun the same command with --restart to train this run from scratch.")
+        check_saved_models(run, self.progress)
         if self.main:
             run.trim_log(self.progress.step)
         self.eval_batches = build_eval_batches(task_data, self.collate, config.eval_batch_size,
@@ -350,7 +348,7 @@ class Trainer:
         self.trackers.evaluation(progress.step, metrics)
         if is_best:
             progress.best = candidate
-        self.checkpoints.checkpoint(progress, best=is_best)
+        self.checkpoints.checkpoint(progress, best=is_best, improved=improved)
         previous = f"; the previous write took {progress.save_seconds[-2]:.2f} s" \
             if len(progress.save_seconds) > 1 else ""
         self.display.message(f"Checkpoint at step {progress.step}: the loop waited "

@@ -5,7 +5,12 @@ it (``RTE.tsv``, ``MNLI-m.tsv`` and ``MNLI-mm.tsv``), columns ``index`` and ``pr
 spelled as in GLUE's files. For a task-file task, ``<task>.csv`` with ``id`` and ``prediction``.
 Inputs are tokenized as in training and run in length-sorted batches, as in evaluation. The
 run's task-file tasks are read from the task files the run recorded (or ``--task-file``), and a
-file that changed since training is refused: its labels may mean something else now.
+file that changed since training is refused: its labels may mean something else now. GLUE comes
+from the folder the run recorded (``config.data_dir``) unless ``--data-dir`` names another.
+
+Each task is predicted by the model whose dev score the report holds for it (``task_model``):
+``best/``, or the task's own ``best-<task>/`` where its best step is not ``best/``'s; a line says
+which, and ``--split dev`` prints the scores beside the record's.
 """
 
 from __future__ import annotations
@@ -13,18 +18,23 @@ from __future__ import annotations
 import csv
 import io
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mtlvsift import run_record
+from mtlvsift.display import safe_text
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.names import PREDICT_SPLITS
 from mtlvsift.run_folder import RESULT_FILE, atomic_write
+from mtlvsift.run_record import RunRecord
 from mtlvsift.tasks import GLUE_TASKS, Task, get_task
+from mtlvsift.train.checkpoint.task_models import TaskModel, task_model
 from mtlvsift.train.data import user_data
-from mtlvsift.train.data.glue import glue_hub_split, resolve_data_dir
+from mtlvsift.train.data.glue import data_fingerprint, glue_hub_split, load_split, resolve_data_dir
 from mtlvsift.train.data.task_files import load_task_files
+from mtlvsift.train.run_messages import quiet_datasets_in_logs
 
 if TYPE_CHECKING:  # torch, transformers and datasets load once the inputs are read and checked
     import datasets
@@ -44,55 +54,76 @@ class Inputs:
     texts: dict[str, list[str]]  # text_a, [text_b]
     ids: list[str]
     source: str  # the file (or hub split) they come from, for messages
+    split: str = ""  # the dev split they are (dev, dev_matched, ...) when --split dev
 
 
 def predict(run_dir: str | Path, out_dir: str | Path, split: str | None = None,
             file: str | Path | None = None, task_name: str | None = None,
             data_dir: str | Path | None = None, batch_size: int = 256,
-            task_files: list[str] | None = None) -> list[Path]:
-    """Write the predictions of the run's ``best/`` model on ``split`` (test or dev) or ``file``
-    for its target (``task_name``: another of its tasks; MTL_All: every task); returns the files."""
+            task_files: list[str] | None = None, say: Callable[[str], None] = print) -> list[Path]:
+    """Write the predictions on ``split`` (test or dev) or ``file`` for the run's target
+    (``task_name``: another of its tasks; MTL_All: every task), each by the model the report's
+    score comes from; ``say`` gets the lines to show (the model used, the files, dev scores).
+    Returns the files written."""
     run_dir = Path(run_dir)
     record = _finished_record(run_dir)
-    config = record.get("config") if isinstance(record.get("config"), dict) else {}
+    config = record.config
     max_length = config.get("max_seq_length")
     if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 1:
         raise MtlvsiftError(f"{run_dir / RESULT_FILE} has no valid config.max_seq_length.")
     _register_run_tasks(config, task_files)
     tasks = _tasks_to_predict(record, task_name, file)
-    glue_dir = resolve_data_dir(data_dir) if any(t.source is None for t in tasks) else None
+    glue_dir = _glue_folder(data_dir, config) if any(t.source is None for t in tasks) else None
+    models = {task.name: task_model(run_dir, record, task) for task in tasks}
     # Every input is read (and checked) before the model runs and before anything is written.
     jobs = [(task, inputs) for task in tasks for inputs in _inputs(task, split, file, glue_dir)]
     empty = next((inputs.source for _, inputs in jobs if not inputs.ids), None)
     if empty is not None:
         raise MtlvsiftError(f"{empty} has no rows to predict (a header only?). Give a file with "
                             f"examples.")
+    references = {(task.name, inputs.name): _dev_labels(task, inputs, glue_dir)
+                  for task, inputs in jobs if inputs.split}
     import torch
 
-    from mtlvsift.train.model.multitask import MultiTaskModel, model_folder_problem
-
-    problem = model_folder_problem(run_dir / "best")
-    if problem:
-        raise MtlvsiftError(f"The best model of {run_dir} ({run_dir / 'best'}) cannot be loaded "
-                            f"({problem}). Train the run again (its command with --overwrite).")
-    model, tokenizer = MultiTaskModel.load(run_dir / "best")
-    missing = [t.name for t in tasks if t.name not in model.task_names]
-    if missing:
-        raise MtlvsiftError(f"The best model of {run_dir} has no head for {', '.join(missing)} "
-                            f"(heads: {', '.join(model.task_names)}).")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model.to(device).eval()
-    predictions = [_predict(model, tokenizer, task, model.task_names.index(task.name), inputs,
-                            max_length, batch_size, device) for task, inputs in jobs]
-    return [_write(Path(out_dir), task, inputs, p) for (task, inputs), p in zip(jobs, predictions)]
+    predictions = {}
+    with quiet_datasets_in_logs():  # no "Tokenizing" bars in a log file
+        for folder in dict.fromkeys(m.folder for m in models.values()):  # each model loaded once
+            its_jobs = [(task, inputs) for task, inputs in jobs if models[task.name].folder == folder]
+            predictions |= _predictions_of(folder, run_dir, its_jobs, max_length, batch_size, device)
+    written = []
+    for task in tasks:
+        say(models[task.name].note)
+        task_jobs = [inputs for t, inputs in jobs if t is task]
+        for inputs in task_jobs:
+            written.append(_write(Path(out_dir), task, inputs, predictions[task.name, inputs.name]))
+            say(f"Wrote {written[-1]}")
+        if split == "dev":
+            for line in _dev_scores(task, task_jobs, predictions, references, models[task.name], record, glue_dir):
+                say(line)
+    return written
 
 
-def _finished_record(run_dir: Path) -> dict:
+def _glue_folder(data_dir: str | Path | None, config: dict) -> Path | None:
+    """``--data-dir``, else the GLUE folder the run was trained on (its record's
+    ``config.data_dir``), else ``$MTLVSIFT_GLUE_DIR``, else None: the hub."""
+    recorded = config.get("data_dir")
+    if data_dir or not isinstance(recorded, str) or not recorded:
+        return resolve_data_dir(data_dir)
+    path = Path(recorded).expanduser()
+    if not path.is_dir():
+        raise MtlvsiftError(f"This run was trained on the GLUE folder {safe_text(recorded)} (its record's "
+                            f"config.data_dir), which is not a folder here; pass the GLUE folder with "
+                            f"--data-dir DIR.")
+    return path
+
+
+def _finished_record(run_dir: Path) -> RunRecord:
     if not (run_dir / RESULT_FILE).is_file():
         raise MtlvsiftError(f"{run_dir} holds no finished run ({RESULT_FILE} is missing). Give the "
                             f"folder of one seed, e.g. outputs/single/rte/seed-0, once it has finished.")
     try:
-        return run_record.load(run_dir / RESULT_FILE)
+        return run_record.read_record(run_dir / RESULT_FILE)
     except run_record.InvalidRecord as exc:
         raise MtlvsiftError(f"{run_dir / RESULT_FILE} is {exc}.") from None
 
@@ -121,15 +152,15 @@ def _register_run_tasks(config: dict, task_files: list[str] | None) -> None:
                 f"the run was trained with, or pass it with --task-file.")
 
 
-def _tasks_to_predict(record: dict, name: str | None, file) -> list[Task]:
-    run_tasks = [str(t) for t in record.get("tasks") or []]
+def _tasks_to_predict(record: RunRecord, name: str | None, file) -> list[Task]:
+    run_tasks = list(record.tasks)
     if name is not None:
         task = get_task(name)
         if task.name not in run_tasks:
             raise MtlvsiftError(f"--task {name}: the run trained {', '.join(run_tasks)}.")
         return [task]
-    if record.get("target"):
-        return [get_task(str(record["target"]))]
+    if record.target:
+        return [get_task(record.target)]
     if file is not None:
         raise MtlvsiftError(f"This run has no target; with --file, name the task with --task "
                             f"({', '.join(run_tasks)}).")
@@ -143,7 +174,7 @@ def _inputs(task: Task, split: str | None, file, glue_dir: Path | None) -> list[
     if task.source is not None:
         table = user_data.read_table(file) if file else user_data.split_table(task, split)
         return [Inputs(task.name, user_data.texts(task, table), user_data.example_ids(task, table),
-                       table.source)]
+                       table.source, "dev" if split == "dev" and not file else "")]
     if file is not None:
         return [_glue_file(task, Path(file), task.display)]
     found = []
@@ -156,11 +187,12 @@ def _inputs(task: Task, split: str | None, file, glue_dir: Path | None) -> list[
             rows = _hub_rows(raw)
             found.append(Inputs(name, user_data.texts(task, rows, task.hub_text_columns),
                                 [str(i) for i in raw["idx"]], rows.source))
-            continue
-        path = glue_dir / task.folder / (dev.file if split == "dev" else dev.file.replace("dev", "test"))
-        if not path.is_file():
-            raise MtlvsiftError(f"Missing {task.display} {split} file: expected {path}.")
-        found.append(_glue_file(task, path, name))
+        else:
+            path = glue_dir / task.folder / (dev.file if split == "dev" else dev.file.replace("dev", "test"))
+            if not path.is_file():
+                raise MtlvsiftError(f"Missing {task.display} {split} file: expected {path}.")
+            found.append(_glue_file(task, path, name))
+        found[-1].split = Path(dev.file).stem if split == "dev" else ""
     return found
 
 
@@ -180,7 +212,66 @@ def _glue_file(task: Task, path: Path, name: str) -> Inputs:
     return Inputs(name, user_data.texts(task, table, columns), [str(i) for i in ids], str(path))
 
 
+# --------------------------------------------------------------------------- dev scores
+
+
+def _dev_labels(task: Task, inputs: Inputs, glue_dir: Path | None) -> np.ndarray:
+    """The labels of a dev split, read (and checked) as training's evaluation reads them."""
+    import numpy as np
+
+    labels = np.asarray(load_split(task, inputs.split, glue_dir)["label"])
+    if len(labels) != len(inputs.ids):
+        raise MtlvsiftError(f"{inputs.source}: {len(inputs.ids)} rows to predict, but {len(labels)} "
+                            f"labelled rows; is it a {task.display} dev file?")
+    return labels
+
+
+def _dev_scores(task: Task, task_jobs: list[Inputs], predictions: dict, references: dict,
+                model: TaskModel, record: RunRecord, glue_dir: Path | None) -> list[str]:
+    """``RTE dev: accuracy 72.50 (the record: 72.50 at step 12)``, and a note where the dev data
+    is not the data the run was evaluated on (its fingerprint differs from the record's)."""
+    from mtlvsift.train.evaluation.metrics import compute_task_metrics
+
+    outputs = {inputs.split: (predictions[task.name, inputs.name], references[task.name, inputs.name])
+               for inputs in task_jobs}
+    metrics = compute_task_metrics(task, outputs)
+    shown = "  ".join(f"{k} {100 * v:.2f}" for k, v in metrics.items())
+    recorded = "" if model.expected is None else \
+        f" (the record: {task.main_metric} {100 * task.main_score(model.expected):.2f} at step {model.step})"
+    lines = [f"{task.display} dev: {task.main_metric} {100 * task.main_score(metrics):.2f}{recorded}; "
+             f"all metrics: {shown}"]
+    fingerprints = (record.data_fingerprints or {}).get(task.name)
+    for inputs in task_jobs:
+        kept = fingerprints.get(inputs.split) if isinstance(fingerprints, dict) else None
+        if isinstance(kept, str) and kept != data_fingerprint(task, inputs.split, glue_dir):
+            lines.append(f"Note: {inputs.source} is not the {task.display} dev data this run was "
+                         f"evaluated on (its fingerprint differs from the record's), so its scores "
+                         f"are not the record's.")
+    return lines
+
+
 # --------------------------------------------------------------------------- model, files
+
+
+def _predictions_of(folder: Path, run_dir: Path, jobs: list[tuple[Task, Inputs]], max_length: int,
+                    batch_size: int, device: torch.device) -> dict[tuple[str, str], np.ndarray]:
+    """The predictions of the model saved in ``folder`` for ``jobs``, by (task, file stem)."""
+    from mtlvsift.train.model.multitask import MultiTaskModel, model_folder_problem
+
+    problem = model_folder_problem(folder)
+    if problem:
+        raise MtlvsiftError(f"The best model of {run_dir} ({folder}) cannot be loaded ({problem}). "
+                            f"Train the run again (its command with --overwrite).")
+    model, tokenizer = MultiTaskModel.load(folder)
+    model.to(device).eval()
+    predictions = {}
+    for task, inputs in jobs:
+        if task.name not in model.task_names:
+            raise MtlvsiftError(f"The best model of {run_dir} ({folder}) has no head for {task.name} "
+                                f"(heads: {', '.join(model.task_names)}).")
+        predictions[task.name, inputs.name] = _predict(model, tokenizer, task, model.task_names.index(task.name),
+                                                       inputs, max_length, batch_size, device)
+    return predictions
 
 
 def _predict(model: MultiTaskModel, tokenizer, task: Task, head: int, inputs: Inputs,

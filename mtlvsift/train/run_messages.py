@@ -1,7 +1,8 @@
 """What a run says in words: its start-up summary, the few-steps warning, resuming, stopping.
 
 Also what it keeps quiet: transformers' progress bars (its load reports: ``model.load_encoder``), so
-that the run's own display (``progress_bar.TrainDisplay``) is the only live output.
+that the run's own display (``progress_bar.TrainDisplay``) is the only live output, and, in a log
+file, datasets' ("Tokenizing ...", "Saving the dataset"), whose redraws would fill it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,24 @@ def quiet_transformers() -> Iterator[None]:
     finally:
         if were_enabled:
             hf_logging.enable_progress_bar()
+
+
+@contextmanager
+def quiet_datasets_in_logs() -> Iterator[None]:
+    """datasets' progress bars off while a run whose display is not a terminal prepares its data
+    (in a terminal they stay: they show the tokenization's progress); restored afterwards."""
+    from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    from mtlvsift.train.progress_bar import stderr_is_terminal
+
+    turn_off = not stderr_is_terminal() and not are_progress_bars_disabled()
+    if turn_off:
+        disable_progress_bars()
+    try:
+        yield
+    finally:
+        if turn_off:
+            enable_progress_bars()
 
 
 def few_steps_warning(total_steps: int, epochs: int, batches_per_epoch: int, batch_size: int) -> str | None:

@@ -7,8 +7,10 @@ At every evaluation the loop calls ``CheckpointWriter.checkpoint``, which
 2. takes what changes before the next optimizer step (every process's RNG states, gathered; the
    scheduler, scaler and progress) and starts a thread on the main process that
 3. copies the model and optimizer states into host buffers (reused from one checkpoint to the
-   next; pinned, on a side stream, on a GPU), then writes ``best/`` (when the model improved) and
-   ``state/``, each into a ``.tmp`` folder swapped in by ``replace_folder``, as before.
+   next; pinned, on a side stream, on a GPU), then writes ``best/`` (when the model improved),
+   ``best-<task>/`` of each task whose own best is not ``best/`` and improved (from the same host
+   copy), and ``state/``, each into a ``.tmp`` folder swapped in by ``replace_folder``; last it
+   removes the ``best-<task>/`` folders that ``best/`` now stands for.
 
 The next step's forward and backward passes read the weights but change neither them nor the
 optimizer state: only ``optimizer.step()`` does, so the loop calls ``before_optimizer_step``
@@ -26,6 +28,7 @@ import copy
 import shutil
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +40,8 @@ from mtlvsift.errors import MtlvsiftError
 from mtlvsift.faults import fault_point
 from mtlvsift.run_folder import RunFolder, atomic_write_json, replace_folder
 from mtlvsift.train.checkpoint.state import PROGRESS_FILE, Progress, rng_state, write_state
+from mtlvsift.train.checkpoint.task_models import task_best_dir, tasks_with_own_best
+from mtlvsift.train.model.multitask import model_folder_problem
 
 
 @dataclass
@@ -50,6 +55,8 @@ class Snapshot:
     rng: list[dict]  # one per process
     progress: dict[str, Any]
     best: bool  # also write best/
+    task_bests: tuple[str, ...] = ()  # also write best-<task>/ of these tasks
+    drop_task_bests: tuple[str, ...] = ()  # once state/ is written, remove these tasks' best-<task>/
 
 
 class HostCopy:
@@ -74,6 +81,26 @@ class HostCopy:
         return copy.deepcopy(value)
 
 
+def task_best_changes(progress: Progress, improved: Collection[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The tasks whose ``best-<task>/`` this checkpoint writes (their own best improved and is not
+    ``best/``'s step), and those whose folder it removes (``best/`` holds their best now)."""
+    own = tasks_with_own_best(progress.best, progress.best_by_task)
+    tasks = list(progress.best_by_task)
+    return tuple(t for t in tasks if t in own and t in improved), tuple(t for t in tasks if t not in own)
+
+
+def check_saved_models(run: RunFolder, progress: Progress) -> None:
+    """A resumed run's best models must be whole: ``best/``, and each task's own that a
+    checkpoint wrote (a run started by an older version has none)."""
+    if progress.best is None:
+        return
+    own = [task_best_dir(run.path, t) for t in tasks_with_own_best(progress.best, progress.best_by_task)]
+    for folder in [run.best_dir, *(f for f in own if f.exists())]:
+        if problem := model_folder_problem(folder):
+            raise MtlvsiftError(f"The best model saved so far, {folder}, is damaged ({problem}). Rerun the "
+                                f"same command with --restart to train this run from scratch.")
+
+
 class CheckpointWriter:
     def __init__(self, accelerator: Accelerator, run: RunFolder, model, optimizer, scheduler,
                  tokenizer) -> None:
@@ -88,8 +115,10 @@ class CheckpointWriter:
         self.seconds = 0.0  # the last write's duration
         self.index = -1  # the evaluation the running write belongs to
 
-    def checkpoint(self, progress: Progress, best: bool) -> None:
-        """Wait for the previous write; start copying and writing this checkpoint in the background."""
+    def checkpoint(self, progress: Progress, best: bool, improved: Collection[str] = ()) -> None:
+        """Wait for the previous write; start copying and writing this checkpoint in the
+        background (``best``: also ``best/``; ``improved``: the tasks whose own best score this
+        evaluation raised, whose ``best-<task>/`` is written where it is not ``best/``)."""
         start = time.perf_counter()
         self._collect(progress)
         accelerator = self.accelerator
@@ -104,7 +133,7 @@ class CheckpointWriter:
             snapshot = Snapshot(accelerator.unwrap_model(self.model).state_dict(), self.optimizer.state_dict(),
                                 copy.deepcopy(self.scheduler.state_dict()),
                                 None if scaler is None else copy.deepcopy(scaler.state_dict()), rng,
-                                copy.deepcopy(progress.to_dict()), best)
+                                copy.deepcopy(progress.to_dict()), best, *task_best_changes(progress, improved))
             ready = None
             if self.stream is not None:  # the side stream copies what the loop's stream computed
                 ready = torch.cuda.Event()
@@ -166,8 +195,8 @@ class CheckpointWriter:
         raise MtlvsiftError(message) from error
 
     def _copy_and_write(self, snapshot: Snapshot, ready) -> None:
-        """The host copy (then the loop may step again), best/ when improved, then state/: each
-        folder written beside and swapped in whole."""
+        """The host copy (then the loop may step again), best/ when improved, the tasks' own best
+        models, then state/: each folder written beside and swapped in whole."""
         start = time.perf_counter()
         run = self.run
         try:
@@ -176,12 +205,9 @@ class CheckpointWriter:
             finally:
                 self.copied.set()
             if snapshot.best:
-                with run.saving("the best model", run.best_dir):
-                    tmp = run.path / "best.tmp"
-                    shutil.rmtree(tmp, ignore_errors=True)
-                    self.accelerator.unwrap_model(self.model).save(tmp, self.tokenizer, state=snapshot.model)
-                    fault_point("mid_best")
-                    replace_folder(tmp, run.best_dir)
+                self._write_model(snapshot, "the best model", run.best_dir)
+            for task in snapshot.task_bests:
+                self._write_model(snapshot, f"the best model of {task}", task_best_dir(run.path, task))
             with run.saving("the checkpoint", run.state_dir):
                 tmp = run.path / "state.tmp"
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -192,6 +218,20 @@ class CheckpointWriter:
                 atomic_write_json(tmp / PROGRESS_FILE, snapshot.progress)
                 replace_folder(tmp, run.state_dir)
                 fault_point("after_checkpoint")
+            # Only now: until state/ says so, a resumed run still expects these folders.
+            for task in snapshot.drop_task_bests:
+                folder = task_best_dir(run.path, task)
+                shutil.rmtree(folder.with_name(folder.name + ".old"), ignore_errors=True)  # first:
+                shutil.rmtree(folder, ignore_errors=True)  # recover() would bring an .old back
         except BaseException as exc:  # raised in the loop's thread by _collect
             self.error = exc
         self.seconds = time.perf_counter() - start
+
+    def _write_model(self, snapshot: Snapshot, what: str, folder) -> None:
+        """The snapshot's model into ``folder`` (written as ``<folder>.tmp``, then swapped in)."""
+        with self.run.saving(what, folder):
+            tmp = folder.with_name(folder.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            self.accelerator.unwrap_model(self.model).save(tmp, self.tokenizer, state=snapshot.model)
+            fault_point("mid_best")
+            replace_folder(tmp, folder)
