@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Predictions of a finished run's best model: GLUE submission files, or a CSV for your own task.
 
-    python scripts/predict.py --run outputs/single/rte/seed-0 --split test --out predictions/
-    python scripts/predict.py --run outputs/mtl/rte--mnli/seed-0 --task mnli --split test --out predictions/
-    python scripts/predict.py --run outputs/single/mysent/seed-0 --file new.csv --out predictions/
+    python scripts/predict.py --run outputs/distilroberta-base/single/rte/seed-0 --split test --out predictions/
+    python scripts/predict.py --run outputs/distilroberta-base/mtl/rte--mnli/seed-0 --task mnli --split test --out predictions/
+    python scripts/predict.py --run outputs/distilroberta-base/single/mysent/seed-0 --file new.csv --out predictions/
 """
 
 import click

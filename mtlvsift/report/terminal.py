@@ -15,7 +15,7 @@ from mtlvsift.report.stats import Analysis
 from mtlvsift.report.tables import Table
 from mtlvsift.report.text import HEURISTIC_RULE, PAPER_PHRASE, TIE_LEGEND, aso_line, \
     at_baseline_line, baselines_line, cell_name, corrections_line, few_seeds_line, fmt, group_text, \
-    lacking_phrase, not_pooled_line, overview_line, sequential_line, tasks_line
+    lacking_phrase, not_pooled_line, overview_line, relative_text, sequential_line, tasks_line
 from mtlvsift.run_index import Discovery
 from mtlvsift.tasks import display_name
 
@@ -166,5 +166,6 @@ def render_in_progress(console: Console, found: Discovery) -> None:
         return
     console.print(f"[bold]Runs in progress[/] (config.json, no result.json yet): "
                   f"{len(found.in_progress)}")
-    for run in found.in_progress:
-        console.print(f"  {safe_markup(str(run.path))}  (last written {run.age()})", highlight=False)
+    for run in found.in_progress:  # relative to the outputs, unwrapped: a path to copy
+        console.print(f"  {safe_markup(relative_text(run.path, found.root))}  (last written {run.age()})",
+                      highlight=False, soft_wrap=True)

@@ -121,7 +121,7 @@ def _glue_folder(data_dir: str | Path | None, config: dict) -> Path | None:
 def _finished_record(run_dir: Path) -> RunRecord:
     if not (run_dir / RESULT_FILE).is_file():
         raise MtlvsiftError(f"{run_dir} holds no finished run ({RESULT_FILE} is missing). Give the "
-                            f"folder of one seed, e.g. outputs/single/rte/seed-0, once it has finished.")
+                            f"folder of one seed, e.g. outputs/distilroberta-base/single/rte/seed-0, once it has finished.")
     try:
         return run_record.read_record(run_dir / RESULT_FILE)
     except run_record.InvalidRecord as exc:
