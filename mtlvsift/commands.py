@@ -46,9 +46,10 @@ def train_args(method: str, target: str | None = None, support: Sequence[str] = 
 def train_command(method: str, target: str | None = None, support: Sequence[str] = (),
                   options: Mapping[str, Any] | None = None,
                   seeds: Sequence[int] = DEFAULT_SEEDS) -> str:
-    """``accelerate launch scripts/<script> --target T --support S --opt value ... --seed k``
+    """``accelerate launch --quiet scripts/<script> --target T --support S --opt value ... --seed k``
     (``train_args``); several seeds give ``for seed in ...; do ... --seed $seed; done``."""
-    line = "accelerate launch " + shlex.join(train_args(method, target, support, options))
+    # --quiet: a failed run ends with its own Error: line, not accelerate's traceback after it.
+    line = "accelerate launch --quiet " + shlex.join(train_args(method, target, support, options))
     seeds = [int(s) for s in seeds]
     if len(seeds) == 1:
         return f"{line} --seed {seeds[0]}"

@@ -89,7 +89,7 @@ def require_records(found: Discovery) -> None:
         if found.in_progress:
             lead += f" {len(found.in_progress)} run(s) have started but not finished."
     raise MtlvsiftError(
-        f"{lead} Train runs first, e.g. `accelerate launch scripts/train_stilts.py --target rte "
+        f"{lead} Train runs first, e.g. `accelerate launch --quiet scripts/train_stilts.py --target rte "
         f"--seed 0` (or train_mtl.py / train_mtl_all.py), or point --outputs at the folder "
         f"that holds them."
     )

@@ -56,7 +56,7 @@ def test_stilts_without_a_supporting_run_prints_the_command(tiny_model, tiny_glu
     out = tmp_path / "out"
     fails("train_stilts", ["--target", "rte", "--support", "sst2", *tiny_args(tiny_model, tiny_glue, out, epochs=1)],
           "STILTs needs the single-task runs of every supporting seed", "sst2: finished seeds: none.",
-          "for seed in 0 1 2 3 4; do accelerate launch scripts/train_stilts.py --target sst2",
+          "for seed in 0 1 2 3 4; do accelerate launch --quiet scripts/train_stilts.py --target sst2",
           "--init-from")
     assert nothing_written(out)
 

@@ -113,9 +113,9 @@ def test_a_refused_cell_lists_every_reason_and_the_commands_that_fix_it(tmp_path
     assert "stilts rte--mnli (distilroberta-base) started from different models" in refused
     assert "mtl rte--mnli (distilroberta-base) used different single-task scores" in refused
     out = shlex.quote(str(tmp_path))
-    fixes = [f"for seed in 0 1 2; do accelerate launch scripts/train_mtl.py --target rte "
+    fixes = [f"for seed in 0 1 2; do accelerate launch --quiet scripts/train_mtl.py --target rte "
              f"--support mnli --overwrite --output-dir {out} --seed $seed; done",
-             f"for seed in 0 1 2; do accelerate launch scripts/train_stilts.py --target rte "
+             f"for seed in 0 1 2; do accelerate launch --quiet scripts/train_stilts.py --target rte "
              f"--support mnli --overwrite --output-dir {out} --seed $seed; done"]
     assert sorted(r["command"] for r in summary["retrain"]) == fixes
     stdout = " ".join(result.stdout.split())
@@ -144,9 +144,9 @@ def test_retraining_keeps_the_mark_of_seeds_until_decided_added(tmp_path):
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
     out = shlex.quote(str(tmp_path))
     assert [r["command"] for r in summary["retrain"]] == [
-        f"for seed in 0 1 2; do accelerate launch scripts/train_stilts.py --target rte --support "
+        f"for seed in 0 1 2; do accelerate launch --quiet scripts/train_stilts.py --target rte --support "
         f"mnli --overwrite --output-dir {out} --seed $seed; done",
-        f"accelerate launch scripts/train_stilts.py --target rte --support mnli --overwrite "
+        f"accelerate launch --quiet scripts/train_stilts.py --target rte --support mnli --overwrite "
         f"--added-until-decided --output-dir {out} --seed 3"]
 
 

@@ -124,9 +124,9 @@ def test_missing_cells_give_seed_loop_commands(tmp_path):
     out = result.stdout
     output_dir = shlex.quote(str(tmp_path))
     # Options (here --output-dir, since the outputs are not ./outputs) go before --seed.
-    mtl = ("for seed in 0 1 2 3 4; do accelerate launch scripts/train_mtl.py --target rte "
+    mtl = ("for seed in 0 1 2 3 4; do accelerate launch --quiet scripts/train_mtl.py --target rte "
            f"--support mnli --output-dir {output_dir} --seed $seed; done")
-    stilts = ("for seed in 3 4; do accelerate launch scripts/train_stilts.py --target rte "
+    stilts = ("for seed in 3 4; do accelerate launch --quiet scripts/train_stilts.py --target rte "
               f"--support mnli --output-dir {output_dir} --seed $seed; done")
     lines = out.splitlines()
     assert f"  {mtl}" in lines, out
@@ -142,7 +142,7 @@ def test_missing_command_in_default_outputs_matches_the_docs(tmp_path, monkeypat
     write_record(Path("outputs"), "stilts", "rte", ["mnli"], 0, 0.70)
     result = run()  # --outputs defaults to ./outputs
     assert result.exit_code == 0
-    assert ("for seed in 0 1 2 3 4; do accelerate launch scripts/train_mtl.py --target rte "
+    assert ("for seed in 0 1 2 3 4; do accelerate launch --quiet scripts/train_mtl.py --target rte "
             "--support mnli --seed $seed; done") in result.stdout
     assert (tmp_path / "outputs" / "report" / "summary.json").exists()
 
@@ -261,7 +261,7 @@ def test_record_fields_cannot_inject_commands_or_html(tmp_path):
     assert len(scripts) == 2  # one report per model
     for script in scripts:
         calls = _run_missing_sh(script, tmp_path)
-        assert calls and all(c.startswith("launch scripts/train_") for c in calls)
+        assert calls and all(c.startswith("launch --quiet scripts/train_") for c in calls)
     assert not (tmp_path / "SOMEFILE").exists()
     report = (tmp_path / "report" / "img-src-x-onerror-alert-1" / "report.md").read_text()
     assert "# MTL vs STILTs: &lt;img src=x onerror=alert(1)&gt;" in report

@@ -141,13 +141,13 @@ def test_missing_runs_use_the_seeds_in_use_and_the_recorded_options(mixed):
     commands = [line for line in script if line.startswith(("accelerate", "for "))]
     out = shlex.quote(str(root))
     assert commands == [  # MTL_All lacks seed 1, nothing else
-        "accelerate launch scripts/train_mtl_all.py --epochs 2 --batch-size 32 --max-seq-length "
+        "accelerate launch --quiet scripts/train_mtl_all.py --epochs 2 --batch-size 32 --max-seq-length "
         "64 --data-dir '/data/glue dir' --max-train-examples 300 --tasks rte,mrpc "
         f"--output-dir {out} --seed 1"]
     assert "# MTL_All (size, RTE+MRPC): seed 1 (others done)" in script
     default = (root / "report" / MODEL / "missing.sh").read_text()
     assert "--max-train-examples" not in default  # the default runs' commands stay default
-    assert (f"accelerate launch scripts/train_stilts.py --target mrpc --output-dir {out} --seed "
+    assert (f"accelerate launch --quiet scripts/train_stilts.py --target mrpc --output-dir {out} --seed "
             "$seed; done") in default
 
 
@@ -162,13 +162,13 @@ def test_new_configurations_take_the_shared_options_and_seeds(tmp_path):
     out = shlex.quote(str(tmp_path))
     shared = ("--epochs 2 --batch-size 32 --max-seq-length 64 --data-dir '/data/glue dir' "
               "--max-train-examples 300")
-    assert (f"for seed in 0 1; do accelerate launch scripts/train_stilts.py --target mrpc "
+    assert (f"for seed in 0 1; do accelerate launch --quiet scripts/train_stilts.py --target mrpc "
             f"--support rte {shared} --support-seeds '0 1' --output-dir {out} --seed $seed; "
             "done") in script.splitlines()
-    assert (f"for seed in 0 1; do accelerate launch scripts/train_mtl.py --target rte "
+    assert (f"for seed in 0 1; do accelerate launch --quiet scripts/train_mtl.py --target rte "
             f"--support mrpc {shared} --support-seeds '0 1' --output-dir {out} --seed $seed; "
             "done") in script.splitlines()
-    assert (f"for seed in 0 1; do accelerate launch scripts/train_mtl_all.py {shared} --tasks "
+    assert (f"for seed in 0 1; do accelerate launch --quiet scripts/train_mtl_all.py {shared} --tasks "
             f"mrpc,rte --output-dir {out} --seed $seed; done") in script.splitlines()
     # Nothing to draw: no figure files, one line each in report.md, and the tables still parse.
     report_dir = tmp_path / "report"

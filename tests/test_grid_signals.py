@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO_ROOT, run_script
+from helpers import run_dir, REPO_ROOT, run_script
 from mtlvsift.run_lock import RunLock
 
 HANG = "step:hang:4"  # after the checkpoint of step 3 (6 steps an epoch, --eval-every 0.5)
@@ -31,11 +31,14 @@ def start_grid(args: list[str], fault: str, **env) -> subprocess.Popen:
 
 
 def run_folders(out: Path) -> list[Path]:
-    return [out / "single" / "rte" / f"seed-{seed}" for seed in (0, 1)]
+    return [run_dir(out, "single", "rte", seed) for seed in (0, 1)]
 
 
 def logs(out: Path) -> list[Path]:
-    return [out / "grid-logs" / f"single__rte__seed-{seed}.log" for seed in (0, 1)]
+    """Each run's grid log (``<model folder>__single__rte__seed-<k>.log``; not there yet: a path
+    that does not exist)."""
+    found = [sorted((out / "grid-logs").glob(f"*__single__rte__seed-{seed}.log")) for seed in (0, 1)]
+    return [(names or [out / "grid-logs" / f"none-yet-{seed}.log"])[0] for seed, names in enumerate(found)]
 
 
 def wait_until(condition, seconds: float, what: str) -> None:

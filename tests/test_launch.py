@@ -14,7 +14,8 @@ import pytest
 
 from helpers import REPO_ROOT
 
-DOCUMENTED = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "launch_configs").glob("*.yaml")),
+DOCUMENTED = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md")),
+              *sorted((REPO_ROOT / "launch_configs").glob("*.yaml")),
               *sorted((REPO_ROOT / "scripts").glob("train_*.py"))]
 
 
@@ -22,6 +23,13 @@ def test_every_documented_launch_is_quiet():
     loud = [f"{path.name}: {line.strip()}" for path in DOCUMENTED for line in path.read_text().splitlines()
             if re.search(r"accelerate launch (scripts/|--config_file)", line)]
     assert loud == []
+
+
+def test_every_printed_command_is_quiet():
+    """The commands mtlvsift prints (errors, missing.sh, grid.sh) launch as the docs do."""
+    from mtlvsift.commands import train_command
+
+    assert train_command("single", "rte", seeds=[0]).startswith("accelerate launch --quiet scripts/train_stilts.py")
 
 
 def _launch(*quiet: str, out) -> subprocess.CompletedProcess:

@@ -37,13 +37,13 @@ def test_a_tail_smaller_than_the_process_count_is_merged():
 
 def test_train_command_quotes_and_loops_over_seeds():
     assert train_command("single", "rte", options={"model": "minilm"}, seeds=[3]) == \
-        "accelerate launch scripts/train_stilts.py --target rte --model minilm --seed 3"
+        "accelerate launch --quiet scripts/train_stilts.py --target rte --model minilm --seed 3"
     assert train_command("mtl", "rte", ["mnli"], {"sampling": "uniform", "lr": 2e-05,
                                                   "keep_state": True, "data_seed": None},
                          seeds=[0, 1]) == (
-        "for seed in 0 1; do accelerate launch scripts/train_mtl.py --target rte --support mnli "
+        "for seed in 0 1; do accelerate launch --quiet scripts/train_mtl.py --target rte --support mnli "
         "--sampling uniform --lr 2e-05 --keep-state --seed $seed; done")
     assert train_command("mtl_all", options={"output_dir": "my runs; rm -rf /"}, seeds=[0]) == \
-        "accelerate launch scripts/train_mtl_all.py --output-dir 'my runs; rm -rf /' --seed 0"
+        "accelerate launch --quiet scripts/train_mtl_all.py --output-dir 'my runs; rm -rf /' --seed 0"
     with pytest.raises(ValueError):
         train_command("nope")

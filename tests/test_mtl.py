@@ -87,7 +87,7 @@ def test_mtl_bad_input(tiny_model, tiny_glue, tmp_path):
     out = tmp_path / "out"
     fails("train_mtl", ["--target", "rte", "--support", "sst2", *tiny_args(tiny_model, tiny_glue, out)],
           "Dynamic sampling needs the single-task runs of every supporting seed",
-          "for seed in 0 1 2 3 4; do accelerate launch scripts/train_stilts.py --target rte",
+          "for seed in 0 1 2 3 4; do accelerate launch --quiet scripts/train_stilts.py --target rte",
           "scripts/train_stilts.py --target sst2", "--single-scores")
     fails("train_mtl", ["--target", "rte", "--support", "sst2", "--sampling", "size", "--support-ratio", 3,
                         *tiny_args(tiny_model, tiny_glue, out)], "needs 144", "only 48")

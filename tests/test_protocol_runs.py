@@ -118,7 +118,7 @@ def test_dry_run_names_the_stilts_start_model_or_the_missing_seeds(tmp_path):
     for seed, score in ((0, 0.80), (1, 0.84)):
         write_record(out, "single", "mnli", seed=seed, score=score, protocol="original")
     fails("train_stilts", args, "mnli: finished seeds: 0, 1.", "for seed in 2 3 4; do accelerate "
-          f"launch scripts/train_stilts.py --target mnli --data-dir {glue} --output-dir {out} "
+          f"launch --quiet scripts/train_stilts.py --target mnli --data-dir {glue} --output-dir {out} "
           "--protocol original --seed $seed; done")
     for seed in (2, 3, 4):
         write_record(out, "single", "mnli", seed=seed, score=0.84, protocol="original")
