@@ -308,3 +308,24 @@ def test_rounds_go_on_until_no_cell_qualifies(tmp_path, monkeypatch):
     dry = run_script("run_grid", [*grid, "--dry-run"]).output
     assert "0 cell(s) would get seeds" in " ".join(dry.split())
     assert "rte <- mrpc: 6 seeds, diff +6.50, MDE at 6 –, decided: no seeds (no more seeds needed)" in dry
+
+
+def test_the_grid_judges_the_report_its_own_runs_are_in(tmp_path):
+    """A grid whose settings are the minority of the tree (here --epochs 2 among runs of the
+    default 10): --until-decided judges the report that holds its runs, not the tree's main one."""
+    from mtlvsift.grid.plan import grid_runs
+    from mtlvsift.run_index import discover
+
+    out = tmp_path / "out"
+    root = model_dir(out, MODEL)
+    for task in ("cola", "sst2", "stsb", "qnli"):  # 12 runs of the default 10 epochs: the main report
+        for seed in range(3):
+            write_record(root, "single", task, seed=seed, model=MODEL)
+    runs = grid_runs(["rte", "mrpc"], [0, 1], ["stilts", "mtl"], grid_options(out, model=MODEL, epochs=2))
+    for run in runs:
+        c = run.config
+        write_record(root, c.method, c.target, c.support, c.seed, 0.7, model=MODEL,
+                     folder=c.name, options={"epochs": 2})
+    key = sequential.report_key(runs, discover(out).records)
+    assert key.settings == (("epochs", 2),)
+    assert sequential.grid_analysis(out, runs).cells[("rte", "mrpc")].mtl.n == 2

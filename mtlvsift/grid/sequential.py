@@ -49,8 +49,9 @@ from mtlvsift.grid.plan import GridRun, grid_runs
 from mtlvsift.grid.run import GridOutcome, is_main_process, run_here, run_jobs
 from mtlvsift.report import inference
 from mtlvsift.report.stats import POINTS, Analysis, Cell, analyze
-from mtlvsift.report.variants import ReportKey, split_variant
+from mtlvsift.report.variants import ReportKey, report_keys, report_records, split_variant
 from mtlvsift.run_index import discover
+from mtlvsift.run_record import RunRecord
 from mtlvsift.run_options import ADDED_UNTIL_DECIDED
 
 PAIRWISE_METHODS = ("stilts", "mtl")
@@ -151,15 +152,22 @@ def next_seeds(cell: Cell, wanted: int, above: int) -> list[int]:
     raise AssertionError("unreachable")
 
 
-def report_key(runs: list[GridRun]) -> ReportKey:
-    """The report the grid's pairwise runs belong to (model, protocol, data variant)."""
+def report_key(runs: list[GridRun], records: list[RunRecord] = ()) -> ReportKey:
+    """The report the grid's pairwise runs belong to: the one whose records include them (its
+    settings may differ from the tree's main report's), else (model, protocol, data variant)."""
     config = next(r.config for r in runs if r.method in PAIRWISE_METHODS)
+    folders = {r.run_dir for r in runs if r.method in PAIRWISE_METHODS}
+    for key in report_keys(records):
+        if any(str(record.folder) in folders for record in report_records(records, key)):
+            return key
     return ReportKey(config.model, config.protocol, split_variant(config.variant)[0])
 
 
-def grid_analysis(outputs: Path, key: ReportKey) -> Analysis:
+def grid_analysis(outputs: Path, runs: list[GridRun]) -> Analysis:
     """The report's analysis of the grid's cells, from the records under ``outputs`` now."""
-    return analyze(discover(outputs).records, key.model, protocol=key.protocol, variant=key.variant)
+    records = discover(outputs).records
+    key = report_key(runs, records)
+    return analyze(records, key.model, protocol=key.protocol, variant=key.variant, settings=key.settings)
 
 
 def round_runs(analysis: Analysis, needs: list[CellNeed], base_seeds: list[int],
@@ -222,7 +230,7 @@ def run_until_decided(runs: list[GridRun], base_seeds: list[int], options: dict[
     mode = "process" if jobs > 1 else "in-process"
     speeds = measured_speeds(outputs, key.model, int(os.environ.get("WORLD_SIZE", "1")))
     for round_number in count(1):
-        analysis = grid_analysis(outputs, key)
+        analysis = grid_analysis(outputs, runs)
         needs = assess_cells(analysis, max_seeds, tasks=tasks)
         seeds, planned = round_runs(analysis, needs, base_seeds, options, mtl_sampling)
         if dry_run:
@@ -254,7 +262,7 @@ def run_until_decided(runs: list[GridRun], base_seeds: list[int], options: dict[
         if done.failed or done.busy:
             break
     if main:
-        show_seeds_per_cell(grid_analysis(outputs, key), tasks, base_seeds, max_seeds, console)
+        show_seeds_per_cell(grid_analysis(outputs, runs), tasks, base_seeds, max_seeds, console)
     return outcome
 
 
