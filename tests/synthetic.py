@@ -51,7 +51,8 @@ def write_record(root: Path, method: str, target: str | None = None, support: It
                  folder: str | None = None, protocol: str = "standard",
                  start_model: dict | None = None, single_scores: dict | None = None,
                  single_scores_from: dict | None = None, baselines: dict[str, float] | None = None,
-                 options: dict | None = None, available_sizes: dict[str, int] | None = None) -> Path:
+                 options: dict | None = None, available_sizes: dict[str, int] | None = None,
+                 data_fingerprints: dict | None = None) -> Path:
     """Write one run folder (config.json + result.json); returns the result.json path.
 
     ``baselines``: task -> its constant prediction's main dev score (recorded for the run's
@@ -86,7 +87,8 @@ def write_record(root: Path, method: str, target: str | None = None, support: It
               "support_ratio": support_ratio, "protocol": protocol, **(options or {})}
     config = TrainConfig(method=method, tasks=tasks, target=target, support=support, name=name,
                          variant=variant, options=values, start_model=start_model,
-                         single_scores=single_scores, single_scores_from=single_scores_from)
+                         single_scores=single_scores, single_scores_from=single_scores_from,
+                         data_fingerprints=data_fingerprints)
     progress = SimpleNamespace(
         train_seconds=100.0, eval_seconds=[1.0], save_seconds=[2.0], checkpoint_blocked_seconds=[0.01],
         examples=90000, step=700,

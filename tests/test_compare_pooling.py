@@ -96,6 +96,23 @@ def test_a_cell_whose_seeds_were_made_with_other_identity_options_is_refused(tmp
     assert "seed(s) 2 --init-from /models/b" in cell["refused"]
 
 
+def test_seeds_trained_on_other_data_files_are_not_pooled(tmp_path):
+    """An edited GLUE file changes the data's checksums: those seeds are another experiment."""
+    files = {"rte": {"train": "a" * 64, "dev": "b" * 64}, "mrpc": {"train": "c" * 64, "dev": "d" * 64}}
+    edited = {**files, "rte": {"train": "e" * 64, "dev": "b" * 64}}
+    for seed in range(3):
+        write_record(tmp_path, "stilts", "rte", ["mrpc"], seed, 0.6 + seed / 100,
+                     data_fingerprints=edited if seed == 2 else files)
+        write_record(tmp_path, "mtl", "rte", ["mrpc"], seed, 0.7 + seed / 100, data_fingerprints=files)
+    run("--outputs", tmp_path)
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    cell = next(c for c in summary["cells"] if (c["target"], c["support"]) == ("rte", "mrpc"))
+    assert cell["t"] is None and "were trained on different data" in cell["refused"]
+    assert "seed(s) 2 trained on other files of rte" in cell["refused"], cell["refused"]
+    mrpc = next(c for c in summary["cells"] if (c["target"], c["support"]) == ("mrpc", "rte"))
+    assert not mrpc["refused"]  # the MTL seeds agree
+
+
 def test_a_refused_cell_lists_every_reason_and_the_commands_that_fix_it(tmp_path):
     start = {"run": "single/mnli/seed-3", "seed": 3, "score": 0.84, "seeds": [0, 1, 2, 3, 4]}
     other = {"run": "single/mnli/seed-1", "seed": 1, "score": 0.83, "seeds": [0, 1, 2, 3, 4]}

@@ -5,6 +5,8 @@ and the seeds of one group share its method, tasks and variant (sampling, size-e
 fractions, MTL_All's task set). What can still differ between the seeds of a group:
 
 - the identity options that neither covers (``--init-from``, and any option added later);
+- the data each seed was trained and evaluated on (``data_fingerprints``: each file's sha256), which
+  an edited or replaced GLUE file changes;
 - the model a STILTs seed started from (``start_model``), and the single-task scores a dynamic
   sampling seed read (``single_scores``): they come from other runs, at the time each seed ran.
 
@@ -16,6 +18,7 @@ the commands that retrain its seeds (``missing.retrain_runs``).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +38,7 @@ def pooling_problems(name: str, records: list[RunRecord]) -> list[str]:
         ("were made with different options", _identity_options, _describe_options),
         ("started from different models", lambda r: r.start_model_key, _describe_start),
         ("used different single-task scores", lambda r: r.single_scores_key, _describe_scores),
+        ("were trained on different data", _data_key, _describe_data),
     ]
     problems = []
     for what, key, describe in checks:
@@ -83,3 +87,19 @@ def _describe_scores(value: tuple | None, values: list) -> str:
 def _score_text(score: object) -> str:
     """A recorded single-task score: 4 decimals, or (not a number) its text, short."""
     return f"{score:.4f}" if is_number(score) else safe_text(score)[:40]
+
+
+def _data_key(record: RunRecord) -> str | None:
+    """The data's checksums as JSON text (untrusted: compared as text, never trusted as a shape)."""
+    fingerprints = record.data_fingerprints
+    return json.dumps(fingerprints, sort_keys=True, default=str) if fingerprints else None
+
+
+def _describe_data(value: str | None, values: list) -> str:
+    """'trained on other files of rte': the tasks whose checksums differ from another kind's."""
+    if value is None:
+        return "recorded no data checksums"
+    mine = json.loads(value)
+    others = [json.loads(v) for v in values if v is not None and v != value]
+    tasks = sorted({str(t) for other in others for t in {*mine, *other} if mine.get(t) != other.get(t)})
+    return "trained on other files of " + (", ".join(safe_text(t) for t in tasks) or "its tasks")
