@@ -29,7 +29,7 @@ def _run_first(script: list[str], out) -> tuple[str, list[str]]:
     """Execute missing.sh's first command as printed; its comment line and the new records."""
     first = next(line for line in script if line.startswith(("accelerate", "for ")))
     before = set(out.rglob("result.json"))
-    shim = f'accelerate() {{ [ "$1" = launch ] && shift; "{sys.executable}" "$@"; }}\n'
+    shim = f'accelerate() {{ [ "$1" = launch ] && shift; [ "$1" = --quiet ] && shift; "{sys.executable}" "$@"; }}\n'
     done = subprocess.run(["bash", "-c", shim + first], cwd=REPO_ROOT, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
