@@ -39,7 +39,7 @@ def test_an_option_added_to_the_schema_appears_everywhere(monkeypatch, tmp_path)
     assert config.label_smoothing == 0.1 and config.identity()["label_smoothing"] == 0.1
     command = run_command(config.as_dict(), [0])
     assert "--label-smoothing 0.1 " in command
-    args = shlex.split(command)[3:]  # past "accelerate launch --quiet scripts/train_stilts.py"
+    args = shlex.split(command)[4:]  # past "accelerate launch --quiet scripts/train_stilts.py"
     again = _parse("train_stilts", args)
     rebuilt = stilts_config(again.pop("target"), again.pop("support"), again)
     assert rebuilt.identity() == config.identity() and rebuilt.run_dir == config.run_dir

@@ -46,7 +46,7 @@ def test_stilts_starts_from_the_best_of_all_supporting_seeds(tiny_model, tiny_gl
     stilts = ["--target", "rte", "--support", "sst2", *tiny_args(tiny_model, tiny_glue, tmp_path)]
     # Two of the five supporting seeds: one error with the loop that makes the other three.
     fails("train_stilts", stilts, "every supporting seed (0 1 2 3 4; --support-seeds)",
-          "sst2: finished seeds: 0, 1.", "for seed in 2 3 4; do accelerate launch "
+          "sst2: finished seeds: 0, 1.", "for seed in 2 3 4; do accelerate launch --quiet "
           "scripts/train_stilts.py --target sst2 --model", "--init-from")
     assert not (model_dir(tmp_path, tiny_model) / "stilts").exists()
     # Seeds 2-4 as records that cannot be the best (dev score 0), so no more training is needed.
