@@ -28,6 +28,7 @@ from typing import Any
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.faults import fault_point
 from mtlvsift.names import DEFAULT_PROTOCOL
+from mtlvsift.run_identity import StaleRun, identity_changes, stale_reason
 from mtlvsift.run_lock import RunLock
 
 RESULT_FILE = "result.json"
@@ -146,50 +147,6 @@ def locate_run_folder(output_dir: str | Path, model: str, method: str, name: str
     return legacy if isinstance(stored, dict) and stored.get("model") == model else folder
 
 
-# What a run read from other runs: the STILTs start model, dynamic sampling's single-task scores.
-# A folder whose run differs from the planned one only there is stale, not another configuration.
-STALE_KEYS = ("start_model", "single_scores")
-# Stored in config.json by an older mtlvsift, no longer identity: the start model and the scores
-# say what --support-seeds meant.
-_LEGACY_KEYS = ("support_seeds",)
-
-
-class StaleRun(MtlvsiftError):
-    """The folder's run read another start model or other single-task scores than this run would:
-    kept as it is, unless --retrain-stale. Exit status 3, which the grid counts as stale."""
-
-    exit_code = 3
-
-
-def identity_changes(stored: dict[str, Any], planned: dict[str, Any],
-                     ignore: tuple[str, ...] = ()) -> list[str]:
-    """The identity keys whose values differ between a folder's config.json and a planned run
-    (``ignore``: keys not known yet, such as what a run resolves when it starts)."""
-    skip = set(ignore) | {k for k in _LEGACY_KEYS if k not in planned}
-    if "start_model" not in stored:  # written before the start model was identity
-        skip.add("start_model")
-    return sorted(k for k in set(stored) | set(planned)
-                  if k not in skip and stored.get(k) != planned.get(k))
-
-
-def stale_reason(stored: dict[str, Any], planned: dict[str, Any]) -> str:
-    """What changed in a stale run, in words: the start model, or the single-task scores."""
-    if stored.get("start_model") != planned.get("start_model"):
-        return f"its start model {_start(stored)} is now {_start(planned)}"
-    scores = lambda identity: ", ".join(f"{t} {v:.4f}" for t, v in (identity.get("single_scores") or {}).items()
-                                        if isinstance(v, (int, float)))
-    return f"its single-task scores ({scores(stored)}) are now {scores(planned)}"
-
-
-def _start(identity: dict[str, Any]) -> str:
-    start = identity.get("start_model")
-    if not isinstance(start, dict):
-        return "(none)"
-    score = start.get("score")
-    shown = f", dev {score:.4f}" if isinstance(score, (int, float)) else ""
-    return f"{start.get('run')} (seed {start.get('seed')}{shown})"
-
-
 @dataclass
 class RunFolder:
     path: Path
@@ -235,12 +192,13 @@ class RunFolder:
         stored = self.stored_identity()
         if stored is None:
             return "new"
-        diff = identity_changes(stored, identity)
-        if diff and set(diff) <= set(STALE_KEYS):
+        stale = stale_reason(stored, identity)
+        if stale:
             raise StaleRun(
-                f"{self.path} is stale: {stale_reason(stored, identity)} (e.g. after more "
+                f"{self.path} is stale: {stale} (e.g. after more "
                 f"--support-seeds). It is kept as it is; rerun with --retrain-stale to train it "
                 f"again, or with the --support-seeds it was made with.")
+        diff = identity_changes(stored, identity)
         if diff:
             shown = ", ".join(f"{k}: {stored.get(k)!r} -> {identity.get(k)!r}" for k in diff)
             raise MtlvsiftError(

@@ -14,7 +14,8 @@ import pytest
 from helpers import grid_options, read_result, run_dir, run_script
 from synthetic import write_record
 from mtlvsift.grid.plan import grid_runs
-from mtlvsift.run_folder import RunFolder, StaleRun
+from mtlvsift.run_folder import RunFolder
+from mtlvsift.run_identity import StaleRun
 
 
 def _grid(out: Path, tiny_model, tiny_glue, seeds: str, *extra) -> list:

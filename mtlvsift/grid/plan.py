@@ -20,7 +20,8 @@ from mtlvsift import run_options, run_record
 from mtlvsift.commands import run_args, run_command
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.names import METHODS
-from mtlvsift.run_folder import STALE_KEYS, RunFolder, identity_changes, stale_reason
+from mtlvsift.run_folder import RunFolder
+from mtlvsift.run_identity import identity_changes, stale_reason
 from mtlvsift.tasks import get_task, get_tasks
 from mtlvsift.train.config import TrainConfig, mtl_all_config, mtl_config, stilts_config, \
     support_examples_needed
@@ -125,10 +126,8 @@ class GridRun:
             was = f" ({how} of seeds {' '.join(map(str, read))})" if read is not None else ""
             return "recheck", (f"kept if {what}{was} stays the same over seeds {seeds}, once "
                                f"their single runs are finished")
-        changes = identity_changes(stored, resolved, ("data_fingerprints",))  # checked by the run
-        if changes and set(changes) <= set(STALE_KEYS):
-            return "stale", stale_reason(stored, resolved)
-        return None
+        stale = stale_reason(stored, resolved, ("data_fingerprints",))  # the data: checked by the run
+        return ("stale", stale) if stale else None
 
 
 def parse_list(value: str, what: str) -> list[str]:

@@ -34,7 +34,8 @@ from mtlvsift.errors import MtlvsiftError
 from mtlvsift.grid.estimate import GRID_LOG, Speeds, describe_seconds, inside_seconds, speed_of_record
 from mtlvsift.grid.paths import resolved_run
 from mtlvsift.grid.plan import GridRun
-from mtlvsift.run_folder import RESULT_FILE, StaleRun, folder_bytes
+from mtlvsift.run_folder import RESULT_FILE, folder_bytes
+from mtlvsift.run_identity import StaleRun
 from mtlvsift.run_lock import RunLock
 from mtlvsift.stop_signals import (exit_status, signal_label, signal_number, stop_on_signals, stop_point,
                                    stops_at_safe_points)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from mtlvsift.errors import DataError, MtlvsiftError
 from mtlvsift.tasks import Task
 from mtlvsift.train.data import user_data
-from mtlvsift.train.data.hub import CACHE_HINT, hub_unreachable
+from mtlvsift.train.data.hub import require_hub
 
 if TYPE_CHECKING:  # datasets is imported where a split is loaded: a dry run counts lines only
     import datasets
@@ -221,12 +221,8 @@ def glue_hub_split(task: Task, hub_split: str) -> datasets.Dataset:
     """A raw split of nyu-mll/glue; any failure becomes one message that says what to do."""
     import datasets
 
-    problem = hub_unreachable()
-    if problem:  # at once: datasets would retry for 20 s before it gives up
-        raise MtlvsiftError(
-            f"Could not load {task.display} from the Hugging Face hub ({HUB_DATASET}): it cannot be "
-            f"reached ({problem}). Pass a GLUE folder in the original layout: --data-dir DIR (or set "
-            f"MTLVSIFT_GLUE_DIR); {CACHE_HINT}.")
+    require_hub(f"{task.display} ({HUB_DATASET})", "Pass a GLUE folder in the original layout: "
+                "--data-dir DIR (or set MTLVSIFT_GLUE_DIR)")
     try:
         return datasets.load_dataset(HUB_DATASET, task.hub_config, split=hub_split)
     except Exception as exc:  # offline, no network, hub down, bad cache: the same advice

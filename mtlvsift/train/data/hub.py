@@ -28,6 +28,17 @@ def offline_mode() -> bool:
     return value.strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
+def require_hub(what: str, instead: str) -> None:
+    """Fail at once, before ``datasets`` retries, when the hub cannot be reached: ``what`` could
+    not be loaded (it cannot be reached, and why); ``instead`` is what to do (then the cache hint)."""
+    from mtlvsift.errors import MtlvsiftError
+
+    problem = hub_unreachable()
+    if problem:
+        raise MtlvsiftError(f"Could not load {what} from the Hugging Face hub: it cannot be reached "
+                            f"({problem}). {instead}; {CACHE_HINT}.")
+
+
 @functools.cache
 def hub_unreachable() -> str | None:
     """Why the hub cannot be reached (``huggingface.co:443: [Errno -2] Name or service not

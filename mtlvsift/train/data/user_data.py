@@ -18,7 +18,7 @@ from typing import Any
 
 from mtlvsift.errors import DataError, MtlvsiftError
 from mtlvsift.tasks import Task
-from mtlvsift.train.data.hub import CACHE_HINT, hub_unreachable
+from mtlvsift.train.data.hub import require_hub
 from mtlvsift.train.data.task_files import check_regular_file, label_text
 
 TEXT_NAMES = ("text_a", "text_b")
@@ -186,12 +186,8 @@ def hub_dataset(task: Task, split: str):
 
     source = task.source
     hub_split = split_source(task, split)
-    problem = hub_unreachable()
-    if problem:  # at once: datasets would retry for 20 s before it gives up
-        raise MtlvsiftError(
-            f"Could not load task '{task.name}' from the Hugging Face hub ({source.hub_path}): it "
-            f"cannot be reached ({problem}). Save the data as files and give their paths (train, "
-            f"dev) in the task file {source.task_file}; {CACHE_HINT}.")
+    require_hub(f"task '{task.name}' ({source.hub_path})", f"Save the data as files and give their "
+                f"paths (train, dev) in the task file {source.task_file}")
     try:
         return datasets.load_dataset(source.hub_path, source.hub_name, split=hub_split)
     except Exception as exc:  # offline, unknown dataset, bad split: the same advice
