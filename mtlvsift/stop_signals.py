@@ -104,6 +104,22 @@ def stop_requested() -> bool:
     return stops is not None and stops.pending is not None and not stops.raised
 
 
+def pending_signal() -> int | None:
+    """The stop signal recorded and not yet acted on, or None."""
+    return _current.pending if stop_requested() else None
+
+
+def stop_now(signum: int) -> None:
+    """Raise ``Stopped`` for ``signum`` where the run chose to stop for it: recorded here, or
+    received by another process of the run (DDP: every process stops at the same step). A
+    signal arriving later while stopping is then ignored, as a repeat is."""
+    stops = _current
+    if stops is not None:
+        stops.pending = stops.pending if stops.pending is not None else signum
+        stops.raised = True
+    raise Stopped(signum)
+
+
 def signal_number(interrupt: KeyboardInterrupt) -> int:
     """The signal behind an interrupt: the stop signal's, or Ctrl-C's SIGINT."""
     return getattr(interrupt, "signum", signal.SIGINT)

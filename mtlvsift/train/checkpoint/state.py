@@ -158,21 +158,28 @@ def _sampling_problem(data: dict[str, Any], tasks: list[str]) -> str | None:
                 or abs(sum(p) - 1) > 1e-6):
             return f"'probabilities' must be {len(tasks)} probabilities summing to 1 per epoch"
     scores = data["last_scores"]
+    if scores == {} and data["history"] == []:  # no evaluation yet (a stop's checkpoint)
+        return None
     if not isinstance(scores, dict) or set(scores) != set(tasks) or not all(map(_number, scores.values())):
         return f"'last_scores' must hold a score of each task ({', '.join(tasks)})"
     return None
 
 
 def _evaluations_problem(data: dict[str, Any], tasks: list[str]) -> str | None:
-    """The evaluations so far: one per checkpoint, the last at this step; the best among them."""
+    """The evaluations so far, one per evaluation's checkpoint, the last at this step or (a
+    checkpoint written where a stop signal ended the run) before it; the best among them."""
     history = data["history"]
     timings = [data[k] for k in ("eval_seconds", "save_seconds", "checkpoint_blocked_seconds")]
-    if not isinstance(history, list) or not history or not all(_seconds(t) and len(t) == len(history) for t in timings):
+    if not isinstance(history, list) or not all(_seconds(t) and len(t) == len(history) for t in timings):
         return "'history' must hold each evaluation, and the timings one entry per evaluation"
+    if not history:  # stopped before the first evaluation
+        if data["best"] is not None or data["best_by_task"] != {}:
+            return "'best' and 'best_by_task' must be empty before the first evaluation"
+        return None
     steps = [h.get("step") if isinstance(h, dict) else None for h in history]
-    if (not all(_count(s) for s in steps) or steps != sorted(set(steps)) or steps[-1] != data["step"]
+    if (not all(_count(s) for s in steps) or steps != sorted(set(steps)) or steps[-1] > data["step"]
             or not all(isinstance(h.get("metrics"), dict) and set(h["metrics"]) == set(tasks) for h in history)):
-        return "'history' must hold evaluations of every task at increasing steps, the last at 'step'"
+        return "'history' must hold evaluations of every task at increasing steps, up to 'step'"
     bests = [data["best"], *(data["best_by_task"].values() if isinstance(data["best_by_task"], dict) else [None])]
     if (not isinstance(data["best_by_task"], dict) or set(data["best_by_task"]) != set(tasks)
             or not all(isinstance(b, dict) and b.get("step") in steps and _number(b.get("score")) for b in bests)):

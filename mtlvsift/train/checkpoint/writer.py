@@ -19,7 +19,8 @@ that wait) is recorded as ``checkpoint_blocked_seconds``, the write's own time a
 ``save_seconds``. A kill at any moment leaves the last complete ``state/`` (a rerun resumes from
 it and replays the same batches). Only the main process writes: DDP keeps weights and optimizer
 states identical on every process. ``finish`` waits for the last write before the run record is
-written; ``close`` waits without raising, for a run that stops on another error.
+written; ``close`` waits without raising, for a run that stops on another error;
+``checkpoint_at_stop`` writes where a stop signal ended the run, and waits for it.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class Snapshot:
     best: bool  # also write best/
     task_bests: tuple[str, ...] = ()  # also write best-<task>/ of these tasks
     drop_task_bests: tuple[str, ...] = ()  # once state/ is written, remove these tasks' best-<task>/
+    timed: bool = True  # an evaluation's (its write's seconds recorded); a stop's is not
 
 
 class HostCopy:
@@ -113,27 +115,32 @@ class CheckpointWriter:
         self.copied: threading.Event | None = None  # set once the state is in host memory
         self.error: BaseException | None = None
         self.seconds = 0.0  # the last write's duration
-        self.index = -1  # the evaluation the running write belongs to
+        self.index: int | None = None  # the evaluation the running write belongs to (None: a stop's)
 
-    def checkpoint(self, progress: Progress, best: bool, improved: Collection[str] = ()) -> None:
+    def checkpoint(self, progress: Progress, best: bool, improved: Collection[str] = (),
+                   timed: bool = True) -> None:
         """Wait for the previous write; start copying and writing this checkpoint in the
         background (``best``: also ``best/``; ``improved``: the tasks whose own best score this
-        evaluation raised, whose ``best-<task>/`` is written where it is not ``best/``)."""
+        evaluation raised, whose ``best-<task>/`` is written where it is not ``best/``; not
+        ``timed``: no evaluation's, so no entry in the per-evaluation timings)."""
         start = time.perf_counter()
         self._collect(progress)
         accelerator = self.accelerator
         rng = rng_state()
         rng = gather_object([rng]) if accelerator.num_processes > 1 else [rng]
         # progress.json stores the times known when it is taken; the record gets the whole.
-        progress.save_seconds.append(0.0)
-        progress.checkpoint_blocked_seconds.append(time.perf_counter() - start)
-        self.index = len(progress.save_seconds) - 1
+        self.index = None
+        if timed:
+            progress.save_seconds.append(0.0)
+            progress.checkpoint_blocked_seconds.append(time.perf_counter() - start)
+            self.index = len(progress.save_seconds) - 1
         if accelerator.is_main_process:
             scaler = accelerator.scaler
             snapshot = Snapshot(accelerator.unwrap_model(self.model).state_dict(), self.optimizer.state_dict(),
                                 copy.deepcopy(self.scheduler.state_dict()),
                                 None if scaler is None else copy.deepcopy(scaler.state_dict()), rng,
-                                copy.deepcopy(progress.to_dict()), best, *task_best_changes(progress, improved))
+                                copy.deepcopy(progress.to_dict()), best, *task_best_changes(progress, improved),
+                                timed=timed)
             ready = None
             if self.stream is not None:  # the side stream copies what the loop's stream computed
                 ready = torch.cuda.Event()
@@ -142,7 +149,15 @@ class CheckpointWriter:
             self.thread = threading.Thread(target=self._copy_and_write, args=(snapshot, ready),
                                            name="checkpoint-writer")
             self.thread.start()
-        progress.checkpoint_blocked_seconds[-1] = time.perf_counter() - start
+        if timed:
+            progress.checkpoint_blocked_seconds[-1] = time.perf_counter() - start
+
+    def checkpoint_at_stop(self, progress: Progress) -> None:
+        """Where a stop signal ends the run between evaluations: this step's checkpoint (no
+        evaluation's: ``best/`` and the timings stay as they are), written before it returns, so
+        a rerun (a requeued job) resumes here and replays no step."""
+        self.checkpoint(progress, best=False, timed=False)
+        self.finish(progress)
 
     def before_optimizer_step(self, progress: Progress) -> None:
         """The copy must be done before the optimizer changes weights and moments."""
@@ -151,7 +166,8 @@ class CheckpointWriter:
         start = time.perf_counter()
         self.copied.wait()
         self.copied = None
-        progress.checkpoint_blocked_seconds[self.index] += time.perf_counter() - start
+        if self.index is not None:
+            progress.checkpoint_blocked_seconds[self.index] += time.perf_counter() - start
 
     def _copy(self, snapshot: Snapshot, ready) -> None:
         """Replace the snapshot's live model and optimizer tensors by host copies."""
@@ -182,7 +198,8 @@ class CheckpointWriter:
             self.thread.join()
             self.thread = None
             self.copied = None
-            progress.save_seconds[self.index] = self.seconds
+            if self.index is not None:
+                progress.save_seconds[self.index] = self.seconds
             if self.error is not None:
                 message = str(self.error) or type(self.error).__name__
         if self.accelerator.num_processes > 1:  # every process stops, not only the writer
@@ -214,7 +231,8 @@ class CheckpointWriter:
                 write_state(tmp, snapshot.model, snapshot.optimizer, snapshot.scheduler,
                             snapshot.scaler, snapshot.rng)
                 fault_point("mid_checkpoint")
-                snapshot.progress["save_seconds"][-1] = time.perf_counter() - start
+                if snapshot.timed:
+                    snapshot.progress["save_seconds"][-1] = time.perf_counter() - start
                 atomic_write_json(tmp / PROGRESS_FILE, snapshot.progress)
                 replace_folder(tmp, run.state_dir)
                 fault_point("after_checkpoint")

@@ -56,7 +56,8 @@ def evaluate(model, accelerator: Accelerator, task_data: list[TaskData],
     local = []
     with torch.inference_mode():
         for batch in batches:
-            stop_point()  # a stop signal need not wait for a long dev set (the run keeps its last checkpoint)
+            if accelerator.num_processes == 1:  # several agree where to stop: at a log point (loop.py)
+                stop_point()  # a stop signal need not wait for a long dev set (the rerun evaluates)
             inputs = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.inputs.items()}
             local.append((batch.task_index, batch.split, batch.positions, network(**inputs).float()))
     # One copy to the host at the end, not a synchronisation per batch.
