@@ -54,11 +54,24 @@ from mtlvsift.tasks import GLUE_TASK_NAMES
                    "the --seeds).")
 @click.option("--jobs", default=1, type=click.IntRange(1, 1024),
               help="Runs at once, each its own process (one GPU each where there are GPUs).")
+@click.option("--runs-per-gpu", default=None, type=click.IntRange(1, 64),
+              help="With --jobs: this many of the runs share each GPU (small models leave most "
+                   "of a big GPU idle); default: the runs spread over the GPUs in turn.")
 @click.option("--emit", "emit_kind", default=None, type=click.Choice(["shell", "slurm"]),
               help="Write the plan as a shell script (grid.sh) or SLURM array jobs, and train nothing.")
 @click.option("--emit-to", default=None, type=click.Path(file_okay=False), help="Folder for --emit.")
 @click.option("--sbatch", multiple=True,
               help="An extra #SBATCH line for --emit slurm, e.g. '--gres=gpu:1' (repeatable).")
+@click.option("--signal-lead", default=120, type=click.IntRange(0, 86400),
+              help="--emit slurm: SLURM warns a run this many seconds before its time limit "
+                   "(SIGUSR1): it checkpoints, exits and the task requeues itself; 0: no warning.")
+@click.option("--runs-per-task", default=1, type=click.IntRange(1, 10000),
+              help="--emit slurm: runs per array task, one after another in one process (one "
+                   "start-up).")
+@click.option("--nodes", default=1, type=click.IntRange(1, 1024),
+              help="--emit slurm: machines per run (DDP over them: srun accelerate launch).")
+@click.option("--gpus-per-node", default=0, type=click.IntRange(0, 64),
+              help="--emit slurm: GPUs per machine per run (#SBATCH --gres=gpu:G; several: DDP).")
 def main(**options):
     from mtlvsift.grid.main import run_grid
 

@@ -33,6 +33,23 @@ def ratios_of(value: str) -> list[float]:
     return ratios
 
 
+def check_layout(emit_kind: str | None, jobs: int, runs_per_gpu: int | None, **slurm: int) -> None:
+    """The options of how runs share machines: SLURM's only with --emit slurm, --runs-per-gpu
+    only with --jobs on GPUs."""
+    given = [f"--{name.replace('_', '-')}" for name, value in slurm.items() if value != SLURM_DEFAULTS[name]]
+    if given and emit_kind != "slurm":
+        raise MtlvsiftError(f"{', '.join(given)} go(es) with --emit slurm (how the array jobs hold "
+                            f"the runs).")
+    if slurm.get("gpus_per_node") == 0 and slurm.get("nodes", 1) > 1:
+        raise MtlvsiftError("--nodes N trains each run on N machines' GPUs: give --gpus-per-node too.")
+    if runs_per_gpu is not None and (emit_kind or jobs < 2):
+        raise MtlvsiftError("--runs-per-gpu R goes with --jobs N (N runs at once, R of them on each "
+                            "GPU), not with --emit.")
+
+
+SLURM_DEFAULTS = {"signal_lead": emit.DEFAULT_SIGNAL_LEAD, "runs_per_task": 1, "nodes": 1, "gpus_per_node": 0}
+
+
 def check_slurm_text(emit_kind: str | None, emit_to: str | None, sbatch: tuple[str, ...]) -> None:
     """What goes on an ``#SBATCH`` line verbatim: one printable line, no shell quoting there."""
     for line in sbatch:
@@ -51,13 +68,18 @@ def run_grid(tasks: str, seeds: tuple[int, ...], methods: str, mtl_sampling: str
              emit_to: str | None, sbatch: tuple[str, ...], repo_root: Path,
              plan_json: str | None = None, support_ratios: str | None = None,
              target_fraction: float | None = None, until_decided: bool = False,
-             max_seeds: int | None = None, **options: Any) -> GridOutcome | None:
+             max_seeds: int | None = None, runs_per_gpu: int | None = None,
+             signal_lead: int = emit.DEFAULT_SIGNAL_LEAD, runs_per_task: int = 1, nodes: int = 1,
+             gpus_per_node: int = 0, **options: Any) -> GridOutcome | None:
     """What scripts/run_grid.py does with its options (``options``: the run options it passes on,
-    ``cli.grid_options``); ``until_decided``: then seeds for the open cells (grid/sequential.py)."""
+    ``cli.grid_options``); ``until_decided``: then seeds for the open cells (grid/sequential.py);
+    ``runs_per_gpu``: how many --jobs share a GPU; the SLURM layout's (``emit.SlurmLayout``)."""
     console = Console(highlight=False)
     if emit_kind and not emit_to:
         raise MtlvsiftError("--emit needs --emit-to DIR: the folder to write the scripts into.")
     check_slurm_text(emit_kind, emit_to, sbatch)
+    check_layout(emit_kind, jobs, runs_per_gpu, signal_lead=signal_lead, runs_per_task=runs_per_task,
+                 nodes=nodes, gpus_per_node=gpus_per_node)
     method_names = parse_list(methods, "methods")
     sequential.check_until_decided(until_decided, max_seeds, list(seeds), method_names, emit_kind,
                                    support_ratios, bool(options.get("overwrite")))
@@ -78,7 +100,9 @@ def run_grid(tasks: str, seeds: tuple[int, ...], methods: str, mtl_sampling: str
     main = is_main_process()
     if emit_kind:
         if main:
-            write_emitted(runs, emit_kind, Path(emit_to), repo_root, outputs, sbatch, console)
+            layout = emit.SlurmLayout((Path(emit_to) / "logs").resolve(), tuple(sbatch), signal_lead,
+                                      runs_per_task, nodes, gpus_per_node)
+            write_emitted(runs, emit_kind, Path(emit_to), repo_root, layout, console)
         return None
     mode = "process" if jobs > 1 else "in-process"
     statuses = {r.run_dir: r.status_with_reason() for r in runs}
@@ -103,14 +127,14 @@ def run_grid(tasks: str, seeds: tuple[int, ...], methods: str, mtl_sampling: str
     estimates = {r.run_dir: run_seconds(run_work(r.config), speeds, mode) for r in todo
                  if statuses[r.run_dir][0] != "recheck" or r.config.retrain_stale}
     if main:
-        show_plan(runs, statuses, estimates, speeds, mode, jobs, outputs, console, dry_run)
+        show_plan(runs, statuses, estimates, speeds, mode, jobs, outputs, console, dry_run, runs_per_gpu)
         if plan_json:
             atomic_write_json(plan_json, plan_document(runs, statuses, estimates, speeds, mode, jobs))
     if dry_run:
         return then_until_decided(None)
     recheck = frozenset(r.run_dir for r in todo if statuses[r.run_dir][0] == "recheck")
     if jobs > 1:
-        outcome = run_jobs(todo, skipped, outputs, jobs, repo_root, console, recheck)
+        outcome = run_jobs(todo, skipped, outputs, jobs, repo_root, console, recheck, runs_per_gpu)
     else:
         outcome = run_here(todo, skipped, outputs, estimates, console, recheck)
     outcome.stale = stale + outcome.stale
@@ -136,7 +160,8 @@ def split_by_status(runs: list[GridRun], statuses: dict[str, tuple[str, str]], o
 
 
 def show_plan(runs: list[GridRun], statuses: dict[str, tuple[str, str]], estimates: dict[str, float | None],
-              speeds: Speeds, mode: str, jobs: int, outputs: Path, console: Console, dry_run: bool) -> None:
+              speeds: Speeds, mode: str, jobs: int, outputs: Path, console: Console, dry_run: bool,
+              runs_per_gpu: int | None = None) -> None:
     """The runs that are not complete (complete ones counted in the title), their estimates,
     why a run is stale or looked at again, the commands (dry run), the ETA and disk."""
     todo = [r for r in runs if r.run_dir in estimates]
@@ -168,8 +193,9 @@ def show_plan(runs: list[GridRun], statuses: dict[str, tuple[str, str]], estimat
     total = [estimates[r.run_dir] for r in todo]
     eta = None if None in total else sum(total) / max(1, min(jobs, len(todo)))
     sources = sorted({f"{t} ({s.source})" for t, s in speeds.tasks.items()})
+    sharing = f", {runs_per_gpu} per GPU (each run's speed measured alone)" if runs_per_gpu else ""
     console.print(f"ETA: {describe_seconds(eta)} for {len(todo)} runs ({mode}"
-                  f"{f', {jobs} at once' if jobs > 1 else ''}); speeds measured by: "
+                  f"{f', {jobs} at once' if jobs > 1 else ''}{sharing}); speeds measured by: "
                   f"{', '.join(sources) or 'nothing yet'}; {describe_seconds(speeds.overhead_for(mode))} "
                   f"of set-up per run.")
     if speeds.run_bytes is not None:
@@ -219,17 +245,18 @@ def show_outcome(outcome: GridOutcome, outputs: Path, console: Console) -> None:
         console.print(f"Report: python scripts/compare.py --outputs {safe_markup(str(outputs))}")
 
 
-def write_emitted(runs: list[GridRun], kind: str, folder: Path, repo_root: Path, outputs: Path,
-                  sbatch: tuple[str, ...], console: Console) -> None:
+def write_emitted(runs: list[GridRun], kind: str, folder: Path, repo_root: Path,
+                  layout: emit.SlurmLayout, console: Console) -> None:
     if kind == "shell":
         files = {"grid.sh": emit.shell_script(runs, repo_root)}
     else:
-        log_dir = (folder / "logs").resolve()
-        log_dir.mkdir(parents=True, exist_ok=True)
-        files = emit.slurm_scripts(runs, repo_root, log_dir, list(sbatch))
+        layout.log_dir.mkdir(parents=True, exist_ok=True)
+        files = emit.slurm_scripts(runs, repo_root, layout)
     for path in emit.write_files(folder, files):
         console.print(f"wrote {path}")
     stages = {s: sum(r.stage == s for r in runs) for s in sorted({r.stage for r in runs})}
-    console.print(f"{len(runs)} runs ({', '.join(f'stage {s}: {n}' for s, n in stages.items())}); "
-                  f"nothing trained. " + ("Run: bash " + str(folder / "grid.sh") if kind == "shell"
-                                          else "Submit: bash " + str(folder / "submit.sh")))
+    shares = [f"stage {s}: {n}" + ("" if kind == "shell" else f" in {layout.array_tasks(n)} array tasks")
+              for s, n in stages.items()]
+    console.print(f"{len(runs)} runs ({', '.join(shares)}); nothing trained. "
+                  + ("Run: bash " + str(folder / "grid.sh") if kind == "shell"
+                     else "Submit: bash " + str(folder / "submit.sh")))

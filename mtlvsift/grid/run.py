@@ -151,14 +151,17 @@ def run_here(todo: list[GridRun], skipped: list[GridRun], outputs: Path,
 
 
 def run_jobs(todo: list[GridRun], skipped: list[GridRun], outputs: Path, jobs: int,
-             repo_root: Path, console: Console, recheck: frozenset[str] = frozenset()) -> GridOutcome:
+             repo_root: Path, console: Console, recheck: frozenset[str] = frozenset(),
+             runs_per_gpu: int | None = None) -> GridOutcome:
     """Up to ``jobs`` runs at once, each a process of its train script (``CUDA_VISIBLE_DEVICES``
     set to one GPU per slot where there are GPUs); a run starts once the runs it reads finished.
 
     Ctrl-C, SIGTERM, SIGHUP or SIGUSR1 to the grid are passed on to every run (each saves its
     state and stops); the grid waits for them, says so in one line and exits 128 + the signal's
     number. A run's process gets SIGTERM when the grid dies, even by SIGKILL (Linux)."""
-    slots = _Slots(GridOutcome(skipped=skipped), list(todo), outputs, jobs, repo_root, console, recheck)
+    slots = _Slots(GridOutcome(skipped=skipped), list(todo), outputs, jobs, repo_root, console, recheck,
+                   runs_per_gpu=runs_per_gpu)
+    check_runs_per_gpu(jobs, slots.gpus, runs_per_gpu)
     (outputs / "grid-logs").mkdir(parents=True, exist_ok=True)
     with stop_on_signals():
         try:
@@ -193,6 +196,7 @@ class _Slots:
     running: dict[int, tuple[GridRun, subprocess.Popen, float, Path]] = field(default_factory=dict)
     failed_dirs: set[str] = field(default_factory=set)
     caller: Path = field(default_factory=Path.cwd)  # the runs start in the repository: paths made absolute
+    runs_per_gpu: int | None = None  # --runs-per-gpu: consecutive slots share a GPU
     gpus: int = field(default_factory=lambda: _gpu_count())
 
     def collect_finished(self) -> None:
@@ -230,12 +234,33 @@ class _Slots:
             slot = next(s for s in range(self.jobs) if s not in self.running)
             name = Path(run.run_dir).relative_to(self.outputs).as_posix().replace("/", "__")
             log = self.outputs / "grid-logs" / f"{name}.log"
-            gpu = str(slot % self.gpus) if self.gpus else None
+            gpu = gpu_of_slot(slot, self.gpus, self.runs_per_gpu)
             process = _start(resolved_run(run, self.caller), self.repo_root, gpu, log,
                              cpu_threads(self.jobs, self.gpus))
             self.running[slot] = (run, process, time.monotonic(), log)
             self.console.print(f"started ({len(self.running)}/{self.jobs} slots): {run.label}",
                                highlight=False)
+
+
+def gpu_of_slot(slot: int, gpus: int, runs_per_gpu: int | None) -> str | None:
+    """The GPU (``CUDA_VISIBLE_DEVICES``) of a --jobs slot: round robin over the GPUs, or with
+    --runs-per-gpu R the slots R by R (slots 0..R-1 on GPU 0); None without GPUs."""
+    if not gpus:
+        return None
+    return str(slot // runs_per_gpu if runs_per_gpu else slot % gpus)
+
+
+def check_runs_per_gpu(jobs: int, gpus: int, runs_per_gpu: int | None) -> None:
+    """--runs-per-gpu R needs GPUs, and --jobs at most R x the GPUs visible."""
+    if runs_per_gpu is None:
+        return
+    if not gpus:
+        raise MtlvsiftError("--runs-per-gpu: no GPU is visible here (on the CPU, --jobs N alone "
+                            "shares the cores among N runs).")
+    if jobs > gpus * runs_per_gpu:
+        raise MtlvsiftError(f"--jobs {jobs} with --runs-per-gpu {runs_per_gpu} needs "
+                            f"{-(-jobs // runs_per_gpu)} GPUs; {gpus} are visible: lower --jobs to "
+                            f"{gpus * runs_per_gpu} or raise --runs-per-gpu.")
 
 
 def stop_processes(processes: list[subprocess.Popen], signum: int) -> None:
