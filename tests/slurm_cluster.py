@@ -121,9 +121,33 @@ class Cluster:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-1500:]}"
                          for p in sorted((self.root / "log").glob("*")) if p.is_file())
 
+    def jobs(self) -> list[str]:
+        """The ids of the jobs not finished (array tasks as ``<job>_<task>``)."""
+        done = self.command("squeue", "-h", "-o", "%i")
+        return done.stdout.split() if done.returncode == 0 else []
+
+    def wait_for_jobs(self, seconds: float, hurry_requeued: bool = False) -> None:
+        """Until no job is pending or running; a RuntimeError (with the logs) after ``seconds``.
+        ``hurry_requeued``: start a requeued job at once (SLURM 22.05 holds it about 2 minutes,
+        reason BeginTime), to keep the test short."""
+        def done() -> bool:
+            if hurry_requeued:
+                pending = self.command("squeue", "-h", "-t", "PENDING", "-o", "%i %r").stdout
+                for job, reason in (line.split()[:2] for line in pending.splitlines() if line.strip()):
+                    if reason == "BeginTime":
+                        self.command("scontrol", "update", f"JobId={job}", "StartTime=now")
+            return not self.jobs()
+
+        self._wait(done, seconds, "the jobs to end")
+
     def stop(self) -> None:
-        """End the daemons this cluster started (their process ids), the newest first, and the jobs'
-        processes slurmd leaves behind (their own sessions, under the cluster's folder)."""
+        """Cancel the jobs left (a failed test's), then end the daemons this cluster started, by
+        their process ids, the newest first."""
+        if self.processes and self.jobs():
+            self.command("scancel", "--user", "root")
+            deadline = time.monotonic() + 60
+            while self.jobs() and time.monotonic() < deadline:
+                time.sleep(0.5)
         for process in reversed(self.processes):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
