@@ -33,8 +33,7 @@ from mtlvsift import run_record
 from mtlvsift.run_folder import RunFolder, existing_folder
 from mtlvsift.run_lock import RunLock
 from mtlvsift.run_record import build_record, selection_entry, write_record
-from mtlvsift.stop_signals import (Stopped, exit_status, pending_signal, signal_label, stop_now, stop_on_signals,
-                                   stops_at_safe_points)
+from mtlvsift.stop_signals import Stopped, exit_status, signal_label, stop_on_signals, stops_at_safe_points
 from mtlvsift.train.evaluation.baseline import constant_baselines
 from mtlvsift.train.batches.loader import MixedTaskDataset, micro_batch_collator, prepare_task_data, train_loader
 from mtlvsift.train.checkpoint.state import Progress, load_checkpoint, state_misfit
@@ -261,29 +260,8 @@ class Trainer:
                     self.checkpoints.checkpoint_at_stop(progress)
                     raise
                 tick = time.perf_counter()
-            self.stop_if_asked(at_log, at_eval)
+            self.checkpoints.stop_if_asked(progress, at_log, at_eval)
         progress.epoch, progress.batch_in_epoch = epoch + 1, 0
-
-    def stop_if_asked(self, at_log: bool, at_eval: bool) -> None:
-        """At the end of a step: a stop signal received meanwhile ends the run here, with this
-        step's checkpoint on disk (the evaluation's, or one written now), so that the rerun (a
-        requeued SLURM job) replays no step. Several processes agree at log points (one
-        collective): each may get the signal during another step."""
-        accelerator = self.accelerator
-        if accelerator.num_processes == 1:
-            signum = pending_signal()
-        elif at_log:
-            asked = torch.tensor(pending_signal() or 0, device=accelerator.device)
-            signum = int(accelerator.reduce(asked, "max").item()) or None
-        else:
-            return
-        if signum is None:
-            return
-        if at_eval:
-            self.checkpoints.finish(self.progress)
-        else:
-            self.checkpoints.checkpoint_at_stop(self.progress)
-        stop_now(signum)
 
     def epoch_probabilities(self, epoch: int) -> dict[str, float]:
         """p of this epoch: recorded once, so a resumed run reuses it."""

@@ -40,6 +40,7 @@ from accelerate.utils import broadcast_object_list, gather_object
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.faults import fault_point
 from mtlvsift.run_folder import RunFolder, atomic_write_json, replace_folder
+from mtlvsift.stop_signals import pending_signal, stop_now
 from mtlvsift.train.checkpoint.state import PROGRESS_FILE, Progress, rng_state, write_state
 from mtlvsift.train.checkpoint.task_models import task_best_dir, tasks_with_own_best
 from mtlvsift.train.model.multitask import model_folder_problem
@@ -158,6 +159,27 @@ class CheckpointWriter:
         a rerun (a requeued job) resumes here and replays no step."""
         self.checkpoint(progress, best=False, timed=False)
         self.finish(progress)
+
+    def stop_if_asked(self, progress: Progress, at_log: bool, checkpointed: bool) -> None:
+        """At the end of a step: a stop signal received meanwhile ends the run here, with this
+        step's checkpoint on disk (``checkpointed``: the evaluation's, else one written now), so
+        that the rerun (a requeued SLURM job) replays no step. Several processes agree at log
+        points (one collective): each may get the signal during another step."""
+        accelerator = self.accelerator
+        if accelerator.num_processes == 1:
+            signum = pending_signal()
+        elif at_log:
+            asked = torch.tensor(pending_signal() or 0, device=accelerator.device)
+            signum = int(accelerator.reduce(asked, "max").item()) or None
+        else:
+            return
+        if signum is None:
+            return
+        if checkpointed:
+            self.finish(progress)
+        else:
+            self.checkpoint_at_stop(progress)
+        stop_now(signum)
 
     def before_optimizer_step(self, progress: Progress) -> None:
         """The copy must be done before the optimizer changes weights and moments."""
