@@ -96,7 +96,8 @@ def write_record(root: Path, method: str, target: str | None = None, support: It
         history=[{"step": 60, "epoch": 0.5,
                   "metrics": {t: {"accuracy": v - 0.02} for t, v in task_scores.items()},
                   "probabilities": {t: 1 / len(tasks) for t in tasks}}],
-        probabilities={"0": [1 / len(tasks)] * len(tasks)}, epoch_batches={"0": 700})
+        probabilities={"0": [1 / len(tasks)] * len(tasks)}, epoch_batches={"0": 700},
+        epoch_rows={"0": [train_sizes[t] for t in tasks]})  # one pass over each task's data
     device = {"device": "cuda", "num_processes": 1, "mixed_precision": "bf16"}
     recorded = {t: {"prediction": "majority", "metrics": {"accuracy": b}, "score": b}
                 for t, b in (baselines or {}).items() if t in tasks}
