@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from helpers import fails, glue_sized_folder, plan_json, read_log, read_result, run_dir, run_script, tiny_args
+from synthetic import write_record
 from mtlvsift.tasks import GLUE_TASKS
 from mtlvsift.train.batches.probabilities import task_probabilities, temperature_probabilities
 from mtlvsift.train.batches.sampling import (TARGET_EPOCH_LIMIT, capped_rows, epoch_schedule, passes,
@@ -152,3 +153,25 @@ def test_a_run_records_each_epochs_rows_as_its_train_log_counts_them(tiny_model,
     assert counted == rows
     # The epochs' lengths differ, yet the LR reaches 0 at the last step.
     assert log[-1]["step"] == sum(record["batches_per_epoch"]) and log[-1]["lr"] == pytest.approx(0.0, abs=1e-15)
+
+
+def test_the_report_shows_each_methods_passes_per_cell(tmp_path):
+    out = tmp_path / "out"
+    for seed, (mtl, stilts) in enumerate([(0.71, 0.66), (0.72, 0.65), (0.70, 0.67)]):
+        # MTL with target epochs: RTE once, MNLI in proportion; epoch 2 with another p.
+        write_record(out, "mtl", "rte", ["mnli"], seed, mtl, rows_per_epoch=[[2490, 2490], [2490, 7470]])
+        write_record(out, "stilts", "rte", ["mnli"], seed, stilts)
+        write_record(out, "single", "mnli", [], seed, 0.84)
+        write_record(out, "single", "rte", [], seed, 0.62)
+    result = run_script("compare", ["--outputs", out, "--report-dir", tmp_path / "report"])
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    cell = next(c for c in summary["cells"] if (c["target"], c["support"]) == ("rte", "mnli"))
+    assert cell["mtl_target_passes"] == 1.0
+    assert cell["mtl_support_passes"] == pytest.approx((2490 + 7470) / 2 / 392702, rel=1e-12)
+    assert cell["stilts_target_passes"] == 1.0 and cell["stilts_support_passes"] == 1.0
+    # The symmetric cell (MNLI with RTE support, read from the same MTL runs) has no STILTs side.
+    mirrored = next(c for c in summary["cells"] if (c["target"], c["support"]) == ("mnli", "rte"))
+    assert mirrored["mtl_target_passes"] == cell["mtl_support_passes"] and mirrored["stilts_target_passes"] is None
+    assert "| 1 · 0.0127 | 1 · 1 |" in (tmp_path / "report" / "report.md").read_text()
+    assert "mtl_target_passes" in (tmp_path / "report" / "cells.csv").read_text().splitlines()[0]
+    assert result.exit_code == 0
