@@ -10,7 +10,8 @@ import math
 import numpy as np
 import pytest
 
-from helpers import fails, glue_sized_folder, plan_json, read_log, read_result, run_dir, run_script, tiny_args
+from helpers import (fails, glue_sized_folder, plan_json, read_log, read_result, run_dir, run_script,
+                     stopped_at_a_checkpoint_then_resumed, tiny_args)
 from synthetic import write_record
 from mtlvsift.tasks import GLUE_TASKS
 from mtlvsift.train.batches.probabilities import task_probabilities, temperature_probabilities
@@ -175,3 +176,35 @@ def test_the_report_shows_each_methods_passes_per_cell(tmp_path):
     assert "| 1 · 0.0127 | 1 · 1 |" in (tmp_path / "report" / "report.md").read_text()
     assert "mtl_target_passes" in (tmp_path / "report" / "cells.csv").read_text().splitlines()[0]
     assert result.exit_code == 0
+
+
+@pytest.mark.slow
+def test_a_resumed_run_of_varying_epochs_ends_as_an_uninterrupted_one(tiny_model, tiny_glue, tmp_path,
+                                                                     monkeypatch):
+    # Its LR goes by epochs trained, read from the progress the checkpoint restores.
+    scores = tmp_path / "scores.json"
+    scores.write_text(json.dumps({"rte": 1.0, "sst2": 0.0}))
+
+    def command(out):
+        return ["--target", "rte", "--support", "sst2", "--single-scores", scores, "--max-passes", "0.75",
+                "--mtl-epoch", "target", "--log-every", 1, *tiny_args(tiny_model, tiny_glue, out, epochs=3)]
+
+    run_script("train_mtl", command(tmp_path / "clean"))
+    stopped_at_a_checkpoint_then_resumed(monkeypatch, "train_mtl", command(tmp_path / "resumed"),
+                                         "after_checkpoint:oserror:3")
+    name = "rte--sst2__epoch-target_passes-0.75"
+    clean, resumed = (read_result(tmp_path / n, "mtl", name) for n in ("clean", "resumed"))
+    assert clean["rows_per_epoch"] == resumed["rows_per_epoch"] and clean["history"] == resumed["history"]
+    assert clean["rows_per_epoch"][0] == [36, 36]  # capped at 0.75 x 48: the epoch ends there
+    logs = [read_log(run_dir(tmp_path / n, "mtl", name)) for n in ("clean", "resumed")]
+    assert [(e["step"], e["loss"], e["lr"]) for e in logs[0]] == [(e["step"], e["loss"], e["lr"]) for e in logs[1]]
+    assert logs[0][-1]["lr"] == pytest.approx(0.0, abs=1e-15)
+
+
+def test_the_regimes_table_is_the_samplers(monkeypatch):
+    from bench.regimes import table
+
+    text = table()
+    assert "| standard, `--mtl-epoch target` | 1 · 1 | 1 · 0.00634 |" in text
+    assert "| standard, `--mtl-epoch sum` (default) | 1 · 1 | 79.4 · 0.503 |" in text
+    assert "| 1 · 1 | 3 · 0.987 |" in text and "0.205 · 1 | 0.00147 · 0.907 |" in text
