@@ -80,7 +80,8 @@ def loop_padding(config, data: Sequence[Any], multiple: int | None) -> dict[str,
     collator pads them ("1"), or if each batch were split into 2 or 4 length-sorted micro-batches
     (same examples per step); packed ("packed": the real tokens), and packed under --compile
     ("budgeted": each batch rounded up to its token budget)."""
-    from mtlvsift.train.batches.sampling import epoch_schedule, task_probabilities
+    from mtlvsift.train.batches.probabilities import task_probabilities
+    from mtlvsift.train.batches.sampling import epoch_schedule
 
     sizes = [len(d.train) for d in data]
     p = task_probabilities("size", sizes, 0) if len(sizes) > 1 else [1.0]

@@ -14,7 +14,9 @@ PREDICT_SPLITS = ("test", "dev")  # what scripts/predict.py --split predicts
 # ``standard``: this project's training protocol; ``original``: the authors' code (docs/fidelity.md).
 PROTOCOLS = ("standard", "original")
 DEFAULT_PROTOCOL = "standard"
-SAMPLINGS = ("dynamic", "size", "uniform")
+SAMPLINGS = ("dynamic", "size", "uniform", "temperature")
+# How long a standard pairwise MTL epoch is: the rows of all tasks, or what shows the target once.
+MTL_EPOCHS = ("sum", "target")
 BATCHINGS = ("heterogeneous", "homogeneous")
 DYNAMIC_RULES = ("softmax", "normalized")
 # accelerate's trackers (``accelerate.utils.LoggerType``), named here so that the options can be

@@ -82,6 +82,25 @@ def size_experiment(value: object) -> dict[str, Any]:
         "data_seed": found.get("data_seed") if _is_seed(found.get("data_seed")) else None}
 
 
+def per_epoch(value: object, raw: dict, key: str, whole: bool) -> list[list] | None:
+    """A number per task (in the record's task order) per epoch: rows (``whole``) or passes;
+    None in a record written before the field."""
+    if value is None:
+        return None
+    tasks_ = raw.get("tasks")
+    width = len(tasks_) if isinstance(tasks_, list) else -1
+
+    def fits(x: object) -> bool:
+        if whole:
+            return isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= MAX_SEED
+        return is_number(x) and 0 <= x <= MAX_SEED
+
+    if not isinstance(value, list) or not all(
+            isinstance(epoch, list) and len(epoch) == width and all(map(fits, epoch)) for epoch in value):
+        raise InvalidRecord(f"'{key}' is not a list of one number per task per epoch")
+    return value
+
+
 def main_metrics(best_by_task: dict) -> dict[str, str]:
     return {task: best["metric"] for task, best in best_by_task.items()
             if isinstance(best.get("metric"), str) and METRIC_NAME.fullmatch(best["metric"])}

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from mtlvsift.names import (BATCHINGS, DEFAULT_MODEL, DEFAULT_OUTPUTS, DEFAULT_PROTOCOL, DEFAULT_SEEDS,
-                            DYNAMIC_RULES, MAX_COUNT, MAX_SEED, METHODS, PROTOCOLS, SAMPLINGS, TRACKERS)
+                            DYNAMIC_RULES, MAX_COUNT, MAX_SEED, METHODS, MTL_EPOCHS, PROTOCOLS, SAMPLINGS,
+                            TRACKERS)
 
 MAX_VALUE = MAX_SEED  # the largest whole number a record may hold for an option
 # Epochs far beyond any real run (the paper: 10); a plan lists every epoch, so this bounds it.
@@ -86,6 +87,19 @@ OPTIONS: tuple[Option, ...] = (
     Option("dynamic_rule", "--dynamic-rule", "choice", choices=DYNAMIC_RULES, methods=MULTI_TASK,
            default="softmax", suffix="rule", when=lambda m, v: v.get("sampling") == "dynamic",
            help="softmax of the gaps (the paper's code) or normalised gaps (Gottumukkala et al.)."),
+    Option("temperature", "--temperature", "float", default=2.0, bounds=(0, 1000),
+           open_bounds=(True, False), methods=MULTI_TASK, suffix="temp",
+           when=lambda m, v: v.get("sampling") == "temperature",
+           help="Temperature sampling's T: p_i proportional to n_i^(1/T) (1: size sampling; a "
+                "large T tends to uniform)."),
+    Option("mtl_epoch", "--mtl-epoch", "choice", choices=MTL_EPOCHS, default="sum", methods=("mtl",),
+           suffix="epoch",
+           help="Standard protocol: an epoch of all tasks' rows (sum), or as many as show the "
+                "target its training set once at the epoch's probabilities (target)."),
+    Option("max_passes", "--max-passes", "float", bounds=(0, MAX_COUNT), open_bounds=(True, False),
+           methods=MULTI_TASK, suffix="passes",
+           help="Standard protocol: show no task more than this many passes over its data in an "
+                "epoch (the rows over the cap go to the other tasks; off by default)."),
     Option("single_scores_file", "--single-scores", "path", methods=MULTI_TASK, file=True,
            identity=False, grid=False,
            when=lambda m, v: v.get("sampling") == "dynamic",
@@ -173,7 +187,7 @@ OPTIONS: tuple[Option, ...] = (
 LEADING_SUFFIX = "protocol"
 # The order of the other suffixes in a folder name (``rte--mnli__sampling-size_rule-...``), kept
 # as it always was so that existing run folders are found; a suffix not listed comes last.
-FOLDER_ORDER = ("sampling", "rule", "batching", "n", "ds", "tf", "sr")
+FOLDER_ORDER = ("sampling", "rule", "temp", "batching", "epoch", "passes", "n", "ds", "tf", "sr")
 
 
 def option(name: str) -> Option:

@@ -85,6 +85,7 @@ def build_record(config: dict[str, Any], progress: Any, train_sizes: dict[str, i
         best=progress.best, best_by_task=progress.best_by_task, history=progress.history,
         probabilities=progress.probabilities,
         batches_per_epoch=[progress.epoch_batches[e] for e in sorted(progress.epoch_batches, key=int)],
+        **_exposure(progress.epoch_rows, len(progress.epoch_batches), [train_sizes[t] for t in config["tasks"]]),
         timing={
             "train_seconds": seconds,
             "eval_seconds": progress.eval_seconds,
@@ -98,6 +99,16 @@ def build_record(config: dict[str, Any], progress: Any, train_sizes: dict[str, i
         },
         versions=_versions(),
     )
+
+
+def _exposure(epoch_rows: dict[str, list[int]], epochs: int, sizes: list[int]) -> dict[str, Any]:
+    """rows_per_epoch and passes_per_epoch (rows / the task's training size); None when a run
+    resumed from a state written before they were kept lacks some epoch's."""
+    if set(epoch_rows) != {str(e) for e in range(epochs)}:
+        return {"rows_per_epoch": None, "passes_per_epoch": None}
+    rows = [epoch_rows[str(e)] for e in range(epochs)]
+    return {"rows_per_epoch": rows,
+            "passes_per_epoch": [[r / n for r, n in zip(epoch, sizes)] for epoch in rows]}
 
 
 def write_record(path: Path, record: RunRecord) -> None:
@@ -148,6 +159,10 @@ class RunRecord:
     history: list[dict] = _field(lambda v, raw: check.a_list(v, "history"))  # every evaluation
     probabilities: dict | list | None = _field(lambda v, raw: v)
     batches_per_epoch: list[int] = _field(lambda v, raw: check.a_list(v, "batches_per_epoch"))
+    # Each epoch's rows of each task (in ``tasks``' order), and its passes over the task's data
+    rows_per_epoch: list[list[int]] | None = _field(lambda v, raw: check.per_epoch(v, raw, "rows_per_epoch", True))
+    passes_per_epoch: list[list[float]] | None = _field(
+        lambda v, raw: check.per_epoch(v, raw, "passes_per_epoch", False))
     timing: dict[str, Any] = _field(lambda v, raw: check.object_or_none(v, "timing") or {})
     versions: dict[str, str] = _field(lambda v, raw: check.object_or_none(v, "versions") or {})
 
@@ -171,6 +186,15 @@ class RunRecord:
     def added_until_decided(self) -> bool:
         """Whether run_grid.py --until-decided added this seed after looking at its cell's verdict."""
         return self.config.get(run_options.ADDED_UNTIL_DECIDED) is True
+
+    @property
+    def mean_passes(self) -> dict[str, float] | None:
+        """Each task's passes over its data per epoch, the mean over the epochs (None: a record
+        written before they were kept)."""
+        if not self.passes_per_epoch:
+            return None
+        return {task: statistics.fmean(epoch[i] for epoch in self.passes_per_epoch)
+                for i, task in enumerate(self.tasks)}
 
     @property
     def task_scores(self) -> dict[str, float]:

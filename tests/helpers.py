@@ -86,6 +86,24 @@ def run_script(name: str, args: list[str], expect_ok: bool = True):
     return result
 
 
+def glue_sized_folder(root: Path) -> Path:
+    """Training files with GLUE's row counts, one word a row: what a dry run counts."""
+    from mtlvsift.tasks import GLUE_TASKS
+
+    for task in GLUE_TASKS.values():
+        (root / task.folder).mkdir(parents=True)
+        header = "h\n" if task.has_header else ""
+        (root / task.folder / "train.tsv").write_text(header + "w\n" * task.train_size)
+    return root
+
+
+def plan_json(script: str, out: Path, *args) -> dict:
+    """The --plan-json of a train script's dry run over ``<out>/../glue``."""
+    run_script(script, [*args, "--data-dir", out.parent / "glue", "--output-dir", out,
+                        "--plan-json", out.parent / "plan.json"])
+    return json.loads((out.parent / "plan.json").read_text())
+
+
 def load_module(path: Path, name: str):
     """A standalone Python file (a script of scripts/) as a module."""
     import importlib.util

@@ -52,9 +52,11 @@ def write_record(root: Path, method: str, target: str | None = None, support: It
                  start_model: dict | None = None, single_scores: dict | None = None,
                  single_scores_from: dict | None = None, baselines: dict[str, float] | None = None,
                  options: dict | None = None, available_sizes: dict[str, int] | None = None,
-                 data_fingerprints: dict | None = None) -> Path:
+                 data_fingerprints: dict | None = None,
+                 rows_per_epoch: list[list[int]] | None = None) -> Path:
     """Write one run folder (config.json + result.json); returns the result.json path.
 
+    ``rows_per_epoch``: each epoch's rows per task (default: one epoch, one pass over each).
     ``baselines``: task -> its constant prediction's main dev score (recorded for the run's
     tasks); ``options``: more TrainConfig fields (``max_train_examples``, ``data_dir``, ...);
     ``available_sizes``: the training rows before any cap (default: ``train_sizes``)."""
@@ -96,7 +98,9 @@ def write_record(root: Path, method: str, target: str | None = None, support: It
         history=[{"step": 60, "epoch": 0.5,
                   "metrics": {t: {"accuracy": v - 0.02} for t, v in task_scores.items()},
                   "probabilities": {t: 1 / len(tasks) for t in tasks}}],
-        probabilities={"0": [1 / len(tasks)] * len(tasks)}, epoch_batches={"0": 700})
+        probabilities={"0": [1 / len(tasks)] * len(tasks)},
+        epoch_batches={str(e): 700 for e in range(len(rows_per_epoch or [None]))},
+        epoch_rows={str(e): rows for e, rows in enumerate(rows_per_epoch or [[train_sizes[t] for t in tasks]])})
     device = {"device": "cuda", "num_processes": 1, "mixed_precision": "bf16"}
     recorded = {t: {"prediction": "majority", "metrics": {"accuracy": b}, "score": b}
                 for t, b in (baselines or {}).items() if t in tasks}

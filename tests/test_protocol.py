@@ -12,7 +12,8 @@ from mtlvsift.errors import MtlvsiftError
 from mtlvsift.tasks import AUTHORS_TASK_ORDER, GLUE_TASK_NAMES
 from mtlvsift.train.model.multitask import MultiTaskModel, head_of_task, loss_weights, reuse_heads
 from mtlvsift.train.model.pretrained import lowercase_tokenizer
-from mtlvsift.train.batches.sampling import (epoch_layout, epoch_schedule, original_quotas, schedule_counts, size_probabilities, uniform_probabilities)
+from mtlvsift.train.batches.probabilities import size_probabilities, uniform_probabilities
+from mtlvsift.train.batches.sampling import epoch_layout, epoch_schedule, original_quotas, schedule_counts
 
 # MNLI, QQP, QNLI, SST-2, CoLA, STS-B, MRPC, RTE, WNLI (the project's order, by size).
 GLUE_SIZES = (392702, 363846, 104743, 67349, 8551, 5749, 3668, 2490, 635)

@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 from synthetic import write_record
 
-from helpers import model_dir, fails, load_script, read_log, read_result, run_script, tiny_args
+from helpers import (fails, glue_sized_folder, load_script, model_dir, plan_json, read_log, read_result, run_script,
+                     tiny_args)
 from mtlvsift.tasks import GLUE_TASKS
 
 GLUE_SIZES = {t: task.train_size for t, task in GLUE_TASKS.items()}
@@ -58,26 +59,10 @@ def test_original_run_records_its_epochs_and_ends_its_lr_early(tiny_model, tiny_
         assert cell["mtl_mean"] == pytest.approx(100 * run["best"]["score"])
 
 
-def _glue_sized_folder(root):
-    """Training files with GLUE's row counts, one word a row (MNLI's dev files too)."""
-    for name, rows in GLUE_SIZES.items():
-        task = GLUE_TASKS[name]
-        (root / task.folder).mkdir(parents=True)
-        header = "h\n" if task.has_header else ""
-        (root / task.folder / "train.tsv").write_text(header + "w\n" * rows)
-    return root
-
-
-def _plan(script, out, *args):
-    run_script(script, [*args, "--data-dir", out.parent / "glue", "--output-dir", out,
-                        "--plan-json", out.parent / "plan.json"])
-    return json.loads((out.parent / "plan.json").read_text())
-
-
 def test_dry_run_plans_the_paper_numbers_without_tokenizing(tmp_path, monkeypatch):
-    glue = _glue_sized_folder(tmp_path / "glue")
+    glue = glue_sized_folder(tmp_path / "glue")
     out = tmp_path / "out"
-    plan = _plan("train_mtl_all", out, "--protocol", "original", "--sampling", "size")
+    plan = plan_json("train_mtl_all", out, "--protocol", "original", "--sampling", "size")
     keys = {"method", "protocol", "sampling", "tasks", "train_sizes", "batch_size", "epochs",
             "quotas", "batches_per_epoch", "lr_schedule_steps"}
     assert keys <= set(plan)
@@ -85,20 +70,20 @@ def test_dry_run_plans_the_paper_numbers_without_tokenizing(tmp_path, monkeypatc
     assert plan["quotas"] == [50, 49, 14, 9, 2, 1, 1, 1, 1]  # CoLA first, as the authors ran it
     assert plan["batches_per_epoch"] == [635] * 10 and plan["lr_schedule_steps"] == 6350
     assert plan["evaluations"] == 20
-    plan = _plan("train_mtl_all", out, "--protocol", "original", "--sampling", "uniform")
+    plan = plan_json("train_mtl_all", out, "--protocol", "original", "--sampling", "uniform")
     assert plan["quotas"] == [14] * 9 and plan["batches_per_epoch"] == [45] * 10
     assert plan["lr_schedule_steps"] == 450
     scores = tmp_path / "scores.json"
     scores.write_text(json.dumps({"rte": 0.7, "mnli": 0.8}))
-    plan = _plan("train_mtl", out, "--target", "rte", "--support", "mnli", "--protocol",
+    plan = plan_json("train_mtl", out, "--target", "rte", "--support", "mnli", "--protocol",
                  "original", "--single-scores", scores)
     assert plan["quotas"] == [1, 127] and plan["batches_per_epoch"] == [2490] + [None] * 9
     assert plan["lr_schedule_steps"] == 24900 and plan["evaluations"] is None
     assert plan["single_scores"] == {"rte": 0.7, "mnli": 0.8}
-    plan = _plan("train_mtl", out, "--target", "rte", "--support", "mnli", "--single-scores", scores)
+    plan = plan_json("train_mtl", out, "--target", "rte", "--support", "mnli", "--single-scores", scores)
     assert plan["protocol"] == "standard" and plan["batches_per_epoch"] == [3088] * 10
     assert plan["quotas"] == [0.806, 127.194] and plan["rows_per_epoch"] == [2490, 392702]
-    plan = _plan("train_mtl", out, "--target", "rte", "--support", "mnli", "--sampling", "size",
+    plan = plan_json("train_mtl", out, "--target", "rte", "--support", "mnli", "--sampling", "size",
                  "--max-train-examples", 1000, "--target-fraction", 0.5, "--support-ratio", 2)
     assert plan["train_sizes"] == [500, 1000] and plan["available_train_sizes"] == [2490, 392702]
     # Nothing under the output folder, nothing tokenized (the test's cache folder stays empty).
@@ -111,7 +96,7 @@ def test_dry_run_plans_the_paper_numbers_without_tokenizing(tmp_path, monkeypatc
 
 
 def test_dry_run_names_the_stilts_start_model_or_the_missing_seeds(tmp_path):
-    glue = _glue_sized_folder(tmp_path / "glue")
+    glue = glue_sized_folder(tmp_path / "glue")
     out = tmp_path / "out"
     args = ["--target", "rte", "--support", "mnli", "--protocol", "original", "--data-dir", glue,
             "--output-dir", out, "--dry-run"]
@@ -124,7 +109,7 @@ def test_dry_run_names_the_stilts_start_model_or_the_missing_seeds(tmp_path):
         write_record(out, "single", "mnli", seed=seed, score=0.84, protocol="original")
     # A standard single run of MNLI with a better score does not count for the original protocol.
     write_record(out, "single", "mnli", seed=0, score=0.99)
-    plan = _plan("train_stilts", out, *args[:6])
+    plan = plan_json("train_stilts", out, *args[:6])
     assert plan["start_model"] == {"run": "single/mnli__protocol-original/seed-1", "seed": 1,
                                    "score": 0.84, "seeds": [0, 1, 2, 3, 4]}  # ties: lowest seed
     assert plan["init_model"] == str(out / "single" / "mnli__protocol-original" / "seed-1" / "best")  # a legacy tree

@@ -10,7 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mtlvsift.errors import MtlvsiftError
-from mtlvsift.train.batches.sampling import (BATCHINGS, DYNAMIC_RULES, SAMPLINGS, check_choice, dynamic_probabilities, epoch_batch_sizes, epoch_schedule, largest_remainder_quotas, size_probabilities, task_probabilities, uniform_probabilities)
+from mtlvsift.names import BATCHINGS, DYNAMIC_RULES, SAMPLINGS
+from mtlvsift.train.batches.probabilities import (check_choice, dynamic_probabilities, size_probabilities,
+                                                 task_probabilities, uniform_probabilities)
+from mtlvsift.train.batches.sampling import epoch_batch_sizes, epoch_schedule, largest_remainder_quotas
 
 GLUE_SIZES = (392702, 363846, 104743, 67349, 8551, 5749, 3668, 2490, 635)
 
@@ -67,7 +70,7 @@ def test_dynamic_needs_single_scores_after_the_first_epoch():
 @pytest.mark.parametrize(
     "call, choices",
     [
-        (lambda: task_probabilities("temperature", (1, 2), 0), SAMPLINGS),
+        (lambda: task_probabilities("annealed", (1, 2), 0), SAMPLINGS),
         (lambda: task_probabilities("size", (1, 2), 0, rule="linear"), DYNAMIC_RULES),
         (lambda: dynamic_probabilities([1.0], [0.0], rule="linear"), DYNAMIC_RULES),
         (lambda: epoch_schedule((3, 4), [0.5, 0.5], 2, 0, 0, batching="mixed"), BATCHINGS),

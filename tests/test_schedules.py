@@ -13,7 +13,10 @@ import numpy as np
 import pytest
 
 from helpers import REPO_ROOT
-from mtlvsift.train.batches.sampling import (BATCHINGS, epoch_batch_sizes, epoch_schedule, largest_remainder_quotas, process_slice, schedule_counts, size_probabilities)
+from mtlvsift.names import BATCHINGS
+from mtlvsift.train.batches.probabilities import size_probabilities
+from mtlvsift.train.batches.sampling import (epoch_batch_sizes, epoch_schedule, largest_remainder_quotas, process_slice,
+                                             schedule_counts)
 
 GLUE_SIZES = (392702, 363846, 104743, 67349, 8551, 5749, 3668, 2490, 635)
 

@@ -170,15 +170,17 @@ class RunWork:
 
 def run_work(config: TrainConfig, num_processes: int = 1) -> RunWork:
     """Training rows per task over the run and its evaluations, from the data's line counts (the
-    first epoch's probabilities: dynamic sampling's later epochs move rows between tasks, not
-    their total)."""
+    first epoch's rows: dynamic sampling's later epochs move rows between tasks, and with
+    --mtl-epoch target or --max-passes change their number too, which is not known before)."""
     available, _ = available_train_sizes(config)
     sizes = used_train_sizes(config, available)
     layout = first_epoch_layout(config, sizes, num_processes)
-    per_epoch = sum(layout.batch_sizes)
-    p = first_probabilities(config, sizes)
+    if layout.rows is not None:
+        per_task = [float(r) for r in layout.rows]
+    else:  # homogeneous batches: each batch's task drawn with p
+        per_task = [sum(layout.batch_sizes) * float(q) for q in first_probabilities(config, sizes)]
     steps = len(layout.batch_sizes)
-    return RunWork({t: config.epochs * per_epoch * float(q) for t, q in zip(config.tasks, p)},
+    return RunWork({t: config.epochs * rows for t, rows in zip(config.tasks, per_task)},
                    config.epochs * len(eval_points(steps, config.eval_every)), config.epochs * steps)
 
 

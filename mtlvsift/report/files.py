@@ -18,6 +18,7 @@ from pathlib import Path
 from mtlvsift import __version__
 from mtlvsift.recommend.evaluation import evaluate, load_rankings
 from mtlvsift.report.baseline_runs import runs_at_baseline
+from mtlvsift.report.exposure import SIDES
 from mtlvsift.report.markdown import markdown
 from mtlvsift.report.missing import MissingRun
 from mtlvsift.report.stats import PAPER_HEURISTIC, Analysis, Cell, Group
@@ -78,6 +79,8 @@ def cell_record(cell: Cell) -> dict:
         "target_size": cell.target_size, "support_size": cell.support_size,
         "mtl_from_symmetric_runs": bool(cell.mtl and cell.mtl.symmetric),
         "refused": cell.refused, "at_baseline": cell.at_baseline, "sequential": cell.sequential,
+        **{f"{method}_{side}_passes": cell.passes.get(method, {}).get(side)
+           for method in ("mtl", "stilts") for side in SIDES},
         **_stats_record(cell.stats),
     }
 

@@ -8,6 +8,7 @@ import html
 from pathlib import Path
 
 from mtlvsift.display import safe_text
+from mtlvsift.report.exposure import passes_text
 from mtlvsift.report.missing import MissingRun
 from mtlvsift.report.stats import BASELINE_MARGIN, PAPER_HEURISTIC, Analysis
 from mtlvsift.report.tables import Table
@@ -160,7 +161,8 @@ def _markdown_matrix(a: Analysis) -> str:
 def _markdown_cells(a: Analysis) -> str:
     aso = ["ASO ε"] if a.aso else []
     header = ["target", "support", "MTL", "STILTs", "diff", "90% CI (t)", "90% CI (bootstrap)",
-              "g", "t", "p", "p Holm", "p BH", "MDE", *aso, "verdict", "better", "heuristic"]
+              "g", "t", "p", "p Holm", "p BH", "MDE", *aso, "verdict", "better", "heuristic",
+              "passes/epoch MTL", "passes/epoch STILTs"]
     rows = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for key in a.ordered_cells():
         c = a.cells[key]
@@ -171,12 +173,15 @@ def _markdown_cells(a: Analysis) -> str:
                   fmt(s.hedges_g, 2), fmt(c.t, 2), fmt_p(c.p), fmt_p(s.p_holm), fmt_p(s.p_bh),
                   fmt(s.mde), *([_aso_text(s)] if a.aso else []),
                   _verdict_text(c.verdict, s.reason), c.better or "–",
-                  c.heuristic or ("tie" if c.size_tie else "–")]
+                  c.heuristic or ("tie" if c.size_tie else "–"),
+                  passes_text(c.passes.get("mtl", {})), passes_text(c.passes.get("stilts", {}))]
         rows.append("| " + " | ".join(values) + " |")
     aso_title = ", almost stochastic order (ε_min of the method ahead)" if a.aso else ""
     return _details("Every cell: means ± std over seeds, intervals of the difference, Hedges' g, "
                     "t-test, corrected p, minimum detectable effect (points, 80% power)"
-                    f"{aso_title}, verdict", "\n".join(rows))
+                    f"{aso_title}, verdict, each method's mean passes per epoch over the target's "
+                    "and the support's data (target · support; STILTs' support: its single runs)",
+                    "\n".join(rows))
 
 
 def _aso_text(stats: CellStats) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 from mtlvsift.display import safe_text
 from mtlvsift.names import DEFAULT_PROTOCOL, DEFAULT_SEEDS
 from mtlvsift.report import inference
+from mtlvsift.report.exposure import cell_passes
 from mtlvsift.report.pooling import pooling_problems
 from mtlvsift.report.variants import ReportKey, Settings, report_records
 from mtlvsift.report.verdicts import DEFAULT_MARGIN, CellStats, HeuristicScore, \
@@ -113,6 +114,8 @@ class Cell:
     # Seeds of its STILTs run that run_grid.py --until-decided added after looking at its verdict:
     # its test is then sequential, not a fixed-n one (docs/compare.md).
     sequential: bool = False
+    # Mean passes per epoch over each task's data: {"mtl"|"stilts": {"target"|"support": x}}
+    passes: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
     @property
     def verdict(self) -> str | None:
@@ -298,6 +301,7 @@ def analyze(records: list[RunRecord], model: str, alpha: float = 0.1,
         cell.refusals = [p for g in (mtl, stilts) if g
                          for p in pooling_problems(g.describe(), g.records)]
         cell.sequential = any(r.added_until_decided for r in (stilts.records if stilts else []))
+        cell.passes = cell_passes(target, support, mtl, stilts, singles.get(support))
         problems += [p for p in cell.refusals if p not in problems]
         if cell.complete:
             cell.stats = cell_stats(_points(mtl), _points(stilts), "welch" if welch else "student",

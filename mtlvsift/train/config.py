@@ -96,12 +96,27 @@ def _build(method: str, tasks: list[str], support: list[str], base: str, given: 
     except run_options.OptionError as err:
         raise MtlvsiftError(str(err)) from None
     values = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}  # as JSON reads it
+    check_exposure_options(values)
     suffixes = run_options.folder_suffixes(method, values)
     protocol = suffixes.pop(run_options.LEADING_SUFFIX, None) or DEFAULT_PROTOCOL
     variant = variant_suffix({**(lead or {}), **suffixes})
     return TrainConfig(method=method, tasks=tasks, target=tasks[0] if method != "mtl_all" else None,
                        support=support, name=folder_name(base, variant, protocol), variant=variant,
                        options=values, task_definitions=task_definitions(tasks))
+
+
+def check_exposure_options(values: Mapping[str, Any]) -> None:
+    """--mtl-epoch target and --max-passes shape the standard protocol's epochs (the original
+    keeps the authors'); a cap needs the rows per task that only heterogeneous batches fix."""
+    given = [flag for flag, on in (("--mtl-epoch target", values.get("mtl_epoch") == "target"),
+                                   ("--max-passes", values.get("max_passes") is not None)) if on]
+    if given and values.get("protocol") == "original":
+        raise MtlvsiftError(f"{' and '.join(given)} set the standard protocol's epochs; "
+                            f"--protocol original keeps the authors' epochs. Leave one out.")
+    if values.get("max_passes") is not None and values.get("batching") == "homogeneous":
+        raise MtlvsiftError("--max-passes caps each task's rows in an epoch, which homogeneous "
+                            "batches (each batch's task drawn with p) cannot: use --batching "
+                            "heterogeneous or leave --max-passes out.")
 
 
 def stilts_config(target: str, support: str | None = None,

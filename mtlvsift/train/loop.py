@@ -25,7 +25,6 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, set_seed
-from transformers import get_linear_schedule_with_warmup
 
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.faults import fault_point
@@ -45,13 +44,15 @@ from mtlvsift.train.model.multitask import (MultiTaskModel, is_model_folder, los
                                             reuse_heads)
 from mtlvsift.train.model.pretrained import (check_max_seq_length, check_tokenizer_reads, load_encoder,
                                              load_tokenizer, lowercase_tokenizer)
+from mtlvsift.train.optimization import make_optimizer, make_scheduler
 from mtlvsift.train.plan import (check_batch_options, epoch_settings, eval_points, first_epoch_layout,
-                                 lr_schedule_steps, with_prerequisites)
+                                 lr_schedule_steps, passes_per_epoch, with_prerequisites)
 from mtlvsift.train.model.encoders import batch_collator, check_packing_options
 from mtlvsift.train.progress_bar import TrainDisplay
-from mtlvsift.train.run_messages import (few_steps_warning, interrupted_message, quiet_datasets_in_logs,
-                                         quiet_transformers, resume_line, summary_lines)
-from mtlvsift.train.batches.sampling import epoch_schedule, process_slice, task_probabilities
+from mtlvsift.train.run_messages import (exposure_line, few_steps_warning, interrupted_message,
+                                         quiet_datasets_in_logs, quiet_transformers, resume_line, summary_lines)
+from mtlvsift.train.batches.probabilities import task_probabilities
+from mtlvsift.train.batches.sampling import epoch_schedule, process_slice, schedule_counts
 from mtlvsift.train.trackers import Trackers, tracking_dir
 
 
@@ -135,16 +136,6 @@ def _run_training(config: TrainConfig, restart: bool) -> dict[str, Any]:
             lock.release()
 
 
-def make_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.device):
-    # The usual transformer recipe: no weight decay on biases and LayerNorm weights.
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": config.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    # Fused: one kernel per step on CUDA and on the CPU (five times faster than foreach there).
-    return torch.optim.AdamW(groups, lr=config.lr, fused=device.type in ("cuda", "cpu"))
-
-
 class Trainer:
     """One run's wired-up pieces (accelerator, folder, model, optimizer, schedule, data, progress)
     and the loop over them."""
@@ -162,8 +153,9 @@ class Trainer:
         self.epoch_length = 0  # batches in the epoch under way (the original's vary by epoch)
         total_steps = lr_schedule_steps(config, self.sizes, accelerator.num_processes)
         optimizer = make_optimizer(model, config, device)
-        scheduler = get_linear_schedule_with_warmup(
-            optimizer, round(config.warmup_ratio * total_steps), total_steps)
+        self.progress = Progress()  # replaced by the checkpoint's, if any (the LR below reads it)
+        scheduler = make_scheduler(optimizer, config, len(self.sizes), total_steps,
+                                   lambda: self.progress.epoch_batches)
         mixed = accelerator.mixed_precision in ("fp16", "bf16")
         self.collate, notice = batch_collator(config, model, tokenizer, 8 if mixed else None)
         self.packed = config.packing and notice is None
@@ -186,6 +178,7 @@ class Trainer:
                                                accelerator.process_index, accelerator.num_processes)
         self.dataset = MixedTaskDataset([d.train for d in task_data])
         self.running = _Running(len(self.names), device)
+        self.rows_since_log = np.zeros(len(self.names), dtype=np.int64)  # each task's, for the log
         title = f"{config.method} {config.name} seed {config.seed}"
         self.display = TrainDisplay(self.main, title, total_steps, self.progress.step)
         self.trackers = Trackers(accelerator, config)  # --report-to; nothing without it
@@ -199,7 +192,9 @@ class Trainer:
         batches = len(first_epoch_layout(config, self.sizes, self.accelerator.num_processes).batch_sizes)
         evaluations = config.epochs * len(eval_points(batches, config.eval_every))
         lines = summary_lines(config, self.task_data, batches, steps, evaluations, self.device_facts())
-        lines += [few_steps_warning(steps, config.epochs, batches, config.batch_size),
+        world = self.accelerator.num_processes
+        lines += [exposure_line(self.names, passes_per_epoch(config, self.sizes, world)),
+                  few_steps_warning(steps, config.epochs, batches, config.batch_size),
                   resume_line(self.progress)]
         for line in filter(None, lines):
             self.display.message(line)
@@ -231,6 +226,7 @@ class Trainer:
             raise state_misfit(self.run.state_dir, f"epoch {epoch} has {len(schedule)} batches, not {recorded}")
         self.epoch_length = len(schedule)
         progress.epoch_batches[str(epoch)] = len(schedule)
+        progress.epoch_rows[str(epoch)] = schedule_counts(schedule, len(self.names)).tolist()
         points = eval_points(len(schedule), config.eval_every)
         local = [process_slice(b, rank, world) for b in schedule[progress.batch_in_epoch:]]
         loader = train_loader(self.dataset, local, micro_batch_collator(self.collate, config.grad_accum),
@@ -240,7 +236,9 @@ class Trainer:
         tick = time.perf_counter()
         for batch_index, micro_batches in enumerate(loader, start=progress.batch_in_epoch):
             global_size = len(schedule[batch_index])
-            self.step(micro_batches, np.bincount(schedule[batch_index][:, 0], minlength=len(self.names)))
+            task_rows = np.bincount(schedule[batch_index][:, 0], minlength=len(self.names))
+            self.step(micro_batches, task_rows)
+            self.rows_since_log += task_rows
             progress.step += 1
             progress.batch_in_epoch = batch_index + 1
             progress.examples += global_size
@@ -273,7 +271,7 @@ class Trainer:
                 current = [progress.last_scores[n] for n in self.names] if progress.last_scores else None
                 single = [config.single_scores[n] for n in self.names] if config.single_scores else None
                 p = task_probabilities(config.sampling, self.sizes, epoch, single, current,
-                                       config.dynamic_rule or "softmax").tolist()
+                                       config.dynamic_rule or "softmax", config.temperature).tolist()
             progress.probabilities[key] = [float(x) for x in p]
         return dict(zip(self.names, progress.probabilities[key]))
 
@@ -331,7 +329,9 @@ class Trainer:
         self.trackers.train(progress.step, mean_loss, lr, speed, p)
         if self.main:
             self.run.append_log({"step": progress.step, "epoch": self.epoch_position(),
-                                 "loss": mean_loss, "lr": lr, "examples_per_second": speed})
+                                 "loss": mean_loss, "lr": lr, "examples_per_second": speed,
+                                 "task_rows": dict(zip(self.names, self.rows_since_log.tolist()))})
+        self.rows_since_log[:] = 0
 
     def evaluate_and_checkpoint(self, p: dict[str, float]) -> None:
         progress = self.progress

@@ -23,7 +23,8 @@ from mtlvsift.tasks import AUTHORS_TASK_ORDER, get_task
 from mtlvsift.train.config import TrainConfig, used_train_size
 from mtlvsift.train.data.glue import resolve_data_dir, train_rows
 from mtlvsift.train.prerequisites import with_single_scores, with_start_model
-from mtlvsift.train.batches.sampling import EpochLayout, epoch_layout, task_probabilities
+from mtlvsift.train.batches.probabilities import task_probabilities
+from mtlvsift.train.batches.sampling import EpochLayout, epoch_layout, epoch_schedule, passes, schedule_counts
 
 
 def eval_points(steps_per_epoch: int, eval_every: float) -> set[int]:
@@ -68,17 +69,48 @@ def epoch_settings(config: TrainConfig) -> dict[str, Any]:
     ranks = {t: i for i, t in enumerate(AUTHORS_TASK_ORDER)}
     order = sorted(range(len(names)), key=lambda i: (ranks.get(names[i], len(ranks)), i))
     return {"batching": config.batching or "heterogeneous", "protocol": config.protocol,
-            "sampling": config.sampling, "order": order}
+            "sampling": config.sampling, "order": order, "mtl_epoch": config.mtl_epoch or "sum",
+            "max_passes": config.max_passes}
 
 
 def first_probabilities(config: TrainConfig, sizes: list[int]) -> np.ndarray:
     """The first epoch's p (dynamic sampling starts with ``size``; one task: [1])."""
-    return task_probabilities(config.sampling or "size", sizes, 0)
+    return task_probabilities(config.sampling or "size", sizes, 0, temperature=config.temperature)
+
+
+def epoch_lengths_vary(config: TrainConfig, num_tasks: int) -> bool:
+    """Whether later epochs' lengths depend on dev scores: dynamic sampling under the original
+    protocol (the epoch ends when a task's quota runs out), or under the standard one with an
+    epoch that shows the target once or a cap on passes."""
+    if config.sampling != "dynamic" or num_tasks < 2:
+        return False
+    return config.protocol == "original" or config.mtl_epoch == "target" or config.max_passes is not None
 
 
 def first_epoch_layout(config: TrainConfig, sizes: list[int], num_processes: int = 1) -> EpochLayout:
     return epoch_layout(sizes, first_probabilities(config, sizes), config.batch_size,
                         num_processes=num_processes, **epoch_settings(config))
+
+
+def passes_per_epoch(config: TrainConfig, sizes: list[int], num_processes: int = 1) -> list[list[float] | None]:
+    """Each epoch's passes over each task's data (rows / its training size), as the loop will
+    show them; None for an epoch whose p depends on dev scores (dynamic sampling after the first).
+    Homogeneous batches draw each batch's task, so their rows are counted from each epoch's
+    schedule for this seed."""
+    p = first_probabilities(config, sizes)
+    layout = first_epoch_layout(config, sizes, num_processes)
+    known = config.sampling != "dynamic" or len(sizes) < 2
+    result: list[list[float] | None] = []
+    for epoch in range(config.epochs):
+        if epoch > 0 and not known:
+            result.append(None)
+        elif layout.rows is not None:
+            result.append(passes(layout.rows, sizes))
+        else:
+            schedule = epoch_schedule(sizes, p, config.batch_size, config.seed, epoch,
+                                      num_processes=num_processes, **epoch_settings(config))
+            result.append(passes(schedule_counts(schedule, len(sizes)), sizes))
+    return result
 
 
 def lr_schedule_steps(config: TrainConfig, sizes: list[int], num_processes: int = 1) -> int:
@@ -115,8 +147,9 @@ def make_plan(config: TrainConfig, num_processes: int | None = None) -> dict[str
     p = first_probabilities(config, sizes)
     layout = first_epoch_layout(config, sizes, num_processes)
     first = len(layout.batch_sizes)
-    varies = config.protocol == "original" and config.sampling == "dynamic" and len(sizes) > 1
+    varies = epoch_lengths_vary(config, len(sizes))
     batches = [first] + [None if varies else first] * (config.epochs - 1)
+
     evaluations = [None if b is None else len(eval_points(b, config.eval_every)) for b in batches]
     if layout.quotas is not None:
         quotas = layout.quotas.tolist()
@@ -132,7 +165,7 @@ def make_plan(config: TrainConfig, num_processes: int | None = None) -> dict[str
         "sizes_from": source, "batch_size": config.batch_size, "epochs": config.epochs,
         "num_processes": num_processes, "probabilities": [float(x) for x in p],
         "quotas": quotas, "rows_per_epoch": None if layout.rows is None else layout.rows.tolist(),
-        "batches_per_epoch": batches,
+        "batches_per_epoch": batches, "passes_per_epoch": passes_per_epoch(config, sizes, num_processes),
         "lr_schedule_steps": lr_schedule_steps(config, sizes, num_processes),
         "evaluations_per_epoch": evaluations,
         "evaluations": None if None in evaluations else sum(evaluations),

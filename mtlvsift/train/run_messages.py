@@ -61,6 +61,20 @@ def few_steps_warning(total_steps: int, epochs: int, batches_per_epoch: int, bat
             f"training examples (--max-train-examples) or --epochs, or a smaller --batch-size.")
 
 
+def exposure_line(names: list[str], passes_per_epoch: list[list[float] | None]) -> str | None:
+    """How often each task's data is shown per epoch (multi-task runs): the mean over the epochs
+    known up front, and when later epochs follow the dev scores, that they do."""
+    if len(names) < 2:
+        return None
+    known = [p for p in passes_per_epoch if p is not None]
+    means = [sum(epoch[i] for epoch in known) / len(known) for i in range(len(names))]
+    shown = ", ".join(f"{safe_text(name)} {mean:.3g}" for name, mean in zip(names, means))
+    if len(known) == len(passes_per_epoch):
+        return f"Passes over each task's data per epoch: {shown}"
+    return (f"Passes over each task's data in epoch 1: {shown} (later epochs follow the dev "
+            f"scores; the record gives each epoch's)")
+
+
 def summary_lines(config, task_data: list, batches_per_epoch: int, total_steps: int,
                   evaluations: int, device: dict[str, Any]) -> list[str]:
     """The start-up summary: where the run goes, what it trains on, how long, on what."""

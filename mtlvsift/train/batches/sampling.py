@@ -1,25 +1,25 @@
-"""Multi-task sampling: per-epoch task probabilities and the batch schedule of one epoch.
+"""Multi-task batch schedules: how many rows each task gets in an epoch, and the batches of one epoch.
 
-Probabilities (``SAMPLINGS``): ``uniform`` (1/K), ``size`` (n_i / sum n_j) and ``dynamic``
-(``size`` in the first epoch, then a function of the gap between each task's single-task dev
-score and its current multi-task dev score; ``DYNAMIC_RULES``: ``softmax`` as in the paper's own
-code, or ``normalized`` as in Gottumukkala et al. 2020).
-
-Schedules (``BATCHINGS``), ``standard`` protocol: an epoch is ``sum(sizes)`` examples cut into
-``ceil(N / B)`` global batches (a last batch smaller than the process count is merged into the one
-before). ``heterogeneous`` batches mix tasks: task i gets the largest-remainder share of p over
-the epoch's rows, spread evenly over its batches (``spread_tasks``), so its epoch total is
-round(p_i * N) within a row and a task with p_i * B < 1 appears in that fraction of the batches;
+The epoch's probabilities p come from ``probabilities.py``. Rows per task, ``standard`` protocol
+(``standard_epoch_rows``): an epoch's length is ``sum(sizes)`` rows (``mtl_epoch="sum"``) or what
+shows the target its n_t rows once at p (``"target"``: round(n_t / p_t)); task i gets the
+largest-remainder share of p over it, so its epoch total is round(p_i * N) within a row; with
+``max_passes`` K no task is given more than floor(K n_i) rows, the rows over a cap going to the
+uncapped tasks in proportion to p (the epoch ends early when every task is capped). The epoch is
+cut into ``ceil(N / B)`` global batches (a last batch smaller than the process count is merged
+into the one before). ``heterogeneous`` batches spread each task's rows evenly over the epoch
+(``spread_tasks``), so a task with p_i * B < 1 appears in that fraction of the batches;
 ``homogeneous`` batches come from one task drawn with probability ``p``. Each task draws without
 replacement from its own shuffled stream and reshuffles when it runs out. The ``original``
 protocol (the authors' code, ``epoch_layout``): fixed quotas per batch with their rounding, an
 epoch as long as the first task to run out, the pooled rows shuffled as a whole.
 
 Determinism and resuming: a schedule is a pure function of (sizes, p, batch size, seed, epoch,
-batching, protocol); its random generators are seeded from ``(seed, epoch)`` only, never from global state.
-Every process builds the same global schedule and keeps its ``process_slice``. The sampler
-therefore keeps no state of its own: to resume, the training loop regenerates the epoch's schedule
-from (seed, epoch, p), with p taken from the run history, and skips the batches already done.
+batching, protocol, epoch length, cap); its random generators are seeded from ``(seed, epoch)``
+only, never from global state. Every process builds the same global schedule and keeps its
+``process_slice``. The sampler therefore keeps no state of its own: to resume, the training loop
+regenerates the epoch's schedule from (seed, epoch, p), with p taken from the run history, and
+skips the batches already done.
 """
 
 from __future__ import annotations
@@ -30,116 +30,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from mtlvsift.errors import MtlvsiftError
-from mtlvsift.names import BATCHINGS, DEFAULT_PROTOCOL, DYNAMIC_RULES, PROTOCOLS, SAMPLINGS
+from mtlvsift.names import BATCHINGS, DEFAULT_PROTOCOL, MTL_EPOCHS, PROTOCOLS
+from mtlvsift.train.batches.probabilities import check_choice, check_probabilities, check_sizes
 
 _ROUND_DECIMALS = 12  # fractional parts equal up to float noise count as ties (broken by index)
-
-
-def check_choice(kind: str, value: str, choices: Sequence[str]) -> str:
-    """Return ``value`` in its canonical spelling, or raise an error that lists the valid choices."""
-    canonical = str(value).strip().lower()
-    if canonical not in choices:
-        raise MtlvsiftError(f"Unknown {kind} '{value}'; choose one of: {', '.join(choices)}.")
-    return canonical
-
-
-def _check_sizes(sizes: Sequence[int]) -> np.ndarray:
-    arr = np.asarray(sizes)
-    if arr.ndim != 1 or arr.size == 0:
-        raise MtlvsiftError("Multi-task sampling needs at least one task.")
-    if not np.issubdtype(arr.dtype, np.integer) and not np.all(arr == np.floor(arr)):
-        raise ValueError(f"Task sizes must be integers, got {list(sizes)}.")
-    arr = arr.astype(np.int64)
-    if np.any(arr < 1):
-        raise MtlvsiftError(f"Every task needs at least one training example; task sizes: {arr.tolist()}.")
-    return arr
-
-
-def _check_probabilities(probabilities, num_tasks: int | None = None) -> np.ndarray:
-    """A float64 vector of non-negative, finite probabilities summing to 1 (renormalised exactly)."""
-    p = np.asarray(probabilities, dtype=np.float64)
-    if p.ndim != 1 or p.size == 0:
-        raise ValueError("Probabilities must be a non-empty vector.")
-    if num_tasks is not None and p.size != num_tasks:
-        raise ValueError(f"Got {p.size} probabilities for {num_tasks} tasks.")
-    if not np.all(np.isfinite(p)) or np.any(p < 0):
-        raise ValueError(f"Probabilities must be finite and non-negative, got {p.tolist()}.")
-    total = p.sum()
-    if abs(total - 1.0) > 1e-6:
-        raise ValueError(f"Probabilities must sum to 1, got sum {total} for {p.tolist()}.")
-    return p / total
+# An epoch that shows the target once is at most this many sum-epochs long: a target whose
+# probability is near 0 (the normalized rule, the target at its single score) would make it endless.
+TARGET_EPOCH_LIMIT = 10
 
 
 def _check_batch_size(batch_size: int) -> int:
     if int(batch_size) != batch_size or batch_size < 1:
         raise MtlvsiftError(f"The batch size must be a positive integer, got {batch_size}.")
     return int(batch_size)
-
-
-# --------------------------------------------------------------------------- probabilities
-
-
-def uniform_probabilities(sizes: Sequence[int]) -> np.ndarray:
-    """p_i = 1 / K."""
-    k = _check_sizes(sizes).size
-    return np.full(k, 1.0 / k)
-
-
-def size_probabilities(sizes: Sequence[int]) -> np.ndarray:
-    """p_i = n_i / sum_j n_j."""
-    n = _check_sizes(sizes).astype(np.float64)
-    return n / n.sum()
-
-
-def dynamic_probabilities(
-    single_scores: Sequence[float], current_scores: Sequence[float], rule: str = "softmax"
-) -> np.ndarray:
-    """Probabilities from the gaps g_i = single_i - current_i between dev scores (in [0, 1]).
-
-    ``softmax`` (the paper's code): p = softmax(g). ``normalized`` (Gottumukkala et al. 2020):
-    p_i = max(g_i, 0) / sum_j max(g_j, 0), uniform when no task lags its single-task score.
-    """
-    rule = check_choice("dynamic rule", rule, DYNAMIC_RULES)
-    single = np.asarray(single_scores, dtype=np.float64)
-    current = np.asarray(current_scores, dtype=np.float64)
-    if single.ndim != 1 or single.shape != current.shape or single.size == 0:
-        raise ValueError(
-            f"Need one single-task and one current score per task, got {single.size} and {current.size}."
-        )
-    if not (np.all(np.isfinite(single)) and np.all(np.isfinite(current))):
-        raise ValueError(f"Dev scores must be finite: single {single.tolist()}, current {current.tolist()}.")
-    gaps = single - current
-    if rule == "softmax":
-        e = np.exp(gaps - gaps.max())  # shifting by the max keeps exp from overflowing
-        return e / e.sum()
-    positive = np.maximum(gaps, 0.0)
-    total = positive.sum()
-    if total <= 0:
-        return np.full(gaps.size, 1.0 / gaps.size)
-    return positive / total
-
-
-def task_probabilities(
-    sampling: str,
-    sizes: Sequence[int],
-    epoch: int,
-    single_scores: Sequence[float] | None = None,
-    current_scores: Sequence[float] | None = None,
-    rule: str = "softmax",
-) -> np.ndarray:
-    """The probabilities of one epoch; ``dynamic`` uses ``size`` until current scores exist."""
-    sampling = check_choice("sampling", sampling, SAMPLINGS)
-    rule = check_choice("dynamic rule", rule, DYNAMIC_RULES)  # fail on a typo before epoch 1
-    if sampling == "uniform":
-        return uniform_probabilities(sizes)
-    if sampling == "size" or epoch == 0 or current_scores is None:
-        return size_probabilities(sizes)
-    if single_scores is None:
-        raise ValueError("Dynamic sampling after the first epoch needs the single-task dev scores.")
-    k = _check_sizes(sizes).size
-    if len(single_scores) != k or len(current_scores) != k:
-        raise ValueError(f"Dynamic sampling needs {k} single-task and {k} current scores.")
-    return dynamic_probabilities(single_scores, current_scores, rule)
 
 
 # --------------------------------------------------------------------------- quotas
@@ -151,7 +54,7 @@ def largest_remainder_quotas(probabilities, total: int) -> np.ndarray:
     Each share is the floor or the ceiling of p_i * total, so a task with p_i * total < 1 may get
     none; ties between remainders go to the lower index, so the result is deterministic.
     """
-    p = _check_probabilities(probabilities)
+    p = check_probabilities(probabilities)
     b = _check_batch_size(total)
     ideal = p * b
     quotas = np.floor(ideal).astype(np.int64)
@@ -172,7 +75,7 @@ def original_quotas(probabilities, batch_size: int, top_up: bool = True,
     from the first task with the most. B = K gives one row each; B < K is an error. ``order``:
     the task indices in the authors' order (their first task is ``order[0]``), default as given.
     """
-    p = _check_probabilities(probabilities)
+    p = check_probabilities(probabilities)
     b = _check_batch_size(batch_size)
     k = p.size
     if b < k:
@@ -211,6 +114,59 @@ def epoch_batch_sizes(total_examples: int, batch_size: int, num_processes: int =
     return [b] * full + ([rest] if rest else [])
 
 
+def standard_epoch_length(sizes: Sequence[int], probabilities, mtl_epoch: str = "sum",
+                          target: int = 0) -> int:
+    """Rows of a standard epoch: ``sum``: every task's; ``target``: round(n_t / p_t), what shows
+    task ``target`` its rows once at p (p_t = 0: the sum; at most ``TARGET_EPOCH_LIMIT`` sums)."""
+    n = check_sizes(sizes)
+    p = check_probabilities(probabilities, n.size)
+    total = int(n.sum())
+    if check_choice("MTL epoch", mtl_epoch, MTL_EPOCHS) == "sum" or p[target] <= 0:
+        return total
+    return int(min(round(n[target] / p[target]), TARGET_EPOCH_LIMIT * total))
+
+
+def capped_rows(sizes: Sequence[int], probabilities, total: int,
+                max_passes: float | None = None) -> np.ndarray:
+    """``total`` rows shared out by p (largest remainder), no task over floor(K n_i) rows.
+
+    A task whose share is over its cap gets the cap, and the rest is shared again among the
+    others by their p, until no share is over; when every task with p > 0 is capped, the epoch
+    has fewer than ``total`` rows.
+    """
+    n = check_sizes(sizes)
+    p = check_probabilities(probabilities, n.size)
+    if max_passes is None:
+        return largest_remainder_quotas(p, total)
+    caps = np.floor(float(max_passes) * n + 1e-9).astype(np.int64)  # 3 x 2,490 is 7,470 exactly
+    rows = np.zeros(n.size, dtype=np.int64)
+    capped = np.zeros(n.size, dtype=bool)
+    while True:
+        free = np.flatnonzero(~capped)
+        remaining = total - int(rows[capped].sum())
+        mass = float(p[free].sum())
+        if free.size == 0 or mass <= 0 or remaining <= 0:
+            return rows  # every task that can take rows is capped: the epoch ends there
+        share = p[free] / mass * remaining
+        over = free[share > caps[free] + 1e-9]
+        if over.size == 0:
+            rows[free] = largest_remainder_quotas(p[free] / mass, remaining)
+            return rows
+        rows[over], capped[over] = caps[over], True
+
+
+def standard_epoch_rows(sizes: Sequence[int], probabilities, mtl_epoch: str = "sum",
+                        max_passes: float | None = None, target: int = 0) -> np.ndarray:
+    """Each task's rows in one standard-protocol epoch (module docstring)."""
+    total = standard_epoch_length(sizes, probabilities, mtl_epoch, target)
+    return capped_rows(sizes, probabilities, total, max_passes)
+
+
+def passes(rows: Sequence[int], sizes: Sequence[int]) -> list[float]:
+    """Each task's passes over its training data: rows shown / its training size."""
+    return [int(r) / int(n) for r, n in zip(rows, check_sizes(sizes))]
+
+
 @dataclass(frozen=True)
 class EpochLayout:
     """What an epoch holds before any random draw."""
@@ -223,24 +179,36 @@ class EpochLayout:
 def epoch_layout(sizes: Sequence[int], probabilities, batch_size: int,
                  batching: str = "heterogeneous", num_processes: int = 1,
                  protocol: str = DEFAULT_PROTOCOL, sampling: str | None = None,
-                 order: Sequence[int] | None = None) -> EpochLayout:
+                 order: Sequence[int] | None = None, mtl_epoch: str = "sum",
+                 max_passes: float | None = None) -> EpochLayout:
     """The batch sizes and per-task rows of one epoch.
 
-    ``standard``: sum(sizes) rows in ``epoch_batch_sizes`` batches; heterogeneous epochs give
-    task i the largest-remainder share of p over all the epoch's rows. ``original``: quotas k
+    ``standard``: ``standard_epoch_rows`` (the first task is the target of ``mtl_epoch``) in
+    ``epoch_batch_sizes`` batches; homogeneous epochs draw each batch's task with p, so they take
+    the epoch's length and no cap. ``original``: quotas k
     from ``original_quotas`` (``sampling`` uniform: no top-up; ``order``: the authors' task
     order), and the epoch ends when the first task runs out: min_i floor(N_i / k_i) batches'
     worth of every task (heterogeneous: pooled, so the last batch may be short; homogeneous:
     each task's full batches of B).
     """
-    n = _check_sizes(sizes)
-    p = _check_probabilities(probabilities, n.size)
+    n = check_sizes(sizes)
+    p = check_probabilities(probabilities, n.size)
     b = _check_batch_size(batch_size)
     batching = check_choice("batching", batching, BATCHINGS)
     protocol = check_choice("protocol", protocol, PROTOCOLS)
     if protocol == "standard":
-        rows = largest_remainder_quotas(p, int(n.sum())) if batching == "heterogeneous" else None
-        return EpochLayout(epoch_batch_sizes(int(n.sum()), b, num_processes), rows, None)
+        if batching == "homogeneous":
+            if max_passes is not None:
+                raise ValueError("A cap on passes needs heterogeneous batches.")  # config.py says why
+            length = standard_epoch_length(n, p, mtl_epoch)
+            return EpochLayout(epoch_batch_sizes(length, b, num_processes), None, None)
+        rows = standard_epoch_rows(n, p, mtl_epoch, max_passes)
+        if rows.sum() == 0:
+            raise MtlvsiftError(f"--max-passes {max_passes:g} leaves no task a single row "
+                                f"(task sizes {n.tolist()}): raise it.")
+        return EpochLayout(epoch_batch_sizes(int(rows.sum()), b, num_processes), rows, None)
+    if mtl_epoch != "sum" or max_passes is not None:
+        raise ValueError("The original protocol has the authors' epochs.")  # config.py says why
     quotas = original_quotas(p, b, top_up=sampling != "uniform", order=order)
     per_task = int(np.min(n // quotas))
     if per_task == 0:
@@ -261,11 +229,11 @@ def epoch_layout(sizes: Sequence[int], probabilities, batch_size: int,
 
 def _stream(rng: np.random.Generator, size: int, demand: int) -> np.ndarray:
     """The first ``demand`` draws of a task's stream: back-to-back fresh permutations of range(size)."""
-    passes = -(-demand // size)
-    if passes == 0:
+    rounds = -(-demand // size)
+    if rounds == 0:
         return np.zeros(0, dtype=np.int64)
     # One call shuffles every pass (each row independently), so tiny tasks need no Python loop.
-    table = np.broadcast_to(np.arange(size, dtype=np.int64), (passes, size))
+    table = np.broadcast_to(np.arange(size, dtype=np.int64), (rounds, size))
     return rng.permuted(table, axis=1).ravel()[:demand]
 
 
@@ -295,19 +263,22 @@ def epoch_schedule(
     protocol: str = DEFAULT_PROTOCOL,
     sampling: str | None = None,
     order: Sequence[int] | None = None,
+    mtl_epoch: str = "sum",
+    max_passes: float | None = None,
 ) -> list[np.ndarray]:
     """The global batches of one epoch, each an int64 array of rows (task_index, example_index).
 
     Their sizes are ``epoch_layout(...).batch_sizes``.
     """
-    n = _check_sizes(sizes)
+    n = check_sizes(sizes)
     k = n.size
-    p = _check_probabilities(probabilities, k)
+    p = check_probabilities(probabilities, k)
     if int(seed) != seed or seed < 0:
         raise MtlvsiftError(f"The seed must be a non-negative integer, got {seed}.")
     if int(epoch) != epoch or epoch < 0:
         raise ValueError(f"The epoch must be a non-negative integer, got {epoch}.")
-    layout = epoch_layout(n, p, batch_size, batching, num_processes, protocol, sampling, order)
+    layout = epoch_layout(n, p, batch_size, batching, num_processes, protocol, sampling, order,
+                          mtl_epoch, max_passes)
     batching, original = check_choice("batching", batching, BATCHINGS), protocol == "original"
     batch_sizes = np.asarray(layout.batch_sizes, dtype=np.int64)
     b = int(batch_size)

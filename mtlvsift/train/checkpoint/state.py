@@ -33,6 +33,8 @@ from mtlvsift.run_folder import RunFolder, existing_folder
 PROGRESS_FILE = "progress.json"
 MODEL_FILE = "model.safetensors"  # the model's state dict (the kill-and-resume tests compare it)
 TRAINING_FILE = "training.pt"  # optimizer, scheduler, scaler and every process's RNG states
+# Fields a progress.json written by an earlier version lacks (their defaults stand in).
+OPTIONAL_PROGRESS = ("epoch_rows",)
 STATE_FORMAT = 2  # training.pt loadable with weights_only=True (format 1 pickled NumPy's RNG state)
 
 
@@ -45,6 +47,7 @@ class Progress:
     train_seconds: float = 0.0
     probabilities: dict[str, list[float]] = field(default_factory=dict)  # epoch (str) -> p
     epoch_batches: dict[str, int] = field(default_factory=dict)  # epoch (str) -> its batch count
+    epoch_rows: dict[str, list[int]] = field(default_factory=dict)  # epoch (str) -> rows per task
     last_scores: dict[str, float] = field(default_factory=dict)  # task -> main dev score, latest eval
     history: list[dict[str, Any]] = field(default_factory=list)
     best: dict[str, Any] | None = None
@@ -190,10 +193,20 @@ def _evaluations_problem(data: dict[str, Any], tasks: list[str]) -> str | None:
 def progress_problem(data: Any, epochs: int, tasks: list[str]) -> str | None:
     """What in a progress.json cannot be where this run stands (an edited or foreign file), or None."""
     names = {f.name for f in fields(Progress)}
-    if not isinstance(data, dict) or set(data) != names:
+    if not isinstance(data, dict) or not names - set(OPTIONAL_PROGRESS) <= set(data) <= names:
         return f"it must hold exactly the fields {', '.join(sorted(names))}"
     return (_position_problem(data, epochs) or _sampling_problem(data, tasks)
-            or _evaluations_problem(data, tasks))
+            or _evaluations_problem(data, tasks) or _rows_problem(data, tasks))
+
+
+def _rows_problem(data: dict[str, Any], tasks: list[str]) -> str | None:
+    """Each epoch's rows per task (a state written before they were kept has none)."""
+    rows = data.get("epoch_rows", {})
+    if (not isinstance(rows, dict) or not set(rows) <= set(data["epoch_batches"])
+            or not all(isinstance(r, list) and len(r) == len(tasks) and all(map(_count, r))
+                       for r in rows.values())):
+        return f"'epoch_rows' must give each epoch's rows of the {len(tasks)} tasks"
+    return None
 
 
 def state_misfit(folder: Path, problem: str) -> MtlvsiftError:
