@@ -15,7 +15,8 @@ import pytest
 from helpers import run_dir, REPO_ROOT, run_script
 from mtlvsift.run_lock import RunLock
 
-HANG = "step:hang:4"  # after the checkpoint of step 3 (6 steps an epoch, --eval-every 0.5)
+HANG = "step:hang:4"  # after the checkpoint of step 3 (6 steps an epoch, --eval-every 0.5); a stop
+# there writes step 4's
 
 
 def grid_args(tiny_model, tiny_glue, out: Path) -> list[str]:
@@ -95,12 +96,12 @@ def test_a_stopped_grid_stops_its_runs_and_a_rerun_finishes_them(name, tmp_path,
     for folder, log in zip(run_folders(out), logs(out)):
         assert RunLock(folder).holder() is None and not (folder / "run.lock").exists()
         assert (folder / "state" / "progress.json").exists()
-        assert f"Stopped ({label}): the last checkpoint, at step 3" in " ".join(log.read_text().split())
+        assert f"Stopped ({label}): the last checkpoint, at step 4" in " ".join(log.read_text().split())
     done = run_script("run_grid", args)
     assert "Grid: 2 trained, 0 already complete, 0 failed." in " ".join(done.output.split())
     for log in logs(out):
         text = log.read_text()
-        assert text.count("=== ") == 2 and text.index("Stopped (") < text.index("Resuming from step 3")
+        assert text.count("=== ") == 2 and text.index("Stopped (") < text.index("Resuming from step 4")
 
 
 @pytest.mark.slow
@@ -119,7 +120,7 @@ def test_a_killed_grid_takes_its_runs_with_it(tmp_path, tiny_model, tiny_glue):
         kill_left(pids)
     for folder, log in zip(run_folders(out), logs(out)):
         assert RunLock(folder).holder() is None
-        assert "Stopped (SIGTERM): the last checkpoint, at step 3" in " ".join(log.read_text().split())
+        assert "Stopped (SIGTERM): the last checkpoint, at step 4" in " ".join(log.read_text().split())
 
 
 _CALIBRATION_STOPPED = """

@@ -81,20 +81,21 @@ def test_sampling_probabilities_are_labelled(tmp_path):
 
 
 def test_ctrl_c_says_what_was_saved_and_the_rerun_resumes(tiny_model, tiny_glue, tmp_path):
-    """SIGINT at the 5th step (the checkpoint of step 3 is written): one line, exit status 130,
-    no traceback; transformers' load report and progress bars stay out of the output."""
+    """SIGINT at the 5th step (the checkpoint of step 3 is written, then step 5's at the stop): one
+    line, exit status 130, no traceback; transformers' load report and progress bars stay out of
+    the output."""
     args = ["--target", "rte", *tiny_args(tiny_model, tiny_glue, tmp_path)]
     stopped = run_subprocess(args, "step:sigint:5")
     assert stopped.returncode == 130, stopped.stderr
     output = stopped.stdout + stopped.stderr
     folder = model_dir(tmp_path, tiny_model) / "single" / "rte" / "seed-0"
-    assert "".join(f"Stopped (Ctrl-C): the last checkpoint, at step 3, is saved in {folder / 'state'}. "
+    assert "".join(f"Stopped (Ctrl-C): the last checkpoint, at step 5, is saved in {folder / 'state'}. "
                    f"Rerun the same command to resume from it.".split()) in "".join(output.split())
     for noise in ("Traceback", "Aborted!", "LOAD REPORT", "Loading weights", "Writing model shards"):
         assert noise not in output, output
     assert not (folder / "run.lock").exists()
     resumed = run_script("train_stilts", args)
-    assert "Resuming from step 3 (epoch 0.50)." in _words(resumed.output)
+    assert "Resuming from step 5 (epoch 0.83)." in _words(resumed.output)
     assert [h["step"] for h in read_result(tmp_path, "single", "rte")["history"]] == [3, 6, 9, 12]
 
 
