@@ -35,18 +35,19 @@ def logged_steps(folder: Path) -> list[int]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["SIGTERM", "SIGUSR1", "SIGHUP"])
+@pytest.mark.parametrize("name, step", [("SIGTERM", None), ("SIGUSR1", None), ("SIGHUP", None), ("SIGTERM", 6)])
 def test_a_stop_signal_at_a_random_step_checkpoints_there_and_the_rerun_ends_as_if_uninterrupted(
-        name, uninterrupted_run, tiny_model, tiny_glue, tmp_path):
+        name, step, uninterrupted_run, tiny_model, tiny_glue, tmp_path):
     """SIGTERM (SLURM's end of a job), SIGUSR1 (its warning) and SIGHUP, each at a random step of
     the 12 (evaluations at 3, 6, 9, 12): the step ends, its checkpoint is written there before
     the exit (a requeued job replays nothing), one line names it, the status is 128 + the
     signal's number; the rerun resumes at that step and ends with the uninterrupted run's
-    weights, best model and record, no step logged twice."""
+    weights, best model and record, no step logged twice. Step 6 is an evaluation's: the signal
+    stops it at its first dev batch, and the rerun evaluates step 6 before it trains on."""
     import random
     import signal
 
-    step = random.SystemRandom().randint(1, 11)
+    step = step or random.SystemRandom().randint(1, 11)
     args = ["--target", "rte", "--keep-state", *tiny_args(tiny_model, tiny_glue, tmp_path)]
     stopped = run_subprocess(args, f"step:{name.lower()}:{step}")
     assert stopped.returncode == 128 + getattr(signal, name), (step, stopped.stderr[-2000:])
