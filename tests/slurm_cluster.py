@@ -72,7 +72,7 @@ class Cluster:
         self._wait(lambda: socket_path.exists(), 20, "munged's socket")
         controller, node = _free_ports(2)
         host = socket.gethostname().split(".")[0]
-        cpus = os.cpu_count() or 1
+        cpus = max(2, os.cpu_count() or 1)  # two array tasks at once even on one core (config_overrides)
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
         (root / "slurm.conf").write_text("\n".join([
             "ClusterName=mtlvsift-test", f"SlurmctldHost={host}(127.0.0.1)",
@@ -87,7 +87,7 @@ class Cluster:
             "SchedulerType=sched/backfill", "SchedulerParameters=bf_interval=1",
             "JobCompType=jobcomp/filetxt", f"JobCompLoc={root / 'log' / 'jobcomp.txt'}",
             "AccountingStorageType=accounting_storage/none", "JobAcctGatherType=jobacct_gather/none",
-            "MpiDefault=none", "ReturnToService=2", "KillWait=30", "MinJobAge=600",
+            "SlurmdParameters=config_overrides", "MpiDefault=none", "ReturnToService=2", "KillWait=30", "MinJobAge=600",
             "SlurmctldTimeout=30", "SlurmdTimeout=30", "InactiveLimit=0", "JobRequeue=1",
             "SlurmctldDebug=info", "SlurmdDebug=info",
             f"NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={max(1, memory)} State=UNKNOWN",

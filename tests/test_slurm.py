@@ -6,6 +6,7 @@ resumes and ends as an uninterrupted run."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from datetime import datetime
@@ -25,6 +26,8 @@ TINY = ["--epochs", "1", "--batch-size", "8", "--max-seq-length", "32"]
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     missing = missing_daemons()
+    if os.geteuid() != 0:
+        pytest.skip("the test cluster runs munged, slurmctld and slurmd as root")
     if missing:
         pytest.skip(f"SLURM is not installed ({', '.join(missing)} missing: apt-get install slurm-wlm munge)")
     started = Cluster(tmp_path_factory.mktemp("slurm"))
@@ -115,8 +118,8 @@ def test_a_job_requeued_or_warned_mid_training_resumes_and_ends_as_if_uninterrup
     for seed in (0, 1):
         text = " ".join(task_log(seed).split())
         assert f"Resuming from step 4 " in text, task_log(seed)[-3000:]
-        if seed == 1:  # SIGTERM reaches accelerate's launcher too, which drops the run's last lines
-            assert "Stopped (SIGUSR1): the last checkpoint, at step 4" in text, task_log(seed)[-3000:]
+        name = "SIGTERM" if seed == 0 else "SIGUSR1"
+        assert f"Stopped ({name}): the last checkpoint, at step 4" in text, task_log(seed)[-3000:]
         clean, resumed = run_dir(tmp_path / "clean", "single", "rte", seed), run_dir(tmp_path / "out", "single", "rte", seed)
         for weights in ("state/model.safetensors", "best/encoder/model.safetensors"):
             a, b = load_file(clean / weights), load_file(resumed / weights)
@@ -126,3 +129,24 @@ def test_a_job_requeued_or_warned_mid_training_resumes_and_ends_as_if_uninterrup
         steps = [entry["step"] for entry in read_log(resumed)]
         assert steps == [entry["step"] for entry in read_log(clean)] and len(set(steps)) == len(steps)
     assert f"requeueing {array}_1 to resume" in task_log(1) and "requeueing" not in task_log(0)
+
+
+def test_runs_per_task_4_on_a_16_run_stage_is_4_array_tasks_of_4_runs_each_started_once(
+        cluster, tmp_path, tiny_model, tiny_glue):
+    out, emitted = tmp_path / "out", tmp_path / "slurm"
+    run_script("run_grid", ["--tasks", "rte,sst2,cola,stsb", "--seeds", "0,1,2,3", "--methods", "single",
+                            "--model", tiny_model, "--data-dir", tiny_glue, "--output-dir", out, *TINY,
+                            "--emit", "slurm", "--emit-to", emitted, "--runs-per-task", "4"])
+    assert "stage 1 (16 runs in 4 array tasks)" in submit(cluster, emitted)
+    cluster.wait_for_jobs(420)
+    assert len(list(out.rglob("result.json"))) == 16
+    log = [json.loads(line) for line in (out / "grid-log.jsonl").read_text().splitlines()]
+    starts = [entry for entry in log if entry.get("event") == "array-task"]
+    assert sorted((entry["task"], entry["runs"]) for entry in starts) == [(k, 4) for k in range(4)]
+    assert len({entry["job"] for entry in starts}) == 4  # four array tasks, one process each
+    trained = [entry["run"] for entry in log if "run" in entry]
+    assert len(trained) == len(set(trained)) == 16
+    for task in range(4):
+        text = next((emitted / "logs").glob(f"stage1-*_{task}.out")).read_text()
+        assert text.count(f"array task {task}: 4 runs in this process (start-up") == 1, text[-2000:]
+        assert text.count("Done: ") == 4 and f"array task {task}: 4 trained" in text

@@ -152,13 +152,15 @@ MAIN_PROCESS_PORT = 29500
 # shell only (B:): it is passed on to the run's processes (the launcher ignores it: it would
 # die of it and leave the run behind), the run checkpoints the step it is in and exits, then
 # the task requeues itself and its rerun resumes there. SIGTERM (scancel, preemption, the
-# limit) reaches every process of the job; the shell passes it on as well, and requeues nothing.
+# limit) reaches every process of the job from SLURM: the shell only outlives the run (had it
+# ended first, SLURM would kill the run at once), passes nothing on (a second SIGTERM makes
+# accelerate's launcher kill the run without its 5 s of grace) and requeues nothing.
 _STOPS = [
     "set -m  # the run in its own process group, so that a signal reaches all its processes",
     "signalled=''",
     "pass_on() { signalled=$1; [ -n \"${pid:-}\" ] && kill -s \"$1\" -- \"-$pid\" 2>/dev/null || true; }",
     "trap 'pass_on USR1' USR1",
-    "trap 'pass_on TERM' TERM",
+    "trap 'signalled=TERM' TERM",
     "run_stoppable() {",
     "  \"$@\" &",
     "  pid=$!",
