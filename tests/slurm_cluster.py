@@ -126,17 +126,21 @@ class Cluster:
         done = self.command("squeue", "-h", "-o", "%i")
         return done.stdout.split() if done.returncode == 0 else []
 
-    def wait_for_jobs(self, seconds: float, hurry_requeued: bool = False) -> None:
-        """Until no job is pending or running; a RuntimeError (with the logs) after ``seconds``.
+    def wait_for_jobs(self, seconds: float, hurry_requeued: bool = False, until=lambda: True) -> None:
+        """Until ``until()`` holds and no job is pending or running (a job being requeued may be
+        listed by neither for a moment); a RuntimeError (with the logs) after ``seconds``.
         ``hurry_requeued``: start a requeued job at once (SLURM 22.05 holds it about 2 minutes,
-        reason BeginTime), to keep the test short."""
+        reason BeginTime), to keep the test short: once it has waited 5 s, for the ending of its
+        last start to be done (started sooner, it fails: "Job credential revoked")."""
+        held: dict[str, float] = {}
+
         def done() -> bool:
             if hurry_requeued:
                 pending = self.command("squeue", "-h", "-t", "PENDING", "-o", "%i %r").stdout
                 for job, reason in (line.split()[:2] for line in pending.splitlines() if line.strip()):
-                    if reason == "BeginTime":
+                    if reason == "BeginTime" and time.monotonic() - held.setdefault(job, time.monotonic()) > 5:
                         self.command("scontrol", "update", f"JobId={job}", "StartTime=now")
-            return not self.jobs()
+            return until() and not self.jobs()
 
         self._wait(done, seconds, "the jobs to end")
 

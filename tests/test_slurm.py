@@ -114,7 +114,8 @@ def test_a_job_requeued_or_warned_mid_training_resumes_and_ends_as_if_uninterrup
     requeued = cluster.command("scontrol", "requeue", f"{array}_0")
     warned = cluster.command("scancel", "--batch", "--signal=USR1", f"{array}_1")
     assert requeued.returncode == 0 and warned.returncode == 0, requeued.stderr + warned.stderr
-    cluster.wait_for_jobs(300, hurry_requeued=True)
+    resumed = [run_dir(tmp_path / "out", "single", "rte", seed) / "result.json" for seed in (0, 1)]
+    cluster.wait_for_jobs(300, hurry_requeued=True, until=lambda: all(r.exists() for r in resumed))
     for seed in (0, 1):
         text = " ".join(task_log(seed).split())
         assert f"Resuming from step 4 " in text, task_log(seed)[-3000:]
