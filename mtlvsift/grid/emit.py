@@ -2,9 +2,11 @@
 
 ``--emit shell``: ``grid.sh`` runs every command in the plan's order (``set -e``: it stops at the
 first failure; rerunning it skips finished runs and resumes the interrupted one). ``--emit slurm``:
-one array job per stage (``#SBATCH --array=0-(n-1)``, one array task per run, its command picked
-by ``$SLURM_ARRAY_TASK_ID``), the second stage (runs that read single runs) submitted by
-``submit.sh`` with ``--dependency=afterok`` on the first. Nothing is trained. The scripts ``cd``
+one array job per stage (one array task per run, its command picked by ``$SLURM_ARRAY_TASK_ID``,
+or K runs per task in one process: ``array_task.py``), the second stage (runs that read single
+runs) submitted by ``submit.sh`` with ``--dependency=afterok`` on the first; SLURM's warning is
+passed on to the run and the task requeues itself (``_STOPS``); docs/cluster.md. Nothing is
+trained. The scripts ``cd``
 into the repository, so every path in their commands is made absolute against the folder the
 grid was emitted from (``paths.resolved_run``).
 """
