@@ -38,6 +38,9 @@ def format_plan(plan: dict[str, Any]) -> str:
         f"  LR schedule:     {plan['lr_schedule_steps']:,} steps, batch {plan['batch_size']}, "
         f"{plan['num_processes']} process(es); evaluations: {plan['evaluations'] or '?'}",
     ]
+    if plan["holdout_rows"]:
+        lines.append(f"  selection:       on {numbers(plan['holdout_rows'])} rows held out of training "
+                     f"(dev reported)")
     if plan["sampling"]:
         lines.append(f"  sampling:        {plan['sampling']}, {plan['batching']} batches")
     if plan["start_model"]:
