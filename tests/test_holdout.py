@@ -210,3 +210,40 @@ def test_compare_reports_each_selection_mode_apart(tmp_path):
     # The runs a report lacks are asked for in its own selection mode.
     assert "--select-on holdout" in (held / "missing.sh").read_text()
     assert "--select-on" not in (report / "distilroberta-base" / "missing.sh").read_text()
+
+
+def test_the_grid_reads_single_runs_of_its_own_selection_mode(tmp_path):
+    """Every run of a holdout grid selects on the held-out part, and the STILTs start model and
+    dynamic sampling's scores come from single runs that did too."""
+    from helpers import grid_options, model_dir
+    from mtlvsift.grid.plan import grid_runs
+
+    runs = grid_runs(["rte", "mrpc"], [0], ["single", "stilts", "mtl"],
+                     grid_options(tmp_path, select_on="holdout"))
+    assert all(r.config.select_on == "holdout" and r.config.name.endswith("select-holdout") for r in runs)
+    stilts = next(r for r in runs if r.method == "stilts" and r.config.target == "rte")
+    assert stilts.needs == (str(model_dir(tmp_path) / "single/mrpc__select-holdout/seed-0"),)
+    mtl = next(r for r in runs if r.method == "mtl")
+    assert mtl.needs == tuple(str(model_dir(tmp_path) / f"single/{t}__select-holdout/seed-0")
+                              for t in mtl.config.tasks)
+
+
+def test_dynamic_sampling_reads_the_single_runs_selection_scores(tmp_path, tiny_model, tiny_glue):
+    """Holdout single runs, then dynamic MTL on the same held-out parts: its single-task scores
+    are the mean held-out scores of the single runs' selected checkpoints, not their dev scores."""
+    out = tmp_path / "out"
+    holdout = ["--select-on", "holdout", "--holdout-fraction", 0.25]
+    for task in ("rte", "sst2"):
+        run_script("train_stilts", ["--target", task, *holdout, *tiny_args(tiny_model, tiny_glue, out, epochs=1),
+                                    "--support-seeds", "0"])
+    run_script("train_mtl", ["--target", "rte", "--support", "sst2", *holdout, "--support-seeds", "0",
+                             *tiny_args(tiny_model, tiny_glue, out, epochs=2)])
+    singles = {t: read_result(out, "single", f"{t}__select-holdout_ho-0.25") for t in ("rte", "sst2")}
+    mtl = run_record.read_record(run_dir(out, "mtl", "rte--sst2__select-holdout_ho-0.25") / "result.json")
+    assert mtl.single_scores == {t: r["best"]["selection_score"] for t, r in singles.items()}
+    assert mtl.selection == {"split": "holdout", "fraction": 0.25, "rows": {"rte": 12, "sst2": 12}}
+    for task, best in mtl.best_by_task.items():
+        scores = [h["selection_metrics"][task]["accuracy"] for h in mtl.history]
+        assert best["selection_score"] == max(scores)
+        at = mtl.history[scores.index(max(scores))]
+        assert best["step"] == at["step"] and best["score"] == at["metrics"][task]["accuracy"]
