@@ -126,7 +126,7 @@ def selection(value: object, raw: dict) -> dict[str, Any]:
     record's ``best`` and ``best_by_task`` entries each hold the ``selection_score`` they were
     selected by, a score of their task."""
     if value is None:
-        return {"split": "dev", "fraction": None, "rows": {}}
+        return {"split": "dev", "fraction": None, "rows": {}}  # as run_record.dev_selection()
     found = an_object(value, "selection")
     split, fraction = found.get("split"), found.get("fraction")
     if split not in SELECTION_SPLITS:

@@ -35,6 +35,11 @@ SCHEMA = 1
 MEAN_MAIN = "mean_main"  # MTL_All selects its single best model by the mean main score
 
 
+def dev_selection() -> dict[str, Any]:
+    """The ``selection`` of a record that selected on dev (the paper's; every record before the field)."""
+    return {"split": "dev", "fraction": None, "rows": {}}
+
+
 # --------------------------------------------------------------------------- writing
 
 
@@ -114,7 +119,7 @@ def build_record(config: dict[str, Any], progress: Any, train_sizes: dict[str, i
         init_model=config["init_model"], start_model=config["start_model"],
         single_scores=config["single_scores"], data_fingerprints=config["data_fingerprints"],
         single_scores_from=config["single_scores_from"], config=config, baselines=baselines,
-        selection=selection or {"split": "dev", "fraction": None, "rows": {}},
+        selection=selection or dev_selection(),
         best=progress.best, best_by_task=progress.best_by_task, history=progress.history,
         probabilities=progress.probabilities,
         batches_per_epoch=[progress.epoch_batches[e] for e in sorted(progress.epoch_batches, key=int)],
@@ -176,9 +181,6 @@ class RunRecord:
     single_scores_from: dict | None = _field(lambda v, raw: check.object_or_none(v, "single_scores_from"))
     config: dict[str, Any] = _field(lambda v, raw: check.config(v, raw))  # the full resolved config
     baselines: dict[str, dict] | None = _field(lambda v, raw: check.baselines(v, raw))
-    # The split checkpoints were selected on: dev (a record without the field), or the held-out
-    # part of training (best and best_by_task then hold its selection_score beside the dev score).
-    selection: dict[str, Any] = _field(lambda v, raw: check.selection(v, raw))
     best: dict[str, Any] | None = _field(lambda v, raw: check.best(v, raw))  # the selected evaluation
     best_by_task: dict[str, dict] = _field(lambda v, raw: check.best_by_task(v, raw))
     history: list[dict] = _field(lambda v, raw: check.a_list(v, "history"))  # every evaluation
@@ -186,6 +188,10 @@ class RunRecord:
     batches_per_epoch: list[int] = _field(lambda v, raw: check.a_list(v, "batches_per_epoch"))
     timing: dict[str, Any] = _field(lambda v, raw: check.object_or_none(v, "timing") or {})
     versions: dict[str, str] = _field(lambda v, raw: check.object_or_none(v, "versions") or {})
+    # The split checkpoints were selected on: dev (a record without the field), or the held-out
+    # part of training (best and best_by_task then hold its selection_score beside the dev score).
+    selection: dict[str, Any] = field(default_factory=dev_selection,
+                                      metadata={"check": lambda v, raw: check.selection(v, raw)})
 
     def to_json(self) -> dict[str, Any]:
         """What result.json holds: the schema, then every field but ``path``."""
