@@ -247,3 +247,19 @@ def test_dynamic_sampling_reads_the_single_runs_selection_scores(tmp_path, tiny_
         assert best["selection_score"] == max(scores)
         at = mtl.history[scores.index(max(scores))]
         assert best["step"] == at["step"] and best["score"] == at["metrics"][task]["accuracy"]
+
+
+def test_a_resumed_holdout_run_selects_as_an_uninterrupted_one(monkeypatch, tmp_path, tiny_model, tiny_glue):
+    from helpers import stopped_at_a_checkpoint_then_resumed
+
+    def command(out):
+        return ["--target", "rte", "--select-on", "holdout", "--holdout-fraction", 0.25,
+                *tiny_args(tiny_model, tiny_glue, out)]
+
+    run_script("train_stilts", command(tmp_path / "clean"))
+    stopped_at_a_checkpoint_then_resumed(monkeypatch, "train_stilts", command(tmp_path / "resumed"),
+                                         "after_checkpoint:oserror:2")
+    clean, resumed = (read_result(tmp_path / n, "single", "rte__select-holdout_ho-0.25") for n in ("clean", "resumed"))
+    for key in ("history", "best", "best_by_task", "selection"):
+        assert clean[key] == resumed[key], key
+    assert all("selection_metrics" in h for h in clean["history"])

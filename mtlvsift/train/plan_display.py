@@ -46,7 +46,8 @@ def format_plan(plan: dict[str, Any]) -> str:
     if plan["start_model"]:
         start = plan["start_model"]
         lines.append(f"  start model:     {start['run']} (best of seeds "
-                     f"{' '.join(map(str, start['seeds']))}: dev {100 * start['score']:.2f})")
+                     f"{' '.join(map(str, start['seeds']))}: "
+                     f"{'held-out' if plan['select_on'] == 'holdout' else 'dev'} {100 * start['score']:.2f})")
     if plan["single_scores"]:
         scores = ", ".join(f"{t} {100 * s:.2f}" for t, s in plan["single_scores"].items())
         lines.append(f"  single scores:   {scores}")
