@@ -263,3 +263,29 @@ def test_a_resumed_holdout_run_selects_as_an_uninterrupted_one(monkeypatch, tmp_
     for key in ("history", "best", "best_by_task", "selection"):
         assert clean[key] == resumed[key], key
     assert all("selection_metrics" in h for h in clean["history"])
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda r: r["selection"].update(split="test"), "'selection.split' is 'test'"),
+    (lambda r: r["selection"].update(fraction=1.5), "'selection.fraction' is 1.5"),
+    (lambda r: r["best"].pop("selection_score"), "'best.selection_score' is missing"),
+    (lambda r: r["best_by_task"]["mrpc"].update(selection_score=85), "'best_by_task.mrpc.selection_score' is 85"),
+])
+def test_a_holdout_record_is_checked_when_read(tmp_path, change, message):
+    path = write_record(tmp_path, "mtl", "rte", ["mrpc"], 0, 0.7, variant="select-holdout", holdout=0.1)
+    record = run_record.read_record(path)
+    assert (record.selected_on, record.score, record.selection_score) == ("holdout", 0.7, 0.71)
+    raw = json.loads(path.read_text())
+    change(raw)
+    path.write_text(json.dumps(raw))
+    with pytest.raises(run_record.InvalidRecord, match=message.replace(".", r"\.")):
+        run_record.read_record(path)
+
+
+def test_a_record_without_selection_selected_on_dev(tmp_path):
+    path = write_record(tmp_path, "single", "rte", [], 0, 0.6)
+    raw = json.loads(path.read_text())
+    raw.pop("selection")
+    path.write_text(json.dumps(raw))
+    record = run_record.read_record(path)
+    assert (record.selected_on, record.selection_score, record.score) == ("dev", 0.6, 0.6)

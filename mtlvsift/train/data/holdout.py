@@ -3,7 +3,8 @@
 The part is ``holdout_size`` = round(F x n) rows of the task's training file (n its rows, F
 ``--holdout-fraction``), carved before any subsampling (``--max-train-examples`` and the size
 experiment's fractions draw from the rest), stratified by label (quantile bins of a regression's
-label), each stratum within one row of F x its rows. The draw has its own generator seeded by a
+label): each stratum gets the largest-remainder share of the total, within one row of its exact
+share (of F x its rows when F x n is whole, as RTE's 249). The draw has its own generator seeded by a
 constant, so the rows are the same for every ``--seed`` and ``--data-seed``, and for every run of
 the task with that fraction (a single run and the MTL run that reads its score hold out the
 same rows). The run trains on the rest, selects its checkpoints on these rows, and reports dev.
