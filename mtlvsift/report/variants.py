@@ -2,7 +2,7 @@
 
 A record's ``variant`` (its run folder's suffix without the protocol) mixes two kinds of parts:
 the data every method of an experiment shares (``n-300`` from ``--max-train-examples 300``,
-``ds-1`` from ``--data-seed 1``), and what one method changes (``sampling-uniform``,
+``ds-1`` from ``--data-seed 1``, ``select-holdout`` from ``--select-on holdout``), and what one method changes (``sampling-uniform``,
 ``tasks-rte+mrpc``, ``tf-0.5_sr-2``, ...). Runs of the same data variant are compared with each
 other, as the default runs are: a mini experiment made entirely with ``--max-train-examples 300``
 gets its own matrix, t-tests and tables. Within its report a run's variant is what remains.
@@ -30,7 +30,10 @@ from mtlvsift.names import DEFAULT_PROTOCOL, METHODS
 from mtlvsift.run_options import OPTIONS, option
 from mtlvsift.run_record import RunRecord
 
-DATA_KEYS = ("n", "ds")  # variant parts every method of an experiment shares
+# Variant parts every method of an experiment shares: the data (``n``, ``ds``) and the split the
+# checkpoints are selected on (``select-holdout``, ``ho``): each selection mode is its own report.
+DATA_KEYS = ("n", "ds", "select", "ho")
+SELECTION_KEYS = ("select", "ho")
 # A task name holds no '-', so '_<key>-' always starts a part (task lists are joined by '+').
 _PART = re.compile(r"_(?=[a-z]+-)")
 # The identity options every run has and no folder name shows: runs that differ in one are never
@@ -142,11 +145,18 @@ def _folded_into(key: ReportKey, singles: list[RunRecord],
     data variant, the one whose STILTs runs started from one of them (a size experiment's
     supporting runs), else the default data's; None when it is a report of its own."""
     folders = [r.folder.parts for r in singles]
+    # Never into a report of the other selection mode: its scores were selected otherwise.
     others = [k for k, rs in reports.items() if k[:2] == key[:2] and k.variant != key.variant
-              and settings_of(rs[0]) == settings_of(singles[0])]
+              and settings_of(rs[0]) == settings_of(singles[0])
+              and _selection_parts(k.variant) == _selection_parts(key.variant)]
     started = [k for k in others if any(_started_from(r, folders) for r in reports[k])]
     default = [k for k in others if k.variant == ""]
     return next(iter(started or default), None)
+
+
+def _selection_parts(variant: str) -> list[str]:
+    """'n-300_select-holdout_ho-0.2' -> ['select-holdout', 'ho-0.2'] ([] for dev, the paper's)."""
+    return [p for p in variant_parts(variant) if p.split("-", 1)[0] in SELECTION_KEYS]
 
 
 def _started_from(record: RunRecord, folders: list[tuple[str, ...]]) -> bool:
