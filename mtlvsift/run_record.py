@@ -123,7 +123,7 @@ def build_record(config: dict[str, Any], progress: Any, train_sizes: dict[str, i
         best=progress.best, best_by_task=progress.best_by_task, history=progress.history,
         probabilities=progress.probabilities,
         batches_per_epoch=[progress.epoch_batches[e] for e in sorted(progress.epoch_batches, key=int)],
-        **_exposure(progress.epoch_rows, len(progress.epoch_batches), [train_sizes[t] for t in config["tasks"]]),
+        **_exposure(progress.epoch_rows, len(progress.epoch_batches), [train_sizes.get(t) for t in config["tasks"]]),
         timing={
             "train_seconds": seconds,
             "eval_seconds": progress.eval_seconds,
@@ -139,10 +139,10 @@ def build_record(config: dict[str, Any], progress: Any, train_sizes: dict[str, i
     )
 
 
-def _exposure(epoch_rows: dict[str, list[int]], epochs: int, sizes: list[int]) -> dict[str, Any]:
+def _exposure(epoch_rows: dict[str, list[int]], epochs: int, sizes: list[int | None]) -> dict[str, Any]:
     """rows_per_epoch and passes_per_epoch (rows / the task's training size); None when a run
     resumed from a state written before they were kept lacks some epoch's."""
-    if set(epoch_rows) != {str(e) for e in range(epochs)}:
+    if set(epoch_rows) != {str(e) for e in range(epochs)} or not all(sizes):
         return {"rows_per_epoch": None, "passes_per_epoch": None}
     rows = [epoch_rows[str(e)] for e in range(epochs)]
     return {"rows_per_epoch": rows,
@@ -197,16 +197,18 @@ class RunRecord:
     history: list[dict] = _field(lambda v, raw: check.a_list(v, "history"))  # every evaluation
     probabilities: dict | list | None = _field(lambda v, raw: v)
     batches_per_epoch: list[int] = _field(lambda v, raw: check.a_list(v, "batches_per_epoch"))
-    # Each epoch's rows of each task (in ``tasks``' order), and its passes over the task's data
-    rows_per_epoch: list[list[int]] | None = _field(lambda v, raw: check.per_epoch(v, raw, "rows_per_epoch", True))
-    passes_per_epoch: list[list[float]] | None = _field(
-        lambda v, raw: check.per_epoch(v, raw, "passes_per_epoch", False))
     timing: dict[str, Any] = _field(lambda v, raw: check.object_or_none(v, "timing") or {})
     versions: dict[str, str] = _field(lambda v, raw: check.object_or_none(v, "versions") or {})
     # The split checkpoints were selected on: dev (a record without the field), or the held-out
     # part of training (best and best_by_task then hold its selection_score beside the dev score).
     selection: dict[str, Any] = field(default_factory=dev_selection,
                                       metadata={"check": lambda v, raw: check.selection(v, raw)})
+    # Each epoch's rows of each task (in ``tasks``' order), and its passes over the task's data
+    # (None: a record written before they were kept, or one built in code without them)
+    rows_per_epoch: list[list[int]] | None = field(default=None, metadata={
+        "check": lambda v, raw: check.per_epoch(v, raw, "rows_per_epoch", True)})
+    passes_per_epoch: list[list[float]] | None = field(default=None, metadata={
+        "check": lambda v, raw: check.per_epoch(v, raw, "passes_per_epoch", False)})
 
     def to_json(self) -> dict[str, Any]:
         """What result.json holds: the schema, then every field but ``path``."""

@@ -108,7 +108,7 @@ def write_record(root: Path, method: str, target: str | None = None, support: It
                   "probabilities": {t: 1 / len(tasks) for t in tasks}}],
         probabilities={"0": [1 / len(tasks)] * len(tasks)},
         epoch_batches={str(e): 700 for e in range(len(rows_per_epoch or [None]))},
-        epoch_rows={str(e): rows for e, rows in enumerate(rows_per_epoch or [[train_sizes[t] for t in tasks]])})
+        epoch_rows={str(e): rows for e, rows in enumerate(rows_per_epoch or [[train_sizes.get(t, 0) for t in tasks]])})
     device = {"device": "cuda", "num_processes": 1, "mixed_precision": "bf16"}
     recorded = {t: {"prediction": "majority", "metrics": {"accuracy": b}, "score": b}
                 for t, b in (baselines or {}).items() if t in tasks}

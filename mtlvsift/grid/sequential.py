@@ -167,7 +167,8 @@ def grid_analysis(outputs: Path, runs: list[GridRun]) -> Analysis:
     """The report's analysis of the grid's cells, from the records under ``outputs`` now."""
     records = discover(outputs).records
     key = report_key(runs, records)
-    return analyze(records, key.model, protocol=key.protocol, variant=key.variant, settings=key.settings)
+    return analyze(records, key.model, protocol=key.protocol, variant=key.variant, settings=key.settings,
+                   mtl=key.mtl)
 
 
 def round_runs(analysis: Analysis, needs: list[CellNeed], base_seeds: list[int],
