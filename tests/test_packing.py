@@ -1,5 +1,6 @@
-"""Packed batches: the layout, equivalence with padded batches (outputs, gradients, a whole run),
-the fallback to padding, and the number of compiled graphs under --compile."""
+"""Packed batches: the layout, equivalence with padded batches (outputs, gradients, a whole run)
+for each packed family (tiny random BERT, RoBERTa, ELECTRA, ModernBERT, DeBERTa-v3 encoders built
+from their configs), the fallback to padding, and the number of compiled graphs under --compile."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import mtlvsift.train.batches.packing as packing
 import mtlvsift.train.model.encoders as encoders
 import mtlvsift.train.model.packed_attention as packed_attention
 from helpers import model_dir, read_log, run_script, tiny_args
+from mtlvsift.errors import MtlvsiftError
 from mtlvsift.train.batches.padding import make_collator
 from mtlvsift.train.model.multitask import MultiTaskModel
 from mtlvsift.train.batches.packing import PackedCollator, token_budget
@@ -228,6 +230,11 @@ def test_deberta_packing_refuses_its_convolution_and_compile(minilm_path):
     config = tiny_config("deberta")
     config.conv_kernel_size = 3
     assert "convolution" in encoders.unsupported_reason(DebertaV2Model(config))
+    options = _Options()
+    options.varlen_attention = True  # the kernel of the attention interface, which DeBERTa does not use
+    model = MultiTaskModel(encoder, ["rte"], [2])
+    with pytest.raises(MtlvsiftError, match="--varlen-attention .* deberta-v2 computes its own attention"):
+        encoders.batch_collator(options, model, None, None)
 
 
 def test_other_architectures_fall_back_to_padding(minilm_path, tiny_glue, tmp_path):
