@@ -99,8 +99,12 @@ def test_the_plan_gives_each_epochs_passes_at_glue_sizes(tmp_path):
     assert plan["rows_per_epoch"] == [2490, 2490] and plan["batches_per_epoch"] == [39] * 10
     assert plan["passes_per_epoch"] == [[1.0, 2490 / 392702]] * 10
     assert plan["run_dir"].endswith("rte--mnli__sampling-uniform_epoch-target/seed-0")
+    text = run_script("train_mtl", [*pair, "--mtl-epoch", "target", "--data-dir", tmp_path / "glue",
+                                     "--output-dir", out, "--dry-run"]).output
+    assert "passes/epoch:    rte 1, mnli 0.00634 (epoch 1)" in text and "rows per batch 64.0, 64.0" in text
     plan = plan_json("train_mtl", out, *pair, "--max-passes", "3")
     assert plan["rows_per_epoch"] == [7470, 387722] and plan["batches_per_epoch"] == [3088] * 10
+    assert plan["quotas"] == [round(7470 * 128 / 395192, 3), round(387722 * 128 / 395192, 3)]
     assert plan["passes_per_epoch"] == [[3.0, 387722 / 392702]] * 10
     # Dynamic sampling: the first epoch by size (the target epoch is then the sum), later ones
     # follow the dev scores: unknown, and so are their lengths.

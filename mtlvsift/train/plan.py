@@ -155,8 +155,8 @@ def make_plan(config: TrainConfig, num_processes: int | None = None) -> dict[str
     evaluations = [None if b is None else len(eval_points(b, config.eval_every)) for b in batches]
     if layout.quotas is not None:
         quotas = layout.quotas.tolist()
-    elif layout.rows is not None:  # standard: p * B rows per batch on average
-        quotas = [round(float(x) * config.batch_size, 3) for x in p]
+    elif layout.rows is not None:  # standard: each task's rows per batch on average (p * B uncapped)
+        quotas = [round(int(r) * config.batch_size / int(layout.rows.sum()), 3) for r in layout.rows]
     else:
         quotas = None
     return {

@@ -43,6 +43,10 @@ def format_plan(plan: dict[str, Any]) -> str:
                      f"(dev reported)")
     if plan["sampling"]:
         lines.append(f"  sampling:        {plan['sampling']}, {plan['batching']} batches")
+        first = plan["passes_per_epoch"][0]
+        later = "" if None not in plan["passes_per_epoch"] else "; later epochs: set by the dev scores"
+        lines.append(f"  passes/epoch:    {', '.join(f'{t} {x:.3g}' for t, x in zip(plan['tasks'], first))} "
+                     f"(epoch 1{later})")
     if plan["start_model"]:
         start = plan["start_model"]
         lines.append(f"  start model:     {start['run']} (best of seeds "
