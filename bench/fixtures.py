@@ -1,5 +1,6 @@
 """What the benchmarks train on: the offline environment, a stand-in GLUE folder, a random encoder
-of DistilRoBERTa-base's shape (or a tiny one), and where the data and the tokenizer are found."""
+of DistilRoBERTa-base's shape (or a tiny one; tiny ModernBERT and DeBERTa-v3 shapes too), and where
+the data and the tokenizer are found."""
 
 from __future__ import annotations
 
@@ -101,5 +102,37 @@ def build_random_roberta(folder: Path, tokenizer_source: str, tiny: bool, seed: 
     torch.manual_seed(seed)
     folder.mkdir(parents=True, exist_ok=True)
     RobertaModel(config, add_pooling_layer=False).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def build_tiny_family(kind: str, folder: Path, tokenizer_source: str, seed: int = 0) -> Path:
+    """A tiny random encoder (TINY_SHAPE) of a packed family's architecture with the given
+    tokenizer: ``modernbert`` (3 layers: one global, two with the checkpoints' local window of
+    128) or ``deberta`` (DeBERTa-v3's attention: relative positions both ways in 256 log buckets,
+    no absolute positions, no token types)."""
+    if (folder / "config.json").is_file():
+        return folder
+    import torch
+    from transformers import AutoModel, AutoTokenizer, DebertaV2Config, ModernBertConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source,
+                                              model_input_names=["input_ids", "attention_mask"])
+    shape = {**TINY_SHAPE, "vocab_size": len(tokenizer), "max_position_embeddings": 512}
+    ids = dict(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.cls_token_id,
+               eos_token_id=tokenizer.sep_token_id)
+    if kind == "modernbert":
+        config = ModernBertConfig(**{**shape, "num_hidden_layers": 3}, local_attention=128,
+                                  global_attn_every_n_layers=3, cls_token_id=tokenizer.cls_token_id,
+                                  sep_token_id=tokenizer.sep_token_id, **ids)
+    elif kind == "deberta":
+        config = DebertaV2Config(**shape, relative_attention=True, position_buckets=256,
+                                 pos_att_type=["p2c", "c2p"], position_biased_input=False,
+                                 share_att_key=True, norm_rel_ebd="layer_norm", type_vocab_size=0, **ids)
+    else:
+        raise ValueError(f"no tiny {kind} (modernbert, deberta)")
+    torch.manual_seed(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    AutoModel.from_config(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

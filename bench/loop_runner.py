@@ -184,6 +184,7 @@ def token_rates(config, record: dict[str, Any], log: list[dict[str, Any]], preci
         "train_tokens_per_example": train_tokens, "eval_tokens_per_example": eval_tokens,
         "train_padded_tokens_per_example": padding["1"], "train_computed_tokens_per_example": computed,
         "train_computed_per_real_token": computed / padding["packed"],  # same batches: epoch 0
+        "train_attention_blocks_per_real_token": padding["blocks"] / padding["packed"],
         "padded_tokens_if_sorted_micro_batches": {k: padding[k] for k in ("2", "4")},
         "train_tflops": measure.tflops(6, params, train_tokens, rate),
         "eval_tflops": measure.tflops(2, params, eval_tokens, eval_rate),

@@ -92,7 +92,24 @@ def loop_padding(config, data: Sequence[Any], multiple: int | None) -> dict[str,
     real = sum(int(lengths[t][i]) for batch in schedule for t, i in batch)
     computed["packed"] = real / max(sum(len(b) for b in schedule), 1)
     computed["budgeted"] = budgeted_tokens(lengths, schedule)
+    computed["blocks"] = attention_block_tokens(lengths, schedule)
     return computed
+
+
+def attention_block_tokens(lengths: Sequence[Any], batches: Sequence[Any]) -> float:
+    """Places per example in packed attention's blocks (rows of a length group padded to the
+    group's longest, packing.LENGTH_GROUPS): what attention computes on (DeBERTa's query, key
+    and value projections too); the other layers compute the real tokens only."""
+    import numpy as np
+
+    from mtlvsift.train.batches.packing import LENGTH_GROUPS
+
+    places = 0
+    for batch in batches:
+        rows = np.array([int(lengths[t][i]) for t, i in batch])
+        groups = np.searchsorted(LENGTH_GROUPS, rows)
+        places += sum(int(rows[groups == g].max()) * int((groups == g).sum()) for g in np.unique(groups))
+    return places / max(sum(len(b) for b in batches), 1)
 
 
 def computed_tokens(padding: dict[str, float], packed: bool, compiled: bool) -> float:

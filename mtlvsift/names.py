@@ -19,6 +19,8 @@ SAMPLINGS = ("dynamic", "size", "uniform", "temperature")
 MTL_EPOCHS = ("sum", "target")
 BATCHINGS = ("heterogeneous", "homogeneous")
 DYNAMIC_RULES = ("softmax", "normalized")
+# Where a run selects its best checkpoint: dev (the paper's), or a part held out of training.
+SELECTION_SPLITS = ("dev", "holdout")
 # accelerate's trackers (``accelerate.utils.LoggerType``), named here so that the options can be
 # declared without importing accelerate; ``train/trackers.py`` checks the one asked for is installed.
 TRACKERS = ("aim", "tensorboard", "wandb", "trackio", "comet_ml", "mlflow", "clearml", "dvclive",

@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from mtlvsift.commands import command_options
-from mtlvsift.names import METHODS
+from mtlvsift.names import METHODS, SELECTION_SPLITS
 from mtlvsift.params import MAX_SEED
 from mtlvsift.run_folder import json_kind
 from mtlvsift.scores import METRIC_NAME, is_number, is_score, score_range
@@ -137,6 +137,32 @@ def best(value: object, raw: dict) -> dict | None:
     if not is_score(score, target, metric):
         raise InvalidRecord(f"'best.score' is {shown(score)}, {_range(target, metric)}")
     return value
+
+
+def selection(value: object, raw: dict) -> dict[str, Any]:
+    """The split a run selected its checkpoints on: dev (so is a record written before the field)
+    or the held-out part of training, with its fraction and held-out rows per task; a holdout
+    record's ``best`` and ``best_by_task`` entries each hold the ``selection_score`` they were
+    selected by, a score of their task."""
+    if value is None:
+        return {"split": "dev", "fraction": None, "rows": {}}  # as run_record.dev_selection()
+    found = an_object(value, "selection")
+    split, fraction = found.get("split"), found.get("fraction")
+    if split not in SELECTION_SPLITS:
+        raise InvalidRecord(f"'selection.split' is {shown(split)}, not one of {', '.join(SELECTION_SPLITS)}")
+    if split == "dev":
+        return {"split": "dev", "fraction": None, "rows": sizes(found.get("rows"), "selection.rows")}
+    if not is_number(fraction) or not 0 < fraction < 1:
+        raise InvalidRecord(f"'selection.fraction' is {shown(fraction)}, not a fraction in (0, 1)")
+    entries = {f"best_by_task.{k}": (k, v) for k, v in an_object(raw.get("best_by_task"), "best_by_task").items()}
+    if raw["method"] != "mtl_all":
+        entries["best"] = (raw.get("target"), raw.get("best"))
+    for where, (task, entry) in entries.items():
+        task = _task(task)
+        score = entry.get("selection_score") if isinstance(entry, dict) else None
+        if not is_score(score, task, _metric_of(task, raw)):
+            raise InvalidRecord(f"'{where}.selection_score' is {shown(score)}, {_range(task, _metric_of(task, raw))}")
+    return {"split": "holdout", "fraction": float(fraction), "rows": sizes(found.get("rows"), "selection.rows")}
 
 
 def config(value: object, raw: dict) -> dict[str, Any]:

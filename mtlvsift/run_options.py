@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from mtlvsift.names import (BATCHINGS, DEFAULT_MODEL, DEFAULT_OUTPUTS, DEFAULT_PROTOCOL, DEFAULT_SEEDS,
                             DYNAMIC_RULES, MAX_COUNT, MAX_SEED, METHODS, MTL_EPOCHS, PROTOCOLS, SAMPLINGS,
+                            SELECTION_SPLITS,
                             TRACKERS)
 
 MAX_VALUE = MAX_SEED  # the largest whole number a record may hold for an option
@@ -111,6 +112,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("support_ratio", "--support-ratio", "float", bounds=(0, 1000), open_bounds=(True, False),
            methods=SIZE_EXPERIMENT, suffix="sr", grid=False,
            help="Size experiment: subsample each supporting task to K x the target's size."),
+    # Checkpoint selection apart from the reported scores (train/data/holdout.py, train/selection.py).
+    Option("select_on", "--select-on", "choice", choices=SELECTION_SPLITS, default="dev", suffix="select",
+           help="Select the best checkpoint (and, under dynamic sampling, compute the current scores) "
+                "on dev (the paper's) or on a held-out part of each task's training set; either way "
+                "the dev score of the selected checkpoint is reported."),
+    Option("holdout_fraction", "--holdout-fraction", "float", default=0.1, bounds=(0, 1),
+           open_bounds=(True, True), suffix="ho", when=lambda m, v: v.get("select_on") == "holdout",
+           help="--select-on holdout: the fraction of each task's training set held out (a fixed, "
+                "seed-independent, label-stratified part), carved before any subsampling."),
     Option("task_files", "--task-file", "path", multiple=True, exists=True, file=True,
            identity=False, callback="task_files",
            help="A YAML or JSON file defining your own tasks (repeat for several); see the README."),
@@ -187,7 +197,8 @@ OPTIONS: tuple[Option, ...] = (
 LEADING_SUFFIX = "protocol"
 # The order of the other suffixes in a folder name (``rte--mnli__sampling-size_rule-...``), kept
 # as it always was so that existing run folders are found; a suffix not listed comes last.
-FOLDER_ORDER = ("sampling", "rule", "temp", "batching", "epoch", "passes", "n", "ds", "tf", "sr")
+FOLDER_ORDER = ("sampling", "rule", "temp", "batching", "epoch", "passes", "n", "ds", "tf", "sr", "select",
+                "ho")
 
 
 def option(name: str) -> Option:

@@ -35,21 +35,56 @@ SCHEMA = 1
 MEAN_MAIN = "mean_main"  # MTL_All selects its single best model by the mean main score
 
 
+def dev_selection() -> dict[str, Any]:
+    """The ``selection`` of a record that selected on dev (the paper's; every record before the field)."""
+    return {"split": "dev", "fraction": None, "rows": {}}
+
+
 # --------------------------------------------------------------------------- writing
 
 
 def selection_entry(entry: dict[str, Any], task: str | None) -> dict[str, Any]:
     """One evaluation seen as a candidate best: by ``task``'s main metric, or by the mean over
-    every task's main metric when ``task`` is None (MTL_All)."""
-    metrics = entry["metrics"]
+    every task's main metric when ``task`` is None (MTL_All). ``score`` is the dev score (what is
+    reported); an evaluation that also scored the held-out part (``selection_metrics``, under
+    --select-on holdout) adds ``selection_score``, the score it is selected by."""
+    candidate = {"step": entry["step"], "epoch": entry["epoch"], "task": task,
+                 "metric": MEAN_MAIN if task is None else get_task(task).main_metric,
+                 "score": _main_score(entry["metrics"], task), "metrics": entry["metrics"]}
+    if entry.get("selection_metrics") is not None:
+        candidate["selection_score"] = _main_score(entry["selection_metrics"], task)
+    return candidate
+
+
+def _main_score(metrics: dict[str, dict[str, float]], task: str | None) -> float:
     if task is None:
-        score = statistics.fmean(get_task(t).main_score(metrics[t]) for t in metrics)
-        metric = MEAN_MAIN
-    else:
-        metric = get_task(task).main_metric
-        score = get_task(task).main_score(metrics[task])
-    return {"step": entry["step"], "epoch": entry["epoch"], "task": task, "metric": metric,
-            "score": score, "metrics": metrics}
+        return statistics.fmean(get_task(t).main_score(metrics[t]) for t in metrics)
+    return get_task(task).main_score(metrics[task])
+
+
+def selection_score(candidate: dict[str, Any]) -> float:
+    """What a candidate best is selected by: its held-out score where the run selects on the
+    held-out part, else its dev score (the paper's: the reported score is the selected one)."""
+    return candidate.get("selection_score", candidate["score"])
+
+
+def keep_if_best(progress: Any, entry: dict[str, Any], names: list[str],
+                 target: str | None) -> tuple[bool, set[str]]:
+    """Keep one evaluation (``entry``) where it is a new best by its selection score (a tie keeps
+    the earlier): ``progress.best`` by the target's (MTL_All: the tasks' mean), and
+    ``progress.best_by_task`` by each task's own. Returns whether it is the new ``best`` and the
+    tasks whose own best it is."""
+    improved = set()
+    for name in names:
+        candidate, current = selection_entry(entry, name), progress.best_by_task.get(name)
+        if current is None or selection_score(candidate) > selection_score(current):
+            progress.best_by_task[name] = candidate
+            improved.add(name)
+    candidate = selection_entry(entry, target)
+    is_best = progress.best is None or selection_score(candidate) > selection_score(progress.best)
+    if is_best:
+        progress.best = candidate
+    return is_best, improved
 
 
 def _versions() -> dict[str, str]:
@@ -64,12 +99,14 @@ def _versions() -> dict[str, str]:
 
 def build_record(config: dict[str, Any], progress: Any, train_sizes: dict[str, int],
                  available: dict[str, int], device: dict[str, Any],
-                 baselines: dict[str, dict] | None = None) -> RunRecord:
+                 baselines: dict[str, dict] | None = None,
+                 selection: dict[str, Any] | None = None) -> RunRecord:
     """The record of a completed run: ``config`` its resolved config (``TrainConfig.as_dict()``),
     ``progress`` its final Progress (best, best_by_task, history, probabilities, epoch_batches,
     timings), ``device`` the accelerator's facts (device, num_processes, mixed_precision),
     ``baselines`` each task's constant-prediction dev result (``{"prediction": ..., "metrics":
-    {...}, "score": main score}``: the majority class, or the mean training label of a regression)."""
+    {...}, "score": main score}``: the majority class, or the mean training label of a regression),
+    ``selection`` the split checkpoints were selected on (``split``, ``fraction``, ``rows`` per task)."""
     seconds = progress.train_seconds
     return RunRecord(
         path=None, method=config["method"], name=config["name"], variant=config["variant"],
@@ -82,10 +119,11 @@ def build_record(config: dict[str, Any], progress: Any, train_sizes: dict[str, i
         init_model=config["init_model"], start_model=config["start_model"],
         single_scores=config["single_scores"], data_fingerprints=config["data_fingerprints"],
         single_scores_from=config["single_scores_from"], config=config, baselines=baselines,
+        selection=selection or dev_selection(),
         best=progress.best, best_by_task=progress.best_by_task, history=progress.history,
         probabilities=progress.probabilities,
         batches_per_epoch=[progress.epoch_batches[e] for e in sorted(progress.epoch_batches, key=int)],
-        **_exposure(progress.epoch_rows, len(progress.epoch_batches), [train_sizes[t] for t in config["tasks"]]),
+        **_exposure(progress.epoch_rows, len(progress.epoch_batches), [train_sizes.get(t) for t in config["tasks"]]),
         timing={
             "train_seconds": seconds,
             "eval_seconds": progress.eval_seconds,
@@ -101,10 +139,10 @@ def build_record(config: dict[str, Any], progress: Any, train_sizes: dict[str, i
     )
 
 
-def _exposure(epoch_rows: dict[str, list[int]], epochs: int, sizes: list[int]) -> dict[str, Any]:
+def _exposure(epoch_rows: dict[str, list[int]], epochs: int, sizes: list[int | None]) -> dict[str, Any]:
     """rows_per_epoch and passes_per_epoch (rows / the task's training size); None when a run
     resumed from a state written before they were kept lacks some epoch's."""
-    if set(epoch_rows) != {str(e) for e in range(epochs)}:
+    if set(epoch_rows) != {str(e) for e in range(epochs)} or not all(sizes):
         return {"rows_per_epoch": None, "passes_per_epoch": None}
     rows = [epoch_rows[str(e)] for e in range(epochs)]
     return {"rows_per_epoch": rows,
@@ -159,12 +197,18 @@ class RunRecord:
     history: list[dict] = _field(lambda v, raw: check.a_list(v, "history"))  # every evaluation
     probabilities: dict | list | None = _field(lambda v, raw: v)
     batches_per_epoch: list[int] = _field(lambda v, raw: check.a_list(v, "batches_per_epoch"))
-    # Each epoch's rows of each task (in ``tasks``' order), and its passes over the task's data
-    rows_per_epoch: list[list[int]] | None = _field(lambda v, raw: check.per_epoch(v, raw, "rows_per_epoch", True))
-    passes_per_epoch: list[list[float]] | None = _field(
-        lambda v, raw: check.per_epoch(v, raw, "passes_per_epoch", False))
     timing: dict[str, Any] = _field(lambda v, raw: check.object_or_none(v, "timing") or {})
     versions: dict[str, str] = _field(lambda v, raw: check.object_or_none(v, "versions") or {})
+    # The split checkpoints were selected on: dev (a record without the field), or the held-out
+    # part of training (best and best_by_task then hold its selection_score beside the dev score).
+    selection: dict[str, Any] = field(default_factory=dev_selection,
+                                      metadata={"check": lambda v, raw: check.selection(v, raw)})
+    # Each epoch's rows of each task (in ``tasks``' order), and its passes over the task's data
+    # (None: a record written before they were kept, or one built in code without them)
+    rows_per_epoch: list[list[int]] | None = field(default=None, metadata={
+        "check": lambda v, raw: check.per_epoch(v, raw, "rows_per_epoch", True)})
+    passes_per_epoch: list[list[float]] | None = field(default=None, metadata={
+        "check": lambda v, raw: check.per_epoch(v, raw, "passes_per_epoch", False)})
 
     def to_json(self) -> dict[str, Any]:
         """What result.json holds: the schema, then every field but ``path``."""
@@ -181,6 +225,17 @@ class RunRecord:
     def score(self) -> float | None:
         """best.score: the target's main metric at the selected step (None for mtl_all)."""
         return None if self.method == "mtl_all" else float(self.best["score"])
+
+    @property
+    def selected_on(self) -> str:
+        """Where its checkpoints were selected: 'dev' (the paper's) or 'holdout'."""
+        return self.selection["split"]
+
+    @property
+    def selection_score(self) -> float | None:
+        """The target's score on the selection split at the selected step (its dev score where it
+        selected on dev): what a STILTs start model and dynamic sampling's scores are chosen by."""
+        return None if self.method == "mtl_all" else float(selection_score(self.best))
 
     @property
     def added_until_decided(self) -> bool:

@@ -52,14 +52,16 @@ def write_record(root: Path, method: str, target: str | None = None, support: It
                  start_model: dict | None = None, single_scores: dict | None = None,
                  single_scores_from: dict | None = None, baselines: dict[str, float] | None = None,
                  options: dict | None = None, available_sizes: dict[str, int] | None = None,
-                 data_fingerprints: dict | None = None,
+                 data_fingerprints: dict | None = None, holdout: float | None = None,
                  rows_per_epoch: list[list[int]] | None = None) -> Path:
     """Write one run folder (config.json + result.json); returns the result.json path.
 
     ``rows_per_epoch``: each epoch's rows per task (default: one epoch, one pass over each).
     ``baselines``: task -> its constant prediction's main dev score (recorded for the run's
     tasks); ``options``: more TrainConfig fields (``max_train_examples``, ``data_dir``, ...);
-    ``available_sizes``: the training rows before any cap (default: ``train_sizes``)."""
+    ``available_sizes``: the training rows before any cap (default: ``train_sizes``);
+    ``holdout``: selected on that fraction held out of training (each selection score 0.01 above
+    the dev score; ``variant`` should hold ``select-holdout``)."""
     support = list(support)
     if tasks is None:
         tasks = list(task_scores) if method == "mtl_all" else [target, *support]
@@ -76,8 +78,9 @@ def write_record(root: Path, method: str, target: str | None = None, support: It
 
     def best(task: str, value: float) -> dict:
         metric = GLUE_TASKS[task].main_metric if task in GLUE_TASKS else "accuracy"
+        held = {} if holdout is None else {"selection_score": value + 0.01}
         return {"step": 120, "epoch": 3.5, "task": task, "metric": metric, "score": value,
-                "metrics": {t: {metric: v} for t, v in task_scores.items()}}
+                "metrics": {t: {metric: v} for t, v in task_scores.items()}, **held}
 
     if method == "mtl_all":
         main = best(tasks[0], float(np.mean(list(task_scores.values()))))
@@ -87,6 +90,11 @@ def write_record(root: Path, method: str, target: str | None = None, support: It
     values = {**run_options.resolve(method, {}), "model": model, "seed": seed, "sampling": sampling,
               "batching": "heterogeneous" if sampling else None, "target_fraction": target_fraction,
               "support_ratio": support_ratio, "protocol": protocol, **(options or {})}
+    selection = None
+    if holdout is not None:
+        values.update(select_on="holdout", holdout_fraction=holdout)
+        selection = {"split": "holdout", "fraction": holdout,
+                     "rows": {t: max(1, round(holdout * n)) for t, n in train_sizes.items()}}
     config = TrainConfig(method=method, tasks=tasks, target=target, support=support, name=name,
                          variant=variant, options=values, start_model=start_model,
                          single_scores=single_scores, single_scores_from=single_scores_from,
@@ -100,12 +108,13 @@ def write_record(root: Path, method: str, target: str | None = None, support: It
                   "probabilities": {t: 1 / len(tasks) for t in tasks}}],
         probabilities={"0": [1 / len(tasks)] * len(tasks)},
         epoch_batches={str(e): 700 for e in range(len(rows_per_epoch or [None]))},
-        epoch_rows={str(e): rows for e, rows in enumerate(rows_per_epoch or [[train_sizes[t] for t in tasks]])})
+        epoch_rows={str(e): rows for e, rows in enumerate(rows_per_epoch or [[train_sizes.get(t, 0) for t in tasks]])})
     device = {"device": "cuda", "num_processes": 1, "mixed_precision": "bf16"}
     recorded = {t: {"prediction": "majority", "metrics": {"accuracy": b}, "score": b}
                 for t, b in (baselines or {}).items() if t in tasks}
     record = run_record.build_record(config.as_dict(), progress, train_sizes,
-                                     available_sizes or train_sizes, device, recorded or None)
+                                     available_sizes or train_sizes, device, recorded or None,
+                                     selection)
     (run_dir / "config.json").write_text(json.dumps(config.identity()))
     path = run_dir / "result.json"
     run_record.write_record(path, record)

@@ -149,6 +149,11 @@ def test_plan_size_and_steady_rates(tmp_path):
     assert measure.padded_tokens(lengths, [batch], 8, split=2) == pytest.approx((8 + 8 + 16) / 3)
     # Packed, the batch computes its 18 real tokens; under --compile, its budget of 64.
     assert measure.budgeted_tokens(lengths, [batch]) == pytest.approx(64 / 3)
+    # Attention's blocks: rows of 3, 10, 5 share the block of rows up to 16 tokens (3 x 10 places);
+    # a row of 20 tokens has a block of its own.
+    assert measure.attention_block_tokens(lengths, [batch]) == pytest.approx(30 / 3)
+    longer = [np.array([3, 20]), np.array([5])]
+    assert measure.attention_block_tokens(longer, [batch]) == pytest.approx((2 * 5 + 20) / 3)
     padding = {"1": 10.0, "packed": 6.0, "budgeted": 21.3}
     assert [measure.computed_tokens(padding, *flags) for flags in ((False, False), (True, False), (True, True))] \
         == [10.0, 6.0, 21.3]
@@ -259,6 +264,19 @@ def test_cpu_train_tiny(bench_glue, tmp_path, one_thread):
         assert len(case["checkpoint_blocked_seconds"]) == 2
     (ratio,) = result["packed_vs_padded"]
     assert ratio["case"] == "rte" and ratio["train"] > 0 and ratio["eval"] > 0
+
+
+@pytest.mark.slow
+def test_cpu_train_packs_tiny_modernbert_and_deberta(bench_glue, tmp_path, one_thread):
+    out = tmp_path / "cpu.json"
+    invoke(cpu_train, ["--models", "tiny-modernbert,tiny-deberta", "--cases", "mtl-rte+sst2", "--steps", 3,
+                       "--batch-size", 8, "--data-dir", bench_glue, "--out", out])
+    result = json.loads(out.read_text())
+    assert [(c["model_name"], c["packing"]) for c in result["cases"]] == [
+        ("tiny-modernbert", False), ("tiny-modernbert", True), ("tiny-deberta", True), ("tiny-deberta", False)]
+    for ratio in result["packed_vs_padded"]:
+        assert ratio["computed_packed"] == 1.0 < ratio["computed_padded"] and ratio["train"] > 0
+        assert 1.0 <= ratio["attention_blocks"] <= ratio["computed_padded"]
 
 
 def test_compare_report_benchmark_smoke(tmp_path):

@@ -151,7 +151,7 @@ def test_one_seed_has_no_test_and_is_never_significant(tmp_path):
     assert cell.heuristic_correct is None
 
 
-def test_variants_and_size_experiments_stay_out_of_the_matrix(tmp_path):
+def test_variants_and_size_experiments_stay_out_of_the_matrix_an_mtl_configuration_has_its_own(tmp_path):
     for seed in range(2):
         write_record(tmp_path, "mtl", "rte", ["mnli"], seed, 0.70 + seed / 100)
         write_record(tmp_path, "stilts", "rte", ["mnli"], seed, 0.66 + seed / 100)
@@ -166,9 +166,12 @@ def test_variants_and_size_experiments_stay_out_of_the_matrix(tmp_path):
     assert analysis.cell("rte", "mnli").mtl.scores == [0.70, 0.71]
     assert analysis.cell("rte", "mnli").diff == pytest.approx(4.0)
     assert [g.support_ratio for g in analysis.size_groups] == [2.0]
-    assert sorted(g.describe() for g in analysis.others) == [
-        "mtl rte--mnli [sampling-size] (distilroberta-base)",
-        "mtl rte--mnli--qnli (distilroberta-base)"]
+    assert sorted(g.describe() for g in analysis.others) == ["mtl rte--mnli--qnli (distilroberta-base)"]
+    # An MTL configuration (here size sampling) is a matrix of its own, against the same STILTs runs.
+    sized = analyze(discover(tmp_path).records, MODEL, mtl="sampling-size")
+    assert sized.cell("rte", "mnli").mtl.scores == [0.10, 0.10] and not sized.others
+    assert sized.cell("rte", "mnli").stilts.scores == analysis.cell("rte", "mnli").stilts.scores
+    assert sized.key.label() == "MTL sampling-size" and not sized.size_groups
 
 
 def test_heuristic_uses_the_sizes_the_runs_used(tmp_path):

@@ -99,8 +99,12 @@ def test_the_plan_gives_each_epochs_passes_at_glue_sizes(tmp_path):
     assert plan["rows_per_epoch"] == [2490, 2490] and plan["batches_per_epoch"] == [39] * 10
     assert plan["passes_per_epoch"] == [[1.0, 2490 / 392702]] * 10
     assert plan["run_dir"].endswith("rte--mnli__sampling-uniform_epoch-target/seed-0")
+    text = run_script("train_mtl", [*pair, "--mtl-epoch", "target", "--data-dir", tmp_path / "glue",
+                                     "--output-dir", out, "--dry-run"]).output
+    assert "passes/epoch:    rte 1, mnli 0.00634 (epoch 1)" in text and "rows per batch 64.0, 64.0" in text
     plan = plan_json("train_mtl", out, *pair, "--max-passes", "3")
     assert plan["rows_per_epoch"] == [7470, 387722] and plan["batches_per_epoch"] == [3088] * 10
+    assert plan["quotas"] == [round(7470 * 128 / 395192, 3), round(387722 * 128 / 395192, 3)]
     assert plan["passes_per_epoch"] == [[3.0, 387722 / 392702]] * 10
     # Dynamic sampling: the first epoch by size (the target epoch is then the sum), later ones
     # follow the dev scores: unknown, and so are their lengths.
@@ -208,3 +212,33 @@ def test_the_regimes_table_is_the_samplers(monkeypatch):
     assert "| standard, `--mtl-epoch target` | 1 · 1 | 1 · 0.00634 |" in text
     assert "| standard, `--mtl-epoch sum` (default) | 1 · 1 | 79.4 · 0.503 |" in text
     assert "| 1 · 1 | 3 · 0.987 |" in text and "0.205 · 1 | 0.00147 · 0.907 |" in text
+
+
+def test_each_mtl_configuration_makes_its_own_matrix_against_the_same_stilts_runs(tmp_path):
+    out = tmp_path / "out"
+    for seed in range(3):
+        write_record(out, "mtl", "rte", ["mnli"], seed, 0.70 + seed / 100)
+        write_record(out, "mtl", "rte", ["mnli"], seed, 0.60 + seed / 100, variant="epoch-target",
+                     options={"mtl_epoch": "target"}, rows_per_epoch=[[2490, 2490]])
+        write_record(out, "mtl", "rte", ["sst2"], seed, 0.61 + seed / 100, variant="epoch-target",
+                     options={"mtl_epoch": "target"})
+        write_record(out, "stilts", "rte", ["mnli"], seed, 0.66 + seed / 100)
+        for task, score in (("mnli", 0.84), ("rte", 0.62), ("sst2", 0.9)):
+            write_record(out, "single", task, [], seed, score)
+    result = run_script("compare", ["--outputs", out, "--report-dir", tmp_path / "report"])
+    assert "MTL vs STILTs · distilroberta-base · MTL epoch-target" in " ".join(result.output.split())
+    default, target = (json.loads((tmp_path / "report" / f / "summary.json").read_text())
+                       for f in ("distilroberta-base", "distilroberta-base__mtl-epoch-target"))
+    cell = {r: next(c for c in s["cells"] if (c["target"], c["support"]) == ("rte", "mnli"))
+            for r, s in (("default", default), ("target", target))}
+    assert cell["default"]["mtl_mean"] == pytest.approx(71.0) and cell["target"]["mtl_mean"] == pytest.approx(61.0)
+    assert cell["default"]["stilts_scores"] == cell["target"]["stilts_scores"]  # the same STILTs runs
+    assert cell["target"]["mtl_support_passes"] == 2490 / 392702 and cell["default"]["mtl_support_passes"] == 1.0
+    # The configuration's missing runs are asked with its options; the default report's without.
+    assert "--target sst2 --support rte" in (tmp_path / "report" / "distilroberta-base__mtl-epoch-target"
+                                             / "missing.sh").read_text()
+    missing = (tmp_path / "report" / "distilroberta-base__mtl-epoch-target" / "missing.sh").read_text()
+    mtl_lines = [line for line in missing.splitlines() if "train_mtl.py" in line]
+    assert mtl_lines and all("--mtl-epoch target" in line for line in mtl_lines)
+    default_missing = (tmp_path / "report" / "distilroberta-base" / "missing.sh").read_text()
+    assert "--mtl-epoch" not in default_missing and "--target rte --support sst2" in default_missing

@@ -96,6 +96,7 @@ def _config_from_command(run) -> object:
     {},
     {"max_train_examples": 300, "epochs": 2, "max_seq_length": 64, "batch_size": 32, "lr": 3.3e-5,
      "data_dir": "/data/glue dir", "protocol": "original", "warmup_ratio": 0.06, "data_seed": 7},
+    {"select_on": "holdout", "holdout_fraction": 0.2},
 ])
 def test_every_command_rebuilds_its_run_exactly(tmp_path, extra):
     """What the grid prints (and --emit writes) is parsed by the train scripts into the same run

@@ -1,5 +1,6 @@
-"""Packed batches: the layout, equivalence with padded batches (outputs, gradients, a whole run),
-the fallback to padding, and the number of compiled graphs under --compile."""
+"""Packed batches: the layout, equivalence with padded batches (outputs, gradients, a whole run)
+for each packed family (tiny random BERT, RoBERTa, ELECTRA, ModernBERT, DeBERTa-v3 encoders built
+from their configs), the fallback to padding, and the number of compiled graphs under --compile."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import mtlvsift.train.batches.packing as packing
 import mtlvsift.train.model.encoders as encoders
 import mtlvsift.train.model.packed_attention as packed_attention
 from helpers import model_dir, read_log, run_script, tiny_args
+from mtlvsift.errors import MtlvsiftError
 from mtlvsift.train.batches.padding import make_collator
 from mtlvsift.train.model.multitask import MultiTaskModel
 from mtlvsift.train.batches.packing import PackedCollator, token_budget
@@ -64,20 +66,48 @@ def test_budgets_round_up_and_fill_with_pieces():
     assert layout.slots[45:].eq(4 * 14).all()  # the filler's place: after the block
 
 
-def tiny_encoder(kind, tokenizer_path):
-    from transformers import AutoTokenizer, BertConfig, BertModel, RobertaConfig, RobertaModel
+SHAPE = dict(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+             intermediate_size=64, max_position_embeddings=160)
 
-    pad = AutoTokenizer.from_pretrained(tokenizer_path).pad_token_id
-    shape = dict(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                 intermediate_size=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    torch.manual_seed(0)
+
+def tiny_config(kind, pad=0):
+    """A tiny random encoder's config of each packed family, dropout off."""
+    import transformers as tf
+
+    no_dropout = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     if kind == "bert":
-        return BertModel(BertConfig(**shape, max_position_embeddings=160), add_pooling_layer=False)
-    config = RobertaConfig(**shape, max_position_embeddings=160, pad_token_id=pad, type_vocab_size=1)
-    return RobertaModel(config, add_pooling_layer=False)
+        return tf.BertConfig(**SHAPE, **no_dropout)
+    if kind == "roberta":
+        return tf.RobertaConfig(**SHAPE, **no_dropout, pad_token_id=pad, type_vocab_size=1)
+    if kind == "electra":  # embeddings narrower than the layers: the projection is exercised
+        return tf.ElectraConfig(**SHAPE, **no_dropout, embedding_size=16)
+    if kind == "modernbert":  # layers 1 and 2 local, window 8 (4 each side): rows longer than it
+        return tf.ModernBertConfig(**{**SHAPE, "num_hidden_layers": 3}, local_attention=8,
+                                   global_attn_every_n_layers=3, attention_dropout=0.0,
+                                   embedding_dropout=0.0, mlp_dropout=0.0, pad_token_id=pad,
+                                   bos_token_id=101, cls_token_id=101, eos_token_id=102,
+                                   sep_token_id=102, hidden_dropout_prob=0.0)  # the heads' dropout
+    # DeBERTa-v3's shape: relative attention both ways, log buckets (rows longer than 16), no
+    # absolute positions, no token types
+    return tf.DebertaV2Config(**SHAPE, **no_dropout, relative_attention=True, position_buckets=16,
+                              pos_att_type=["p2c", "c2p"], position_biased_input=False,
+                              share_att_key=True, norm_rel_ebd="layer_norm", type_vocab_size=0,
+                              pad_token_id=pad)
 
 
-@pytest.mark.parametrize("kind", ["bert", "roberta"])
+def tiny_encoder(kind, tokenizer_path):
+    from transformers import AutoModel, AutoTokenizer
+
+    config = tiny_config(kind, AutoTokenizer.from_pretrained(tokenizer_path).pad_token_id)
+    torch.manual_seed(0)
+    extra = {"add_pooling_layer": False} if kind in ("bert", "roberta") else {}
+    return AutoModel.from_config(config, **extra)
+
+
+PACKED_KINDS = ["bert", "roberta", "electra", "modernbert", "deberta"]
+
+
+@pytest.mark.parametrize("kind", PACKED_KINDS)
 def test_packed_equals_padded_logits_and_gradients(kind, minilm_path):
     """The same batch, padded and packed: logits and every parameter's gradient (fp32, no
     dropout) agree to 1e-4 relative."""
@@ -85,7 +115,7 @@ def test_packed_equals_padded_logits_and_gradients(kind, minilm_path):
 
     tokenizer = AutoTokenizer.from_pretrained(minilm_path)
     model = MultiTaskModel(tiny_encoder(kind, minilm_path), ["rte", "stsb"], [2, 1])
-    features = rows_of([7, 40, 3, 18, 64, 12, 2, 33], types=kind == "bert")
+    features = rows_of([7, 40, 3, 18, 64, 12, 2, 33], types=kind in ("bert", "electra", "modernbert"))
     if kind == "roberta":
         features = [{k: v for k, v in f.items() if k != "token_type_ids"} for f in features]
     padded = make_collator(tokenizer, None)(features)
@@ -99,7 +129,8 @@ def test_packed_equals_padded_logits_and_gradients(kind, minilm_path):
         loss, _ = model(**batch)
         loss.backward()
         logits = [model(**{**batch, "labels": None, "task_ids": batch["task_ids"] * 0 + t}) for t in (0, 1)]
-        results.append((torch.cat(logits, 1), {n: p.grad.clone() for n, p in model.named_parameters()}))
+        results.append((torch.cat(logits, 1), {n: p.grad.clone() for n, p in model.named_parameters()
+                                                if p.grad is not None}))
     (logits_a, grads_a), (logits_b, grads_b) = results
     torch.testing.assert_close(logits_b, logits_a, rtol=1e-4, atol=1e-6)
     scale = torch.cat([g.flatten() for g in grads_a.values()]).norm()
@@ -132,8 +163,9 @@ def test_a_leaking_attention_is_caught(minilm_path, monkeypatch):
 
 
 def test_packed_attention_refuses_what_it_does_not_implement(minilm_path, monkeypatch):
-    """A sliding window (ModernBERT passes one) or any other attention feature with a value is
-    refused, never ignored; the encoder then falls back to padding with the reason."""
+    """A soft cap, a causal flag or any other attention feature with a value is refused, never
+    ignored; the encoder then falls back to padding with the reason. A sliding window is
+    implemented: a band inside each row (flash's meaning: keys less than the window away)."""
     collate = PackedCollator(0, 0, 16, False)
     batch = collate(rows_of([5, 3]))
     q = torch.randn(1, 2, batch["input_ids"].shape[1], 4)
@@ -141,29 +173,68 @@ def test_packed_attention_refuses_what_it_does_not_implement(minilm_path, monkey
     out, _ = packed_attention.packed_sdpa_attention(None, q, q, q, None, packed_layout=layout,
                                                     position_ids=batch["position_ids"], sliding_window=None)
     assert out.shape == (1, q.shape[2], 2, 4)
-    with pytest.raises(packed_attention.UnsupportedAttentionArgument, match="sliding_window=64"):
-        packed_attention.packed_sdpa_attention(None, q, q, q, None, packed_layout=layout, sliding_window=64)
+    windowed, _ = packed_attention.packed_sdpa_attention(None, q, q, q, None, packed_layout=layout, sliding_window=2)
+    first = q[:, :, :5]
+    band = (torch.arange(5)[:, None] - torch.arange(5)[None, :]).abs() < 2
+    alone = torch.nn.functional.scaled_dot_product_attention(first, first, first, attn_mask=band)
+    torch.testing.assert_close(windowed[0, :5], alone[0].transpose(0, 1))
+    assert not torch.allclose(windowed[0, :5], out[0, :5])
+    with pytest.raises(packed_attention.UnsupportedAttentionArgument, match="softcap=30.0"):
+        packed_attention.packed_sdpa_attention(None, q, q, q, None, packed_layout=layout, softcap=30.0)
     with pytest.raises(packed_attention.UnsupportedAttentionArgument, match="is_causal"):
         packed_attention.packed_sdpa_attention(None, q, q, q, None, packed_layout=layout, is_causal=True)
 
     encoder = tiny_encoder("bert", minilm_path)
     stock = packed_attention.packed_sdpa_attention
     monkeypatch.setattr(packed_attention, "packed_sdpa_attention",
-                        lambda *a, **k: stock(*a, **k, sliding_window=128))  # as such an encoder would
-    assert "sliding_window=128" in encoders.unsupported_reason(encoder)
+                        lambda *a, **k: stock(*a, **k, softcap=50.0))  # as such an encoder would
+    assert "softcap=50.0" in encoders.unsupported_reason(encoder)
 
 
-def test_heterogeneous_run_losses_match_padded(tiny_model_no_dropout, tiny_glue, tmp_path):
-    """Two tasks, heterogeneous batches, 24 steps: every logged loss agrees to 1e-4 relative."""
+def tiny_encoder_folder(kind, folder, tokenizer_path):
+    """tiny_encoder(kind) saved with the MiniLM tokenizer, as --model reads it."""
+    from transformers import AutoTokenizer
+
+    tiny_encoder(kind, tokenizer_path).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tokenizer_path).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["bert", pytest.param("electra", marks=pytest.mark.slow), "modernbert",
+                                  "deberta"])
+def test_heterogeneous_run_losses_match_padded(kind, tiny_model_no_dropout, minilm_path, tiny_glue, tmp_path):
+    """Two tasks, heterogeneous batches, 24 steps: every logged loss agrees to 1e-4 relative
+    (ModernBERT: RTE rows longer than its local window of 8)."""
+    model = tiny_model_no_dropout if kind == "bert" else \
+        tiny_encoder_folder(kind, tmp_path / kind, minilm_path)
     logs = {}
     for name, extra in (("padded", ["--no-packing"]), ("packed", [])):
-        run_script("train_mtl", ["--target", "rte", "--support", "sst2", "--sampling", "size",
-                                 "--log-every", 1, *extra,
-                                 *tiny_args(tiny_model_no_dropout, tiny_glue, tmp_path / name)])
-        logs[name] = read_log(model_dir(tmp_path / name, tiny_model_no_dropout) / "mtl" / "rte--sst2__sampling-size" / "seed-0")
+        result = run_script("train_mtl", ["--target", "rte", "--support", "sst2", "--sampling", "size",
+                                          "--log-every", 1, *extra,
+                                          *tiny_args(model, tiny_glue, tmp_path / name)])
+        assert "Packing is off" not in result.output
+        logs[name] = read_log(model_dir(tmp_path / name, model) / "mtl" / "rte--sst2__sampling-size" / "seed-0")
     assert len(logs["packed"]) == len(logs["padded"]) == 24
     np.testing.assert_allclose([e["loss"] for e in logs["packed"]], [e["loss"] for e in logs["padded"]],
                                rtol=1e-4)
+
+
+def test_deberta_packing_refuses_its_convolution_and_compile(minilm_path):
+    """DeBERTa-v2's convolution layer mixes neighbouring tokens, rows included: padded, with the
+    reason; so is DeBERTa under --compile (its packed path bypasses the compiled forward)."""
+    from transformers import DebertaV2Model
+
+    encoder = tiny_encoder("deberta", minilm_path)
+    assert encoders.unsupported_reason(encoder) is None
+    assert "--compile" in encoders.unsupported_reason(encoder, compiled=True)
+    config = tiny_config("deberta")
+    config.conv_kernel_size = 3
+    assert "convolution" in encoders.unsupported_reason(DebertaV2Model(config))
+    options = _Options()
+    options.varlen_attention = True  # the kernel of the attention interface, which DeBERTa does not use
+    model = MultiTaskModel(encoder, ["rte"], [2])
+    with pytest.raises(MtlvsiftError, match="--varlen-attention .* deberta-v2 computes its own attention"):
+        encoders.batch_collator(options, model, None, None)
 
 
 def test_other_architectures_fall_back_to_padding(minilm_path, tiny_glue, tmp_path):

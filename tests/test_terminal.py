@@ -60,11 +60,11 @@ def test_enough_steps_give_no_warning_and_a_start_model_is_named(tmp_path):
 
     assert few_steps_warning(20, 2, 10, 8) is None
     assert "19 optimizer step(s)" in few_steps_warning(19, 1, 19, 8)
-    config = SimpleNamespace(run_dir=tmp_path / "run", batch_size=8, epochs=2, eval_every=0.5,
+    config = SimpleNamespace(run_dir=tmp_path / "run", batch_size=8, epochs=2, eval_every=0.5, select_on="dev",
                              init_model="x/best", start_model={"run": "single/sst2/seed-1", "seed": 1,
                                                                "score": 0.875, "seeds": [0, 1]})
     task = SimpleNamespace(display="MNLI")
-    data = SimpleNamespace(task=task, train=[0] * 30, available=100, dev={"a": [0] * 5, "b": [0] * 6})
+    data = SimpleNamespace(task=task, train=[0] * 30, available=100, dev={"a": [0] * 5, "b": [0] * 6}, holdout=None)
     device = {"device": "cuda:0", "num_processes": 2, "mixed_precision": "bf16", "packed_batches": False}
     lines = summary_lines(config, [data], 4, 8, 4, device)
     assert "Tasks: MNLI 30 training (of 100), 5 + 6 dev" in lines
@@ -135,10 +135,10 @@ def test_control_characters_in_paths_are_shown_escaped(tmp_path):
     run_dir = tmp_path / hostile / "seed-0"
     (run_dir / "state").mkdir(parents=True)
     (run_dir / "state" / "progress.json").write_text('{"step": 3}')
-    config = SimpleNamespace(run_dir=run_dir, batch_size=8, epochs=2, eval_every=0.5, init_model="m",
+    config = SimpleNamespace(run_dir=run_dir, batch_size=8, epochs=2, eval_every=0.5, init_model="m", select_on="dev",
                              start_model={"run": f"single/{hostile}/seed-1", "seed": 1, "score": 0.5,
                                           "seeds": [1]})
-    data = SimpleNamespace(task=SimpleNamespace(display="RTE"), train=[0], available=1, dev={"d": [0]})
+    data = SimpleNamespace(task=SimpleNamespace(display="RTE"), train=[0], available=1, dev={"d": [0]}, holdout=None)
     device = {"device": "cpu", "num_processes": 1, "mixed_precision": "no", "packed_batches": True}
     texts = [*summary_lines(config, [data], 1, 1, 1, device), interrupted_message(run_dir),
              MtlvsiftError(f"{run_dir} is in use.\nSecond line.").format_message()]

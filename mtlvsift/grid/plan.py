@@ -24,7 +24,7 @@ from mtlvsift.run_folder import RunFolder
 from mtlvsift.run_identity import identity_changes, stale_reason
 from mtlvsift.tasks import get_task, get_tasks
 from mtlvsift.train.config import TrainConfig, mtl_all_config, mtl_config, stilts_config, \
-    support_examples_needed
+    support_examples_needed, training_pool
 READS_SINGLE_RUNS = 2  # the stage of runs that read finished single runs
 # Identity fields a run resolves when it starts (the STILTs start model, single runs' scores, the
 # data's checksums).
@@ -241,7 +241,8 @@ def _size_experiment(names: list[str], methods: list[str], each: dict[str, Any],
             if "stilts" in methods:
                 stilts = stilts_config(target, support, _own("stilts", {**each, **size}))
                 need, cap = _support_cap(stilts), stilts.max_train_examples
-                have = min(_train_rows(support, stilts.data_dir), cap or 10**12)
+                have = min(training_pool(stilts, support, _train_rows(support, stilts.data_dir)),
+                           cap or 10**12)
                 if need > have:
                     raise MtlvsiftError(
                         f"--support-ratios {ratio:g}: {get_task(target).display} as target needs "

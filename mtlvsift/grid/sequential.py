@@ -156,10 +156,12 @@ def report_key(runs: list[GridRun], records: list[RunRecord] = ()) -> ReportKey:
     """The report the grid's pairwise runs belong to: the one whose records include them (its
     settings may differ from the tree's main report's), else (model, protocol, data variant)."""
     config = next(r.config for r in runs if r.method in PAIRWISE_METHODS)
-    folders = {r.run_dir for r in runs if r.method in PAIRWISE_METHODS}
-    for key in report_keys(records):
-        if any(str(record.folder) in folders for record in report_records(records, key)):
-            return key
+    # The grid's MTL runs decide first: each MTL configuration has its own report (variants.py).
+    for methods in (("mtl",), PAIRWISE_METHODS):
+        folders = {r.run_dir for r in runs if r.method in methods}
+        for key in report_keys(records):
+            if any(str(record.folder) in folders for record in report_records(records, key)):
+                return key
     return ReportKey(config.model, config.protocol, split_variant(config.variant)[0])
 
 
@@ -167,7 +169,8 @@ def grid_analysis(outputs: Path, runs: list[GridRun]) -> Analysis:
     """The report's analysis of the grid's cells, from the records under ``outputs`` now."""
     records = discover(outputs).records
     key = report_key(runs, records)
-    return analyze(records, key.model, protocol=key.protocol, variant=key.variant, settings=key.settings)
+    return analyze(records, key.model, protocol=key.protocol, variant=key.variant, settings=key.settings,
+                   mtl=key.mtl)
 
 
 def round_runs(analysis: Analysis, needs: list[CellNeed], base_seeds: list[int],

@@ -66,7 +66,7 @@ def compare(outputs: Path, report_dir: Path | None = None, alpha: float = 0.1,
         computing = err_console.status("Almost stochastic order (deepsig): a few seconds a cell")
         with computing if aso else nullcontext():
             analysis = analyze(found.records, key.model, alpha, welch, key.protocol, key.variant,
-                               correction, margin, aso, key.settings)
+                               correction, margin, aso, key.settings, key.mtl)
         recommender = recommender_record(analysis, outputs)
         for warning in analysis.warnings + recommender["warnings"]:
             err_console.print(f"[yellow]Warning:[/] {safe_markup(warning)}", highlight=False)
@@ -108,7 +108,7 @@ def _console() -> Console:
 def report_slug(analysis: Analysis) -> str:
     """The report folder of one model, protocol, data variant and settings, named as
     ``run_folder.report_slug`` names it, the settings last: 'minilm__n-200_epochs-1'."""
-    variant = "_".join(filter(None, (analysis.variant, analysis.key.settings_slug())))
+    variant = analysis.key.variant_slug()
     return run_folder.report_slug(analysis.model, analysis.protocol, variant)
 
 
@@ -123,7 +123,7 @@ def recommend(outputs: Path, target: str | None = None, support: str | None = No
     both tasks (a capped experiment's), else ``full``: both tasks' whole training sets."""
     found = discover(outputs)
     analyses = [analyze(found.records, key.model, alpha, welch, key.protocol, key.variant,
-                        correction, margin, settings=key.settings)
+                        correction, margin, settings=key.settings, mtl=key.mtl)
                 for key in report_keys(r for r in found.records if model in (None, r.model))]
     sizes = rule_sizes(analyses, found.records, target, support, target_size, support_size,
                        outputs)

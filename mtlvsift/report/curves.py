@@ -166,7 +166,7 @@ def write_curves(outputs: Path, report_dir: Path | None = None, model: str | Non
     written: list[Path] = []
     for key in keys:
         own = report_records(records, key)
-        folder = report_dir / report_slug(key.model, key.protocol, key.variant) if len(
+        folder = report_dir / report_slug(key.model, key.protocol, key.variant_slug()) if len(
             keys) > 1 else report_dir
         for target in [t for t in asked if t in trained_targets(own)]:
             drawn = target_curves(own, target, warnings.append)

@@ -23,7 +23,7 @@ from mtlvsift.report.markdown import markdown
 from mtlvsift.report.missing import MissingRun
 from mtlvsift.report.stats import PAPER_HEURISTIC, Analysis, Cell, Group
 from mtlvsift.report.tables import Table
-from mtlvsift.report.text import HEURISTIC_RULE, relative_text
+from mtlvsift.report.text import HEURISTIC_RULE, holdout_fractions, relative_text
 from mtlvsift.report.verdicts import CellStats, heuristic_by_correction, heuristic_by_sign
 from mtlvsift.run_folder import atomic_write, report_slug
 from mtlvsift.run_index import Discovery
@@ -109,6 +109,8 @@ def summary(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
         "protocol": analysis.protocol,
         "variant": analysis.variant,
         "settings": dict(analysis.settings),
+        "selection": {"split": "holdout" if holdout_fractions(analysis) else "dev",
+                      "fractions": holdout_fractions(analysis)},
         "seeds": analysis.seeds_in_use,
         "expected_seeds": analysis.expected_seeds,
         "units": "points (dev score x 100), mean over seeds",

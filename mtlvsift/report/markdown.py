@@ -15,7 +15,7 @@ from mtlvsift.report.tables import Table
 from mtlvsift.report.text import FIGURE1_EMPTY, FIGURE2_EMPTY, HEURISTIC_RULE, TIE_LEGEND, \
     aso_line, at_baseline_line, baselines_line, cell_name, corrections_line, few_seeds_line, fmt, \
     fmt_p, group_text, lacking_phrase, not_pooled_line, overview_line, relative_text, report_name, \
-    seeds_phrase, sequential_line, tasks_line
+    seeds_phrase, selection_line, sequential_line, tasks_line
 from mtlvsift.report.verdicts import CellStats
 from mtlvsift.run_index import Discovery
 from mtlvsift.tasks import display_name
@@ -46,7 +46,7 @@ def markdown(analysis: Analysis, tables: list[Table], missing: list[MissingRun],
     correct, total = PAPER_HEURISTIC
     paper = f"the paper: {correct}/{total}, {correct / total:.1%}"
     parts = [f"# MTL vs STILTs: {md_text(report_name(a))}", md_text(overview_line(a, outputs)),
-             md_text(corrections_line(a))]
+             md_text(corrections_line(a)), md_text(selection_line(a))]
     parts += [md_text(line) for line in (few_seeds_line(a), sequential_line(a)) if line]
     parts.append(md_text(aso_line(a)))
     parts.append(md_text(tasks_line(a)))

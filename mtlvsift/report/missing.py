@@ -31,12 +31,14 @@ from mtlvsift.names import DEFAULT_OUTPUTS, DEFAULT_SEEDS, METHODS
 from mtlvsift.run_options import ADDED_UNTIL_DECIDED, OPTIONS
 from mtlvsift.report.pooling import pooling_problems
 from mtlvsift.report.stats import Analysis, Group
+from mtlvsift.report.variants import MTL_KEYS
 from mtlvsift.run_record import RunRecord
 from mtlvsift.tasks import GLUE_TASK_NAMES, GLUE_TASKS, display_name
 
 ORDER = ("single", "stilts", "mtl", "mtl_all")  # STILTs and dynamic MTL read the single runs
 # The options (train_command's names) that every run of an experiment shares: every method's.
 SHARED_OPTIONS = tuple(o.name for o in OPTIONS if o.command and set(o.methods) == set(METHODS))
+MTL_CONFIGURATION_OPTIONS = tuple(o.name for o in OPTIONS if o.suffix in MTL_KEYS)
 
 
 @dataclass(frozen=True)
@@ -180,6 +182,8 @@ def _new_options(analysis: Analysis, method: str, tasks: set[str]) -> dict[str, 
     same = [r for r in analysis.records if r.method == method]
     template = _most_common(same or analysis.records)
     options = {k: v for k, v in template.items() if k in SHARED_OPTIONS}
+    if method == "mtl" and analysis.mtl and same:  # a report of one MTL configuration: its options
+        options.update({k: v for k, v in template.items() if k in MTL_CONFIGURATION_OPTIONS})
     if method == "mtl_all":
         tasks = set(analysis.tasks)
         if sorted(tasks) != sorted(GLUE_TASK_NAMES):

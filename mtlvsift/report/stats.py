@@ -171,6 +171,7 @@ class Analysis:
     protocol: str = DEFAULT_PROTOCOL
     variant: str = ""  # the data variant every run of this report shares ('n-300'), see variants.py
     settings: Settings = ()  # how its runs' settings differ from the main report's (variants.py)
+    mtl: str = ""  # the pairwise MTL configuration of its matrix (variants.py), '' the default
     records: list[RunRecord] = field(default_factory=list)  # the report's runs (variants within)
     baselines: dict[str, float] = field(default_factory=dict)  # task -> constant prediction, points
     correction: str = "none"  # of the p values over the report's cells: none, holm, bh
@@ -183,7 +184,7 @@ class Analysis:
 
     @property
     def key(self) -> ReportKey:
-        return ReportKey(self.model, self.protocol, self.variant, self.settings)
+        return ReportKey(self.model, self.protocol, self.variant, self.settings, self.mtl)
 
     @property
     def seeds_in_use(self) -> list[int]:
@@ -270,11 +271,12 @@ def symmetric_groups(records: list[RunRecord]) -> dict[tuple[str, str], Group]:
 def analyze(records: list[RunRecord], model: str, alpha: float = 0.1,
             welch: bool = False, protocol: str = DEFAULT_PROTOCOL, variant: str = "",
             correction: str = "none", margin: float = DEFAULT_MARGIN,
-            aso: bool = False, settings: Settings = ()) -> Analysis:
+            aso: bool = False, settings: Settings = (), mtl: str = "") -> Analysis:
     """Aggregate one model's runs of one protocol, data variant (``n-300``) and settings (see
     variants.py) and test every cell of the MTL vs STILTs matrix (``aso``: with deepsig's almost
     stochastic order as well, a few seconds a cell)."""
-    records = report_records(records, ReportKey(model, protocol, variant, settings))
+    key = ReportKey(model, protocol, variant, settings, mtl)  # (``mtl`` is reused below for groups)
+    records = report_records(records, key)
     groups, problems = aggregate(records)
     default = [g for g in groups if not g.variant and g.target_fraction is None
                and g.support_ratio is None]
@@ -325,7 +327,7 @@ def analyze(records: list[RunRecord], model: str, alpha: float = 0.1,
         main_metrics=main_metrics(records),
         task_files=sorted({f for r in records for f in r.task_files}),
         variant=variant, settings=settings, records=records, baselines=baselines,
-        correction=correction, equivalence_margin=margin, aso=aso,
+        correction=correction, equivalence_margin=margin, aso=aso, mtl=key.mtl,
     )
 
 

@@ -15,7 +15,8 @@ from mtlvsift.report.stats import Analysis
 from mtlvsift.report.tables import Table
 from mtlvsift.report.text import HEURISTIC_RULE, PAPER_PHRASE, TIE_LEGEND, aso_line, \
     at_baseline_line, baselines_line, cell_name, corrections_line, few_seeds_line, fmt, group_text, \
-    lacking_phrase, not_pooled_line, overview_line, relative_text, sequential_line, tasks_line
+    lacking_phrase, not_pooled_line, overview_line, relative_text, selection_line, sequential_line, \
+    tasks_line
 from mtlvsift.run_index import Discovery
 from mtlvsift.tasks import display_name
 
@@ -32,6 +33,7 @@ def render(console: Console, a: Analysis, tables: list[Table], missing: list[Mis
     console.rule(f"[bold]MTL vs STILTs · {safe_markup(label)}")
     console.print(safe_markup(overview_line(a, outputs).replace("`", "")), highlight=False)
     console.print(safe_markup(corrections_line(a)), highlight=False)
+    console.print(safe_markup(selection_line(a)), highlight=False)
     for line in filter(None, (few_seeds_line(a), sequential_line(a).replace("`", ""))):
         console.print(f"[yellow]{safe_markup(line)}[/]", highlight=False)
     console.print(safe_markup(aso_line(a)), highlight=False)

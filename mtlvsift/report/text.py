@@ -175,6 +175,22 @@ def configuration_text(g: Group) -> str:
     return f"{method} {display_name(g.target)}{support}" + (f" ({', '.join(extra)})" if extra else "")
 
 
+def holdout_fractions(a: Analysis) -> list[float]:
+    """The held-out fractions the report's runs selected on ([]: they selected on dev)."""
+    return sorted({r.selection["fraction"] for r in a.records if r.selected_on == "holdout"})
+
+
+def selection_line(a: Analysis) -> str:
+    """Which split the report's runs selected their checkpoints on (a report holds one mode)."""
+    fractions = holdout_fractions(a)
+    if not fractions:
+        return ("Selection: dev (the paper's): a score is the best of a run's dev evaluations, "
+                "selected on the same dev set (biased upwards).")
+    held = " / ".join(f"{100 * f:g}%" for f in fractions)
+    return (f"Selection: held-out {held} of training: a score is the dev score of the checkpoint "
+            f"selected on a part held out of each task's training set (not trained on).")
+
+
 def tasks_line(a: Analysis) -> str:
     """'Tasks (training examples, main metric): RTE 2,490 accuracy · MYSENT 48 f1'."""
     parts = []

@@ -20,6 +20,7 @@ from mtlvsift.errors import MtlvsiftError
 from mtlvsift.names import DEFAULT_PROTOCOL
 from mtlvsift.run_folder import locate_run_folder, run_name, variant_suffix
 from mtlvsift.tasks import GLUE_TASK_NAMES, get_task, get_tasks
+from mtlvsift.train.data.holdout import holdout_size
 
 # Fields resolved before training that say where a run started from, not what it computes.
 RESOLVED_NOT_IDENTITY = ("init_model", "start_model", "single_scores_from")
@@ -64,6 +65,8 @@ class TrainConfig:
         identity = {k: v for k, v in self.as_dict().items() if k not in skip}
         if not identity["task_definitions"]:  # GLUE runs keep the identity they had before
             del identity["task_definitions"]
+        if identity["select_on"] == "dev":  # and so do runs that select on dev, as all did
+            del identity["select_on"], identity["holdout_fraction"]
         if self.method == "stilts":  # the model it started from, not the seeds it was chosen from
             start = self.start_model
             identity["start_model"] = start and {k: start[k] for k in ("run", "seed", "score")}
@@ -173,8 +176,18 @@ def support_examples_needed(config: TrainConfig, target_available: int) -> int:
     return max(1, round(config.support_ratio * target_train_size(config, target_available)))
 
 
+def training_pool(config: TrainConfig, task: str, available: int) -> int:
+    """The rows of a task's training file that training may draw from: all ``available``, less
+    the held-out part under ``--select-on holdout`` (carved before any subsampling)."""
+    if config.select_on != "holdout":
+        return available
+    return available - holdout_size(task, available, config.holdout_fraction)
+
+
 def used_train_size(config: TrainConfig, task: str, available: int, target_available: int) -> int:
-    """Training examples a task uses: capped, a fraction of the target, or K x the target's."""
+    """Training examples a task uses: capped, a fraction of the target, or K x the target's
+    (``available``: the training file's rows; the held-out part is never among them)."""
+    available = training_pool(config, task, available)
     capped = min(available, config.max_train_examples or available)
     if task != config.target and config.support_ratio is not None:
         size = support_examples_needed(config, target_available)
@@ -185,10 +198,14 @@ def used_train_size(config: TrainConfig, task: str, available: int, target_avail
                 f"are available. Choose a smaller ratio or a smaller --target-fraction."
             )
         return size
-    return target_train_size(config, available) if task == config.target else capped
+    return target_train_size(config, available, pooled=True) if task == config.target else capped
 
 
-def target_train_size(config: TrainConfig, available: int) -> int:
+def target_train_size(config: TrainConfig, available: int, pooled: bool = False) -> int:
+    """The target's training examples (``available``: its file's rows, or, ``pooled``, its
+    training pool's)."""
+    if not pooled:
+        available = training_pool(config, config.target, available)
     size = min(available, config.max_train_examples or available)
     if config.target_fraction is not None:
         size = max(1, round(config.target_fraction * size))

@@ -31,7 +31,7 @@ from mtlvsift.faults import fault_point
 from mtlvsift import run_record
 from mtlvsift.run_folder import RunFolder, existing_folder
 from mtlvsift.run_lock import RunLock
-from mtlvsift.run_record import build_record, selection_entry, write_record
+from mtlvsift.run_record import build_record, keep_if_best, selection_entry, selection_score, write_record
 from mtlvsift.stop_signals import Stopped, exit_status, signal_label, stop_on_signals, stops_at_safe_points
 from mtlvsift.train.evaluation.baseline import constant_baselines
 from mtlvsift.train.batches.loader import MixedTaskDataset, micro_batch_collator, prepare_task_data, train_loader
@@ -40,6 +40,7 @@ from mtlvsift.train.checkpoint.writer import CheckpointWriter, check_saved_model
 from mtlvsift.train.config import TrainConfig
 from mtlvsift.train.evaluation.dev import build_eval_batches, evaluate
 from mtlvsift.train.data.fingerprints import check_same_data, with_data_fingerprints
+from mtlvsift.train.data.holdout import holdout_view, selection_split
 from mtlvsift.train.model.multitask import (MultiTaskModel, is_model_folder, loss_weights, model_folder_problem,
                                             reuse_heads)
 from mtlvsift.train.model.pretrained import (check_max_seq_length, check_tokenizer_reads, load_encoder,
@@ -176,6 +177,11 @@ class Trainer:
             run.trim_log(self.progress.step)
         self.eval_batches = build_eval_batches(task_data, self.collate, config.eval_batch_size,
                                                accelerator.process_index, accelerator.num_processes)
+        self.holdout = None  # (its tasks' data, its batches): the held-out part, evaluated as dev is
+        if config.select_on == "holdout":
+            view = holdout_view(task_data)
+            self.holdout = view, build_eval_batches(view, self.collate, config.eval_batch_size,
+                                                    accelerator.process_index, accelerator.num_processes)
         self.dataset = MixedTaskDataset([d.train for d in task_data])
         self.running = _Running(len(self.names), device)
         self.rows_since_log = np.zeros(len(self.names), dtype=np.int64)  # each task's, for the log
@@ -337,24 +343,16 @@ class Trainer:
         progress = self.progress
         start = time.perf_counter()
         metrics = evaluate(self.model, self.accelerator, self.task_data, self.eval_batches)
+        entry = {"step": progress.step, "epoch": self.epoch_position(), "metrics": metrics, "probabilities": p}
+        if self.holdout is not None:  # --select-on holdout: selected there, dev reported
+            entry["selection_metrics"] = evaluate(self.model, self.accelerator, *self.holdout)
         progress.eval_seconds.append(time.perf_counter() - start)
-        epoch = self.epoch_position()
-        entry = {"step": progress.step, "epoch": epoch, "metrics": metrics, "probabilities": p}
         progress.history.append(entry)
-        progress.last_scores = {n: selection_entry(entry, n)["score"] for n in self.names}
-        improved = set()
-        for name in self.names:
-            candidate = selection_entry(entry, name)
-            current = progress.best_by_task.get(name)
-            if current is None or candidate["score"] > current["score"]:
-                progress.best_by_task[name] = candidate
-                improved.add(name)
-        candidate = selection_entry(entry, self.config.target)
-        is_best = progress.best is None or candidate["score"] > progress.best["score"]
-        self.display.evaluation(progress.step, epoch, metrics, improved, self.baselines or {})
+        # Dynamic sampling's current scores are those of the selection split.
+        progress.last_scores = {n: selection_score(selection_entry(entry, n)) for n in self.names}
+        is_best, improved = keep_if_best(progress, entry, self.names, self.config.target)
+        self.display.evaluation(progress.step, entry["epoch"], metrics, improved, self.baselines or {})
         self.trackers.evaluation(progress.step, metrics)
-        if is_best:
-            progress.best = candidate
         self.checkpoints.checkpoint(progress, best=is_best, improved=improved)
         previous = f"; the previous write took {progress.save_seconds[-2]:.2f} s" \
             if len(progress.save_seconds) > 1 else ""
@@ -369,7 +367,7 @@ class Trainer:
         record = build_record(self.config.as_dict(), self.progress,
                               {d.task.name: len(d.train) for d in self.task_data},
                               {d.task.name: d.available for d in self.task_data}, self.device_facts(),
-                              baselines=self.baselines)
+                              baselines=self.baselines, selection=selection_split(self.config, self.task_data))
         if self.main:
             with run.saving("the run record"):
                 write_record(run.result_file, record)

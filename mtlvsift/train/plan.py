@@ -22,6 +22,7 @@ from mtlvsift.errors import MtlvsiftError
 from mtlvsift.tasks import AUTHORS_TASK_ORDER, get_task
 from mtlvsift.train.config import TrainConfig, used_train_size
 from mtlvsift.train.data.glue import resolve_data_dir, train_rows
+from mtlvsift.train.data.holdout import holdout_size
 from mtlvsift.train.prerequisites import with_single_scores, with_start_model
 from mtlvsift.train.batches.probabilities import task_probabilities
 from mtlvsift.train.batches.sampling import EpochLayout, epoch_layout, epoch_schedule, passes, schedule_counts
@@ -49,7 +50,8 @@ def available_train_sizes(config: TrainConfig) -> tuple[list[int], str]:
 
 
 def used_train_sizes(config: TrainConfig, available: list[int]) -> list[int]:
-    """What the run trains on (the target, when there is one, comes first)."""
+    """What the run trains on (the target, when there is one, comes first): the training files'
+    ``available`` rows less the held-out part (--select-on holdout), then subsampled."""
     target = available[0] if config.target else 0
     return [used_train_size(config, t, n, target) for t, n in zip(config.tasks, available)]
 
@@ -153,8 +155,8 @@ def make_plan(config: TrainConfig, num_processes: int | None = None) -> dict[str
     evaluations = [None if b is None else len(eval_points(b, config.eval_every)) for b in batches]
     if layout.quotas is not None:
         quotas = layout.quotas.tolist()
-    elif layout.rows is not None:  # standard: p * B rows per batch on average
-        quotas = [round(float(x) * config.batch_size, 3) for x in p]
+    elif layout.rows is not None:  # standard: each task's rows per batch on average (p * B uncapped)
+        quotas = [round(int(r) * config.batch_size / int(layout.rows.sum()), 3) for r in layout.rows]
     else:
         quotas = None
     return {
@@ -171,6 +173,15 @@ def make_plan(config: TrainConfig, num_processes: int | None = None) -> dict[str
         "evaluations": None if None in evaluations else sum(evaluations),
         "init_model": config.init_model, "start_model": config.start_model,
         "single_scores": config.single_scores, "single_scores_from": config.single_scores_from,
+        "select_on": config.select_on, "holdout_rows": holdout_rows(config, available),
     }
+
+
+def holdout_rows(config: TrainConfig, available: list[int]) -> list[int] | None:
+    """Each task's held-out rows under --select-on holdout (carved from the file's rows before
+    any subsampling; ``train_sizes`` are what is left to train on), else None."""
+    if config.select_on != "holdout":
+        return None
+    return [holdout_size(t, n, config.holdout_fraction) for t, n in zip(config.tasks, available)]
 
 

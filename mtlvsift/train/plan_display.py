@@ -38,12 +38,20 @@ def format_plan(plan: dict[str, Any]) -> str:
         f"  LR schedule:     {plan['lr_schedule_steps']:,} steps, batch {plan['batch_size']}, "
         f"{plan['num_processes']} process(es); evaluations: {plan['evaluations'] or '?'}",
     ]
+    if plan["holdout_rows"]:
+        lines.append(f"  selection:       on {numbers(plan['holdout_rows'])} rows held out of training "
+                     f"(dev reported)")
     if plan["sampling"]:
         lines.append(f"  sampling:        {plan['sampling']}, {plan['batching']} batches")
+        first = plan["passes_per_epoch"][0]
+        later = "" if None not in plan["passes_per_epoch"] else "; later epochs: set by the dev scores"
+        lines.append(f"  passes/epoch:    {', '.join(f'{t} {x:.3g}' for t, x in zip(plan['tasks'], first))} "
+                     f"(epoch 1{later})")
     if plan["start_model"]:
         start = plan["start_model"]
         lines.append(f"  start model:     {start['run']} (best of seeds "
-                     f"{' '.join(map(str, start['seeds']))}: dev {100 * start['score']:.2f})")
+                     f"{' '.join(map(str, start['seeds']))}: "
+                     f"{'held-out' if plan['select_on'] == 'holdout' else 'dev'} {100 * start['score']:.2f})")
     if plan["single_scores"]:
         scores = ", ".join(f"{t} {100 * s:.2f}" for t, s in plan["single_scores"].items())
         lines.append(f"  single scores:   {scores}")

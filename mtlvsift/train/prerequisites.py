@@ -1,9 +1,12 @@
 """What a run needs from other runs, resolved from its config before training starts.
 
-- STILTs starts from the ``best/`` model of the best seed (by dev score) of the supporting task's
+- STILTs starts from the ``best/`` model of the best seed (by selection score) of the supporting task's
   single runs (size experiments: the single runs on the subsample that MTL draws).
 - Dynamic sampling needs each task's single-task dev score: the mean over its single runs, or a
   ``--single-scores`` file.
+Both go by the score each single run selected its checkpoint on (``RunRecord.selection_score``:
+dev, or under ``--select-on holdout`` the held-out part, which those single runs share with this
+run: ``single_config_like`` passes the option on), so that dev never steers training there.
 Both read finished runs through ``mtlvsift.run_record``, of the same model and protocol, and need
 the complete set of ``--support-seeds`` (the authors' scripts waited for all five too), so that
 every seed of a cell starts from the same model and reads the same scores whenever it runs. A
@@ -76,8 +79,9 @@ def with_start_model(config: TrainConfig, target_available: int) -> TrainConfig:
     if command:
         raise _missing_runs_error(config, "STILTs", {support: (records, command)},
                                   "or pass --init-from PATH (a saved model folder).")
-    best = max(records, key=lambda r: (r.score, -r.seed))
-    start = {"run": best.folder.relative_to(config.output_dir).as_posix(), "seed": best.seed, "score": best.score,
+    best = max(records, key=lambda r: (r.selection_score, -r.seed))
+    start = {"run": best.folder.relative_to(config.output_dir).as_posix(), "seed": best.seed,
+             "score": best.selection_score,
              "seeds": [r.seed for r in records]}
     return dataclasses.replace(config, init_model=str(best.folder / "best"), start_model=start)
 
@@ -109,7 +113,7 @@ def with_single_scores(config: TrainConfig) -> TrainConfig:
         if command:
             lacking[task] = (records, command)
         else:
-            scores[task] = statistics.fmean(r.score for r in records)
+            scores[task] = statistics.fmean(r.selection_score for r in records)
     if lacking:
         raise _missing_runs_error(config, "Dynamic sampling", lacking,
                                   "or pass --single-scores FILE (JSON {task: score}), or use "

@@ -81,7 +81,8 @@ def summary_lines(config, task_data: list, batches_per_epoch: int, total_steps: 
     sizes = "; ".join(
         f"{d.task.display} {len(d.train):,} training"
         + (f" (of {d.available:,})" if d.available != len(d.train) else "")
-        + f", {' + '.join(f'{len(split):,}' for split in d.dev.values())} dev" for d in task_data)
+        + f", {' + '.join(f'{len(split):,}' for split in d.dev.values())} dev"
+        + (f", {len(d.holdout):,} held out (selected on)" if d.holdout is not None else "") for d in task_data)
     lines = [
         f"Run folder: {safe_text(config.run_dir)}",
         f"Tasks: {sizes}",
@@ -91,7 +92,8 @@ def summary_lines(config, task_data: list, batches_per_epoch: int, total_steps: 
     ]
     if config.start_model:
         start = config.start_model
-        lines.append(f"Starts from: {safe_text(start['run'])} (seed {start['seed']}, dev "
+        split = "held-out" if config.select_on == "holdout" else "dev"  # the score it was chosen by
+        lines.append(f"Starts from: {safe_text(start['run'])} (seed {start['seed']}, {split} "
                      f"{100 * start['score']:.2f}; the best of seeds "
                      f"{' '.join(map(str, start['seeds']))})")
     elif config.init_model:

