@@ -130,6 +130,8 @@ def test_exposure_options_refuse_what_they_cannot_do(tiny_glue, tmp_path):
     fails("train_mtl", [*base, "--max-passes", "0.001"], "--max-passes 0.001 leaves no task a single row")
     fails("train_mtl_all", ["--tasks", "rte,sst2", "--mtl-epoch", "target", "--dry-run"], "No such option")
     fails("train_mtl", [*base, "--max-passes", "nan"], "--max-passes")
+    fails("train_mtl", [*base, "--temperature", "3"], "--temperature 3 is temperature sampling's",
+          "--sampling temperature")
     assert not (tmp_path / "o").exists()
 
 

@@ -100,6 +100,10 @@ def _build(method: str, tasks: list[str], support: list[str], base: str, given: 
         raise MtlvsiftError(str(err)) from None
     values = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}  # as JSON reads it
     check_exposure_options(values)
+    temperature = given.get("temperature")  # another T than the default, where it does not apply
+    if temperature not in (None, run_options.option("temperature").default) and values["temperature"] is None:
+        raise MtlvsiftError(f"--temperature {temperature:g} is temperature sampling's: "
+                            f"add --sampling temperature, or leave it out.")
     suffixes = run_options.folder_suffixes(method, values)
     protocol = suffixes.pop(run_options.LEADING_SUFFIX, None) or DEFAULT_PROTOCOL
     variant = variant_suffix({**(lead or {}), **suffixes})
