@@ -1,0 +1,355 @@
+"""The reduced reproduction of Weller et al. (2022) as one command, sized to a time budget.
+
+A grid of the six GLUE tasks that are complete offline (RTE, MRPC, STS-B, CoLA, WNLI, SST-2)
+with 3 seeds, single + STILTs + pairwise MTL + MTL_All (``scripts/run_grid.py``), then
+``scripts/compare.py``. The grid is sized from this machine's measured speed: the grid's own
+calibration (``mtlvsift.grid.run.calibrate``: a short single run per task) gives examples/s and
+seconds per evaluation, the grid's own estimate (``run_work``/``run_seconds``) prices each
+candidate size, and the largest candidate that fits the budget is run. Preference: all six tasks
+with at least the device's floor of training examples per task, the most examples and epochs
+that fit; then fewer tasks (dropped from the end of the list above); then fewer examples. What
+was cut from the paper's set-up (9 tasks, 5 seeds, 10 epochs, full data) is printed and written
+to ``reproduction.md`` and ``reproduction.json``. A grid still running at the budget's end is
+stopped (its finished runs are reported). Output folder: ``runs/`` (run records, best models),
+``report/`` (compare.py's), ``reproduction.md``, ``figure1.png``, ``records.tar.gz`` (the run
+records without model weights), ``reproduction.json``.
+
+Run from the repository root as a module (the GPU image runs from the checkout). On a CPU:
+    python -m bench.reproduce --device cpu --budget-minutes 10 --out outputs/reproduction-cpu
+On the GPU machine (no datasets/evaluate, no MiniLM package): first, here,
+    ../shared/tools/gpu-bundle.sh        # .gpu-bundle/: wheels, glue/ (all seven tasks), minilm/
+then, with carry [".gpu-bundle"], this one command (bench.gpu_train first, then the reproduction):
+    site=$(mktemp -d); python3 -m pip install -q --no-index --no-deps --target "$site" .gpu-bundle/wheels/*.whl && export PYTHONPATH="$site" && PYTHONUNBUFFERED=1 python3 -m bench.gpu_train --device cuda --out $OUT/gpu_train.json > $OUT/gpu_train.log 2>&1; PYTHONUNBUFFERED=1 python3 -m bench.reproduce --device cuda --budget-minutes 8 --out $OUT/reproduction 2>&1 | tee $OUT/reproduce.log
+(two device calls if the 10-minute limit of one bites: the gpu_train part, then the reproduction.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bench import fixtures, report
+
+TASKS = ("rte", "mrpc", "stsb", "cola", "wnli", "sst2")  # cut from the end when tasks are cut
+SEEDS = (0, 1, 2)
+METHODS = "single,stilts,mtl,mtl_all"
+PAPER_SETUP = {"tasks": 9, "seeds": 5, "epochs": 10, "max_train_examples": "all"}
+CAPS = (20_000, 10_000, 5_000, 2_000, 1_000, 500, 250, 128, 64, 32, 16)  # training rows per task
+EPOCHS = (3, 2, 1)
+ESTIMATE_SHARE = 0.85  # of the time left: the estimate's error (issue 13 measured a few %)
+
+
+@dataclass(frozen=True)
+class Scale:
+    """What a device can afford at the outset: the batch, the sequence length, dev rows, and the
+    fewest training rows per task worth keeping all tasks for."""
+    batch_size: int
+    max_seq_length: int
+    max_dev_rows: int | None  # None: whole dev sets
+    floor: int
+    report_seconds: float  # compare.py and the files after the grid
+
+
+SCALES = {"cuda": Scale(32, 128, None, 500, 60.0), "cpu": Scale(16, 64, 64, 32, 45.0)}
+
+
+@dataclass(frozen=True)
+class Cut:
+    tasks: tuple[str, ...]
+    max_train_examples: int
+    epochs: int
+
+
+def candidates(tasks: tuple[str, ...], floor: int) -> list[Cut]:
+    """Grid sizes from the largest down, in the order of preference (see the module's doc)."""
+    counts = range(len(tasks), 1, -1)
+    big = [Cut(tasks[:n], cap, epochs) for n in counts for cap in CAPS if cap >= floor for epochs in EPOCHS]
+    small = [Cut(tasks[:n], cap, epochs) for n in counts for cap in CAPS if cap < floor for epochs in EPOCHS]
+    return big + small
+
+
+def grid_arguments(cut: Cut, scale: Scale, model: str, data_dir: Path, runs_dir: Path) -> list[str]:
+    """run_grid.py's arguments for one grid size."""
+    return ["--tasks", ",".join(cut.tasks), "--seeds", ",".join(map(str, SEEDS)), "--methods", METHODS,
+            "--model", model, "--data-dir", str(data_dir), "--output-dir", str(runs_dir),
+            "--epochs", str(cut.epochs), "--max-train-examples", str(cut.max_train_examples),
+            "--batch-size", str(scale.batch_size), "--max-seq-length", str(scale.max_seq_length)]
+
+
+def grid_script():
+    from importlib.util import module_from_spec, spec_from_file_location
+
+    spec = spec_from_file_location("run_grid_script", fixtures.REPO_ROOT / "scripts" / "run_grid.py")
+    module = module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def planned_runs(arguments: list[str]):
+    """The grid's runs for run_grid.py's ``arguments``, planned by the grid itself."""
+    from mtlvsift import run_options
+    from mtlvsift.grid.plan import grid_runs, parse_list
+
+    params = grid_script().make_context("run_grid.py", list(arguments)).params
+    options = {k: v for k, v in params.items() if k in run_options.names() and k != "target_fraction"}
+    return grid_runs(parse_list(params["tasks"], "tasks"), list(params["seeds"]),
+                     parse_list(params["methods"], "methods"), options, params["mtl_sampling"],
+                     params["mtl_all_sampling"])
+
+
+def estimated_seconds(runs, speeds) -> float:
+    from mtlvsift.grid.estimate import run_seconds, run_work
+
+    return sum(run_seconds(run_work(r.config), speeds, "in-process") for r in runs)
+
+
+def choose(cuts: list[Cut], price, seconds: float) -> tuple[Cut, float]:
+    """The first cut whose estimate (``price(cut)``) fits in ``seconds``."""
+    from mtlvsift.errors import MtlvsiftError
+
+    for cut in cuts:
+        estimate = price(cut)
+        if estimate <= seconds:
+            return cut, estimate
+    smallest = cuts[-1]
+    raise MtlvsiftError(f"The budget leaves {seconds:.0f} s for the grid, and its smallest size "
+                        f"({len(smallest.tasks)} tasks, {smallest.max_train_examples} examples, 1 epoch) "
+                        f"is estimated at {price(smallest):.0f} s: give a larger --budget-minutes.")
+
+
+def reproduction_glue(source: Path, dest: Path, tasks: tuple[str, ...], max_dev_rows: int | None) -> Path:
+    """The tasks' train and dev files, linked, or the dev files cut to their first rows."""
+    from mtlvsift.errors import MtlvsiftError
+    from mtlvsift.tasks import get_task
+
+    for name in tasks:
+        task = get_task(name)
+        folder = dest / task.folder
+        folder.mkdir(parents=True, exist_ok=True)
+        for split in ("train.tsv", "dev.tsv"):
+            src, target = source / task.folder / split, folder / split
+            if not src.is_file():
+                raise MtlvsiftError(f"{src} is missing: the reproduction needs the train and dev "
+                                    f"files of {', '.join(tasks)} (--data-dir).")
+            if target.exists() or target.is_symlink():
+                target.unlink()
+            if split == "train.tsv" or max_dev_rows is None:
+                target.symlink_to(src.resolve())
+                continue
+            lines = [line for line in src.read_text(encoding="utf-8").splitlines(keepends=True) if line.strip()]
+            target.write_text("".join(lines[: max_dev_rows + int(task.has_header)]), encoding="utf-8")
+    return dest
+
+
+def default_model() -> str:
+    """DistilRoBERTa (the paper's family) where its weights are cached, else the GPU bundle's
+    MiniLM, else the MiniLM package (``--model minilm``)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    from mtlvsift.train.model.pretrained import hub_id
+
+    hub = hub_id("distilroberta-base")
+    if any(isinstance(try_to_load_from_cache(hub, f), str) for f in ("model.safetensors", "pytorch_model.bin")):
+        return "distilroberta-base"
+    bundled = fixtures.REPO_ROOT / ".gpu-bundle" / "minilm"
+    return str(bundled) if (bundled / "config.json").is_file() else "minilm"
+
+
+def run_grid_until(arguments: list[str], deadline: float, log: Path) -> dict[str, Any]:
+    """run_grid.py in its own process, stopped by SIGTERM (the grid stops at a checkpoint and
+    keeps its finished runs) if it is still running at ``deadline`` (time.monotonic())."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(fixtures.REPO_ROOT),
+                                                                      os.environ.get("PYTHONPATH")]))}
+    start = time.monotonic()
+    with open(log, "w") as handle:
+        process = subprocess.Popen([sys.executable, str(fixtures.REPO_ROOT / "scripts" / "run_grid.py"),
+                                    *arguments], stdout=handle, stderr=subprocess.STDOUT, env=env,
+                                   cwd=fixtures.REPO_ROOT)
+        try:
+            code, stopped = process.wait(timeout=max(1.0, deadline - start)), False
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGTERM)
+            code, stopped = process.wait(), True
+    return {"exit_code": code, "stopped_at_budget": stopped, "seconds": time.monotonic() - start}
+
+
+def run_compare(runs_dir: Path, report_dir: Path, log: Path) -> Path:
+    """compare.py over the runs; the folder of the report that holds the cells (its summary.json)."""
+    from mtlvsift.errors import MtlvsiftError
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(fixtures.REPO_ROOT),
+                                                                      os.environ.get("PYTHONPATH")]))}
+    with open(log, "w") as handle:
+        done = subprocess.run([sys.executable, str(fixtures.REPO_ROOT / "scripts" / "compare.py"),
+                               "--outputs", str(runs_dir), "--report-dir", str(report_dir)],
+                              stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=fixtures.REPO_ROOT)
+    found = [p for p in report_dir.rglob("summary.json") if "cells" in json.loads(p.read_text())]
+    if done.returncode != 0 or not found:
+        raise MtlvsiftError(f"compare.py found nothing to report (exit {done.returncode}); see {log}.")
+    return max(found, key=lambda p: len(json.loads(p.read_text())["cells"])).parent
+
+
+def pack_records(runs_dir: Path, tarball: Path) -> int:
+    """The run records (every file but model weights and accelerate state) as a tarball."""
+    skipped = {"best", "state"}
+    count = 0
+    with tarfile.open(tarball, "w:gz") as tar:
+        for path in sorted(runs_dir.rglob("*")):
+            if path.is_file() and not skipped & set(path.relative_to(runs_dir).parts):
+                tar.add(path, arcname=str(Path("runs") / path.relative_to(runs_dir)))
+                count += 1
+    return count
+
+
+def markdown_table(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def reproduction_markdown(record: dict[str, Any], summary: dict[str, Any], report_link: str) -> str:
+    """reproduction.md: what ran and what was cut, the heuristic under each correction beside
+    the paper's, Figure 1 and Table 1."""
+    cut, paper = record["cut"], summary["heuristic"]["paper"]
+    head = ["correction", "cells predicted", "accuracy", "90% Wilson CI", "paper (Weller et al. 2022)"]
+    rows = []
+    for name, score in summary["heuristic_by_correction"].items():
+        ci = score.get("wilson_ci")
+        rows.append([name, f"{score['correct']}/{score['total']}",
+                     "—" if score["accuracy"] is None else f"{100 * score['accuracy']:.1f}%",
+                     "—" if not ci else f"{100 * ci[0]:.1f}–{100 * ci[1]:.1f}%",
+                     f"{paper['correct']}/{paper['total']} = {100 * paper['accuracy']:.1f}%" if name == "none" else ""])
+    table = summary["tables"].get("table1") or next(iter(summary["tables"].values()))
+    t1 = markdown_table(["method", *table["columns"]],
+                        [[r["label"], *("—" if v is None else f"{v:.1f}" for v in r["values"])] for r in table["rows"]])
+    grid = record["grid"]
+    ending = ("stopped at the budget (its finished runs are reported)" if grid["stopped_at_budget"]
+              else f"exit {grid['exit_code']}")
+    cuts = [["tasks", str(PAPER_SETUP["tasks"]) + " (GLUE)", ", ".join(cut["tasks"])],
+            ["seeds", str(PAPER_SETUP["seeds"]), ", ".join(map(str, SEEDS))],
+            ["epochs", str(PAPER_SETUP["epochs"]), str(cut["epochs"])],
+            ["training examples per task", "all", f"at most {cut['max_train_examples']:,}"],
+            ["dev rows per task", "all", "all" if record["scale"]["max_dev_rows"] is None
+             else f"first {record['scale']['max_dev_rows']}"],
+            ["batch size, max length", "32, 128 (paper); 128, 128 (this project's default)",
+             f"{record['scale']['batch_size']}, {record['scale']['max_seq_length']}"],
+            ["encoder", "DistilRoBERTa-base", record["model"]]]
+    return "\n".join([
+        "# Reduced reproduction of Weller et al. (2022)", "",
+        f"`{record['command']}` on {record['machine']}, {record['date']}: budget "
+        f"{record['budget_minutes']:g} min, wall time {record['wall_seconds'] / 60:.1f} min "
+        f"(calibration {record['calibration_seconds']:.0f} s, grid {grid['seconds']:.0f} s against "
+        f"an estimate of {record['estimate_seconds']:.0f} s, {ending}; report {record['report_seconds']:.0f} s). "
+        f"Full report: [{report_link}]({report_link}); run records: `records.tar.gz`.", "",
+        "## What was cut", "", markdown_table(["", "paper", "here"], cuts), "",
+        f"Chosen as the largest size whose estimate fit {100 * ESTIMATE_SHARE:.0f}% of the time the "
+        f"budget left after the calibration and the report's reserve ({record['grid_seconds_allowed']:.0f} s).", "",
+        "## The size heuristic", "",
+        f"Rule: {summary['heuristic']['rule']}. Cells whose MTL-vs-STILTs difference is significant "
+        f"(alpha {summary['alpha']}) under each correction, and how many of them the heuristic predicted:", "",
+        markdown_table(head, rows), "",
+        "## Figure 1: pairwise MTL minus STILTs", "", "![Figure 1](figure1.png)", "",
+        f"## Table 1: {table['title']}", "", t1, ""])
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--device", type=click.Choice(["cuda", "cpu"]), default="cuda")
+@click.option("--budget-minutes", type=click.FloatRange(0.5, 24 * 60), default=8.0,
+              help="Wall time of the whole command: calibration, grid, report.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              default=fixtures.REPO_ROOT / "outputs" / "reproduction")
+@click.option("--model", default=None,
+              help="Encoder  [default: distilroberta-base if cached, else .gpu-bundle/minilm, else minilm]")
+@click.option("--tasks", default=",".join(TASKS), help="Tasks, kept in this order when cut.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="GLUE folder  [default: ../shared/glue, else .gpu-bundle/glue]")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="[default: 32 on cuda, 16 on cpu]")
+@click.option("--max-seq-length", type=click.IntRange(min=8), default=None, help="[default: 128 on cuda, 64 on cpu]")
+@click.option("--max-dev-rows", type=click.IntRange(min=1), default=None, help="[default: all on cuda, 64 on cpu]")
+def main(device, budget_minutes, out, model, tasks, data_dir, batch_size, max_seq_length, max_dev_rows):
+    began = time.monotonic()
+    fixtures.offline_environment()
+    if device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the grid's processes too
+    import torch
+
+    from mtlvsift.errors import MtlvsiftError
+    from mtlvsift.grid.run import calibrate
+    from mtlvsift.tasks import get_tasks
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise click.UsageError("--device cuda, but torch sees no GPU (use --device cpu here).")
+    deadline = began + 60 * budget_minutes
+    base = SCALES[device]
+    scale = Scale(batch_size or base.batch_size, max_seq_length or base.max_seq_length,
+                  max_dev_rows or base.max_dev_rows, base.floor, base.report_seconds)
+    task_names = tuple(t.name for t in get_tasks([t.strip() for t in tasks.split(",") if t.strip()]))
+    if len(task_names) < 2:
+        raise click.UsageError("--tasks: give at least two tasks (STILTs and MTL need a pair).")
+    model = model or default_model()
+    source = data_dir or fixtures.default_data_dir(needs=get_tasks(task_names)[0].folder)
+    if source is None:
+        raise click.UsageError("No GLUE folder: pass --data-dir (../shared/glue or .gpu-bundle/glue).")
+    if out.exists():
+        shutil.rmtree(out)  # a reproduction is one fresh grid: its budget sizes it
+    out.mkdir(parents=True)
+    glue = reproduction_glue(Path(source), out / "glue", task_names, scale.max_dev_rows)
+    runs_dir = out / "runs"
+    cuts = candidates(task_names, scale.floor)
+    arguments = lambda cut: grid_arguments(cut, scale, model, glue, runs_dir)  # noqa: E731
+    console = report.console()
+    calibrated = time.monotonic()
+    runs = planned_runs(arguments(cuts[0]))
+    speeds = calibrate(runs[0].config, list(task_names), console)
+    calibration_seconds = time.monotonic() - calibrated
+    allowed = ESTIMATE_SHARE * (deadline - time.monotonic() - scale.report_seconds)
+    cut, estimate = choose(cuts, lambda c: estimated_seconds(planned_runs(arguments(c)), speeds), allowed)
+    grid_args = arguments(cut)
+    console.print(f"Speeds: " + ", ".join(f"{t} {s.train_examples_per_s:.0f} ex/s, {s.eval_seconds:.1f} s/eval"
+                                          for t, s in speeds.tasks.items()), highlight=False)
+    console.print(f"Cut to fit {allowed:.0f} s: {len(cut.tasks)} of {len(task_names)} tasks "
+                  f"({', '.join(cut.tasks)}), at most {cut.max_train_examples:,} training examples per "
+                  f"task, {cut.epochs} epoch(s), {len(SEEDS)} seeds, batch {scale.batch_size}, length "
+                  f"{scale.max_seq_length}, dev rows {scale.max_dev_rows or 'all'}; estimate "
+                  f"{estimate:.0f} s.", highlight=False)
+    console.print("Grid: python scripts/run_grid.py " + " ".join(grid_args), highlight=False, soft_wrap=True)
+    grid = run_grid_until(grid_args, deadline - scale.report_seconds, out / "grid.log")
+    if grid["exit_code"] != 0 and not grid["stopped_at_budget"]:
+        console.print(f"[yellow]The grid exited with {grid['exit_code']} (see {out / 'grid.log'}); "
+                      f"reporting the runs that finished.[/yellow]")
+    reported = time.monotonic()
+    folder = run_compare(runs_dir, out / "report", out / "compare.log")
+    summary = json.loads((folder / "summary.json").read_text())
+    if (folder / "figure1.png").is_file():
+        shutil.copy(folder / "figure1.png", out / "figure1.png")
+    records = pack_records(runs_dir, out / "records.tar.gz")
+    meta = report.meta("python -m bench.reproduce " + " ".join(sys.argv[1:]))
+    record = {**meta, "budget_minutes": budget_minutes, "model": model, "device": device,
+              "scale": asdict(scale), "cut": asdict(cut), "grid_arguments": grid_args,
+              "speeds": {t: asdict(s) for t, s in speeds.tasks.items()},
+              "calibration_seconds": calibration_seconds, "grid_seconds_allowed": allowed,
+              "estimate_seconds": estimate, "grid": grid, "report_seconds": time.monotonic() - reported,
+              "records_in_tarball": records, "heuristic_by_correction": summary["heuristic_by_correction"],
+              "paper_heuristic": summary["heuristic"]["paper"]}
+    record["wall_seconds"] = time.monotonic() - began
+    (out / "reproduction.md").write_text(
+        reproduction_markdown(record, summary, str(folder.relative_to(out) / "report.md")), encoding="utf-8")
+    report.save_json(out / "reproduction.json", record)
+    console.print(f"Wall time {record['wall_seconds']:.0f} s of {60 * budget_minutes:.0f}; "
+                  f"{out / 'reproduction.md'}", highlight=False)
+    if record["wall_seconds"] > 60 * budget_minutes:
+        raise MtlvsiftError(f"The reproduction took {record['wall_seconds']:.0f} s, over its budget.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""bench.reproduce: the budget's sizing, the stand-in GLUE folder, the one-line error without a
+GPU, and (slow) the whole reproduction at a tiny scale inside its budget."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from bench import reproduce
+from mtlvsift.errors import MtlvsiftError
+
+
+def test_candidates_keep_every_task_down_to_the_floor_then_drop_tasks():
+    cuts = reproduce.candidates(("rte", "mrpc", "stsb"), floor=500)
+    assert cuts[0] == reproduce.Cut(("rte", "mrpc", "stsb"), reproduce.CAPS[0], reproduce.EPOCHS[0])
+    first_two = next(i for i, c in enumerate(cuts) if len(c.tasks) == 2)
+    assert all(c.max_train_examples >= 500 for c in cuts[:first_two])
+    assert min(c.max_train_examples for c in cuts[:first_two]) == 500
+    assert cuts[-1] == reproduce.Cut(("rte", "mrpc"), reproduce.CAPS[-1], 1)
+
+
+def test_choose_takes_the_first_size_that_fits_else_one_clear_error():
+    cuts = reproduce.candidates(("rte", "mrpc", "stsb"), floor=500)
+    price = lambda cut: len(cut.tasks) * cut.max_train_examples * cut.epochs / 100  # noqa: E731
+    cut, estimate = reproduce.choose(cuts, price, seconds=30)
+    assert (cut.tasks, cut.max_train_examples, cut.epochs) == (("rte", "mrpc", "stsb"), 1000, 1)
+    assert estimate == 30
+    with pytest.raises(MtlvsiftError, match="larger --budget-minutes"):
+        reproduce.choose(cuts, price, seconds=0.1)
+
+
+def test_reproduction_glue_links_train_and_cuts_dev_after_the_header(tiny_glue, tmp_path):
+    glue = reproduce.reproduction_glue(tiny_glue, tmp_path / "glue", ("rte", "cola"), max_dev_rows=5)
+    assert (glue / "RTE" / "train.tsv").resolve() == (tiny_glue / "RTE" / "train.tsv").resolve()
+    assert len((glue / "RTE" / "dev.tsv").read_text().splitlines()) == 6  # header + 5
+    assert len((glue / "CoLA" / "dev.tsv").read_text().splitlines()) == 5  # CoLA has no header
+    with pytest.raises(MtlvsiftError, match="WNLI"):
+        reproduce.reproduction_glue(tiny_glue, tmp_path / "other", ("wnli",), None)
+
+
+def test_cuda_without_a_gpu_is_one_clear_error(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    result = CliRunner().invoke(reproduce.main, ["--device", "cuda", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert errors == ["Error: --device cuda, but torch sees no GPU (use --device cpu here)."]
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_tiny_reproduction_fits_its_budget_and_writes_the_report(tiny_model, tiny_glue, tmp_path):
+    out, budget = tmp_path / "reproduction", 1.5
+    start = time.monotonic()
+    result = CliRunner().invoke(reproduce.main, [
+        "--device", "cpu", "--budget-minutes", str(budget), "--out", str(out), "--model", str(tiny_model),
+        "--tasks", "rte,sst2,cola", "--data-dir", str(tiny_glue), "--batch-size", "8",
+        "--max-seq-length", "32", "--max-dev-rows", "16"])
+    wall = time.monotonic() - start
+    assert result.exit_code == 0, result.output
+    assert wall <= 60 * budget + 5  # + CliRunner's own start
+    record = json.loads((out / "reproduction.json").read_text())
+    assert record["wall_seconds"] <= 60 * budget
+    assert record["estimate_seconds"] <= record["grid_seconds_allowed"]
+    assert set(record["cut"]["tasks"]) <= {"rte", "sst2", "cola"} and len(record["cut"]["tasks"]) >= 2
+    assert set(record["heuristic_by_correction"]) == {"none", "holm", "bh"}
+    text = (out / "reproduction.md").read_text()
+    assert "![Figure 1](figure1.png)" in text and (out / "figure1.png").stat().st_size > 1000
+    assert "49/53 = 92.5%" in text and "## Table 1" in text and "## What was cut" in text
+    with tarfile.open(out / "records.tar.gz") as tar:
+        names = tar.getnames()
+    assert any(n.endswith("result.json") for n in names)
+    assert not any("/best/" in n or "/state/" in n for n in names)
