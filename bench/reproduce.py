@@ -34,6 +34,7 @@ import sys
 import tarfile
 import time
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ METHODS = "single,stilts,mtl,mtl_all"
 PAPER_SETUP = {"tasks": 9, "seeds": 5, "epochs": 10, "max_train_examples": "all"}
 CAPS = (20_000, 10_000, 5_000, 2_000, 1_000, 500, 250, 128, 64, 32, 16)  # training rows per task
 EPOCHS = (3, 2, 1)
-ESTIMATE_SHARE = 0.85  # of the time left: the estimate's error (issue 13 measured a few %)
+ESTIMATE_SHARE = 0.6  # of the time left: small runs' set-up is underestimated (a tiny grid took 1.45x its estimate)
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class Scale:
     report_seconds: float  # compare.py and the files after the grid
 
 
-SCALES = {"cuda": Scale(32, 128, None, 500, 60.0), "cpu": Scale(16, 64, 64, 32, 45.0)}
+SCALES = {"cuda": Scale(32, 128, None, 500, 30.0), "cpu": Scale(16, 64, 64, 32, 20.0)}
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,9 @@ def grid_arguments(cut: Cut, scale: Scale, model: str, data_dir: Path, runs_dir:
             "--batch-size", str(scale.batch_size), "--max-seq-length", str(scale.max_seq_length)]
 
 
+@lru_cache(maxsize=1)
 def grid_script():
+    """scripts/run_grid.py's click command (its options and their defaults)."""
     from importlib.util import module_from_spec, spec_from_file_location
 
     spec = spec_from_file_location("run_grid_script", fixtures.REPO_ROOT / "scripts" / "run_grid.py")
@@ -166,6 +169,23 @@ def default_model() -> str:
     return str(bundled) if (bundled / "config.json").is_file() else "minilm"
 
 
+def fp32_model(model: str, dest: Path) -> str:
+    """``model``, or an fp32 copy in ``dest`` where its folder holds half-precision weights (the
+    GPU bundle's MiniLM is fp16): transformers loads a checkpoint in its weights' dtype, and the
+    loop's mixed precision expects fp32 master weights."""
+    if not (Path(model) / "config.json").is_file():
+        return model
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    encoder = AutoModel.from_pretrained(model)
+    if next(encoder.parameters()).dtype == torch.float32:
+        return model
+    encoder.to(torch.float32).save_pretrained(dest)
+    AutoTokenizer.from_pretrained(model).save_pretrained(dest)
+    return str(dest)
+
+
 def run_grid_until(arguments: list[str], deadline: float, log: Path) -> dict[str, Any]:
     """run_grid.py in its own process, stopped by SIGTERM (the grid stops at a checkpoint and
     keeps its finished runs) if it is still running at ``deadline`` (time.monotonic())."""
@@ -220,8 +240,10 @@ def markdown_table(head: list[str], rows: list[list[str]]) -> str:
 def reproduction_markdown(record: dict[str, Any], summary: dict[str, Any], report_link: str) -> str:
     """reproduction.md: what ran and what was cut, the heuristic under each correction beside
     the paper's, Figure 1 and Table 1."""
+    from mtlvsift.report.inference import CONFIDENCE
+
     cut, paper = record["cut"], summary["heuristic"]["paper"]
-    head = ["correction", "cells predicted", "accuracy", "90% Wilson CI", "paper (Weller et al. 2022)"]
+    head = ["correction", "cells predicted", "accuracy", f"{CONFIDENCE:.0%} Wilson CI", "paper (Weller et al. 2022)"]
     rows = []
     for name, score in summary["heuristic_by_correction"].items():
         ci = score.get("wilson_ci")
@@ -259,7 +281,15 @@ def reproduction_markdown(record: dict[str, Any], summary: dict[str, Any], repor
         f"(alpha {summary['alpha']}) under each correction, and how many of them the heuristic predicted:", "",
         markdown_table(head, rows), "",
         "## Figure 1: pairwise MTL minus STILTs", "", "![Figure 1](figure1.png)", "",
-        f"## Table 1: {table['title']}", "", t1, ""])
+        f"## {table['title']}", "", t1, ""])
+
+
+def command_line(ctx: click.Context) -> str:
+    """The command as given (the options the user set), whatever ``sys.argv`` holds."""
+    from click.core import ParameterSource
+
+    given = [p for p in ctx.command.params if ctx.get_parameter_source(p.name) != ParameterSource.DEFAULT]
+    return " ".join(["python -m bench.reproduce", *(f"{p.opts[0]} {ctx.params[p.name]}" for p in given)])
 
 
 @click.command(context_settings={"show_default": True})
@@ -304,6 +334,7 @@ def main(device, budget_minutes, out, model, tasks, data_dir, batch_size, max_se
         shutil.rmtree(out)  # a reproduction is one fresh grid: its budget sizes it
     out.mkdir(parents=True)
     glue = reproduction_glue(Path(source), out / "glue", task_names, scale.max_dev_rows)
+    named, model = model, fp32_model(model, out / "model-fp32")
     runs_dir = out / "runs"
     cuts = candidates(task_names, scale.floor)
     arguments = lambda cut: grid_arguments(cut, scale, model, glue, runs_dir)  # noqa: E731
@@ -333,8 +364,8 @@ def main(device, budget_minutes, out, model, tasks, data_dir, batch_size, max_se
     if (folder / "figure1.png").is_file():
         shutil.copy(folder / "figure1.png", out / "figure1.png")
     records = pack_records(runs_dir, out / "records.tar.gz")
-    meta = report.meta("python -m bench.reproduce " + " ".join(sys.argv[1:]))
-    record = {**meta, "budget_minutes": budget_minutes, "model": model, "device": device,
+    meta = report.meta(command_line(click.get_current_context()))
+    record = {**meta, "budget_minutes": budget_minutes, "model": named, "model_path": model, "device": device,
               "scale": asdict(scale), "cut": asdict(cut), "grid_arguments": grid_args,
               "speeds": {t: asdict(s) for t, s in speeds.tasks.items()},
               "calibration_seconds": calibration_seconds, "grid_seconds_allowed": allowed,

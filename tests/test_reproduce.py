@@ -56,7 +56,7 @@ def test_cuda_without_a_gpu_is_one_clear_error(tmp_path):
 
 @pytest.mark.slow
 def test_tiny_reproduction_fits_its_budget_and_writes_the_report(tiny_model, tiny_glue, tmp_path):
-    out, budget = tmp_path / "reproduction", 1.5
+    out, budget = tmp_path / "reproduction", 2.0
     start = time.monotonic()
     result = CliRunner().invoke(reproduce.main, [
         "--device", "cpu", "--budget-minutes", str(budget), "--out", str(out), "--model", str(tiny_model),
@@ -68,11 +68,14 @@ def test_tiny_reproduction_fits_its_budget_and_writes_the_report(tiny_model, tin
     record = json.loads((out / "reproduction.json").read_text())
     assert record["wall_seconds"] <= 60 * budget
     assert record["estimate_seconds"] <= record["grid_seconds_allowed"]
+    assert record["grid"]["exit_code"] == 0 and not record["grid"]["stopped_at_budget"]
     assert set(record["cut"]["tasks"]) <= {"rte", "sst2", "cola"} and len(record["cut"]["tasks"]) >= 2
     assert set(record["heuristic_by_correction"]) == {"none", "holm", "bh"}
     text = (out / "reproduction.md").read_text()
     assert "![Figure 1](figure1.png)" in text and (out / "figure1.png").stat().st_size > 1000
     assert "49/53 = 92.5%" in text and "## Table 1" in text and "## What was cut" in text
+    assert "| Avg. STILTs |" in text and "| Avg. MTL |" in text
+    assert record["command"].startswith("python -m bench.reproduce --device cpu --budget-minutes 2.0")
     with tarfile.open(out / "records.tar.gz") as tar:
         names = tar.getnames()
     assert any(n.endswith("result.json") for n in names)
