@@ -5,9 +5,11 @@ with 3 seeds, single + STILTs + pairwise MTL + MTL_All (``scripts/run_grid.py``)
 ``scripts/compare.py``. The grid is sized from this machine's measured speed: the grid's own
 calibration (``mtlvsift.grid.run.calibrate``: a short single run per task) gives examples/s and
 seconds per evaluation, the grid's own estimate (``run_work``/``run_seconds``) prices each
-candidate size, and the largest candidate that fits the budget is run. Preference: all six tasks
-with at least the device's floor of training examples per task, the most examples and epochs
-that fit; then fewer tasks (dropped from the end of the list above); then fewer examples. What
+candidate size, and the largest candidate that fits the budget is run. Every task keeps the same
+seeded fraction of its training rows (SST-2 capped at 10,000 first), so sizes keep their order.
+Preference: all six tasks down to the device's smallest fraction (0.1 on a GPU, 0.01 on a CPU),
+the largest fraction and most epochs (3, 2, 1) that fit; then fewer tasks (dropped from the end
+of the list above); then smaller fractions. What
 was cut from the paper's set-up (9 tasks, 5 seeds, 10 epochs, full data) is printed and written
 to ``reproduction.md`` and ``reproduction.json``. A grid still running at the budget's end is
 stopped (its finished runs are reported). Output folder: ``runs/`` (run records, best models),
@@ -45,38 +47,43 @@ from bench import fixtures, report
 TASKS = ("rte", "mrpc", "stsb", "cola", "wnli", "sst2")  # cut from the end when tasks are cut
 SEEDS = (0, 1, 2)
 METHODS = "single,stilts,mtl,mtl_all"
-PAPER_SETUP = {"tasks": 9, "seeds": 5, "epochs": 10, "max_train_examples": "all"}
-CAPS = (20_000, 10_000, 5_000, 2_000, 1_000, 500, 250, 128, 64, 32, 16)  # training rows per task
+PAPER_SETUP = {"tasks": 9, "seeds": 5, "epochs": 10}
+# Every task keeps the same seeded fraction of its training rows, so that the sizes keep their
+# order (the size heuristic compares them; one cap for all would make every cell a tie).
+FRACTIONS = (1.0, 0.5, 0.25, 0.1, 0.05, 0.02, 0.01)
+SST2_CAP = 10_000  # SST-2's 67,349 rows are cut to this first: its runs would take most of a budget
+MIN_ROWS = 16  # fewest training rows a task keeps
 EPOCHS = (3, 2, 1)
-ESTIMATE_SHARE = 0.6  # of the time left: small runs' set-up is underestimated (a tiny grid took 1.45x its estimate)
+# Of the time left: the estimate missed by up to 1.8x on a shared CPU (small runs' set-up).
+ESTIMATE_SHARE = 0.5
 
 
 @dataclass(frozen=True)
 class Scale:
     """What a device can afford at the outset: the batch, the sequence length, dev rows, and the
-    fewest training rows per task worth keeping all tasks for."""
+    smallest fraction of the training rows worth keeping all tasks for."""
     batch_size: int
     max_seq_length: int
     max_dev_rows: int | None  # None: whole dev sets
-    floor: int
-    report_seconds: float  # compare.py and the files after the grid
+    floor: float
+    report_seconds: float  # compare.py and the files after the grid (33 s measured on a busy CPU)
 
 
-SCALES = {"cuda": Scale(32, 128, None, 500, 30.0), "cpu": Scale(16, 64, 64, 32, 20.0)}
+SCALES = {"cuda": Scale(32, 128, None, 0.1, 45.0), "cpu": Scale(16, 64, 64, 0.01, 60.0)}
 
 
 @dataclass(frozen=True)
 class Cut:
     tasks: tuple[str, ...]
-    max_train_examples: int
+    fraction: float  # of each task's training rows (SST-2's capped first)
     epochs: int
 
 
-def candidates(tasks: tuple[str, ...], floor: int) -> list[Cut]:
+def candidates(tasks: tuple[str, ...], floor: float) -> list[Cut]:
     """Grid sizes from the largest down, in the order of preference (see the module's doc)."""
     counts = range(len(tasks), 1, -1)
-    big = [Cut(tasks[:n], cap, epochs) for n in counts for cap in CAPS if cap >= floor for epochs in EPOCHS]
-    small = [Cut(tasks[:n], cap, epochs) for n in counts for cap in CAPS if cap < floor for epochs in EPOCHS]
+    big = [Cut(tasks[:n], f, epochs) for n in counts for f in FRACTIONS if f >= floor for epochs in EPOCHS]
+    small = [Cut(tasks[:n], f, epochs) for n in counts for f in FRACTIONS if f < floor for epochs in EPOCHS]
     return big + small
 
 
@@ -84,7 +91,7 @@ def grid_arguments(cut: Cut, scale: Scale, model: str, data_dir: Path, runs_dir:
     """run_grid.py's arguments for one grid size."""
     return ["--tasks", ",".join(cut.tasks), "--seeds", ",".join(map(str, SEEDS)), "--methods", METHODS,
             "--model", model, "--data-dir", str(data_dir), "--output-dir", str(runs_dir),
-            "--epochs", str(cut.epochs), "--max-train-examples", str(cut.max_train_examples),
+            "--epochs", str(cut.epochs),
             "--batch-size", str(scale.batch_size), "--max-seq-length", str(scale.max_seq_length)]
 
 
@@ -127,32 +134,48 @@ def choose(cuts: list[Cut], price, seconds: float) -> tuple[Cut, float]:
             return cut, estimate
     smallest = cuts[-1]
     raise MtlvsiftError(f"The budget leaves {seconds:.0f} s for the grid, and its smallest size "
-                        f"({len(smallest.tasks)} tasks, {smallest.max_train_examples} examples, 1 epoch) "
+                        f"({len(smallest.tasks)} tasks, {smallest.fraction:g} of their training rows, 1 epoch) "
                         f"is estimated at {price(smallest):.0f} s: give a larger --budget-minutes.")
 
 
-def reproduction_glue(source: Path, dest: Path, tasks: tuple[str, ...], max_dev_rows: int | None) -> Path:
-    """The tasks' train and dev files, linked, or the dev files cut to their first rows."""
+@lru_cache(maxsize=None)
+def source_rows(path: Path, has_header: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(header lines, rows) of a GLUE file, blank lines left out."""
     from mtlvsift.errors import MtlvsiftError
+
+    if not path.is_file():
+        raise MtlvsiftError(f"{path} is missing: the reproduction needs the train and dev files of "
+                            f"its tasks (--data-dir).")
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines(keepends=True) if line.strip()]
+    return tuple(lines[: int(has_header)]), tuple(lines[int(has_header):])
+
+
+def kept_rows(rows: int, fraction: float, cap: int | None = None) -> int:
+    return min(rows, max(MIN_ROWS, round(min(rows, cap or rows) * fraction)))
+
+
+def reproduction_glue(source: Path, dest: Path, tasks: tuple[str, ...], fraction: float,
+                      max_dev_rows: int | None) -> dict[str, int]:
+    """The tasks' training files cut to a seeded ``fraction`` of their rows (SST-2's capped at
+    SST2_CAP first; file order kept) and their dev files to the first ``max_dev_rows``; returns
+    the training rows per task."""
+    import random
+
     from mtlvsift.tasks import get_task
 
+    sizes = {}
     for name in tasks:
         task = get_task(name)
-        folder = dest / task.folder
-        folder.mkdir(parents=True, exist_ok=True)
-        for split in ("train.tsv", "dev.tsv"):
-            src, target = source / task.folder / split, folder / split
-            if not src.is_file():
-                raise MtlvsiftError(f"{src} is missing: the reproduction needs the train and dev "
-                                    f"files of {', '.join(tasks)} (--data-dir).")
-            if target.exists() or target.is_symlink():
-                target.unlink()
-            if split == "train.tsv" or max_dev_rows is None:
-                target.symlink_to(src.resolve())
-                continue
-            lines = [line for line in src.read_text(encoding="utf-8").splitlines(keepends=True) if line.strip()]
-            target.write_text("".join(lines[: max_dev_rows + int(task.has_header)]), encoding="utf-8")
-    return dest
+        (dest / task.folder).mkdir(parents=True, exist_ok=True)
+        header, rows = source_rows(source / task.folder / "train.tsv", task.has_header)
+        keep = kept_rows(len(rows), fraction, SST2_CAP if name == "sst2" else None)
+        chosen = sorted(random.Random(f"{name}-{keep}").sample(range(len(rows)), keep))
+        (dest / task.folder / "train.tsv").write_text("".join(header + tuple(rows[i] for i in chosen)),
+                                                      encoding="utf-8")
+        header, rows = source_rows(source / task.folder / "dev.tsv", task.has_header)
+        (dest / task.folder / "dev.tsv").write_text("".join(header + rows[:max_dev_rows]), encoding="utf-8")
+        sizes[name] = keep
+    return sizes
 
 
 def default_model() -> str:
@@ -260,7 +283,9 @@ def reproduction_markdown(record: dict[str, Any], summary: dict[str, Any], repor
     cuts = [["tasks", str(PAPER_SETUP["tasks"]) + " (GLUE)", ", ".join(cut["tasks"])],
             ["seeds", str(PAPER_SETUP["seeds"]), ", ".join(map(str, SEEDS))],
             ["epochs", str(PAPER_SETUP["epochs"]), str(cut["epochs"])],
-            ["training examples per task", "all", f"at most {cut['max_train_examples']:,}"],
+            ["training rows per task", "all (SST-2 67,349)",
+             f"{cut['fraction']:g} of each, seeded (SST-2 capped at {SST2_CAP:,} first): "
+             + ", ".join(f"{t} {n:,}" for t, n in record["train_rows"].items())],
             ["dev rows per task", "all", "all" if record["scale"]["max_dev_rows"] is None
              else f"first {record['scale']['max_dev_rows']}"],
             ["batch size, max length", "32, 128 (paper); 128, 128 (this project's default)",
@@ -333,24 +358,33 @@ def main(device, budget_minutes, out, model, tasks, data_dir, batch_size, max_se
     if out.exists():
         shutil.rmtree(out)  # a reproduction is one fresh grid: its budget sizes it
     out.mkdir(parents=True)
-    glue = reproduction_glue(Path(source), out / "glue", task_names, scale.max_dev_rows)
+    glue = out / "glue"
+    write_glue = lambda cut: reproduction_glue(Path(source), glue, cut.tasks, cut.fraction,  # noqa: E731
+                                               scale.max_dev_rows)
     named, model = model, fp32_model(model, out / "model-fp32")
     runs_dir = out / "runs"
     cuts = candidates(task_names, scale.floor)
     arguments = lambda cut: grid_arguments(cut, scale, model, glue, runs_dir)  # noqa: E731
     console = report.console()
     calibrated = time.monotonic()
+    write_glue(cuts[0])
     runs = planned_runs(arguments(cuts[0]))
     speeds = calibrate(runs[0].config, list(task_names), console)
     calibration_seconds = time.monotonic() - calibrated
+
+    def price(cut: Cut) -> float:
+        write_glue(cut)  # the grid's estimate counts the rows of the files it will read
+        return estimated_seconds(planned_runs(arguments(cut)), speeds)
+
     allowed = ESTIMATE_SHARE * (deadline - time.monotonic() - scale.report_seconds)
-    cut, estimate = choose(cuts, lambda c: estimated_seconds(planned_runs(arguments(c)), speeds), allowed)
+    cut, estimate = choose(cuts, price, allowed)
+    train_rows = write_glue(cut)
     grid_args = arguments(cut)
     console.print(f"Speeds: " + ", ".join(f"{t} {s.train_examples_per_s:.0f} ex/s, {s.eval_seconds:.1f} s/eval"
                                           for t, s in speeds.tasks.items()), highlight=False)
     console.print(f"Cut to fit {allowed:.0f} s: {len(cut.tasks)} of {len(task_names)} tasks "
-                  f"({', '.join(cut.tasks)}), at most {cut.max_train_examples:,} training examples per "
-                  f"task, {cut.epochs} epoch(s), {len(SEEDS)} seeds, batch {scale.batch_size}, length "
+                  f"({', '.join(cut.tasks)}), {cut.fraction:g} of each task's training rows "
+                  f"({', '.join(f'{t} {n:,}' for t, n in train_rows.items())}), {cut.epochs} epoch(s), {len(SEEDS)} seeds, batch {scale.batch_size}, length "
                   f"{scale.max_seq_length}, dev rows {scale.max_dev_rows or 'all'}; estimate "
                   f"{estimate:.0f} s.", highlight=False)
     console.print("Grid: python scripts/run_grid.py " + " ".join(grid_args), highlight=False, soft_wrap=True)
@@ -366,7 +400,7 @@ def main(device, budget_minutes, out, model, tasks, data_dir, batch_size, max_se
     records = pack_records(runs_dir, out / "records.tar.gz")
     meta = report.meta(command_line(click.get_current_context()))
     record = {**meta, "budget_minutes": budget_minutes, "model": named, "model_path": model, "device": device,
-              "scale": asdict(scale), "cut": asdict(cut), "grid_arguments": grid_args,
+              "scale": asdict(scale), "cut": asdict(cut), "train_rows": train_rows, "grid_arguments": grid_args,
               "speeds": {t: asdict(s) for t, s in speeds.tasks.items()},
               "calibration_seconds": calibration_seconds, "grid_seconds_allowed": allowed,
               "estimate_seconds": estimate, "grid": grid, "report_seconds": time.monotonic() - reported,

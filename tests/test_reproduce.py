@@ -15,31 +15,36 @@ from mtlvsift.errors import MtlvsiftError
 
 
 def test_candidates_keep_every_task_down_to_the_floor_then_drop_tasks():
-    cuts = reproduce.candidates(("rte", "mrpc", "stsb"), floor=500)
-    assert cuts[0] == reproduce.Cut(("rte", "mrpc", "stsb"), reproduce.CAPS[0], reproduce.EPOCHS[0])
+    cuts = reproduce.candidates(("rte", "mrpc", "stsb"), floor=0.1)
+    assert cuts[0] == reproduce.Cut(("rte", "mrpc", "stsb"), 1.0, reproduce.EPOCHS[0])
     first_two = next(i for i, c in enumerate(cuts) if len(c.tasks) == 2)
-    assert all(c.max_train_examples >= 500 for c in cuts[:first_two])
-    assert min(c.max_train_examples for c in cuts[:first_two]) == 500
-    assert cuts[-1] == reproduce.Cut(("rte", "mrpc"), reproduce.CAPS[-1], 1)
+    assert min(c.fraction for c in cuts[:first_two]) == 0.1
+    assert cuts[-1] == reproduce.Cut(("rte", "mrpc"), reproduce.FRACTIONS[-1], 1)
 
 
 def test_choose_takes_the_first_size_that_fits_else_one_clear_error():
-    cuts = reproduce.candidates(("rte", "mrpc", "stsb"), floor=500)
-    price = lambda cut: len(cut.tasks) * cut.max_train_examples * cut.epochs / 100  # noqa: E731
-    cut, estimate = reproduce.choose(cuts, price, seconds=30)
-    assert (cut.tasks, cut.max_train_examples, cut.epochs) == (("rte", "mrpc", "stsb"), 1000, 1)
-    assert estimate == 30
+    cuts = reproduce.candidates(("rte", "mrpc", "stsb"), floor=0.1)
+    price = lambda cut: len(cut.tasks) * cut.fraction * cut.epochs * 100  # noqa: E731
+    cut, estimate = reproduce.choose(cuts, price, seconds=30.5)
+    assert (cut.tasks, cut.fraction, cut.epochs) == (("rte", "mrpc", "stsb"), 0.1, 1)
+    assert estimate == pytest.approx(30)
     with pytest.raises(MtlvsiftError, match="larger --budget-minutes"):
-        reproduce.choose(cuts, price, seconds=0.1)
+        reproduce.choose(cuts, price, seconds=1)
 
 
-def test_reproduction_glue_links_train_and_cuts_dev_after_the_header(tiny_glue, tmp_path):
-    glue = reproduce.reproduction_glue(tiny_glue, tmp_path / "glue", ("rte", "cola"), max_dev_rows=5)
-    assert (glue / "RTE" / "train.tsv").resolve() == (tiny_glue / "RTE" / "train.tsv").resolve()
-    assert len((glue / "RTE" / "dev.tsv").read_text().splitlines()) == 6  # header + 5
-    assert len((glue / "CoLA" / "dev.tsv").read_text().splitlines()) == 5  # CoLA has no header
+def test_reproduction_glue_keeps_a_fraction_of_training_rows_and_the_first_dev_rows(tiny_glue, tmp_path):
+    sizes = reproduce.reproduction_glue(tiny_glue, tmp_path / "glue", ("rte", "cola"), 0.5, max_dev_rows=5)
+    assert sizes == {"rte": 24, "cola": 24}
+    train = (tmp_path / "glue" / "RTE" / "train.tsv").read_text().splitlines()
+    source = (tiny_glue / "RTE" / "train.tsv").read_text().splitlines()
+    assert train[0] == source[0] and len(train) == 25  # the header + 24 rows, in the file's order
+    assert [source.index(row) for row in train[1:]] == sorted(source.index(row) for row in train[1:])
+    assert len((tmp_path / "glue" / "RTE" / "dev.tsv").read_text().splitlines()) == 6  # header + 5
+    assert len((tmp_path / "glue" / "CoLA" / "dev.tsv").read_text().splitlines()) == 5  # no header
+    assert reproduce.kept_rows(67_349, 0.5, reproduce.SST2_CAP) == 5_000
+    assert reproduce.kept_rows(635, 0.01) == reproduce.MIN_ROWS
     with pytest.raises(MtlvsiftError, match="WNLI"):
-        reproduce.reproduction_glue(tiny_glue, tmp_path / "other", ("wnli",), None)
+        reproduce.reproduction_glue(tiny_glue, tmp_path / "other", ("wnli",), 1.0, None)
 
 
 def test_cuda_without_a_gpu_is_one_clear_error(tmp_path):
