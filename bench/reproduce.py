@@ -288,7 +288,7 @@ def reproduction_markdown(record: dict[str, Any], summary: dict[str, Any], repor
              + ", ".join(f"{t} {n:,}" for t, n in record["train_rows"].items())],
             ["dev rows per task", "all", "all" if record["scale"]["max_dev_rows"] is None
              else f"first {record['scale']['max_dev_rows']}"],
-            ["batch size, max length", "32, 128 (paper); 128, 128 (this project's default)",
+            ["batch size, max length", "128, 128",
              f"{record['scale']['batch_size']}, {record['scale']['max_seq_length']}"],
             ["encoder", "DistilRoBERTa-base", record["model"]]]
     return "\n".join([
