@@ -124,18 +124,15 @@ def estimated_seconds(runs, speeds) -> float:
     return sum(run_seconds(run_work(r.config), speeds, "in-process") for r in runs)
 
 
-def choose(cuts: list[Cut], price, seconds: float) -> tuple[Cut, float]:
-    """The first cut whose estimate (``price(cut)``) fits in ``seconds``."""
-    from mtlvsift.errors import MtlvsiftError
-
+def choose(cuts: list[Cut], price, seconds: float) -> tuple[Cut, float, bool]:
+    """The first cut whose estimate (``price(cut)``) fits in ``seconds``, else the smallest (the
+    grid is stopped at the budget anyway: it then reports the runs that finished); and whether
+    it fits."""
     for cut in cuts:
         estimate = price(cut)
         if estimate <= seconds:
-            return cut, estimate
-    smallest = cuts[-1]
-    raise MtlvsiftError(f"The budget leaves {seconds:.0f} s for the grid, and its smallest size "
-                        f"({len(smallest.tasks)} tasks, {smallest.fraction:g} of their training rows, 1 epoch) "
-                        f"is estimated at {price(smallest):.0f} s: give a larger --budget-minutes.")
+            return cut, estimate, True
+    return cuts[-1], estimate, False
 
 
 @lru_cache(maxsize=None)
@@ -299,8 +296,11 @@ def reproduction_markdown(record: dict[str, Any], summary: dict[str, Any], repor
         f"an estimate of {record['estimate_seconds']:.0f} s, {ending}; report {record['report_seconds']:.0f} s). "
         f"Full report: [{report_link}]({report_link}); run records: `records.tar.gz`.", "",
         "## What was cut", "", markdown_table(["", "paper", "here"], cuts), "",
-        f"Chosen as the largest size whose estimate fit {100 * ESTIMATE_SHARE:.0f}% of the time the "
-        f"budget left after the calibration and the report's reserve ({record['grid_seconds_allowed']:.0f} s).", "",
+        (f"Chosen as the largest size whose estimate fit {100 * ESTIMATE_SHARE:.0f}% of the time the "
+         f"budget left after the calibration and the report's reserve ({record['grid_seconds_allowed']:.0f} s)."
+         if record["estimate_fits"] else
+         f"Even the smallest size was estimated over the {record['grid_seconds_allowed']:.0f} s allowed: "
+         f"it ran until the budget."), "",
         "## The size heuristic", "",
         f"Rule: {summary['heuristic']['rule']}. Cells whose MTL-vs-STILTs difference is significant "
         f"(alpha {summary['alpha']}) under each correction, and how many of them the heuristic predicted:", "",
@@ -377,10 +377,14 @@ def main(device, budget_minutes, out, model, tasks, data_dir, batch_size, max_se
         return estimated_seconds(planned_runs(arguments(cut)), speeds)
 
     allowed = ESTIMATE_SHARE * (deadline - time.monotonic() - scale.report_seconds)
-    cut, estimate = choose(cuts, price, allowed)
+    cut, estimate, fits = choose(cuts, price, allowed)
     train_rows = write_glue(cut)
     grid_args = arguments(cut)
-    console.print(f"Speeds: " + ", ".join(f"{t} {s.train_examples_per_s:.0f} ex/s, {s.eval_seconds:.1f} s/eval"
+    if not fits:
+        console.print(f"[yellow]Even the smallest grid is estimated at {estimate:.0f} s, over the "
+                      f"{allowed:.0f} s allowed: it runs until the budget and reports what finished "
+                      f"(a larger --budget-minutes runs it whole).[/yellow]")
+    console.print("Speeds: " + ", ".join(f"{t} {s.train_examples_per_s:.0f} ex/s, {s.eval_seconds:.1f} s/eval"
                                           for t, s in speeds.tasks.items()), highlight=False)
     console.print(f"Cut to fit {allowed:.0f} s: {len(cut.tasks)} of {len(task_names)} tasks "
                   f"({', '.join(cut.tasks)}), {cut.fraction:g} of each task's training rows "
@@ -403,7 +407,7 @@ def main(device, budget_minutes, out, model, tasks, data_dir, batch_size, max_se
               "scale": asdict(scale), "cut": asdict(cut), "train_rows": train_rows, "grid_arguments": grid_args,
               "speeds": {t: asdict(s) for t, s in speeds.tasks.items()},
               "calibration_seconds": calibration_seconds, "grid_seconds_allowed": allowed,
-              "estimate_seconds": estimate, "grid": grid, "report_seconds": time.monotonic() - reported,
+              "estimate_seconds": estimate, "estimate_fits": fits, "grid": grid, "report_seconds": time.monotonic() - reported,
               "records_in_tarball": records, "heuristic_by_correction": summary["heuristic_by_correction"],
               "paper_heuristic": summary["heuristic"]["paper"]}
     record["wall_seconds"] = time.monotonic() - began

@@ -22,14 +22,13 @@ def test_candidates_keep_every_task_down_to_the_floor_then_drop_tasks():
     assert cuts[-1] == reproduce.Cut(("rte", "mrpc"), reproduce.FRACTIONS[-1], 1)
 
 
-def test_choose_takes_the_first_size_that_fits_else_one_clear_error():
+def test_choose_takes_the_first_size_that_fits_else_the_smallest():
     cuts = reproduce.candidates(("rte", "mrpc", "stsb"), floor=0.1)
     price = lambda cut: len(cut.tasks) * cut.fraction * cut.epochs * 100  # noqa: E731
-    cut, estimate = reproduce.choose(cuts, price, seconds=30.5)
-    assert (cut.tasks, cut.fraction, cut.epochs) == (("rte", "mrpc", "stsb"), 0.1, 1)
+    cut, estimate, fits = reproduce.choose(cuts, price, seconds=30.5)
+    assert (cut.tasks, cut.fraction, cut.epochs, fits) == (("rte", "mrpc", "stsb"), 0.1, 1, True)
     assert estimate == pytest.approx(30)
-    with pytest.raises(MtlvsiftError, match="larger --budget-minutes"):
-        reproduce.choose(cuts, price, seconds=1)
+    assert reproduce.choose(cuts, price, seconds=1) == (cuts[-1], price(cuts[-1]), False)
 
 
 def test_reproduction_glue_keeps_a_fraction_of_training_rows_and_the_first_dev_rows(tiny_glue, tmp_path):
@@ -72,7 +71,7 @@ def test_tiny_reproduction_fits_its_budget_and_writes_the_report(tiny_model, tin
     assert wall <= 60 * budget + 5  # + CliRunner's own start
     record = json.loads((out / "reproduction.json").read_text())
     assert record["wall_seconds"] <= 60 * budget
-    assert record["estimate_seconds"] <= record["grid_seconds_allowed"]
+    assert record["estimate_fits"] and record["estimate_seconds"] <= record["grid_seconds_allowed"]
     assert record["grid"]["exit_code"] == 0 and not record["grid"]["stopped_at_budget"]
     assert set(record["cut"]["tasks"]) <= {"rte", "sst2", "cola"} and len(record["cut"]["tasks"]) >= 2
     assert set(record["heuristic_by_correction"]) == {"none", "holm", "bh"}
