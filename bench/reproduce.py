@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import runpy
 import shutil
 import signal
 import subprocess
@@ -96,14 +97,9 @@ def grid_arguments(cut: Cut, scale: Scale, model: str, data_dir: Path, runs_dir:
 
 
 @lru_cache(maxsize=1)
-def grid_script():
+def grid_script() -> click.Command:
     """scripts/run_grid.py's click command (its options and their defaults)."""
-    from importlib.util import module_from_spec, spec_from_file_location
-
-    spec = spec_from_file_location("run_grid_script", fixtures.REPO_ROOT / "scripts" / "run_grid.py")
-    module = module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return runpy.run_path(str(fixtures.REPO_ROOT / "scripts" / "run_grid.py"))["main"]
 
 
 def planned_runs(arguments: list[str]):
@@ -206,15 +202,20 @@ def fp32_model(model: str, dest: Path) -> str:
     return str(dest)
 
 
+def checkout_env() -> dict[str, str]:
+    """The environment of a script of scripts/ run from this checkout (mtlvsift need not be
+    installed: the GPU image runs from the checkout)."""
+    path = [str(fixtures.REPO_ROOT), os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)}
+
+
 def run_grid_until(arguments: list[str], deadline: float, log: Path) -> dict[str, Any]:
     """run_grid.py in its own process, stopped by SIGTERM (the grid stops at a checkpoint and
     keeps its finished runs) if it is still running at ``deadline`` (time.monotonic())."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(fixtures.REPO_ROOT),
-                                                                      os.environ.get("PYTHONPATH")]))}
     start = time.monotonic()
     with open(log, "w") as handle:
         process = subprocess.Popen([sys.executable, str(fixtures.REPO_ROOT / "scripts" / "run_grid.py"),
-                                    *arguments], stdout=handle, stderr=subprocess.STDOUT, env=env,
+                                    *arguments], stdout=handle, stderr=subprocess.STDOUT, env=checkout_env(),
                                    cwd=fixtures.REPO_ROOT)
         try:
             code, stopped = process.wait(timeout=max(1.0, deadline - start)), False
@@ -228,12 +229,10 @@ def run_compare(runs_dir: Path, report_dir: Path, log: Path) -> Path:
     """compare.py over the runs; the folder of the report that holds the cells (its summary.json)."""
     from mtlvsift.errors import MtlvsiftError
 
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(fixtures.REPO_ROOT),
-                                                                      os.environ.get("PYTHONPATH")]))}
     with open(log, "w") as handle:
         done = subprocess.run([sys.executable, str(fixtures.REPO_ROOT / "scripts" / "compare.py"),
                                "--outputs", str(runs_dir), "--report-dir", str(report_dir)],
-                              stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=fixtures.REPO_ROOT)
+                              stdout=handle, stderr=subprocess.STDOUT, env=checkout_env(), cwd=fixtures.REPO_ROOT)
     found = [p for p in report_dir.rglob("summary.json") if "cells" in json.loads(p.read_text())]
     if done.returncode != 0 or not found:
         raise MtlvsiftError(f"compare.py found nothing to report (exit {done.returncode}); see {log}.")
@@ -252,11 +251,6 @@ def pack_records(runs_dir: Path, tarball: Path) -> int:
     return count
 
 
-def markdown_table(head: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |"]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
-
-
 def reproduction_markdown(record: dict[str, Any], summary: dict[str, Any], report_link: str) -> str:
     """reproduction.md: what ran and what was cut, the heuristic under each correction beside
     the paper's, Figure 1 and Table 1."""
@@ -272,7 +266,7 @@ def reproduction_markdown(record: dict[str, Any], summary: dict[str, Any], repor
                      "—" if not ci else f"{100 * ci[0]:.1f}–{100 * ci[1]:.1f}%",
                      f"{paper['correct']}/{paper['total']} = {100 * paper['accuracy']:.1f}%" if name == "none" else ""])
     table = summary["tables"].get("table1") or next(iter(summary["tables"].values()))
-    t1 = markdown_table(["method", *table["columns"]],
+    t1 = report.markdown(["method", *table["columns"]],
                         [[r["label"], *("—" if v is None else f"{v:.1f}" for v in r["values"])] for r in table["rows"]])
     grid = record["grid"]
     ending = ("stopped at the budget (its finished runs are reported)" if grid["stopped_at_budget"]
@@ -295,7 +289,7 @@ def reproduction_markdown(record: dict[str, Any], summary: dict[str, Any], repor
         f"(calibration {record['calibration_seconds']:.0f} s, grid {grid['seconds']:.0f} s against "
         f"an estimate of {record['estimate_seconds']:.0f} s, {ending}; report {record['report_seconds']:.0f} s). "
         f"Full report: [{report_link}]({report_link}); run records: `records.tar.gz`.", "",
-        "## What was cut", "", markdown_table(["", "paper", "here"], cuts), "",
+        "## What was cut", "", report.markdown(["", "paper", "here"], cuts, left=3), "",
         (f"Chosen as the largest size whose estimate fit {100 * ESTIMATE_SHARE:.0f}% of the time the "
          f"budget left after the calibration and the report's reserve ({record['grid_seconds_allowed']:.0f} s)."
          if record["estimate_fits"] else
@@ -304,7 +298,7 @@ def reproduction_markdown(record: dict[str, Any], summary: dict[str, Any], repor
         "## The size heuristic", "",
         f"Rule: {summary['heuristic']['rule']}. Cells whose MTL-vs-STILTs difference is significant "
         f"(alpha {summary['alpha']}) under each correction, and how many of them the heuristic predicted:", "",
-        markdown_table(head, rows), "",
+        report.markdown(head, rows, left=1), "",
         "## Figure 1: pairwise MTL minus STILTs", "", "![Figure 1](figure1.png)", "",
         f"## {table['title']}", "", t1, ""])
 
@@ -355,8 +349,9 @@ def main(device, budget_minutes, out, model, tasks, data_dir, batch_size, max_se
     source = data_dir or fixtures.default_data_dir(needs=get_tasks(task_names)[0].folder)
     if source is None:
         raise click.UsageError("No GLUE folder: pass --data-dir (../shared/glue or .gpu-bundle/glue).")
-    if out.exists():
-        shutil.rmtree(out)  # a reproduction is one fresh grid: its budget sizes it
+    if out.exists() and any(out.iterdir()) and not (out / "grid.log").is_file():
+        raise click.UsageError(f"--out {out} holds other files: give a new folder (or a reproduction's).")
+    shutil.rmtree(out, ignore_errors=True)  # a reproduction is one fresh grid: its budget sizes it
     out.mkdir(parents=True)
     glue = out / "glue"
     write_glue = lambda cut: reproduction_glue(Path(source), glue, cut.tasks, cut.fraction,  # noqa: E731
@@ -388,8 +383,9 @@ def main(device, budget_minutes, out, model, tasks, data_dir, batch_size, max_se
                                           for t, s in speeds.tasks.items()), highlight=False)
     console.print(f"Cut to fit {allowed:.0f} s: {len(cut.tasks)} of {len(task_names)} tasks "
                   f"({', '.join(cut.tasks)}), {cut.fraction:g} of each task's training rows "
-                  f"({', '.join(f'{t} {n:,}' for t, n in train_rows.items())}), {cut.epochs} epoch(s), {len(SEEDS)} seeds, batch {scale.batch_size}, length "
-                  f"{scale.max_seq_length}, dev rows {scale.max_dev_rows or 'all'}; estimate "
+                  f"({', '.join(f'{t} {n:,}' for t, n in train_rows.items())}), {cut.epochs} epoch(s), "
+                  f"{len(SEEDS)} seeds, batch {scale.batch_size}, length {scale.max_seq_length}, dev "
+                  f"rows {scale.max_dev_rows or 'all'}; estimate "
                   f"{estimate:.0f} s.", highlight=False)
     console.print("Grid: python scripts/run_grid.py " + " ".join(grid_args), highlight=False, soft_wrap=True)
     grid = run_grid_until(grid_args, deadline - scale.report_seconds, out / "grid.log")

@@ -46,7 +46,7 @@ def test_reproduction_glue_keeps_a_fraction_of_training_rows_and_the_first_dev_r
         reproduce.reproduction_glue(tiny_glue, tmp_path / "other", ("wnli",), 1.0, None)
 
 
-def test_cuda_without_a_gpu_is_one_clear_error(tmp_path):
+def test_cuda_without_a_gpu_is_one_clear_error(tmp_path, monkeypatch):
     import torch
 
     if torch.cuda.is_available():
@@ -56,10 +56,17 @@ def test_cuda_without_a_gpu_is_one_clear_error(tmp_path):
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert errors == ["Error: --device cuda, but torch sees no GPU (use --device cpu here)."]
     assert not (tmp_path / "r").exists()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # --device cpu sets it; restored after the test
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    result = CliRunner().invoke(reproduce.main, ["--device", "cpu", "--out", str(tmp_path / "mine")])
+    assert result.exit_code == 2 and "holds other files" in result.output
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
 @pytest.mark.slow
-def test_tiny_reproduction_fits_its_budget_and_writes_the_report(tiny_model, tiny_glue, tmp_path):
+def test_tiny_reproduction_fits_its_budget_and_writes_the_report(tiny_model, tiny_glue, tmp_path, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # --device cpu sets it; restored after the test
     out, budget = tmp_path / "reproduction", 2.0
     start = time.monotonic()
     result = CliRunner().invoke(reproduce.main, [
