@@ -294,7 +294,7 @@ def reproduction_markdown(record: dict[str, Any], summary: dict[str, Any], repor
          f"budget left after the calibration and the report's reserve ({record['grid_seconds_allowed']:.0f} s)."
          if record["estimate_fits"] else
          f"Even the smallest size was estimated over the {record['grid_seconds_allowed']:.0f} s allowed: "
-         f"it ran until the budget."), "",
+         f"it ran anyway, to be stopped at the budget's end if still running."), "",
         "## The size heuristic", "",
         f"Rule: {summary['heuristic']['rule']}. Cells whose MTL-vs-STILTs difference is significant "
         f"(alpha {summary['alpha']}) under each correction, and how many of them the heuristic predicted:", "",
