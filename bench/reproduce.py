@@ -61,8 +61,7 @@ ESTIMATE_SHARE = 0.5
 
 @dataclass(frozen=True)
 class Scale:
-    """What a device can afford at the outset: the batch, the sequence length, dev rows, and the
-    smallest fraction of the training rows worth keeping all tasks for."""
+    """A device's batch, length, dev rows, smallest fraction worth keeping all tasks for."""
     batch_size: int
     max_seq_length: int
     max_dev_rows: int | None  # None: whole dev sets
@@ -186,9 +185,8 @@ def default_model() -> str:
 
 
 def fp32_model(model: str, dest: Path) -> str:
-    """``model``, or an fp32 copy in ``dest`` where its folder holds half-precision weights (the
-    GPU bundle's MiniLM is fp16): transformers loads a checkpoint in its weights' dtype, and the
-    loop's mixed precision expects fp32 master weights."""
+    """``model``, or an fp32 copy in ``dest`` of a folder of half-precision weights (the bundle's
+    MiniLM): transformers loads weights in their dtype; mixed precision wants fp32 masters."""
     if not (Path(model) / "config.json").is_file():
         return model
     import torch
@@ -240,12 +238,13 @@ def run_compare(runs_dir: Path, report_dir: Path, log: Path) -> Path:
 
 
 def pack_records(runs_dir: Path, tarball: Path) -> int:
-    """The run records (every file but model weights and accelerate state) as a tarball."""
-    skipped = {"best", "state"}
+    """The run records (every file but the models, best/ and MTL's best-<task>/, and accelerate
+    state) as a tarball."""
     count = 0
     with tarfile.open(tarball, "w:gz") as tar:
         for path in sorted(runs_dir.rglob("*")):
-            if path.is_file() and not skipped & set(path.relative_to(runs_dir).parts):
+            parts = path.relative_to(runs_dir).parts
+            if path.is_file() and not any(p == "state" or p.startswith("best") for p in parts):
                 tar.add(path, arcname=str(Path("runs") / path.relative_to(runs_dir)))
                 count += 1
     return count
@@ -267,7 +266,8 @@ def reproduction_markdown(record: dict[str, Any], summary: dict[str, Any], repor
                      f"{paper['correct']}/{paper['total']} = {100 * paper['accuracy']:.1f}%" if name == "none" else ""])
     table = summary["tables"].get("table1") or next(iter(summary["tables"].values()))
     t1 = report.markdown(["method", *table["columns"]],
-                        [[r["label"], *("—" if v is None else f"{v:.1f}" for v in r["values"])] for r in table["rows"]])
+                         [[r["label"], *("—" if v is None else f"{v:.1f}" for v in r["values"])] for r in table["rows"]],
+                         left=1)
     grid = record["grid"]
     ending = ("stopped at the budget (its finished runs are reported)" if grid["stopped_at_budget"]
               else f"exit {grid['exit_code']}")
