@@ -55,7 +55,7 @@ FRACTIONS = (1.0, 0.5, 0.25, 0.1, 0.05, 0.02, 0.01)
 SST2_CAP = 10_000  # SST-2's 67,349 rows are cut to this first: its runs would take most of a budget
 MIN_ROWS = 16  # fewest training rows a task keeps
 EPOCHS = (3, 2, 1)
-# Of the time left: the estimate missed by up to 1.8x on a shared CPU (small runs' set-up).
+# Of the time left: grids took 1.8x to 2x their estimate on a shared CPU (small runs' set-up).
 ESTIMATE_SHARE = 0.5
 
 
