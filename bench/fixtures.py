@@ -31,10 +31,11 @@ def offline_environment() -> None:
         os.environ.setdefault(key, value)
 
 
-def default_data_dir() -> Path | None:
-    """../shared/glue beside the checkout, else the GPU bundle's .gpu-bundle/glue."""
+def default_data_dir(needs: str = "QNLI") -> Path | None:
+    """../shared/glue beside the checkout, else the GPU bundle's .gpu-bundle/glue: the first
+    that holds the task folder ``needs``."""
     for candidate in (REPO_ROOT.parent / "shared" / "glue", REPO_ROOT / ".gpu-bundle" / "glue"):
-        if (candidate / "QNLI").is_dir():
+        if (candidate / needs).is_dir():
             return candidate
     return None
 

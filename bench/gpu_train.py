@@ -51,6 +51,9 @@ from bench.loop_runner import BATCH_SIZE, loop_config, run_loop
 
 ISSUE_TARGETS = {"train": 2.5, "eval": 6.0, "mtl": 0.9}  # issue 6, "Must show" 1
 RATE_TARGETS = {"qnli": 20_000, "mtl": 25_000, "eval": 45_000}  # issue 11: examples/s on an H100
+# A CPU run's dev rows per task: all 5,463 of QNLI took over 25 minutes on 2 cores for the
+# loop-against-Trainer comparison; 256 keep it inside 15 (bench/RESULTS.md). A GPU evaluates all.
+CPU_DEV_ROWS = 256
 
 
 @dataclass(frozen=True)
@@ -106,10 +109,15 @@ class Settings:
 # --------------------------------------------------------------------------- preparation
 
 
-def prepare(tiny: bool, small_model: bool, work_dir: Path, source: Path, tokenizer: str | None):
-    """The stand-in GLUE folder and the random model, once per work folder."""
-    rows = (128, 64) if tiny else (None, None)
-    glue = fixtures.make_standin_glue(source, work_dir / "glue", *rows)
+def prepare(tiny: bool, small_model: bool, work_dir: Path, source: Path, tokenizer: str | None,
+            max_dev_rows: int | None = None):
+    """The stand-in GLUE folder and the random model, once per work folder. ``max_dev_rows``
+    cuts the dev files (QNLI's training stand-in stays whole); the folder's name says the cut,
+    so a reused work folder never mixes two cuts."""
+    max_train, max_dev = (128, 64) if tiny else (None, None)
+    max_dev = max_dev_rows or max_dev
+    name = "glue" if max_dev is None else f"glue-dev{max_dev}"
+    glue = fixtures.make_standin_glue(source, work_dir / (f"{name}-tiny" if tiny else name), max_train, max_dev)
     tokenizer_source = tokenizer or fixtures.default_tokenizer_source()
     model = fixtures.build_random_roberta(work_dir / ("tiny-model" if tiny or small_model else "model"),
                                           tokenizer_source, tiny or small_model)
@@ -260,6 +268,9 @@ def print_report(result: dict[str, Any], cuda: bool) -> None:
 @click.option("--cases", default=None, help="Comma-separated configurations to run (default: all).")
 @click.option("--num-workers", type=click.IntRange(min=0), default=0,
               help="The loop's DataLoader workers (0 is the train scripts' default).")
+@click.option("--max-dev-rows", type=click.IntRange(min=1), default=None,
+              help="Evaluate on each dev file's first N rows  [default: all on cuda; "
+                   f"{CPU_DEV_ROWS} on cpu, where QNLI's 5,463 rows take minutes per evaluation; --tiny: 64]")
 @click.option("--eval-every", type=click.FloatRange(0, 1, min_open=True), default=None,
               help="The loop's evaluation interval in epochs  [default: 0.5 in one-epoch runs, else 1]")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -276,7 +287,7 @@ def print_report(result: dict[str, Any], cuda: bool) -> None:
 @click.option("--padding-only", is_flag=True,
               help="Only report the loop's real and padded tokens per example (no training, no GPU).")
 @click.option("--quiet", is_flag=True, hidden=True)
-def main(device, tiny, steps, batch_size, precision, compile_, cases, num_workers, eval_every, data_dir,
+def main(device, tiny, steps, batch_size, precision, compile_, cases, num_workers, max_dev_rows, eval_every, data_dir,
          tokenizer, work_dir, threads, isolate, out, padding_only, quiet):
     fixtures.offline_environment()  # before transformers/datasets are imported
     import torch
@@ -295,7 +306,9 @@ def main(device, tiny, steps, batch_size, precision, compile_, cases, num_worker
     work_dir, source = work_dir.resolve(), fixtures.source_data_dir(data_dir).resolve()
     if tokenizer and Path(tokenizer).exists():
         tokenizer = str(Path(tokenizer).resolve())
-    glue, model_dir, tokenizer_source = prepare(tiny, padding_only, work_dir, source, tokenizer)
+    if max_dev_rows is None and device == "cpu" and not tiny:
+        max_dev_rows = CPU_DEV_ROWS
+    glue, model_dir, tokenizer_source = prepare(tiny, padding_only, work_dir, source, tokenizer, max_dev_rows)
     s = Settings(device=device, tiny=tiny, steps=steps or (8 if tiny else 200),
                  batch_size=batch_size or (16 if tiny else BATCH_SIZE),
                  precision=precision or ("bf16" if device == "cuda" else "no"),
@@ -325,6 +338,7 @@ def main(device, tiny, steps, batch_size, precision, compile_, cases, num_worker
             "--precision", s.precision, "--num-workers", str(num_workers),
             "--data-dir", str(source), "--tokenizer", tokenizer_source]
     argv += ["--eval-every", str(eval_every)] if eval_every else []
+    argv += ["--max-dev-rows", str(max_dev_rows)] if max_dev_rows else []
     argv += (["--tiny"] if tiny else []) + (["--threads", str(threads)] if threads else [])
     shape = "tiny RoBERTa (2 layers, hidden 64)" if tiny else "DistilRoBERTa-base shape, random weights"
     meta = report.meta(" ".join(["python -m bench.gpu_train", *sys.argv[1:]]), device=device,
@@ -333,6 +347,7 @@ def main(device, tiny, steps, batch_size, precision, compile_, cases, num_worker
                        torch_threads=torch.get_num_threads(), nonembedding_params=params,
                        model_shape=shape, tokenizer=tokenizer_source,
                        data="SST-2, RTE train/dev; QNLI dev as QNLI train and dev",
+                       max_dev_rows=max_dev_rows,
                        peak_tflops=measure.PEAK_TFLOPS, settings={k: str(v) for k, v in asdict(s).items()})
     out = out or fixtures.REPO_ROOT / "outputs" / "bench" / f"gpu_train-{device}{'-tiny' if tiny else ''}.json"
     results: list[dict[str, Any]] = []

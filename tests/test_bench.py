@@ -43,7 +43,7 @@ def test_bench_is_a_package_that_changes_nothing_on_import():
         "import json, os, sys\n"
         "path, env = list(sys.path), dict(os.environ)\n"
         "import bench.gpu_train, bench.cpu_train, bench.paper_cost, bench.compare_report, bench.grid_overhead\n"
-        "import bench.recommend_features, bench.start_time\n"
+        "import bench.recommend_features, bench.start_time, bench.reproduce\n"
         "print(json.dumps({'path': sys.path == path, 'env': dict(os.environ) == env,\n"
         "                  'heavy': sorted(m for m in ('transformers', 'datasets') if m in sys.modules)}))\n")
     env = {k: v for k, v in os.environ.items() if k not in bench_fixtures.OFFLINE}
@@ -57,7 +57,7 @@ def test_bench_is_a_package_that_changes_nothing_on_import():
 
 def test_scripts_run_as_modules_from_the_repository_root():
     for name in ("gpu_train", "cpu_train", "paper_cost", "compare_report", "grid_overhead",
-                 "recommend_features", "start_time"):
+                 "recommend_features", "start_time", "reproduce"):
         done = subprocess.run([sys.executable, "-m", f"bench.{name}", "--help"], cwd=REPO_ROOT,
                               capture_output=True, text=True)
         assert done.returncode == 0 and "Usage:" in done.stdout, (name, done.stderr)
@@ -226,7 +226,7 @@ def test_gpu_train_tiny_on_cpu(bench_glue, minilm_path, tmp_path, one_thread):
     out = tmp_path / "gpu.json"
     output = invoke(gpu, ["--device", "cpu", "--tiny", "--steps", 4, "--batch-size", 8,
                           "--cases", "loop-qnli,loop-mtl-rte+sst2,loop-mtl-rte+sst2-padded,trainer-paper-qnli",
-                          "--data-dir", bench_glue, "--tokenizer", minilm_path,
+                          "--data-dir", bench_glue, "--tokenizer", minilm_path, "--max-dev-rows", 10,
                           "--work-dir", tmp_path / "work", "--out", out])
     assert "loop / Trainer (paper)" in output
     result = json.loads(out.read_text())
@@ -245,7 +245,8 @@ def test_gpu_train_tiny_on_cpu(bench_glue, minilm_path, tmp_path, one_thread):
     packed, padded = result["cases"][1:3]
     assert packed["train_computed_per_real_token"] == 1.0 < padded["train_computed_per_real_token"]
     assert packed["train_sizes"] == padded["train_sizes"]
-    assert result["meta"]["nonembedding_params"] > 0
+    assert result["meta"]["nonembedding_params"] > 0 and result["meta"]["max_dev_rows"] == 10
+    assert [c["eval_examples"] for c in result["cases"]] == [10, 20, 20, 10]  # --max-dev-rows of each dev file (16 rows)
     assert result["summary"]["train_loop_vs_trainer_paper"] > 0
     assert result["summary"]["packed_vs_padded_mtl-rte+sst2_train"] > 0
     assert "packed / padded" in output

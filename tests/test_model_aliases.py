@@ -70,3 +70,13 @@ def test_the_default_models_runs_keep_their_folder_and_identity(tmp_path):
                          *(["--model", typed] if typed else []))
         assert plan["model"] == "distilroberta-base"
         assert plan["run_dir"] == str(tmp_path / "out" / "distilroberta-base" / "single" / "rte" / "seed-0")
+
+
+def test_an_fp16_checkpoint_trains_in_fp32(tiny_model, tmp_path):
+    import torch
+    from transformers import AutoModel
+
+    half = tmp_path / "fp16"
+    AutoModel.from_pretrained(tiny_model).half().save_pretrained(half)  # as the GPU bundle's MiniLM
+    assert {p.dtype for p in AutoModel.from_pretrained(half).parameters()} == {torch.float16}
+    assert {p.dtype for p in pretrained.load_encoder(str(half)).parameters()} == {torch.float32}

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
 
+import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
@@ -166,7 +167,9 @@ def load_encoder(model: str, option: str = "--model") -> nn.Module:
     try:
         extra = {"add_pooling_layer": False} if _has_pooler(path) else {}
         with _transformers_errors_only():
-            return AutoModel.from_pretrained(path, **extra)
+            # fp32 weights whatever the checkpoint stores (mixed precision autocasts around
+            # them): transformers 5 loads a checkpoint saved in fp16 (the GPU bundle's MiniLM) as fp16.
+            return AutoModel.from_pretrained(path, dtype=torch.float32, **extra)
     except (OSError, ValueError) as exc:
         raise _model_error(model, exc, option) from exc
 
