@@ -96,7 +96,15 @@ def test_a_job_requeued_or_warned_mid_training_resumes_and_ends_as_if_uninterrup
     ends with the weights, dev scores and log of an uninterrupted run."""
     common = ["--tasks", "rte", "--seeds", "0,1", "--methods", "single", "--model", tiny_model,
               "--data-dir", tiny_glue, *TINY, "--keep-state"]
-    run_script("run_grid", [*common, "--output-dir", tmp_path / "clean"])
+    # One thread on both sides: accelerate launch runs the jobs with OMP_NUM_THREADS=1 where it
+    # is unset, and a run on another thread count rounds differently (its weights are not equal).
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_script("run_grid", [*common, "--output-dir", tmp_path / "clean"])
+    finally:
+        torch.set_num_threads(threads)
     emitted = tmp_path / "slurm"
     run_script("run_grid", [*common, "--output-dir", tmp_path / "out", "--emit", "slurm",
                             "--emit-to", emitted])
