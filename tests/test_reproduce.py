@@ -10,7 +10,7 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from bench import reproduce
+from bench import reproduce, reproduction_data
 from mtlvsift.errors import MtlvsiftError
 
 
@@ -32,7 +32,7 @@ def test_choose_takes_the_first_size_that_fits_else_the_smallest():
 
 
 def test_reproduction_glue_keeps_a_fraction_of_training_rows_and_the_first_dev_rows(tiny_glue, tmp_path):
-    sizes = reproduce.reproduction_glue(tiny_glue, tmp_path / "glue", ("rte", "cola"), 0.5, max_dev_rows=5)
+    sizes = reproduction_data.reproduction_glue(tiny_glue, tmp_path / "glue", ("rte", "cola"), 0.5, max_dev_rows=5)
     assert sizes == {"rte": 24, "cola": 24}
     train = (tmp_path / "glue" / "RTE" / "train.tsv").read_text().splitlines()
     source = (tiny_glue / "RTE" / "train.tsv").read_text().splitlines()
@@ -40,10 +40,10 @@ def test_reproduction_glue_keeps_a_fraction_of_training_rows_and_the_first_dev_r
     assert [source.index(row) for row in train[1:]] == sorted(source.index(row) for row in train[1:])
     assert len((tmp_path / "glue" / "RTE" / "dev.tsv").read_text().splitlines()) == 6  # header + 5
     assert len((tmp_path / "glue" / "CoLA" / "dev.tsv").read_text().splitlines()) == 5  # no header
-    assert reproduce.kept_rows(67_349, 0.5, reproduce.SST2_CAP) == 5_000
-    assert reproduce.kept_rows(635, 0.01) == reproduce.MIN_ROWS
+    assert reproduction_data.kept_rows(67_349, 0.5, reproduction_data.SST2_CAP) == 5_000
+    assert reproduction_data.kept_rows(635, 0.01) == reproduction_data.MIN_ROWS
     with pytest.raises(MtlvsiftError, match="WNLI"):
-        reproduce.reproduction_glue(tiny_glue, tmp_path / "other", ("wnli",), 1.0, None)
+        reproduction_data.reproduction_glue(tiny_glue, tmp_path / "other", ("wnli",), 1.0, None)
 
 
 def test_cuda_without_a_gpu_is_one_clear_error(tmp_path, monkeypatch):
